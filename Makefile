@@ -1,0 +1,36 @@
+# The README's two commands: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBS := libpcap-dev tcpdump wireshark-common redis-server iproute2 tcpreplay
+LUA ?= etc/push_realtime.lua
+CONFIG ?= etc/pcapdaemon.toml
+
+.PHONY: setup debs run test lint bench clean
+
+setup: debs $(VENV)/.installed
+
+debs:
+	@bash tools/install_debs.sh $(DEBS)
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: setup
+	$(VENV)/bin/pushcap run --lua $(LUA) --config $(CONFIG)
+
+test: setup
+	$(VENV)/bin/ruff check pushcap tests tools
+	$(PY) -m pytest -q -ra
+
+lint: setup
+	$(VENV)/bin/ruff check pushcap tests tools
+
+bench: setup
+	$(PY) tools/bench.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
