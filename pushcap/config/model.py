@@ -1,0 +1,109 @@
+"""Frozen configuration records shared by every part of pushcap.
+
+Everything below `pushcap.config` receives these dataclasses and never reads Lua, TOML or flags,
+so a validated config cannot change under a running consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ConfigError(Exception):
+    """A configuration file or option is invalid; the message names file, line, target and field."""
+
+
+class PushMode(StrEnum):
+    FILE = "File"
+    RCLONE = "rclone"
+
+
+class SplitKind(StrEnum):
+    TIME = "time"
+    BYTE = "byte"
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """How a target cuts its output into files.
+
+    TIME: windows of `value` nanoseconds aligned to multiples of `value` since the epoch.
+    BYTE: a file never exceeds `value` bytes (header included) unless one packet alone does.
+    """
+
+    kind: SplitKind
+    value: int
+
+    def describe(self) -> str:
+        if self.kind is SplitKind.TIME:
+            return f"time {self.value / 1e9:g} s"
+        return f"size {self.value} B"
+
+
+@dataclass(frozen=True)
+class NamingRule:
+    """A FileName mode as written in the Lua file (e.g. `--filename-epoch-sec-startend`).
+
+    `strftime` holds the format for `--filename-strftime`, else None.
+    """
+
+    mode: str
+    strftime: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.mode} {self.strftime!r}" if self.strftime else self.mode
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One push target from push_realtime.lua, validated."""
+
+    index: int  # 1-based position in Config.Target, used in messages when Desc is unusable
+    desc: str
+    mode: PushMode
+    path: str  # output prefix: files are `<path>_<name>.pcap`
+    split: SplitRule
+    naming: NamingRule
+    filter_bpf: str | None = None
+    interface: str | None = None  # interface name or alias; None = every captured interface
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    """A `[[interface]]` entry of pcapdaemon.toml."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    """`[ring]`: bounds of each interface's in-memory ring (both apply; whichever is hit first)."""
+
+    max_seconds: float
+    max_bytes: int
+    batch_packets: int  # packets per next_batch() call
+    poll_timeout_ms: int  # libpcap read timeout: how late a quiet link's packets may reach the ring
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """pcapdaemon.toml with pushcap's own sections."""
+
+    source_file: str
+    node_name: str
+    interfaces: tuple[InterfaceConfig, ...]
+    ring: RingConfig
+    log_level: str = "info"
+    general: dict = field(default_factory=dict)  # pcapdaemon sections kept for the trigger path
+    redis: dict = field(default_factory=dict)
+    cloudshark: dict = field(default_factory=dict)
+    syslog: dict = field(default_factory=dict)
+
+    def resolve_interface(self, name_or_alias: str) -> tuple[str, ...]:
+        """Interface names that a name or alias refers to (an alias may cover several)."""
+        by_name = [i.name for i in self.interfaces if i.name == name_or_alias]
+        if by_name:
+            return tuple(by_name)
+        return tuple(i.name for i in self.interfaces if name_or_alias in i.aliases)

@@ -1,0 +1,16 @@
+"""Every default in one place, each with its unit in the name."""
+
+RING_MAX_SECONDS = 60.0
+RING_MAX_BYTES = 256 * 1024 * 1024
+BATCH_PACKETS = 8192
+POLL_TIMEOUT_MS = 100
+LIVE_SNAPLEN_BYTES = 262144  # capture whole packets; truncation is an output choice, not capture's
+
+DEFAULT_SPLIT = "--split-time 60e9"
+DEFAULT_FILENAME = "--filename-epoch-sec-startend"
+
+LUA_MAX_SECONDS = 2.0  # run time allowed to evaluate push_realtime.lua
+LUA_MAX_MEMORY_BYTES = 32 * 1024 * 1024
+
+TIME_SPLIT_GRACE_S = 1.0  # wall-clock wait after a window ends before closing it on a quiet link
+SHUTDOWN_TIMEOUT_S = 30.0
