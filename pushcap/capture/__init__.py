@@ -1,0 +1,1 @@
+"""Capture: sources (live interface, capture file) feeding per-interface rings of batches."""
