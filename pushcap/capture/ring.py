@@ -1,0 +1,127 @@
+"""Per-interface in-memory ring of batches, bounded by seconds and bytes.
+
+One writer (the interface's reader thread) appends; any number of readers hold their own cursor
+(a batch sequence number) and never block the writer. When the ring is full the oldest batches
+go, whether or not a slow reader has read them: that reader finds out on its next read, which
+reports how many packets it missed, so loss is visible and capture never stalls.
+Memory is the packets' record bytes plus the per-packet numpy arrays (about 32 bytes a packet).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from pushcap.capture.batch import Batch
+
+
+class Ring:
+    def __init__(self, name: str, linktype: int, snaplen: int, max_seconds: float,
+                 max_bytes: int) -> None:
+        self.name = name
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.max_ns = int(max_seconds * 1e9)
+        self.max_bytes = max_bytes
+        self._entries: deque[tuple[Batch, int]] = deque()  # (batch, packet number of its first)
+        self._cond = threading.Condition()
+        self._next_seq = 0
+        self._packets_total = 0
+        self._bytes = 0
+        self._closed = False
+        self.evicted_packets = 0
+
+    def append(self, batch: Batch) -> None:
+        with self._cond:
+            self._entries.append((batch.with_seq(self._next_seq), self._packets_total))
+            self._next_seq += 1
+            self._packets_total += len(batch)
+            self._bytes += batch.nbytes
+            self._evict()
+            self._cond.notify_all()
+
+    def _evict(self) -> None:
+        newest_ns = int(self._entries[-1][0].ts_ns[-1]) if len(self._entries[-1][0]) else 0
+        while len(self._entries) > 1:
+            oldest = self._entries[0][0]
+            too_big = self._bytes > self.max_bytes
+            too_old = len(oldest) and newest_ns - int(oldest.ts_ns[-1]) > self.max_ns
+            if not (too_big or too_old):
+                break
+            self._entries.popleft()
+            self._bytes -= oldest.nbytes
+            self.evicted_packets += len(oldest)
+
+    def close(self) -> None:
+        """The source has ended: readers drain what is left and then see `closed`."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def head_seq(self) -> int:
+        """Sequence number the next appended batch will get (a cursor starting 'now')."""
+        with self._cond:
+            return self._next_seq
+
+    def span(self) -> tuple[int, int, int]:
+        """(packets, bytes, nanoseconds) currently held."""
+        with self._cond:
+            if not self._entries:
+                return 0, 0, 0
+            first, first_no = self._entries[0]
+            last = self._entries[-1][0]
+            packets = self._packets_total - first_no
+            span_ns = int(last.ts_ns[-1] - first.ts_ns[0]) if len(first) and len(last) else 0
+            return packets, self._bytes, span_ns
+
+    def snapshot(self) -> list[Batch]:
+        """Every batch held now, oldest first (for lookback reads)."""
+        with self._cond:
+            return [entry[0] for entry in self._entries]
+
+    def cursor(self, from_start: bool = False) -> Cursor:
+        """A reader's position: at the newest data (default) or at the oldest batch held."""
+        with self._cond:
+            if from_start and self._entries:
+                batch, first_no = self._entries[0]
+                return Cursor(self, batch.seq, first_no)
+            return Cursor(self, self._next_seq, self._packets_total)
+
+    def _read(self, seq: int, timeout_s: float | None,
+              max_batches: int) -> tuple[list[tuple[Batch, int]], bool]:
+        with self._cond:
+            if seq >= self._next_seq and not self._closed and timeout_s:
+                self._cond.wait_for(lambda: seq < self._next_seq or self._closed, timeout_s)
+            entries: list[tuple[Batch, int]] = []
+            if self._entries:
+                oldest_seq = self._entries[0][0].seq
+                start = max(seq, oldest_seq) - oldest_seq
+                end = min(len(self._entries), start + max_batches)
+                entries = [self._entries[i] for i in range(start, end)]
+            last_seq = entries[-1][0].seq if entries else seq - 1
+            return entries, self._closed and last_seq + 1 >= self._next_seq
+
+
+class Cursor:
+    """One reader's place in a ring, with the count of packets it lost to eviction."""
+
+    def __init__(self, ring: Ring, seq: int, packet_no: int) -> None:
+        self.ring = ring
+        self.seq = seq
+        self.packet_no = packet_no
+        self.missed_packets = 0
+        self.closed = False
+
+    def read(self, timeout_s: float | None = None, max_batches: int = 64) -> list[Batch]:
+        """The batches after this cursor (waiting up to timeout_s for one); advances it."""
+        entries, self.closed = self.ring._read(self.seq, timeout_s, max_batches)
+        if not entries:
+            return []
+        first_batch, first_no = entries[0]
+        if first_no > self.packet_no:
+            self.missed_packets += first_no - self.packet_no
+        last_batch, last_no = entries[-1]
+        self.seq = last_batch.seq + 1
+        self.packet_no = last_no + len(last_batch)
+        return [entry[0] for entry in entries]

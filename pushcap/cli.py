@@ -1,0 +1,133 @@
+"""`pushcap` command line: run, check, replay."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pushcap import obs
+from pushcap.capture.engine import LiveEngine, interfaces_of, replay, series_prefix
+from pushcap.capture.source import SourceError
+from pushcap.config.lua import load_targets
+from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
+from pushcap.config.toml import load_daemon_config
+
+log = logging.getLogger("pushcap.cli")
+
+DEFAULT_LUA = "etc/push_realtime.lua"
+DEFAULT_CONFIG = "etc/pcapdaemon.toml"
+
+
+def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
+    config = load_daemon_config(args.config)
+    targets = load_targets(args.lua)
+    for target in targets:
+        interfaces_of(target, config)  # every Interface must name a captured interface
+    return config, targets
+
+
+def cmd_check(args) -> int:
+    config, targets = _load(args)
+    rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
+    for t in targets:
+        names = interfaces_of(t, config)
+        dest = series_prefix(t, names[0] if len(names) == 1 else "<iface>", len(names) > 1)
+        shown = f"{t.path} (spooled in {dest})" if t.mode.value == "rclone" else f"{dest}_*.pcap"
+        rows.append((str(t.index), t.desc, t.mode.value, ",".join(names), shown,
+                     t.split.describe(), t.naming.describe(), t.filter_bpf or "(all packets)"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    ifaces = ", ".join(f"{i.name}" + (f" ({'/'.join(i.aliases)})" if i.aliases else "")
+                       for i in config.interfaces)
+    print(f"\nnode {config.node_name}; interfaces {ifaces}; ring {config.ring.max_seconds:g} s / "
+          f"{config.ring.max_bytes} B per interface")
+    print(f"OK: {args.lua} ({len(targets)} targets) and {args.config}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    targets = load_targets(args.lua)
+    show = sys.stderr.isatty() and not args.quiet
+
+    def progress(packets: int) -> None:
+        sys.stderr.write(f"\r{packets} packets read")
+
+    summary = replay(args.file, targets, args.batch_packets, progress if show else None)
+    if show:
+        sys.stderr.write("\n")
+    rate = summary.packets / summary.seconds if summary.seconds else 0.0
+    print(f"read {summary.packets} packets from {args.file} in {summary.seconds:.3f} s "
+          f"({rate:,.0f} packets/s)")
+    for s in summary.series:
+        print(f"  {s.target.desc}: packets={s.stats.packets} files={s.stats.files} "
+              f"bytes={s.stats.bytes}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    config, targets = _load(args)
+    obs.setup_logging(args.log_level or config.log_level)
+    engine = LiveEngine(config, targets)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        if stopping.is_set():
+            log.warning("event=second_signal action=exit_now")
+            sys.exit(1)
+        log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    engine.start()
+    log.info("event=started node=%s targets=%d interfaces=%s", config.node_name, len(targets),
+             ",".join(i.name for i in config.interfaces))
+    while not stopping.wait(0.5):
+        pass
+    clean = engine.stop()
+    log.info("event=stopped clean=%s", clean)
+    return 0 if clean else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pushcap", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser, daemon: bool = True) -> None:
+        p.add_argument("--lua", default=DEFAULT_LUA, help="push targets (push_realtime.lua)")
+        if daemon:
+            p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
+
+    p = sub.add_parser("run", help="capture the configured interfaces and push rolling files")
+    config_args(p)
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="validate the configuration and show the targets")
+    config_args(p)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("replay", help="run the push targets over a capture file")
+    p.add_argument("file", type=Path)
+    config_args(p, daemon=False)
+    p.add_argument("--batch-packets", type=int, default=8192)
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    obs.setup_logging("info")
+    try:
+        return args.func(args)
+    except (ConfigError, SourceError) as exc:
+        print(f"pushcap: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""pcapdaemon.toml: pcapdaemon's sections, plus pushcap's `[ring]` and `[general] node`.
+
+The pcapdaemon sections ([general], [cloudshark], [redis], [syslog]) are kept as validated dicts
+for the trigger path; `[[interface]]` and `[ring]` are what the capture engine needs.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from pathlib import Path
+
+from pushcap import defaults
+from pushcap.config.model import ConfigError, DaemonConfig, InterfaceConfig, RingConfig
+
+KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone"}
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+LOG_LEVELS = {"debug", "info", "warning", "error"}
+
+
+def load_daemon_config(path: str | Path) -> DaemonConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: {exc}") from exc
+    return parse_daemon_config(raw, path.name)
+
+
+def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
+    unknown = set(raw) - KNOWN_SECTIONS
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} "
+                          f"(known: {sorted(KNOWN_SECTIONS)})")
+    for section in ("general", "cloudshark", "redis", "syslog", "ring", "rclone"):
+        if not isinstance(raw.get(section, {}), dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+    general = raw.get("general", {})
+    node = general.get("node", socket.gethostname())
+    if not isinstance(node, str) or not node:
+        raise ConfigError(f"{source}: [general] node must be a non-empty string")
+    level = general.get("loglevel", "info")
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{source}: [general] loglevel {level!r}: use one of {sorted(LOG_LEVELS)}")
+    return DaemonConfig(
+        source_file=source,
+        node_name=node,
+        interfaces=_interfaces(raw.get("interface", []), source),
+        ring=_ring(raw.get("ring", {}), source),
+        log_level=level,
+        general=general,
+        redis=raw.get("redis", {}),
+        cloudshark=raw.get("cloudshark", {}),
+        syslog=raw.get("syslog", {}),
+    )
+
+
+def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: at least one [[interface]] with a name is needed "
+                          '(e.g. [[interface]] name = "lo")')
+    result: list[InterfaceConfig] = []
+    for n, entry in enumerate(entries, 1):
+        where = f"{source}: [[interface]] {n}"
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not SAFE_NAME.match(name):
+            raise ConfigError(f"{where}: name {name!r} must be an interface name")
+        extra = set(entry) - {"name", "alias"}
+        if extra:
+            raise ConfigError(f"{where} ({name}): unknown key(s) {sorted(extra)}")
+        alias = entry.get("alias", [])
+        aliases = [alias] if isinstance(alias, str) else alias
+        if not isinstance(aliases, list) or not all(
+                isinstance(a, str) and SAFE_NAME.match(a) for a in aliases):
+            raise ConfigError(f"{where} ({name}): alias must be a name or a list of names")
+        if any(i.name == name for i in result):
+            raise ConfigError(f"{where}: interface {name!r} is listed twice")
+        result.append(InterfaceConfig(name, tuple(aliases)))
+    return tuple(result)
+
+
+def _number(section: dict, key: str, default: float, source: str, minimum: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be a number >= {minimum:g}")
+    return value
+
+
+def _ring(section: dict, source: str) -> RingConfig:
+    extra = set(section) - {"max_seconds", "max_bytes", "batch_packets", "poll_timeout_ms"}
+    if extra:
+        raise ConfigError(f"{source}: [ring] unknown key(s) {sorted(extra)} (known: max_seconds, "
+                          "max_bytes, batch_packets, poll_timeout_ms)")
+    return RingConfig(
+        max_seconds=float(_number(section, "max_seconds", defaults.RING_MAX_SECONDS, source, 1)),
+        max_bytes=int(_number(section, "max_bytes", defaults.RING_MAX_BYTES, source, 1 << 20)),
+        batch_packets=int(_number(section, "batch_packets", defaults.BATCH_PACKETS, source, 1)),
+        poll_timeout_ms=int(_number(section, "poll_timeout_ms", defaults.POLL_TIMEOUT_MS,
+                                    source, 1)),
+    )

@@ -1,0 +1,1 @@
+"""Push targets: select packets, split them into files, name, write and ship the files."""

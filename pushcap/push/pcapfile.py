@@ -1,0 +1,147 @@
+"""Rolling pcap files that a reader never sees half-written, and the repair of crash leftovers.
+
+A file is written as a hidden `.<base>.<start_ns>.part` beside its final place and renamed when
+complete. The temporary name carries what the final name needs (series prefix and start time), so
+a leftover from a crash can be cut at its last whole record and finished on the next start
+instead of being deleted. Finishing never overwrites: a taken final name gets `_2`, `_3`, ...
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pushcap.capture.batch import (
+    PCAP_FILE_HEADER_BYTES,
+    RECORD_HEADER_BYTES,
+    pcap_file_header,
+)
+
+log = logging.getLogger("pushcap.push")
+
+PART_SUFFIX = ".part"
+WRITE_BUFFER_BYTES = 1 << 20
+
+
+def part_path(prefix: Path, start_ns: int) -> Path:
+    """Temporary path of a series file: hidden, so `<prefix>*` globs never match it."""
+    return prefix.parent / f".{prefix.name}.{start_ns}{PART_SUFFIX}"
+
+
+def parse_part_name(path: Path) -> tuple[str, int] | None:
+    """(series base name, start_ns) of a temporary file, or None if it is not one of ours."""
+    name = path.name
+    if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
+        return None
+    base, _, start = name[1:-len(PART_SUFFIX)].rpartition(".")
+    return (base, int(start)) if base and start.isdigit() else None
+
+
+def finish_name(prefix: Path, name: str) -> Path:
+    """`<prefix>_<name>.pcap`, or the first free `<prefix>_<name>_N.pcap` if that is taken."""
+    candidate = prefix.parent / f"{prefix.name}_{name}.pcap"
+    n = 2
+    while candidate.exists():
+        candidate = prefix.parent / f"{prefix.name}_{name}_{n}.pcap"
+        n += 1
+    return candidate
+
+
+def publish(part: Path, prefix: Path, name: str) -> Path:
+    """Move a complete temporary file to its final name without ever replacing another file."""
+    while True:
+        final = finish_name(prefix, name)
+        try:
+            os.link(part, final)  # fails if `final` appeared meanwhile: never overwrite
+        except FileExistsError:
+            continue
+        except OSError:
+            if final.exists():
+                continue
+            os.rename(part, final)  # filesystems without hard links
+            return final
+        os.unlink(part)
+        return final
+
+
+@dataclass
+class PcapWriter:
+    """An open temporary pcap file of one series."""
+
+    part: Path
+    start_ns: int
+    packets: int = 0
+    bytes_written: int = 0
+    first_ts_ns: int = 0
+    last_ts_ns: int = 0
+
+    @classmethod
+    def create(cls, prefix: Path, start_ns: int, linktype: int, snaplen: int) -> PcapWriter:
+        part = part_path(prefix, start_ns)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        writer = cls(part, start_ns)
+        writer._file = part.open("wb", buffering=WRITE_BUFFER_BYTES)
+        writer._file.write(pcap_file_header(linktype, snaplen))
+        writer.bytes_written = PCAP_FILE_HEADER_BYTES
+        return writer
+
+    def write(self, chunks: Iterable, packets: int, nbytes: int, first_ts_ns: int,
+              last_ts_ns: int) -> None:
+        """Append whole records (already in the file's format) handed over as buffer slices."""
+        self._file.writelines(chunks)
+        if not self.packets:
+            self.first_ts_ns = first_ts_ns
+        self.packets += packets
+        self.bytes_written += nbytes
+        self.last_ts_ns = last_ts_ns
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS, so a crash of the process loses none of them."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush to stable storage: a published file must survive a power cut."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.part.unlink(missing_ok=True)
+
+
+def repair_part(part: Path) -> tuple[int, int, int] | None:
+    """Cut a leftover temporary file at its last whole record.
+
+    Returns (packets, first_ts_ns, last_ts_ns), or None when it holds no whole packet (it is then
+    removed: there is nothing in it to lose).
+    """
+    data = part.read_bytes()
+    if len(data) < PCAP_FILE_HEADER_BYTES:
+        part.unlink()
+        return None
+    pos, packets, first_ts, last_ts = PCAP_FILE_HEADER_BYTES, 0, 0, 0
+    header = struct.Struct("<IIII")
+    while pos + RECORD_HEADER_BYTES <= len(data):
+        sec, nsec, caplen, _ = header.unpack_from(data, pos)
+        if pos + RECORD_HEADER_BYTES + caplen > len(data):
+            break
+        last_ts = sec * 1_000_000_000 + nsec
+        first_ts = first_ts or last_ts
+        packets += 1
+        pos += RECORD_HEADER_BYTES + caplen
+    if packets == 0:
+        part.unlink()
+        return None
+    if pos < len(data):
+        with part.open("r+b") as f:
+            f.truncate(pos)
+            f.flush()
+            os.fsync(f.fileno())
+        log.warning("event=repair_cut file=%s kept_packets=%d cut_bytes=%d", part.name, packets,
+                    len(data) - pos)
+    return packets, first_ts, last_ts

@@ -1,0 +1,50 @@
+"""Where a target's selected packets are cut into files, computed per batch with numpy.
+
+Time split: a packet belongs to window ts // split_ns (windows aligned to the epoch). Windows only
+move forward: a packet stamped earlier than the open window (clock step, reordering) stays in the
+open file rather than reopening a finished one. Byte split: greedy filling, a file never exceeds
+the limit unless a single packet alone does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES
+
+
+def time_segments(ts_ns: np.ndarray, split_ns: int, floor_window: int) -> list[tuple[int, int, int]]:
+    """(start, end, window) runs of `ts_ns`; no window below `floor_window`."""
+    windows = np.maximum.accumulate(np.maximum(ts_ns // split_ns, floor_window))
+    cuts = np.flatnonzero(np.diff(windows)) + 1
+    starts = [0, *cuts.tolist()]
+    ends = [*cuts.tolist(), len(ts_ns)]
+    return [(a, b, int(windows[a])) for a, b in zip(starts, ends, strict=True)]
+
+
+def byte_segments(record_bytes: np.ndarray, used_bytes: int,
+                  max_bytes: int) -> list[tuple[int, int, bool]]:
+    """(start, end, new_file) runs for packets of `record_bytes` each (record header included).
+
+    `used_bytes` is the size of the open file (0 when none is open). new_file says the run starts a
+    fresh file.
+    """
+    total = np.cumsum(record_bytes)
+    segments: list[tuple[int, int, bool]] = []
+    pos, n = 0, len(record_bytes)
+    new_file = used_bytes == 0
+    used = used_bytes or PCAP_FILE_HEADER_BYTES
+    while pos < n:
+        base = int(total[pos - 1]) if pos else 0
+        end = int(np.searchsorted(total, base + max_bytes - used, side="right"))
+        if end == pos:
+            if used > PCAP_FILE_HEADER_BYTES:  # no room left: next file
+                new_file, used = True, PCAP_FILE_HEADER_BYTES
+                continue
+            end = pos + 1  # one packet larger than the limit gets a file of its own
+        segments.append((pos, end, new_file))
+        used += int(total[end - 1]) - base
+        pos, new_file = end, False
+        if pos < n:
+            new_file, used = True, PCAP_FILE_HEADER_BYTES
+    return segments

@@ -1,0 +1,170 @@
+"""A push target's file series on one interface: select, split, write, publish.
+
+`Series.consume()` works per batch: one vectorized BPF evaluation (shared between targets with
+the same filter), split points from numpy, and each run of consecutive selected packets written
+as one slice of the batch's record buffer. No Python runs per packet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pushcap import defaults
+from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
+from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.config.model import ConfigError, SplitKind, TargetConfig
+from pushcap.push import pcapfile
+from pushcap.push.naming import file_name
+from pushcap.push.pcapfile import PcapWriter
+from pushcap.push.split import byte_segments, time_segments
+
+log = logging.getLogger("pushcap.push")
+
+
+@dataclass
+class SeriesStats:
+    packets: int = 0
+    bytes: int = 0
+    files: int = 0
+    current_file: str = ""
+    last_file: str = ""
+
+
+class Series:
+    """One target's rolling files for one interface (a pcap file has one link type)."""
+
+    def __init__(self, target: TargetConfig, interface: str, prefix: Path, linktype: int,
+                 snaplen: int) -> None:
+        self.target = target
+        self.interface = interface
+        self.prefix = prefix
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.stats = SeriesStats()
+        self._writer: PcapWriter | None = None
+        self._window = -1  # window of the open file (time split)
+        self._last_closed_window = -1
+        try:
+            self._filter = compile_shared(target.filter_bpf, linktype, snaplen)
+        except BpfError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
+                              f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
+        self.repair_leftovers()
+
+    @property
+    def label(self) -> str:
+        return f"target={self.target.desc} interface={self.interface}"
+
+    # --- packet path -------------------------------------------------------------------------
+    def consume(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        if self._filter is None:
+            selected = np.arange(len(batch))
+        else:
+            selected = np.flatnonzero(self._filter.match(batch))
+            if not len(selected):
+                return
+        if self.target.split.kind is SplitKind.TIME:
+            self._consume_time(batch, selected)
+        else:
+            self._consume_bytes(batch, selected)
+
+    def _consume_time(self, batch: Batch, selected: np.ndarray) -> None:
+        split_ns = self.target.split.value
+        floor = self._window if self._writer else self._last_closed_window + 1
+        for start, end, window in time_segments(batch.ts_ns[selected], split_ns, floor):
+            if self._writer is not None and window != self._window:
+                self._finish()
+            if self._writer is None:
+                self._window = window
+                self._open(window * split_ns)
+            self._write(batch, selected[start:end])
+
+    def _consume_bytes(self, batch: Batch, selected: np.ndarray) -> None:
+        sizes = batch.caplen[selected] + RECORD_HEADER_BYTES
+        used = self._writer.bytes_written if self._writer else 0
+        for start, end, new_file in byte_segments(sizes, used, self.target.split.value):
+            if new_file:
+                self._finish()
+                self._open(int(batch.ts_ns[selected[start]]))
+            self._write(batch, selected[start:end])
+
+    def _write(self, batch: Batch, idx: np.ndarray) -> None:
+        """Write packets `idx` (ascending) as one slice per run of consecutive packets."""
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        first = idx[np.concatenate(([0], breaks))]
+        last = idx[np.concatenate((breaks - 1, [len(idx) - 1]))]
+        starts = batch.offsets[first]
+        ends = batch.offsets[last] + RECORD_HEADER_BYTES + batch.caplen[last]
+        view = memoryview(batch.records)
+        chunks = map(view.__getitem__, map(slice, starts.tolist(), ends.tolist()))
+        nbytes = int((ends - starts).sum())
+        self._writer.write(chunks, len(idx), nbytes, int(batch.ts_ns[idx[0]]),
+                           int(batch.ts_ns[idx[-1]]))
+        self.stats.packets += len(idx)
+        self.stats.bytes += nbytes
+
+    # --- files -------------------------------------------------------------------------------
+    def _open(self, start_ns: int) -> None:
+        self._writer = PcapWriter.create(self.prefix, start_ns, self.linktype, self.snaplen)
+        self.stats.current_file = self._writer.part.name
+
+    def _finish(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        self._writer = None
+        self.stats.current_file = ""
+        writer.close()
+        if self.target.split.kind is SplitKind.TIME:
+            self._last_closed_window = self._window
+        final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)
+        self.stats.files += 1
+        self.stats.last_file = str(final)
+        log.info("event=file_done %s file=%s packets=%d bytes=%d", self.label, final,
+                 writer.packets, writer.bytes_written)
+
+    def _publish(self, part: Path, start_ns: int, last_ts_ns: int) -> Path:
+        if self.target.split.kind is SplitKind.TIME:
+            end_ns = start_ns + self.target.split.value
+        else:
+            end_ns = last_ts_ns
+        return pcapfile.publish(part, self.prefix, file_name(self.target.naming, start_ns, end_ns))
+
+    def tick(self, now_ns: int) -> None:
+        """Called about every poll on a live link: flush the open file, so a crash of the process
+        loses nothing already written, and close a time-split file once its window is over even
+        if no packet follows."""
+        if self._writer is None:
+            return
+        self._writer.flush()
+        if self.target.split.kind is not SplitKind.TIME:
+            return
+        window_end_ns = (self._window + 1) * self.target.split.value
+        if now_ns >= window_end_ns + int(defaults.TIME_SPLIT_GRACE_S * 1e9):
+            self._finish()
+
+    def close(self) -> None:
+        """Finish the open file (shutdown, end of a replay)."""
+        self._finish()
+
+    def repair_leftovers(self) -> None:
+        """Finish this series' temporary files left by a crash: cut at the last whole record."""
+        if not self.prefix.parent.is_dir():
+            return
+        for part in sorted(self.prefix.parent.glob(f".{self.prefix.name}.*{pcapfile.PART_SUFFIX}")):
+            parsed = pcapfile.parse_part_name(part)
+            if parsed is None or parsed[0] != self.prefix.name:
+                continue
+            found = pcapfile.repair_part(part)
+            if found is None:
+                log.info("event=repair_empty %s file=%s", self.label, part.name)
+                continue
+            packets, _, last_ts = found
+            final = self._publish(part, parsed[1], last_ts)
+            log.warning("event=repair_done %s file=%s packets=%d", self.label, final, packets)

@@ -1,0 +1,58 @@
+"""Shared fixtures: Lua target files, generated traces, and the path to the real captures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def lua_targets(targets: list[dict]) -> str:
+    """push_realtime.lua text in the FMADIO layout for the given target tables."""
+    lines = ["local Config = {}", "Config.Target = {}"]
+    for target in targets:
+        fields = []
+        for key, value in target.items():
+            fields.append(f"    {key} = {'nil' if value is None else repr_lua(value)},")
+        lines.append("table.insert(Config.Target, {\n" + "\n".join(fields) + "\n})")
+    lines.append("return Config")
+    return "\n".join(lines) + "\n"
+
+
+def repr_lua(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+@pytest.fixture
+def write_lua(tmp_path):
+    def write(targets: list[dict], name: str = "push_realtime.lua") -> Path:
+        path = tmp_path / name
+        path.write_text(lua_targets(targets))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def gen_trace(tmp_path_factory):
+    """Make (and cache per session) a trace from tools/gen_trace.py."""
+    import gen_trace as generator
+
+    cache: dict[tuple, Path] = {}
+
+    def make(packets: int, seed: int = 1, nano: bool = False, rate_pps: float = 20000.0) -> Path:
+        key = (packets, seed, nano, rate_pps)
+        if key not in cache:
+            path = tmp_path_factory.mktemp("traces") / f"trace_{packets}_{seed}_{int(nano)}.pcap"
+            generator.generate(path, packets, seed=seed, nano=nano, rate_pps=rate_pps)
+            cache[key] = path
+        return cache[key]
+
+    return make

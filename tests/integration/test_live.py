@@ -1,0 +1,133 @@
+"""Live capture on `lo` with the real daemon: known traffic in, exactly that traffic in files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from oracle import capinfos_ok, read_pcap
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_udp_port() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def udp_payload(packet_data: bytes) -> bytes:
+    return packet_data[14 + 20 + 8:]  # Ethernet (lo is DLT_EN10MB) + IPv4 + UDP
+
+
+def start_daemon(tmp_path: Path, lua_text: str, ring_seconds: int = 30) -> subprocess.Popen:
+    (tmp_path / "push.lua").write_text(lua_text)
+    (tmp_path / "daemon.toml").write_text(
+        '[[interface]]\nname = "lo"\nalias = ["local"]\n'
+        f"[ring]\nmax_seconds = {ring_seconds}\npoll_timeout_ms = 50\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(tmp_path / "push.lua"),
+         "--config", str(tmp_path / "daemon.toml")],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    for line in proc.stderr:
+        if "event=started" in line:
+            return proc
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise AssertionError(f"daemon did not start: {proc.stderr.read()}")
+
+
+def stop_daemon(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, err
+    return err
+
+
+def lua(out: Path, port: int, split: str = "--split-time 60e9") -> str:
+    return f"""
+local Config = {{ Target = {{}} }}
+table.insert(Config.Target, {{ Desc = "udp-test", Mode = "File", Path = "{out}/udp",
+    Split = "{split}", FileName = "--filename-epoch-sec-startend",
+    FilterBPF = "udp and dst port {port}" }})
+table.insert(Config.Target, {{ Desc = "local-all", Mode = "File", Path = "{out}/all",
+    Interface = "local", Split = "--split-byte 1e6", FileName = "--filename-epoch-nsec" }})
+return Config
+"""
+
+
+def send_numbered(port: int, count: int, tag: bytes) -> list[bytes]:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payloads = [tag + b"-%06d-" % i + b"x" * (i % 700) for i in range(count)]
+    for payload in payloads:
+        sender.sendto(payload, ("127.0.0.1", port))
+        time.sleep(0.0005)
+    return payloads
+
+
+def test_live_capture_holds_exactly_the_sent_traffic(tmp_path):
+    listener = free_udp_port()
+    port = listener.getsockname()[1]
+    out = tmp_path / "out"
+    proc = start_daemon(tmp_path, lua(out, port))
+    try:
+        sent = send_numbered(port, 500, b"live")
+        time.sleep(0.5)
+    finally:
+        err = stop_daemon(proc)
+    files = sorted(out.glob("udp_*.pcap"))
+    assert files, err
+    assert not list(out.glob(".*.part")), "SIGTERM left a temporary file"
+    got = [udp_payload(p[3]) for f in files for p in read_pcap(f).packets]
+    assert got == sent
+    for f in files:
+        capinfos_ok(f)
+    everything = [p for f in sorted(out.glob("all_*.pcap")) for p in read_pcap(f).packets]
+    assert len(everything) >= len(sent)
+    assert all(p[1] == p[2] for p in everything), "live caplen must equal wire length"
+
+
+def test_time_split_closes_quiet_window_without_more_packets(tmp_path):
+    listener = free_udp_port()
+    port = listener.getsockname()[1]
+    out = tmp_path / "out"
+    proc = start_daemon(tmp_path, lua(out, port, split="--split-time 2e9"))
+    try:
+        sent = send_numbered(port, 20, b"quiet")
+        deadline = time.monotonic() + 8  # window (<= 2 s) + 1 s grace + poll
+        while time.monotonic() < deadline and not list(out.glob("udp_*.pcap")):
+            time.sleep(0.1)
+        published = list(out.glob("udp_*.pcap"))
+        assert published, "the window's file was not closed while the link was quiet"
+        assert proc.poll() is None
+    finally:
+        stop_daemon(proc)
+    got = [udp_payload(p[3]) for f in sorted(out.glob("udp_*.pcap"))
+           for p in read_pcap(f).packets]
+    assert got == sent
+
+
+def test_bad_interface_is_a_clear_error(tmp_path):
+    (tmp_path / "push.lua").write_text(
+        'return { Target = { { Desc = "x", Mode = "File", Path = "o/x", Interface = "wan" } } }')
+    (tmp_path / "daemon.toml").write_text('[[interface]]\nname = "lo"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "pushcap.cli", "check", "--lua", "push.lua", "--config",
+         "daemon.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ})
+    assert proc.returncode == 1
+    assert 'target 1 "x": Interface "wan"' in proc.stderr
