@@ -258,24 +258,14 @@ def _keep(idx: np.ndarray, regs: _Regs, mask: np.ndarray) -> tuple[np.ndarray, _
     return idx[mask], [r[mask] for r in regs]
 
 
+_UFUNCS = {_ADD: np.add, _SUB: np.subtract, _MUL: np.multiply, _DIV: np.floor_divide,
+           _MOD: np.remainder, _AND: np.bitwise_and, _OR: np.bitwise_or, _XOR: np.bitwise_xor}
+
+
 def _alu(op: int, a: np.ndarray, b: np.ndarray | np.uint32) -> np.ndarray:
     """32-bit unsigned ALU as libpcap does it; uint32 numpy arithmetic wraps the same way."""
-    if op == _ADD:
-        return a + b
-    if op == _SUB:
-        return a - b
-    if op == _MUL:
-        return a * b
-    if op == _DIV:
-        return a // b
-    if op == _MOD:
-        return a % b
-    if op == _AND:
-        return a & b
-    if op == _OR:
-        return a | b
-    if op == _XOR:
-        return a ^ b
+    if op in _UFUNCS:
+        return _UFUNCS[op](a, b)
     # Shifts: libpcap gives 0 for counts >= 32 (C leaves them undefined); mask so numpy agrees.
     shifted = (a << (b & _U32(31))) if op == _LSH else (a >> (b & _U32(31)))
     return np.where(b < 32, shifted, _U32(0)).astype(_U32)

@@ -108,7 +108,7 @@ return function(text, chunkname, now, max_s)
   local env = {
     table = copy(table), string = str, math = copy(math), pairs = pairs, ipairs = ipairs,
     next = next, select = select, tostring = tostring, tonumber = tonumber, type = type,
-    unpack = table.unpack, error = error, assert = assert, pcall = guarded_pcall,
+    unpack = table.unpack, error = error, assert = assert, pcall = pcall,
   }
   env._G = env
   setmetatable(env, {__index = function(_, k) if BLOCKED[k] then refuse(k) end end})

@@ -38,8 +38,11 @@ def start_daemon(tmp_path: Path, lua_text: str, ring_seconds: int = 30) -> subpr
          "--config", str(tmp_path / "daemon.toml")],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
+    startup: list[str] = []
     for line in proc.stderr:
+        startup.append(line)
         if "event=started" in line:
+            proc.startup_log = "".join(startup)
             return proc
         if time.monotonic() > deadline:
             break
@@ -131,3 +134,30 @@ def test_bad_interface_is_a_clear_error(tmp_path):
         env={**os.environ})
     assert proc.returncode == 1
     assert 'target 1 "x": Interface "wan"' in proc.stderr
+
+
+def test_sigkill_leftover_is_repaired_and_published_on_next_start(tmp_path):
+    listener = free_udp_port()
+    port = listener.getsockname()[1]
+    out = tmp_path / "out"
+    proc = start_daemon(tmp_path, lua(out, port))
+    try:
+        sent = send_numbered(port, 300, b"crash")
+        time.sleep(1.0)  # the open file is flushed every poll
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    parts = list(out.glob(".udp.*.part"))
+    assert len(parts) == 1 and not list(out.glob("udp_*.pcap"))
+    with parts[0].open("ab") as f:  # a record cut in the middle, as a crash mid-write leaves
+        f.write(b"\x01\x02\x03\x04\x05\x06\x07\x08\x40\x00\x00\x00\x40\x00\x00\x00abc")
+    proc = start_daemon(tmp_path, lua(out, port))
+    err = proc.startup_log + stop_daemon(proc)
+    assert "event=repair_done" in err and "event=repair_cut" in err
+    assert not list(out.glob(".udp.*.part"))
+    files = sorted(out.glob("udp_*.pcap"))
+    assert len(files) == 1
+    start = int(parts[0].name.split(".")[2]) // 10**9
+    assert files[0].name == f"udp_{start}-{start + 60}.pcap"
+    assert [udp_payload(p[3]) for p in read_pcap(files[0]).packets] == sent
+    capinfos_ok(files[0])

@@ -1,0 +1,80 @@
+"""pcapdaemon.toml parsing: the seed's example file, pushcap's [ring], and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from pushcap.config.model import ConfigError
+from pushcap.config.toml import load_daemon_config, parse_daemon_config
+
+SEED_EXAMPLE = """
+[general]
+maxpackets  = 50000
+writelocal  = false
+localdir    = "/tmp"
+snaplength  = 500
+
+[cloudshark]
+host        = "cloudshark.org"
+scheme      = "https"
+port        = 443
+token       = "fffffffffffffffffff"
+upload      = true
+
+[redis]
+host        = "node.running.redis.net"
+port        = 6379
+channel     = "capture"
+
+[syslog]
+priority    = 85
+tag         = pcapdaemon
+
+[[interface]]
+name        = "eth0"
+alias       = ["main", "public"]
+
+[[interface]]
+name        = "lo"
+alias       = ["local"]
+"""
+
+
+def test_seed_example_loads(tmp_path):
+    path = tmp_path / "pcapdaemon.toml"
+    path.write_text(SEED_EXAMPLE.replace("tag         = pcapdaemon", 'tag = "pcapdaemon"'))
+    config = load_daemon_config(path)
+    assert [i.name for i in config.interfaces] == ["eth0", "lo"]
+    assert config.resolve_interface("public") == ("eth0",)
+    assert config.resolve_interface("lo") == ("lo",)
+    assert config.resolve_interface("nope") == ()
+    assert config.ring.max_seconds == 60 and config.ring.max_bytes == 256 * 1024 * 1024
+    assert config.cloudshark["token"] == "fffffffffffffffffff"
+
+
+def test_seed_example_verbatim_has_a_toml_error_reported_with_its_line(tmp_path):
+    path = tmp_path / "pcapdaemon.toml"
+    path.write_text(SEED_EXAMPLE)  # `tag = pcapdaemon` is not valid TOML (unquoted string)
+    with pytest.raises(ConfigError, match=r"pcapdaemon.toml: .*line 22"):
+        load_daemon_config(path)
+
+
+def test_alias_shared_by_two_interfaces():
+    config = parse_daemon_config({"interface": [{"name": "eth0", "alias": "wan"},
+                                                {"name": "eth1", "alias": ["wan", "x"]}]}, "t")
+    assert config.resolve_interface("wan") == ("eth0", "eth1")
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({}, "at least one"),
+    ({"interface": [{"name": "lo"}, {"name": "lo"}]}, "listed twice"),
+    ({"interface": [{"name": "lo; rm -rf /"}]}, "must be an interface name"),
+    ({"interface": [{"name": "lo", "speed": 1}]}, "unknown key"),
+    ({"interface": [{"name": "lo"}], "ring": {"max_bytes": 10}}, r"\[ring\] max_bytes"),
+    ({"interface": [{"name": "lo"}], "ring": {"max_secs": 10}}, "unknown key"),
+    ({"interface": [{"name": "lo"}], "bogus": {}}, "unknown section"),
+    ({"interface": [{"name": "lo"}], "general": {"loglevel": "loud"}}, "loglevel"),
+])
+def test_bad_config_is_refused_with_the_culprit_named(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_daemon_config(raw, "pcapdaemon.toml")
