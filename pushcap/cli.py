@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from pushcap import obs
@@ -20,6 +22,7 @@ log = logging.getLogger("pushcap.cli")
 
 DEFAULT_LUA = "etc/push_realtime.lua"
 DEFAULT_CONFIG = "etc/pcapdaemon.toml"
+REPEAT_SIGNAL_S = 1.0
 
 
 def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
@@ -74,12 +77,18 @@ def cmd_run(args) -> int:
     obs.setup_logging(args.log_level or config.log_level)
     engine = LiveEngine(config, targets)
     stopping = threading.Event()
+    first_signal_at: list[float] = []
 
     def on_signal(signum, _frame) -> None:
-        if stopping.is_set():
+        # A terminal's Ctrl-C reaches `make run` and pushcap together, and make passes it on once
+        # more: a repeat within a second is the same request, a later one means "exit now".
+        now = time.monotonic()
+        if first_signal_at and now - first_signal_at[0] > REPEAT_SIGNAL_S:
             log.warning("event=second_signal action=exit_now")
-            sys.exit(1)
-        log.info("event=stopping signal=%s", signal.Signals(signum).name)
+            os._exit(1)
+        if not first_signal_at:
+            first_signal_at.append(now)
+            log.info("event=stopping signal=%s", signal.Signals(signum).name)
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -29,6 +29,8 @@ log = logging.getLogger("pushcap.capture")
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 PCAPNG_SHB = 0x0A0D0D0A
+# libpcap's DLT_ values that differ from the LINKTYPE_ values files must carry (raw IP and kin).
+DLT_TO_LINKTYPE = {12: 101, 14: 101, 15: 102, 16: 103}
 
 
 class SourceError(Exception):
@@ -183,7 +185,8 @@ class LiveSource:
         self._handle = handle
         self._fd = handle.getfd()
         self._poll_timeout_s = poll_timeout_ms / 1000
-        self.linktype = handle.datalink()
+        dlt = handle.datalink()
+        self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
         self._stop = threading.Event()
 
     def stop(self) -> None:
