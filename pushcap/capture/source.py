@@ -136,7 +136,8 @@ class PcapFileSource:
             cursor += RECORD_HEADER_BYTES + caplen
         if not offsets:
             return None, position
-        return self._batch_from_region(mm[position:cursor], np.array(offsets, dtype=np.int64)), cursor
+        batch = self._batch_from_region(mm[position:cursor], np.array(offsets, dtype=np.int64))
+        return batch, cursor
 
     def _batch_from_region(self, region: bytes, offsets: np.ndarray) -> Batch:
         """Turn a run of the file's own records into a Batch (little-endian, ns headers)."""

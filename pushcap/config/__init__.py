@@ -1,1 +1,1 @@
-"""Configuration: parsed once into frozen dataclasses (model.py); nothing below reads Lua or TOML."""
+"""Config parsed once into frozen dataclasses (model.py): nothing below reads Lua or TOML."""

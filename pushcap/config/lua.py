@@ -53,6 +53,7 @@ BLOCKED_GLOBALS = (
 
 _MAX_FILE_BYTES = 1024 * 1024  # a push config is a few KB; more means the wrong file
 _CHUNK_ID = "@@pushcap-config@@"  # replaced by the file name in Lua's messages (no 60-char cut)
+_STOP_MARKER = "pushcap: config stopped"  # the hook's error, recognised if it escapes the driver
 _HOOK_EVERY_INSTRUCTIONS = 1000
 _SNAPLEN_BYTES = 262144
 _MIN_SPLIT_NS = 1_000_000
@@ -75,7 +76,7 @@ local load, pcall, error, next, type, tostring = load, pcall, error, next, type,
 local setmetatable, getmetatable, sethook, getinfo = setmetatable, getmetatable, debug.sethook,
   debug.getinfo
 local pack, unpack = table.pack, table.unpack
-local MEMORY, STOP = "not enough memory", "pushcap: config stopped"
+local MEMORY, STOP = "not enough memory", "STOP_MARKER"
 local BLOCKED = BLOCKED_TABLE
 
 local function copy(t)
@@ -108,7 +109,7 @@ return function(text, chunkname, now, max_s)
   local env = {
     table = copy(table), string = str, math = copy(math), pairs = pairs, ipairs = ipairs,
     next = next, select = select, tostring = tostring, tonumber = tonumber, type = type,
-    unpack = table.unpack, error = error, assert = assert, pcall = pcall,
+    unpack = table.unpack, error = error, assert = assert, pcall = guarded_pcall,
   }
   env._G = env
   setmetatable(env, {__index = function(_, k) if BLOCKED[k] then refuse(k) end end})
@@ -179,7 +180,7 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
     )
     blocked = "{" + ",".join(f'["{n}"]=true' for n in BLOCKED_GLOBALS) + "}"
     driver_src = _DRIVER.replace("HOOK_EVERY", str(_HOOK_EVERY_INSTRUCTIONS))
-    driver_src = driver_src.replace("BLOCKED_TABLE", blocked)
+    driver_src = driver_src.replace("BLOCKED_TABLE", blocked).replace("STOP_MARKER", _STOP_MARKER)
     limit_s = f"{defaults.LUA_MAX_SECONDS:g} s"
     limit_mib = f"{defaults.LUA_MAX_MEMORY_BYTES / 2**20:g} MiB"
     try:
@@ -191,7 +192,7 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
     except MemoryError:  # LuaMemoryError outside the chunk's pcall: same cause
         status, detail = "memory", None
     except LuaError as e:
-        if "pushcap: config stopped" in str(e):
+        if _STOP_MARKER in str(e):
             status, detail = "timeout", None
         else:
             raise ConfigError(f"{source_name}: could not be evaluated: {e}") from None

@@ -44,7 +44,8 @@ def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
         raise ConfigError(f"{source}: [general] node must be a non-empty string")
     level = general.get("loglevel", "info")
     if level not in LOG_LEVELS:
-        raise ConfigError(f"{source}: [general] loglevel {level!r}: use one of {sorted(LOG_LEVELS)}")
+        raise ConfigError(f"{source}: [general] loglevel {level!r}: use one of "
+                          f"{sorted(LOG_LEVELS)}")
     return DaemonConfig(
         source_file=source,
         node_name=node,

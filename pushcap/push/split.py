@@ -13,7 +13,8 @@ import numpy as np
 from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES
 
 
-def time_segments(ts_ns: np.ndarray, split_ns: int, floor_window: int) -> list[tuple[int, int, int]]:
+def time_segments(ts_ns: np.ndarray, split_ns: int,
+                  floor_window: int) -> list[tuple[int, int, int]]:
     """(start, end, window) runs of `ts_ns`; no window below `floor_window`."""
     windows = np.maximum.accumulate(np.maximum(ts_ns // split_ns, floor_window))
     cuts = np.flatnonzero(np.diff(windows)) + 1
