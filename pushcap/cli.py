@@ -17,6 +17,7 @@ from pushcap.capture.source import SourceError
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
 from pushcap.config.toml import load_daemon_config
+from pushcap.push.ship import make_shipper
 
 log = logging.getLogger("pushcap.cli")
 
@@ -38,8 +39,8 @@ def cmd_check(args) -> int:
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
     for t in targets:
         names = interfaces_of(t, config)
-        dest = series_prefix(t, names[0] if len(names) == 1 else "<iface>", len(names) > 1)
-        shown = f"{t.path} (spooled in {dest})" if t.mode.value == "rclone" else f"{dest}_*.pcap"
+        prefix = series_prefix(t, names[0] if len(names) == 1 else "<iface>", len(names) > 1)
+        shown = make_shipper(t, prefix).describe()
         rows.append((str(t.index), t.desc, t.mode.value, ",".join(names), shown,
                      t.split.describe(), t.naming.describe(), t.filter_bpf or "(all packets)"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -24,7 +24,6 @@ log = logging.getLogger("pushcap.engine")
 
 STATS_INTERVAL_S = 10.0
 REOPEN_BACKOFF_MAX_S = 30.0
-SPOOL_DIR = Path("out/spool")
 
 
 def series_prefix(target: TargetConfig, interface: str, several: bool) -> Path:
@@ -32,8 +31,7 @@ def series_prefix(target: TargetConfig, interface: str, several: bool) -> Path:
     `<Path>_<interface>` (a pcap file holds one link type, so each interface has its own)."""
     base = target.path
     if target.mode is PushMode.RCLONE:
-        # Uploading is a later stage: rclone targets keep their finished files in a local spool.
-        base = str(SPOOL_DIR / target.desc / Path(target.path.rpartition(":")[2]).name)
+        base = target.path.rpartition(":")[2].rstrip("/") or target.desc
     return Path(f"{base}_{interface}" if several else base)
 
 

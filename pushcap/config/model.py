@@ -17,6 +17,7 @@ class ConfigError(Exception):
 class PushMode(StrEnum):
     FILE = "File"
     RCLONE = "rclone"
+    FLOWS = "flows"  # pushcap: per-flow statistics as JSON over UDP instead of pcap files
 
 
 class SplitKind(StrEnum):
@@ -67,6 +68,9 @@ class TargetConfig:
     naming: NamingRule
     filter_bpf: str | None = None
     interface: str | None = None  # interface name or alias; None = every captured interface
+    pipe_cmd: str | None = None  # FMADIO PipeCmd, one of the known compressors (no shell)
+    file_suffix: str = ".pcap"  # FMADIO FileSuffix, e.g. ".pcap.gz"
+    interval_s: float = 20.0  # flows targets: seconds per statistics interval
 
 
 @dataclass(frozen=True)

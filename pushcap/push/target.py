@@ -20,6 +20,7 @@ from pushcap.config.model import ConfigError, SplitKind, TargetConfig
 from pushcap.push import pcapfile
 from pushcap.push.naming import file_name
 from pushcap.push.pcapfile import PcapWriter
+from pushcap.push.ship import make_shipper
 from pushcap.push.split import byte_segments, time_segments
 
 log = logging.getLogger("pushcap.push")
@@ -41,7 +42,8 @@ class Series:
                  snaplen: int) -> None:
         self.target = target
         self.interface = interface
-        self.prefix = prefix
+        self.shipper = make_shipper(target, prefix)
+        self.prefix = self.shipper.part_prefix  # where temporary files are written
         self.linktype = linktype
         self.snaplen = snaplen
         self.stats = SeriesStats()
@@ -134,7 +136,7 @@ class Series:
             end_ns = start_ns + self.target.split.value
         else:
             end_ns = last_ts_ns
-        return pcapfile.publish(part, self.prefix, file_name(self.target.naming, start_ns, end_ns))
+        return self.shipper.deliver(part, file_name(self.target.naming, start_ns, end_ns))
 
     def tick(self, now_ns: int) -> None:
         """Called about every poll on a live link: flush the open file, so a crash of the process
