@@ -104,6 +104,7 @@ class DaemonConfig:
     redis: dict = field(default_factory=dict)
     cloudshark: dict = field(default_factory=dict)
     syslog: dict = field(default_factory=dict)
+    rclone: dict = field(default_factory=dict)  # [rclone] config file and extra flags
 
     def resolve_interface(self, name_or_alias: str) -> tuple[str, ...]:
         """Interface names that a name or alias refers to (an alias may cover several)."""

@@ -56,6 +56,7 @@ def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
         redis=raw.get("redis", {}),
         cloudshark=raw.get("cloudshark", {}),
         syslog=raw.get("syslog", {}),
+        rclone=raw.get("rclone", {}),
     )
 
 
