@@ -1,9 +1,13 @@
-"""The capture engine: sources feed rings, push series consume them.
+"""The capture engine: sources feed rings, push consumers read them.
 
 Live: one reader thread per interface appends batches to that interface's ring; one push thread
-per interface reads the ring through a cursor and drives that interface's series, closing
-time-split files on the wall clock when the link is quiet. Replay: the same series are driven
-inline from the file, as fast as it reads, with nothing dropped.
+per interface reads the ring through a cursor and drives that interface's consumers (pcap series,
+flow exporters), closing time-split files on the wall clock when the link is quiet. Replay: the
+same consumers are driven inline from the file, as fast as it reads, with nothing dropped.
+
+Reload swaps an interface's consumers inside its push thread, between two batches, so every
+packet goes to exactly one generation of targets: unchanged targets keep running untouched,
+removed ones finish their file, changed ones finish their file and restart with the new config.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pushcap import defaults
+from pushcap.capture.bpf import BpfError, compile_shared
 from pushcap.capture.ring import Ring
 from pushcap.capture.source import LiveSource, SourceError, open_file_source
 from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
@@ -24,6 +29,9 @@ log = logging.getLogger("pushcap.engine")
 
 STATS_INTERVAL_S = 10.0
 REOPEN_BACKOFF_MAX_S = 30.0
+PUSH_POLL_S = 0.2
+
+Bindings = dict[str, list[tuple[TargetConfig, bool]]]  # interface -> (target, reads several)
 
 
 def series_prefix(target: TargetConfig, interface: str, several: bool) -> Path:
@@ -47,35 +55,68 @@ def interfaces_of(target: TargetConfig, config: DaemonConfig) -> tuple[str, ...]
     return names
 
 
+def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,
+                  snaplen: int, rclone_settings: dict | None = None):
+    """A pcap Series, or a flow exporter for `Mode = "flows"` targets."""
+    if target.mode is PushMode.FLOWS:
+        from pushcap.flows.target import FlowTarget
+
+        consumer = FlowTarget(target, interface, linktype, snaplen)
+    else:
+        consumer = Series(target, interface, series_prefix(target, interface, several), linktype,
+                          snaplen, rclone_settings)
+    consumer.several = several  # with the target, what identifies it across a reload
+    return consumer
+
+
+def check_filters(targets: tuple[TargetConfig, ...], linktype: int, snaplen: int) -> None:
+    """Compile each target's filter for an interface's link type, naming the target on error."""
+    for target in targets:
+        try:
+            compile_shared(target.filter_bpf, linktype, snaplen)
+        except BpfError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
+                              f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
+
+
 @dataclass
 class ReplaySummary:
     packets: int = 0
     batches: int = 0
     seconds: float = 0.0
-    series: list[Series] = field(default_factory=list)
+    series: list = field(default_factory=list)
 
 
 def replay(path: str | Path, targets: tuple[TargetConfig, ...],
            batch_packets: int = defaults.BATCH_PACKETS, progress=None) -> ReplaySummary:
     """Run the targets over a capture file (every target reads it, whatever its Interface)."""
     source = open_file_source(path, batch_packets)
-    series = [Series(t, source.name, series_prefix(t, source.name, False), source.linktype,
-                     source.snaplen) for t in targets]
-    summary = ReplaySummary(series=series)
+    check_filters(targets, source.linktype, source.snaplen)
+    consumers = [make_consumer(t, source.name, False, source.linktype, source.snaplen)
+                 for t in targets]
+    summary = ReplaySummary(series=consumers)
     started = time.monotonic()
     try:
         for batch in source.batches():
-            for s in series:
-                s.consume(batch)
+            for consumer in consumers:
+                consumer.consume(batch)
             summary.packets += len(batch)
             summary.batches += 1
             if progress:
                 progress(summary.packets)
     finally:
-        for s in series:
-            s.close()
+        for consumer in consumers:
+            consumer.close()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+@dataclass
+class CaptureStats:
+    received: int = 0
+    kernel_drops: int = 0
+    if_drops: int = 0
+    missed_by_push: int = 0
 
 
 class LiveEngine:
@@ -86,30 +127,70 @@ class LiveEngine:
         self.targets = targets
         self.rings: dict[str, Ring] = {}
         self.sources: dict[str, LiveSource] = {}
-        self.series: dict[str, list[Series]] = {}
-        self._bindings: dict[str, list[tuple[TargetConfig, bool]]] = {
-            i.name: [] for i in config.interfaces}
+        self.consumers: dict[str, list] = {}
+        self.capture_stats: dict[str, CaptureStats] = {}
+        self.reloads = 0
+        self._bindings = self._bind(targets)
+        self._pending: Bindings = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _bind(self, targets: tuple[TargetConfig, ...]) -> Bindings:
+        bindings: Bindings = {i.name: [] for i in self.config.interfaces}
         for target in targets:
-            names = interfaces_of(target, config)
+            names = interfaces_of(target, self.config)
             for name in names:
-                self._bindings[name].append((target, len(names) > 1))
+                bindings[name].append((target, len(names) > 1))
+        return bindings
+
+    def _consumer(self, name: str, target: TargetConfig, several: bool):
+        ring = self.rings[name]
+        return make_consumer(target, name, several, ring.linktype, ring.snaplen,
+                             self.config.rclone)
 
     def start(self) -> None:
         for iface in self.config.interfaces:
             source = self._open(iface.name)
+            check_filters(tuple(t for t, _ in self._bindings[iface.name]), source.linktype,
+                          source.snaplen)
             ring = Ring(iface.name, source.linktype, source.snaplen, self.config.ring.max_seconds,
                         self.config.ring.max_bytes)
             self.rings[iface.name] = ring
-            self.series[iface.name] = [
-                Series(t, iface.name, series_prefix(t, iface.name, several), source.linktype,
-                       source.snaplen) for t, several in self._bindings[iface.name]]
+            self.capture_stats[iface.name] = CaptureStats()
+            self.consumers[iface.name] = [self._consumer(iface.name, t, several)
+                                          for t, several in self._bindings[iface.name]]
             cursor = ring.cursor()
             self._spawn(f"capture-{iface.name}", self._capture_loop, iface.name, source, ring)
             self._spawn(f"push-{iface.name}", self._push_loop, iface.name, cursor)
             log.info("event=capture_start interface=%s linktype=%d targets=%d", iface.name,
-                     source.linktype, len(self.series[iface.name]))
+                     source.linktype, len(self.consumers[iface.name]))
+
+    def reload(self, targets: tuple[TargetConfig, ...]) -> None:
+        """Hand new targets to every push thread; raises ConfigError and changes nothing if they
+        do not fit this engine (unknown interface, filter not valid for a link type)."""
+        bindings = self._bind(targets)
+        for name, bound in bindings.items():
+            ring = self.rings[name]
+            check_filters(tuple(t for t, _ in bound), ring.linktype, ring.snaplen)
+        self.targets = targets
+        self._pending.update(bindings)
+        self.reloads += 1
+
+    def _apply_reload(self, name: str) -> None:
+        bound = self._pending.pop(name, None)
+        if bound is None:
+            return
+        old = {(c.target, c.several): c for c in self.consumers[name]}
+        current = []
+        for target, several in bound:
+            kept = old.pop((target, several), None)
+            current.append(kept or self._consumer(name, target, several))
+            if kept is None:
+                log.info("event=target_start target=%s interface=%s", target.desc, name)
+        for consumer in old.values():
+            consumer.close()
+            log.info("event=target_stop target=%s interface=%s", consumer.target.desc, name)
+        self.consumers[name] = current
 
     def _open(self, name: str) -> LiveSource:
         ring_cfg = self.config.ring
@@ -125,14 +206,13 @@ class LiveEngine:
     def _capture_loop(self, name: str, source: LiveSource, ring: Ring) -> None:
         backoff_s = 1.0
         last_stats = time.monotonic()
-        last_drops = 0
         while not self._stop.is_set():
             try:
                 for batch in source.batches():
                     ring.append(batch)
                     if time.monotonic() - last_stats >= STATS_INTERVAL_S:
                         last_stats = time.monotonic()
-                        last_drops = self._log_drops(name, source, last_drops)
+                        self._update_capture_stats(name, source)
                     backoff_s = 1.0
             except SourceError as exc:
                 log.error("event=capture_error interface=%s error=%r retry_in_s=%g", name,
@@ -145,42 +225,47 @@ class LiveEngine:
                 except SourceError as reopen_exc:
                     log.error("event=capture_reopen_failed interface=%s error=%r", name,
                               str(reopen_exc))
-        self._log_drops(name, source, last_drops)
+        self._update_capture_stats(name, source)
         ring.close()
 
-    @staticmethod
-    def _log_drops(name: str, source: LiveSource, last_drops: int) -> int:
+    def _update_capture_stats(self, name: str, source: LiveSource) -> None:
         try:
             received, dropped, if_dropped = source.stats()
         except Exception:  # noqa: BLE001 - a closed handle has no stats; nothing to report
-            return last_drops
-        drops = dropped + if_dropped
-        level = logging.WARNING if drops > last_drops else logging.DEBUG
-        log.log(level, "event=capture_stats interface=%s received=%d kernel_drops=%d "
-                "if_drops=%d", name, received, dropped, if_dropped)
-        return drops
+            return
+        stats = self.capture_stats[name]
+        grew = dropped + if_dropped > stats.kernel_drops + stats.if_drops
+        stats.received, stats.kernel_drops, stats.if_drops = received, dropped, if_dropped
+        log.log(logging.WARNING if grew else logging.DEBUG,
+                "event=capture_stats interface=%s received=%d kernel_drops=%d if_drops=%d",
+                name, received, dropped, if_dropped)
 
     def _push_loop(self, name: str, cursor) -> None:
-        series = self.series[name]
-        reported_missed = 0
+        stats = self.capture_stats[name]
         while True:
-            for batch in cursor.read(timeout_s=0.2):
-                for s in series:
-                    s.consume(batch)
+            self._apply_reload(name)
+            consumers = self.consumers[name]
+            for batch in cursor.read(timeout_s=PUSH_POLL_S):
+                for consumer in consumers:
+                    consumer.consume(batch)
             now_ns = time.time_ns()
-            for s in series:
-                s.tick(now_ns)
-            if cursor.missed_packets != reported_missed:
+            for consumer in consumers:
+                consumer.tick(now_ns)
+            if cursor.missed_packets != stats.missed_by_push:
                 log.warning("event=push_behind interface=%s missed_packets=%d", name,
-                            cursor.missed_packets - reported_missed)
-                reported_missed = cursor.missed_packets
+                            cursor.missed_packets - stats.missed_by_push)
+                stats.missed_by_push = cursor.missed_packets
             if cursor.closed:
                 break
-        for s in series:
-            s.close()
+        for consumer in self.consumers[name]:
+            consumer.close()
+
+    def refresh_stats(self) -> None:
+        for name, source in self.sources.items():
+            self._update_capture_stats(name, source)
 
     def stop(self, timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S) -> bool:
-        """Stop capture, drain every ring into its series, finish open files."""
+        """Stop capture, drain every ring into its consumers, finish open files."""
         self._stop.set()
         for source in self.sources.values():
             source.stop()
@@ -188,6 +273,3 @@ class LiveEngine:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
-
-    def wait(self) -> None:
-        self._stop.wait()

@@ -39,10 +39,10 @@ class Series:
     """One target's rolling files for one interface (a pcap file has one link type)."""
 
     def __init__(self, target: TargetConfig, interface: str, prefix: Path, linktype: int,
-                 snaplen: int) -> None:
+                 snaplen: int, rclone_settings: dict | None = None) -> None:
         self.target = target
         self.interface = interface
-        self.shipper = make_shipper(target, prefix)
+        self.shipper = make_shipper(target, prefix)  # rclone settings: wired with the uploader
         self.prefix = self.shipper.part_prefix  # where temporary files are written
         self.linktype = linktype
         self.snaplen = snaplen
@@ -152,8 +152,11 @@ class Series:
             self._finish()
 
     def close(self) -> None:
-        """Finish the open file (shutdown, end of a replay)."""
+        """Finish the open file (shutdown, end of a replay, target removed by a reload)."""
         self._finish()
+        closer = getattr(self.shipper, "close", None)
+        if closer is not None:
+            closer(defaults.SHUTDOWN_TIMEOUT_S)
 
     def repair_leftovers(self) -> None:
         """Finish this series' temporary files left by a crash: cut at the last whole record."""
