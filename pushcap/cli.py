@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 
 from pushcap import obs
-from pushcap.capture.engine import LiveEngine, interfaces_of, replay, series_prefix
+from pushcap.capture.engine import interfaces_of, replay, series_prefix
 from pushcap.capture.source import SourceError
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
 from pushcap.config.toml import load_daemon_config
+from pushcap.daemon import Daemon
 from pushcap.push.ship import make_shipper
+from pushcap.status import fetch, render_table
 
 log = logging.getLogger("pushcap.cli")
 
 DEFAULT_LUA = "etc/push_realtime.lua"
 DEFAULT_CONFIG = "etc/pcapdaemon.toml"
-REPEAT_SIGNAL_S = 1.0
 
 
 def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
@@ -75,33 +73,38 @@ def cmd_replay(args) -> int:
 
 def cmd_run(args) -> int:
     config, targets = _load(args)
-    obs.setup_logging(args.log_level or config.log_level)
-    engine = LiveEngine(config, targets)
-    stopping = threading.Event()
-    first_signal_at: list[float] = []
+    obs.setup_logging(args.log_level or config.log_level, config, targets)
+    daemon = Daemon(config, targets, args.lua)
+    return daemon.run()
 
-    def on_signal(signum, _frame) -> None:
-        # A terminal's Ctrl-C reaches `make run` and pushcap together, and make passes it on once
-        # more: a repeat within a second is the same request, a later one means "exit now".
-        now = time.monotonic()
-        if first_signal_at and now - first_signal_at[0] > REPEAT_SIGNAL_S:
-            log.warning("event=second_signal action=exit_now")
-            os._exit(1)
-        if not first_signal_at:
-            first_signal_at.append(now)
-            log.info("event=stopping signal=%s", signal.Signals(signum).name)
-        stopping.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    engine.start()
-    log.info("event=started node=%s targets=%d interfaces=%s", config.node_name, len(targets),
-             ",".join(i.name for i in config.interfaces))
-    while not stopping.wait(0.5):
-        pass
-    clean = engine.stop()
-    log.info("event=stopped clean=%s", clean)
-    return 0 if clean else 1
+def _status_address(args) -> tuple[str, int]:
+    config = load_daemon_config(args.config)
+    return config.status_host, config.status_port
+
+
+def cmd_status(args) -> int:
+    host, port = _status_address(args)
+    try:
+        code, body = fetch(host, port, "/status")
+    except OSError as exc:
+        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
+        return 1
+    status = json.loads(body)
+    print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_table(status))
+    return 0 if code == 200 else 1
+
+
+def cmd_reload(args) -> int:
+    host, port = _status_address(args)
+    try:
+        code, body = fetch(host, port, "/reload", method="POST", timeout_s=30)
+    except OSError as exc:
+        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
+        return 1
+    answer = json.loads(body)
+    print(("reloaded: " if answer["ok"] else "refused: ") + answer["message"])
+    return 0 if code == 200 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(p)
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="show what the running daemon is doing")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
+    p.add_argument("--json", action="store_true", help="the same figures as JSON")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("reload", help="make the running daemon re-read its Lua targets")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
+    p.set_defaults(func=cmd_reload)
     p = sub.add_parser("check", help="validate the configuration and show the targets")
     config_args(p)
     p.set_defaults(func=cmd_check)

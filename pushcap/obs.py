@@ -1,16 +1,93 @@
-"""Logging: one line per event, key=value pairs, to stderr."""
+"""Logging: one line per event, key=value pairs; to stderr, optionally syslog and per-target files.
+
+Syslog follows pcapdaemon's `[syslog] priority` (facility * 8 + severity, see syslog.h) and `tag`:
+every line goes to that facility, at the configured severity or a more severe one when the event
+is a warning or an error. `address` (pushcap's addition) is `/dev/log` by default, or
+`udp://HOST:PORT` / a unix socket path. With `[general] logdir`, each push target also gets
+`push_<Desc>.log` holding the lines about it (FMADIO keeps a log per push target).
+"""
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import sys
+from pathlib import Path
+
+from pushcap.config.model import ConfigError
+
+STDERR_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+SYSLOG_FORMAT = "level=%(levelname)s logger=%(name)s %(message)s"
+LEVEL_SEVERITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
 
 
-def setup_logging(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+class PrioritySysLogHandler(logging.handlers.SysLogHandler):
+    """Sends every line with the configured facility, never below the configured severity."""
+
+    def __init__(self, address, priority: int, tag: str) -> None:
+        super().__init__(address=address, facility=priority >> 3)
+        self.severity = priority & 7
+        self.ident = f"{tag}[{os.getpid()}]: "
+
+    def mapPriority(self, levelName: str) -> int:  # noqa: N802,N803 - logging's naming
+        return min(self.severity, LEVEL_SEVERITY.get(levelName, 6))
+
+
+class TargetFilter(logging.Filter):
+    """Keeps the lines about one target (they all carry `target=<Desc>`)."""
+
+    def __init__(self, desc: str) -> None:
+        super().__init__()
+        self.needle = f"target={desc}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        at = message.find(self.needle)
+        end = at + len(self.needle)
+        return at >= 0 and (end == len(message) or message[end] == " ")
+
+
+def syslog_address(value: str):
+    if value.startswith("udp://"):
+        host, _, port = value[6:].rpartition(":")
+        return (host.strip("[]"), int(port))
+    return value
+
+
+def setup_logging(level: str = "info", config=None, targets=()) -> None:
     root = logging.getLogger("pushcap")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(STDERR_FORMAT))
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    if config is None:
+        return
+    if config.syslog:
+        root.addHandler(_syslog_handler(config.syslog, config.source_file))
+    if config.log_dir:
+        folder = Path(config.log_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for target in targets:
+            file_handler = logging.FileHandler(folder / f"push_{target.desc}.log")
+            file_handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+            file_handler.addFilter(TargetFilter(target.desc))
+            root.addHandler(file_handler)
+
+
+def _syslog_handler(section: dict, source: str) -> logging.Handler:
+    priority = section.get("priority", 85)
+    tag = section.get("tag", "pushcap")
+    address = section.get("address", "/dev/log")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority < 192:
+        raise ConfigError(f"{source}: [syslog] priority {priority!r}: facility * 8 + severity, "
+                          "0..191 (e.g. 85 = authpriv.notice)")
+    if not isinstance(tag, str) or not tag or any(c in tag for c in " :[]\n"):
+        raise ConfigError(f"{source}: [syslog] tag {tag!r} must be a single word")
+    try:
+        handler = PrioritySysLogHandler(syslog_address(str(address)), priority, tag)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{source}: [syslog] address {address!r}: {exc}") from exc
+    handler.setFormatter(logging.Formatter(SYSLOG_FORMAT))
+    return handler

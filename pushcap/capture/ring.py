@@ -52,6 +52,11 @@ class Ring:
             self._bytes -= oldest.nbytes
             self.evicted_packets += len(oldest)
 
+    @property
+    def packets_total(self) -> int:
+        """Packets appended since the ring was made."""
+        return self._packets_total
+
     def close(self) -> None:
         """The source has ended: readers drain what is left and then see `closed`."""
         with self._cond:

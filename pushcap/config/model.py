@@ -105,6 +105,9 @@ class DaemonConfig:
     cloudshark: dict = field(default_factory=dict)
     syslog: dict = field(default_factory=dict)
     rclone: dict = field(default_factory=dict)  # [rclone] config file and extra flags
+    status_host: str = "127.0.0.1"  # [status]: loopback HTTP for `pushcap status` and /metrics
+    status_port: int = 9107  # 0 turns the endpoint off
+    log_dir: str | None = None  # [general] logdir: also write push_<Desc>.log per target
 
     def resolve_interface(self, name_or_alias: str) -> tuple[str, ...]:
         """Interface names that a name or alias refers to (an alias may cover several)."""

@@ -14,7 +14,8 @@ from pathlib import Path
 from pushcap import defaults
 from pushcap.config.model import ConfigError, DaemonConfig, InterfaceConfig, RingConfig
 
-KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone"}
+KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone",
+                  "status"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
@@ -35,7 +36,7 @@ def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} "
                           f"(known: {sorted(KNOWN_SECTIONS)})")
-    for section in ("general", "cloudshark", "redis", "syslog", "ring", "rclone"):
+    for section in ("general", "cloudshark", "redis", "syslog", "ring", "rclone", "status"):
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
     general = raw.get("general", {})
@@ -57,7 +58,29 @@ def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
         cloudshark=raw.get("cloudshark", {}),
         syslog=raw.get("syslog", {}),
         rclone=raw.get("rclone", {}),
+        **_status(raw.get("status", {}), source),
+        log_dir=_log_dir(general, source),
     )
+
+
+def _status(section: dict, source: str) -> dict:
+    extra = set(section) - {"host", "port"}
+    if extra:
+        raise ConfigError(f"{source}: [status] unknown key(s) {sorted(extra)} (known: host, port)")
+    host = section.get("host", "127.0.0.1")
+    port = section.get("port", 9107)
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"{source}: [status] host must be an address such as 127.0.0.1")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"{source}: [status] port {port!r}: must be 0 (off) to 65535")
+    return {"status_host": host, "status_port": port}
+
+
+def _log_dir(general: dict, source: str) -> str | None:
+    value = general.get("logdir")
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{source}: [general] logdir must be a folder path")
+    return value
 
 
 def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:

@@ -8,7 +8,7 @@ as one slice of the batch's record buffer. No Python runs per packet.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,11 @@ class Series:
             raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
                               f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
         self.repair_leftovers()
+
+    def status(self) -> dict:
+        """Figures for `pushcap status` and /metrics (plus the shipper's, e.g. uploads)."""
+        shipper_stats = getattr(self.shipper, "stats", None)
+        return {**asdict(self.stats), **(shipper_stats() if shipper_stats else {})}
 
     @property
     def label(self) -> str:

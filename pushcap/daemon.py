@@ -1,0 +1,127 @@
+"""`pushcap run`: the engine, the status endpoint, reload and one stop path.
+
+SIGTERM, SIGINT and a failure all end in `stop()`: capture stops, rings drain into the targets,
+open files are finished, services (triggers, uploads) get a bounded time. SIGHUP (or
+`pushcap reload`, through the status endpoint) re-reads the Lua targets; a file that does not
+validate is refused and the running targets stay as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from pushcap import defaults
+from pushcap.capture.engine import LiveEngine
+from pushcap.config.lua import load_targets
+from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
+from pushcap.status import StatusServer, engine_status
+
+log = logging.getLogger("pushcap.daemon")
+
+REPEAT_SIGNAL_S = 1.0
+
+
+class Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self, timeout_s: float) -> object: ...
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, targets: tuple[TargetConfig, ...],
+                 lua_path: str | Path) -> None:
+        self.config = config
+        self.lua_path = Path(lua_path)
+        self.engine = LiveEngine(config, targets)
+        self.services: dict[str, Service] = {}
+        self.status_server: StatusServer | None = None
+        self._stopping = threading.Event()
+        self._reload_requested = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._first_signal_at: float | None = None
+
+    def add_service(self, name: str, service: Service) -> None:
+        """A service started after capture (it may read the rings) and stopped before it; its
+        `stats()`, if it has one, appears under `name` in the status."""
+        self.services[name] = service
+
+    def snapshot(self) -> dict:
+        extras = {name: svc.stats for name, svc in self.services.items() if hasattr(svc, "stats")}
+        self.engine.refresh_stats()
+        return engine_status(self.engine, extras)
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the Lua targets; the old ones keep running if the new file is refused."""
+        with self._reload_lock:
+            try:
+                targets = load_targets(self.lua_path)
+                self.engine.reload(targets)
+            except ConfigError as exc:
+                log.error("event=reload_refused file=%s error=%r", self.lua_path, str(exc))
+                return False, str(exc)
+            log.info("event=reload_applied file=%s targets=%d", self.lua_path, len(targets))
+            return True, f"{len(targets)} targets"
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested.set()
+            return
+        # A terminal's Ctrl-C reaches `make run` and pushcap together, and make passes it on once
+        # more: a repeat within a second is the same request, a later one means "exit now".
+        now = time.monotonic()
+        if self._first_signal_at is not None and now - self._first_signal_at > REPEAT_SIGNAL_S:
+            log.warning("event=second_signal action=exit_now")
+            os._exit(1)
+        if self._first_signal_at is None:
+            self._first_signal_at = now
+            log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        self._stopping.set()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        self.engine.start()
+        try:
+            self._start_status()
+            for name, service in self.services.items():
+                service.start()
+                log.info("event=service_started service=%s", name)
+            log.info("event=started node=%s targets=%d interfaces=%s", self.config.node_name,
+                     len(self.engine.targets), ",".join(i.name for i in self.config.interfaces))
+            while not self._stopping.wait(0.2):
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self.reload()
+        finally:
+            clean = self.stop()
+        log.info("event=stopped clean=%s", clean)
+        return 0 if clean else 1
+
+    def _start_status(self) -> None:
+        if not self.config.status_port:
+            return
+        try:
+            self.status_server = StatusServer(self.config.status_host, self.config.status_port,
+                                              self.snapshot, self.reload)
+        except OSError as exc:
+            log.error("event=status_unavailable address=%s:%d error=%r",
+                      self.config.status_host, self.config.status_port, exc.strerror)
+            return
+        self.status_server.start()
+
+    def stop(self, timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S) -> bool:
+        deadline = time.monotonic() + timeout_s
+        for name, service in reversed(self.services.items()):
+            try:
+                service.stop(max(1.0, (deadline - time.monotonic()) / 2))
+            except Exception as exc:  # noqa: BLE001 - one service must not block the others
+                log.error("event=service_stop_failed service=%s error=%r", name, str(exc))
+        clean = self.engine.stop(max(1.0, deadline - time.monotonic()))
+        if self.status_server is not None:
+            self.status_server.shutdown()
+        return clean

@@ -1,0 +1,66 @@
+"""Prometheus exposition of the status snapshot (prometheus-client), built at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import CollectorRegistry
+
+INTERFACE_METRICS = [  # (status key, metric name, kind, help)
+    ("packets_captured", "pushcap_interface_packets_captured", "counter",
+     "Packets captured into the ring"),
+    ("kernel_drops", "pushcap_interface_kernel_drops", "counter", "Packets the kernel dropped"),
+    ("if_drops", "pushcap_interface_if_drops", "counter", "Packets the interface dropped"),
+    ("push_missed_packets", "pushcap_interface_push_missed_packets", "counter",
+     "Packets evicted from the ring before the push targets read them"),
+    ("ring_bytes", "pushcap_ring_bytes", "gauge", "Bytes held in the ring"),
+    ("ring_seconds", "pushcap_ring_seconds", "gauge", "Seconds of traffic held in the ring"),
+]
+TARGET_METRICS = [
+    ("packets", "pushcap_target_packets", "counter", "Packets selected by the target"),
+    ("bytes", "pushcap_target_bytes", "counter", "Bytes written by the target"),
+    ("files", "pushcap_target_files", "counter", "Files finished by the target"),
+    ("pending_files", "pushcap_target_pending_files", "gauge", "Files waiting for upload"),
+    ("uploads_ok", "pushcap_target_uploads_ok", "counter", "Files uploaded"),
+    ("uploads_failed", "pushcap_target_uploads_failed", "counter", "Failed upload attempts"),
+    ("dropped_files", "pushcap_target_dropped_files", "counter", "Spooled files dropped"),
+    ("records_sent", "pushcap_flows_records_sent", "counter", "Flow records exported"),
+    ("send_failures", "pushcap_flows_send_failures", "counter", "Flow datagrams not sent"),
+]
+
+
+class _SnapshotCollector:
+    def __init__(self, status: dict) -> None:
+        self.status = status
+
+    def collect(self):
+        for key, name, kind, help_text in INTERFACE_METRICS:
+            family = _family(kind, name, help_text, ["interface"])
+            for iface, values in self.status["interfaces"].items():
+                family.add_metric([iface], float(values.get(key, 0)))
+            yield family
+        for key, name, kind, help_text in TARGET_METRICS:
+            family = _family(kind, name, help_text, ["target", "interface", "mode"])
+            for t in self.status["targets"]:
+                if isinstance(t.get(key), int | float):
+                    family.add_metric([t["desc"], t["interface"], t["mode"]], float(t[key]))
+            yield family
+        for section in ("triggers",):
+            for key, value in (self.status.get(section) or {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    yield GaugeMetricFamily(f"pushcap_{section}_{key}", f"{section} {key}",
+                                            value=float(value))
+        yield GaugeMetricFamily("pushcap_reloads", "Config reloads applied",
+                                value=float(self.status["reloads"]))
+
+
+def _family(kind: str, name: str, help_text: str, labels: list[str]):
+    if kind == "counter":
+        return CounterMetricFamily(name.removesuffix("_total"), help_text, labels=labels)
+    return GaugeMetricFamily(name, help_text, labels=labels)
+
+
+def render_metrics(status: dict) -> tuple[bytes, str]:
+    registry = CollectorRegistry()
+    registry.register(_SnapshotCollector(status))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,139 @@
+"""The daemon's loopback HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus), `/reload`.
+
+One small server answers `pushcap status`, `pushcap reload` and a Prometheus scrape. Figures are
+read from the engine when asked, never counted per packet for this. It listens on loopback by
+default; `/reload` only re-reads the daemon's own config files, so it carries no input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from pushcap.capture.engine import LiveEngine
+
+log = logging.getLogger("pushcap.status")
+
+
+def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> dict:
+    """A JSON-ready snapshot of what the daemon is doing."""
+    interfaces = {}
+    for name, ring in engine.rings.items():
+        packets, nbytes, span_ns = ring.span()
+        cap = engine.capture_stats[name]
+        interfaces[name] = {
+            "packets_captured": ring.packets_total, "kernel_drops": cap.kernel_drops,
+            "if_drops": cap.if_drops, "push_missed_packets": cap.missed_by_push,
+            "ring_packets": packets, "ring_bytes": nbytes, "ring_seconds": span_ns / 1e9,
+            "ring_max_bytes": ring.max_bytes,
+        }
+    targets = []
+    for name, consumers in engine.consumers.items():
+        for consumer in consumers:
+            entry = {"desc": consumer.target.desc, "mode": consumer.target.mode.value,
+                     "interface": name, **_consumer_status(consumer)}
+            targets.append(entry)
+    status = {"time": time.time(), "node": engine.config.node_name, "reloads": engine.reloads,
+              "interfaces": interfaces, "targets": targets}
+    for key, snapshot in extras.items():
+        status[key] = snapshot()
+    return status
+
+
+def _consumer_status(consumer) -> dict:
+    status = getattr(consumer, "status", None)
+    if status is not None:
+        return status()
+    stats = getattr(consumer, "stats", None)
+    return dict(vars(stats)) if stats is not None and hasattr(stats, "__dict__") else {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: StatusServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/status":
+            self._send(200, "application/json", json.dumps(self.server.snapshot()).encode())
+        elif self.path == "/metrics":
+            from pushcap.metrics import render_metrics
+
+            body, content_type = render_metrics(self.server.snapshot())
+            self._send(200, content_type, body)
+        else:
+            self._send(404, "text/plain", b"not found: try /status or /metrics\n")
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path != "/reload":
+            self._send(404, "text/plain", b"not found\n")
+            return
+        ok, message = self.server.reload()
+        self._send(200 if ok else 409, "application/json",
+                   json.dumps({"ok": ok, "message": message}).encode())
+
+    def _send(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *args) -> None:
+        log.debug("event=http_request %s", fmt % args)
+
+
+class StatusServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, snapshot: Callable[[], dict],
+                 reload: Callable[[], tuple[bool, str]]) -> None:
+        super().__init__((host, port), _Handler)
+        self.snapshot = snapshot
+        self.reload = reload
+
+    def start(self) -> None:
+        threading.Thread(target=self.serve_forever, name="status-http", daemon=True).start()
+        log.info("event=status_listen address=http://%s:%d", *self.server_address[:2])
+
+
+def fetch(host: str, port: int, path: str = "/status", method: str = "GET",
+          timeout_s: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def render_table(status: dict) -> str:
+    """The human view of /status, one table per part."""
+    lines = [f"node {status['node']}  reloads {status['reloads']}", "", "interfaces"]
+    rows = [("name", "captured", "kernel_drops", "if_drops", "push_missed", "ring_s", "ring_MB")]
+    for name, i in status["interfaces"].items():
+        rows.append((name, i["packets_captured"], i["kernel_drops"], i["if_drops"],
+                     i["push_missed_packets"], f"{i['ring_seconds']:.1f}",
+                     f"{i['ring_bytes'] / 1e6:.1f}"))
+    lines += _table(rows)
+    lines += ["", "targets"]
+    rows = [("desc", "mode", "iface", "packets", "files", "bytes", "pending", "last_error",
+             "current_file")]
+    for t in status["targets"]:
+        rows.append((t["desc"], t["mode"], t["interface"], t.get("packets", 0),
+                     t.get("files", 0), t.get("bytes", 0), t.get("pending_files", "-"),
+                     t.get("last_error") or "-", t.get("current_file") or "-"))
+    lines += _table(rows)
+    for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets"}):
+        lines += ["", key, "  " + json.dumps(status[key], sort_keys=True)]
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple]) -> list[str]:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in cells]
