@@ -159,6 +159,9 @@ class LiveEngine:
             self.capture_stats[iface.name] = CaptureStats()
             self.consumers[iface.name] = [self._consumer(iface.name, t, several)
                                           for t, several in self._bindings[iface.name]]
+            for target, _ in self._bindings[iface.name]:
+                log.info("event=target_start target=%s interface=%s mode=%s", target.desc,
+                         iface.name, target.mode.value)
             cursor = ring.cursor()
             self._spawn(f"capture-{iface.name}", self._capture_loop, iface.name, source, ring)
             self._spawn(f"push-{iface.name}", self._push_loop, iface.name, cursor)

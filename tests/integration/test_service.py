@@ -1,0 +1,193 @@
+"""Running pushcap as a service: status, metrics, reload under traffic, syslog, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from oracle import read_pcap
+
+pytestmark = pytest.mark.integration
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def target_lua(out: Path, port: int, path_name: str, extra: str = "") -> str:
+    return f"""
+return {{ Target = {{
+  {{ Desc = "seq", Mode = "File", Path = "{out}/{path_name}", Split = "--split-time 60e9",
+     FileName = "--filename-epoch-nsec", FilterBPF = "udp and dst port {port}" }},
+  {extra}
+}} }}
+"""
+
+
+class Daemon:
+    def __init__(self, tmp: Path, lua_text: str, toml_extra: str = "") -> None:
+        self.tmp = tmp
+        self.status_port = free_port()
+        self.lua = tmp / "push.lua"
+        self.lua.write_text(lua_text)
+        self.toml = tmp / "daemon.toml"
+        self.toml.write_text(f'[[interface]]\nname = "lo"\n[ring]\npoll_timeout_ms = 50\n'
+                             f'[status]\nport = {self.status_port}\n{toml_extra}')
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(self.lua), "--config",
+             str(self.toml)], cwd=tmp, stderr=subprocess.PIPE, text=True)
+        self.log: list[str] = []
+        self.started = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.started.wait(20), "".join(self.log)
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line)
+            if "event=started" in line:
+                self.started.set()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pushcap.cli", *args, "--config",
+                               str(self.toml)], cwd=self.tmp, capture_output=True, text=True,
+                              timeout=60)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=40)
+
+    def text(self) -> str:
+        return "".join(self.log)
+
+
+class Sender:
+    """Sequence-numbered UDP datagrams at a steady pace until stopped."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        while not self._stop.is_set():
+            sock.sendto(b"seq%08d" % self.sent, ("127.0.0.1", self.port))
+            self.sent += 1
+            time.sleep(0.001)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.sent
+
+
+def sequence_numbers(files: list[Path]) -> list[int]:
+    return [int(p[3][42:53][3:]) for f in files for p in read_pcap(f).packets]
+
+
+@pytest.fixture
+def sink():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_status_and_metrics_match_the_traffic(tmp_path, sink):
+    out = tmp_path / "out"
+    daemon = Daemon(tmp_path, target_lua(out, sink, "seq"))
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(200):
+            sock.sendto(b"seq%08d" % i, ("127.0.0.1", sink))
+        time.sleep(1.0)
+        proc = daemon.cli("status", "--json")
+        assert proc.returncode == 0, proc.stderr
+        status = json.loads(proc.stdout)
+        seq = next(t for t in status["targets"] if t["desc"] == "seq")
+        assert seq["packets"] == 200 and seq["mode"] == "File" and seq["current_file"]
+        assert status["interfaces"]["lo"]["packets_captured"] >= 200
+        table = daemon.cli("status").stdout
+        assert "seq" in table and "lo" in table
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{daemon.status_port}/metrics") as r:
+            metrics = r.read().decode()
+        line = next(x for x in metrics.splitlines()
+                    if x.startswith("pushcap_target_packets_total{") and 'target="seq"' in x)
+        assert float(line.rsplit(" ", 1)[1]) == 200
+        assert "pushcap_interface_kernel_drops_total" in metrics
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_reload_under_traffic_keeps_every_packet_exactly_once(tmp_path, sink):
+    out = tmp_path / "out"
+    daemon = Daemon(tmp_path, target_lua(out, sink, "before"))
+    sender = Sender(sink)
+    try:
+        time.sleep(1.0)
+        daemon.lua.write_text(target_lua(out, sink, "after"))  # a changed target: new Path
+        daemon.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        daemon.lua.write_text("return { Target = { { Desc = 'x', Mode = 'File', Path = 'y', "
+                              "FilterBPF = 'tcpp' } } }")
+        answer = daemon.cli("reload")
+        assert answer.returncode == 1 and "tcpp" in answer.stdout
+        time.sleep(1.0)
+    finally:
+        sent = sender.stop()
+        time.sleep(0.5)
+        assert daemon.stop() == 0
+    before = sorted(out.glob("before_*.pcap"))
+    after = sorted(out.glob("after_*.pcap"))
+    assert before and after, daemon.text()
+    got = sequence_numbers(before + after)
+    assert got == list(range(sent)), f"{len(got)} of {sent} packets, in order, exactly once"
+    assert "event=reload_applied" in daemon.text() and "event=reload_refused" in daemon.text()
+    assert sequence_numbers(after)[-1] == sent - 1, "the refused reload stopped the old targets"
+
+
+def test_sigterm_under_traffic_finalizes_everything(tmp_path, sink):
+    out = tmp_path / "out"
+    daemon = Daemon(tmp_path, target_lua(out, sink, "seq"))
+    sender = Sender(sink)
+    time.sleep(1.5)
+    code = daemon.stop()
+    sent = sender.stop()
+    assert code == 0
+    assert not list(out.glob(".*.part"))
+    got = sequence_numbers(sorted(out.glob("seq_*.pcap")))
+    assert got == list(range(len(got))) and 0 < len(got) <= sent
+
+
+def test_syslog_lines_carry_priority_and_tag(tmp_path, sink):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    port = receiver.getsockname()[1]
+    daemon = Daemon(tmp_path, target_lua(tmp_path / "out", sink, "seq"),
+                    f"[syslog]\npriority = 85\ntag = \"pcaptest\"\n"
+                    f"address = \"udp://127.0.0.1:{port}\"\n"
+                    f'[general]\nlogdir = "{tmp_path / "logs"}"\n')
+    try:
+        lines = []
+        while not any("event=started" in x for x in lines):
+            lines.append(receiver.recv(4096).decode())
+    finally:
+        assert daemon.stop() == 0
+    started = next(x for x in lines if "event=started" in x)
+    assert started.startswith("<85>pcaptest[")  # authpriv (10) * 8 + notice (5)
+    per_target = (tmp_path / "logs" / "push_seq.log").read_text()
+    assert "target=seq" in per_target and "event=started" not in per_target
