@@ -31,12 +31,12 @@ def test_cursor_reads_everything_in_order():
 
 def test_byte_bound_evicts_oldest_and_slow_reader_counts_loss():
     one = make_batch(0, 10)
-    ring = Ring("x", 1, 65535, max_seconds=3600, max_bytes=3 * one.nbytes)
+    ring = Ring("x", 1, 65535, max_seconds=3600, max_bytes=3 * one.memory_bytes)
     slow = ring.cursor()
     for i in range(10):
         ring.append(make_batch(i, 10))
     packets, nbytes, _ = ring.span()
-    assert nbytes <= 3 * one.nbytes and packets == 30
+    assert nbytes <= 3 * one.memory_bytes and packets == 30
     got = slow.read()
     assert len(got) == 3 and slow.missed_packets == 70
     assert ring.evicted_packets == 70

@@ -48,7 +48,14 @@ class Batch:
 
     @property
     def nbytes(self) -> int:
+        """Size of the pcap records (what a writer copies out)."""
         return len(self.records)
+
+    @property
+    def memory_bytes(self) -> int:
+        """What holding this batch costs: the records plus the per-packet arrays."""
+        arrays = (self.offsets, self.ts_ns, self.caplen, self.wirelen)
+        return len(self.records) + sum(a.nbytes for a in arrays)
 
     def record_ends(self) -> np.ndarray:
         """Offset just past each packet's record."""

@@ -4,7 +4,8 @@ One writer (the interface's reader thread) appends; any number of readers hold t
 (a batch sequence number) and never block the writer. When the ring is full the oldest batches
 go, whether or not a slow reader has read them: that reader finds out on its next read, which
 reports how many packets it missed, so loss is visible and capture never stalls.
-Memory is the packets' record bytes plus the per-packet numpy arrays (about 32 bytes a packet).
+The byte bound counts the packets' record bytes (16-byte header each) plus the per-packet
+numpy arrays (32 bytes a packet): what holding them actually costs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Ring:
             self._entries.append((batch.with_seq(self._next_seq), self._packets_total))
             self._next_seq += 1
             self._packets_total += len(batch)
-            self._bytes += batch.nbytes
+            self._bytes += batch.memory_bytes
             self._evict()
             self._cond.notify_all()
 
@@ -49,7 +50,7 @@ class Ring:
             if not (too_big or too_old):
                 break
             self._entries.popleft()
-            self._bytes -= oldest.nbytes
+            self._bytes -= oldest.memory_bytes
             self.evicted_packets += len(oldest)
 
     @property
