@@ -32,6 +32,22 @@
 --   FilterBPF optional. A libpcap (tcpdump) filter such as "tcp" or "not host 192.168.1.100";
 --             nil pushes every packet.
 --   Interface optional (pushcap only). Captured interface name or alias to read; nil = all.
+--   PipeCmd   optional. Compresses each finished file; pushcap does it in-process and never runs
+--             a command, so only these are accepted: "cat" (no compression, the default),
+--             "gzip -c" or "gzip -c -1".."gzip -c -9", "lz4 -c" or "lz4 -c -1".."lz4 -c -9",
+--             "zstd -c" or "zstd -c -1".."zstd -c -19", optionally followed by "-T0"
+--             (e.g. "zstd -c -3 -T0").
+--   FileSuffix optional. Ending of the file names, default ".pcap", or with a PipeCmd
+--             ".pcap.gz" / ".pcap.lz4" / ".pcap.zstd". '.' then 1-20 letters, digits, '.', '_'
+--             or '-'; it must match the compression (gzip: .gz, lz4: .lz4, zstd: .zst or .zstd,
+--             none: none of these).
+--
+-- Mode "flows" (pushcap only) sends flow statistics (5-tuple counters) as JSON lines over UDP
+-- instead of writing pcap files:
+--   Path      required. "udp://HOST:PORT": an IPv4 address, a bracketed IPv6 address such as
+--             "udp://[::1]:9000", or a host name; port 1-65535.
+--   Interval  optional, default 20. Seconds between statistics, 0.1 to 86400 (flows only).
+--   FilterBPF and Interface work as above; Split, FileName, PipeCmd and FileSuffix are refused.
 
 local Config = {}
 
@@ -58,5 +74,25 @@ table.insert(Config.Target,
     FileName  = "--filename-epoch-sec-startend",
     FilterBPF = "tcp",
 })
+
+-- compress each minute with gzip level 1: out/push/udp_<start>-<end>.pcap.gz
+-- table.insert(Config.Target,
+-- {
+--     Desc      = "pcap-udp-gz",
+--     Mode      = "File",
+--     Path      = "out/push/udp",
+--     FilterBPF = "udp",
+--     PipeCmd   = "gzip -c -1",
+--     FileSuffix = ".pcap.gz",
+-- })
+
+-- flow statistics of every packet, as JSON lines to a local collector every 20 s
+-- table.insert(Config.Target,
+-- {
+--     Desc      = "flows-all",
+--     Mode      = "flows",
+--     Path      = "udp://127.0.0.1:9000",
+--     Interval  = 20,
+-- })
 
 return Config

@@ -251,8 +251,9 @@ def test_path_bad(mode, path, words):
         ({"Interface": '""'}, 'target 2 "t2": Interface ""', "empty"),
         ({"FilterBPF": '""'}, 'target 2 "t2": FilterBPF ""', "FilterBPF = nil"),
         ({"FilterBPF": "true"}, 'target 2 "t2": FilterBPF true', "must be a string"),
-        ({"PipeCmd": '"gzip"'}, 'target 2 "t2": PipeCmd', "not supported yet by pushcap"),
-        ({"FileSuffix": '".gz"'}, 'target 2 "t2": FileSuffix', "not supported yet by pushcap"),
+        ({"Chunked": "true"}, 'target 2 "t2": Chunked', "not supported yet by pushcap"),
+        ({"RingName": '"r0"'}, 'target 2 "t2": RingName', "not supported yet by pushcap"),
+        ({"Compress": "true"}, 'target 2 "t2": Compress', "not supported yet by pushcap"),
         ({"Fitler": '"tcp"'}, 'target 2 "t2": unknown field Fitler', "known: Desc, Mode"),
     ],
 )
@@ -450,3 +451,20 @@ def test_bytecode_is_refused_by_lua_itself_too():
     with pytest.raises(ConfigError) as info:
         lua._run_sandboxed(_bytecode(), NAME)
     assert "binary chunk" in str(info.value)
+
+
+# --- conversion to Python ---------------------------------------------------------------------
+
+
+def test_self_referencing_and_function_values_are_named_not_walked():
+    text = (
+        'local t = {} t.t = t t[1] = t\nreturn {Target = {{Desc = "x", Mode = "File", Path = t}}}\n'
+    )
+    assert load_error(text).startswith(f'{NAME}: target 1 "x": Path <a table>: must be a string')
+    text = 'return {Target = {{Desc = "x", Mode = "File", Path = function() end}}}'
+    assert load_error(text).startswith(f'{NAME}: target 1 "x": Path <a function>: must be')
+
+
+def test_table_key_in_a_target_is_refused():
+    message = load_error('return {Target = {{[{}] = 1, Desc = "x"}}}')
+    assert message.startswith(f"{NAME}: target 1: has the key <a table>; fields are named")

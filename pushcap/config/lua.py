@@ -7,42 +7,26 @@ Lua sandbox), under a wall-clock budget (defaults.LUA_MAX_SECONDS, enforced by a
 config cannot remove) and a memory cap (defaults.LUA_MAX_MEMORY_BYTES). Known limit: a C function
 does not run hooks, so a pathological pattern in string.find/match/gsub can outlive the budget.
 
-Decisions on FMADIO's fields:
-- Mode is matched case-insensitively (`file`, `RCLONE` are accepted) and normalized to PushMode.
-- Split and FileName default to defaults.DEFAULT_SPLIT / DEFAULT_FILENAME when absent.
-- A time split shorter than the FileName's resolution is refused: files would overwrite each other.
-- Two targets with the same Path are refused for the same reason.
-- PipeCmd, FileSuffix, Chunked, RingName and Compress are FMADIO fields pushcap does not support
-  yet; any other key is refused as unknown, so a typo never silently drops a setting.
-- `Interface` is pushcap's own field: one captured interface name or alias (None = all).
-Every error is one ConfigError: `<file>: target <i> "<Desc>": <Field> <value>: <problem and fix>`.
+The returned Config table is converted to plain Python while the runtime is alive (strings as
+bytes, tables as dicts down to the target fields), then its shape is checked here: Config.Target a
+list of tables with named fields, no two targets with the same Desc, or the same Mode and Path
+(their files would overwrite each other). What each field may hold is pushcap.config.targets'
+business, which never sees Lua. load_targets / load_targets_text are the API other modules import.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import pcapy
 from lupa.lua54 import LuaError, LuaRuntime, lua_type
 
 from pushcap import defaults
-from pushcap.config.model import (
-    ConfigError,
-    NamingRule,
-    PushMode,
-    SplitKind,
-    SplitRule,
-    TargetConfig,
-)
-from pushcap.push.naming import STRFTIME_MODE, resolution_ns, validate_naming
+from pushcap.config.model import ConfigError, PushMode, TargetConfig
+from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
 
-FIELDS = ("Desc", "Mode", "Path", "Split", "FileName", "FilterBPF", "Interface")
-UNSUPPORTED_FIELDS = ("PipeCmd", "FileSuffix", "Chunked", "RingName", "Compress")
+__all__ = ["load_targets", "load_targets_text"]
 
 # Globals a config may not use; reading one raises "<name> is not available" at the caller's line.
 BLOCKED_GLOBALS = (
@@ -55,19 +39,9 @@ _MAX_FILE_BYTES = 1024 * 1024  # a push config is a few KB; more means the wrong
 _CHUNK_ID = "@@pushcap-config@@"  # replaced by the file name in Lua's messages (no 60-char cut)
 _STOP_MARKER = "pushcap: config stopped"  # the hook's error, recognised if it escapes the driver
 _HOOK_EVERY_INSTRUCTIONS = 1000
-_SNAPLEN_BYTES = 262144
-_MIN_SPLIT_NS = 1_000_000
-_MIN_SPLIT_BYTES = 1024
-_MAX_SPLIT = 2**63 - 1
-_DESC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
-_NUMBER_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-# rclone: `remote:path`, `remote,opt=v:path` or `:backend,opt="v":path` (quoted values may hold ':')
-_RCLONE_RE = re.compile(
-    r"(?P<remote>:?[\w.+@-](?:[\w. +@-]*[\w.+@-])?)"
-    r"(?P<opts>,(?:\"[^\"]*\"|'[^']*'|[^:\"'])*)?:(?P<path>.*)",
-    re.S,
-)
+# Config -> Target -> one target -> field values: tables below this depth are only named in
+# messages, never walked, so a self-referencing table cannot loop the conversion.
+_TABLE_DEPTH = 3
 
 # The privileged driver: runs before the config with full Lua, builds the sandbox, loads the config
 # as text, installs the time hook and reports what happened as (status, detail).
@@ -135,10 +109,6 @@ end
 """
 
 
-class _FieldError(Exception):
-    """A field's value is wrong; the message says what and how to fix it (no prefix)."""
-
-
 def load_targets(path: str | Path) -> tuple[TargetConfig, ...]:
     """Read, run and validate push_realtime.lua; messages name the file as given in `path`."""
     source_name = str(path)
@@ -166,12 +136,11 @@ def _load(data: bytes, source_name: str) -> tuple[TargetConfig, ...]:
             f"{source_name}: is precompiled Lua bytecode; pushcap only runs Lua source text"
             " (bytecode can escape the sandbox), give it the .lua source"
         )
-    config = _run_sandboxed(data, source_name)
-    return _validate_config(config, source_name)
+    return _validate_config(_run_sandboxed(data, source_name), source_name)
 
 
 def _run_sandboxed(data: bytes, source_name: str) -> Any:
-    """Evaluate the chunk in a fresh runtime; return the value it returned (a lupa object)."""
+    """Evaluate the chunk in a fresh runtime; return the value it returned, as Python data."""
     lua = LuaRuntime(
         encoding=None,
         register_eval=False,
@@ -197,7 +166,7 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
         else:
             raise ConfigError(f"{source_name}: could not be evaluated: {e}") from None
     if status == "ok":
-        return detail
+        return _to_python(detail, 0)
     if status == "timeout":
         where = f", stopped at line {detail}" if isinstance(detail, int) and detail > 0 else ""
         raise ConfigError(f"{source_name}: ran longer than {limit_s} (infinite loop?){where}")
@@ -215,23 +184,20 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
     raise ConfigError(message)
 
 
+def _to_python(value: Any, depth: int) -> Any:
+    """A Lua value as plain data: tables become dicts (keys kept raw), functions LuaOpaque."""
+    kind = lua_type(value)
+    if kind is None:
+        return value  # nil, boolean, number or (encoding=None) bytes
+    if kind != "table" or depth >= _TABLE_DEPTH:
+        return LuaOpaque(kind)
+    return {
+        (LuaOpaque(lua_type(k)) if lua_type(k) else k): _to_python(v, depth + 1)
+        for k, v in value.items()
+    }
+
+
 # --- structure --------------------------------------------------------------------------------
-
-
-def _lua_repr(value: Any, limit: int = 80) -> str:
-    """A value as the reader wrote it in Lua: strings in double quotes, nil, true, numbers."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-        return text if len(text) <= limit else text[: limit - 4] + '..."'
-    if isinstance(value, int | float):
-        return repr(value)
-    return f"<a {lua_type(value) or type(value).__name__}>"
 
 
 def _key_name(key: Any) -> str | None:
@@ -245,29 +211,30 @@ def _key_name(key: Any) -> str | None:
 
 def _as_list(table: Any, what: str, source_name: str) -> list[Any]:
     """The values of a Lua sequence (keys 1..n), refusing holes and named keys."""
-    if lua_type(table) != "table":
+    if not isinstance(table, dict):
         raise ConfigError(
-            f"{source_name}: {what} is {_lua_repr(table)}, not a table; write {what} = {{}} and add"
+            f"{source_name}: {what} is {lua_repr(table)}, not a table; write {what} = {{}} and add"
             " targets with table.insert"
         )
-    items = dict(table.items())
+    items: dict[Any, Any] = table
     if set(items) != set(range(1, len(items) + 1)):
         odd = next(k for k in items if not isinstance(k, int) or not 1 <= k <= len(items))
         raise ConfigError(
             f"{source_name}: {what} must be a list of targets (table.insert(...) or {{ {{...}},"
-            f" {{...}} }}), but it has the key {_lua_repr(odd)}"
+            f" {{...}} }}), but it has the key {lua_repr(odd)}"
         )
     return [items[i] for i in range(1, len(items) + 1)]
 
 
 def _validate_config(config: Any, source_name: str) -> tuple[TargetConfig, ...]:
-    if lua_type(config) != "table":
-        got = "nothing" if config is None else _lua_repr(config)
+    """The targets of the value the file returned; the first problem raises ConfigError."""
+    if not isinstance(config, dict):
+        got = "nothing" if config is None else lua_repr(config)
         raise ConfigError(
             f"{source_name}: returned {got} instead of the Config table; end the file with"
             " `return Config`"
         )
-    top = {_key_name(k) or _lua_repr(k): v for k, v in config.items()}
+    top = {_key_name(k) or lua_repr(k): v for k, v in config.items()}
     unknown = sorted(k for k in top if k != "Target")
     if unknown:
         raise ConfigError(f"{source_name}: unknown top-level field {unknown[0]} (known: Target)")
@@ -281,7 +248,7 @@ def _validate_config(config: Any, source_name: str) -> tuple[TargetConfig, ...]:
         raise ConfigError(f"{source_name}: Config.Target is empty; add at least one target")
     targets: list[TargetConfig] = []
     for index, raw in enumerate(raw_targets, start=1):
-        target = _validate_target(raw, index, source_name)
+        target = validate_target(_named_fields(raw, index, source_name), index, source_name)
         _check_unique(target, targets, source_name)
         targets.append(target)
     return tuple(targets)
@@ -295,25 +262,24 @@ def _check_unique(target: TargetConfig, earlier: list[TargetConfig], source_name
         if clash is None:
             continue
         value = target.desc if clash == "Desc" else target.path
-        fix = (
-            "each target needs its own Desc (it names the target's logs and metrics)"
-            if clash == "Desc"
-            else "two targets writing one prefix would overwrite each other's files"
-        )
+        if clash == "Desc":
+            fix = "each target needs its own Desc (it names the target's logs and metrics)"
+        elif target.mode is PushMode.FLOWS:
+            fix = "two flows targets sending to one address would mix their statistics"
+        else:
+            fix = "two targets writing one prefix would overwrite each other's files"
         raise ConfigError(
-            f'{source_name}: target {target.index} "{target.desc}": {clash} {_lua_repr(value)}:'
+            f'{source_name}: target {target.index} "{target.desc}": {clash} {lua_repr(value)}:'
             f' is also used by target {other.index} "{other.desc}"; {fix}'
         )
 
 
-# --- one target -------------------------------------------------------------------------------
-
-
-def _validate_target(raw: Any, index: int, source_name: str) -> TargetConfig:
+def _named_fields(raw: Any, index: int, source_name: str) -> dict[str, Any]:
+    """One target's table as {field name: value}; per-field rules are targets.validate_target's."""
     prefix = f"{source_name}: target {index}"
-    if lua_type(raw) != "table":
+    if not isinstance(raw, dict):
         raise ConfigError(
-            f"{prefix}: is {_lua_repr(raw)}, not a table; write"
+            f"{prefix}: is {lua_repr(raw)}, not a table; write"
             ' { Desc = "...", Mode = "File", Path = "...", ... }'
         )
     fields: dict[str, Any] = {}
@@ -321,195 +287,8 @@ def _validate_target(raw: Any, index: int, source_name: str) -> TargetConfig:
         name = _key_name(key)
         if name is None:
             raise ConfigError(
-                f"{prefix}: has the key {_lua_repr(key)}; fields are named, e.g."
+                f"{prefix}: has the key {lua_repr(key)}; fields are named, e.g."
                 ' { Desc = "pcap-all", Mode = "File", ... }'
             )
         fields[name] = value
-
-    desc_value = fields.get("Desc")
-    desc = _check_field(prefix, "Desc", desc_value, _parse_desc)
-    prefix = f'{prefix} "{desc}"'
-    for name in sorted(fields):
-        if name in UNSUPPORTED_FIELDS:
-            raise ConfigError(f"{prefix}: {name} is not supported yet by pushcap; remove it")
-        if name not in FIELDS:
-            raise ConfigError(f"{prefix}: unknown field {name} (known: {', '.join(FIELDS)})")
-
-    mode = _check_field(prefix, "Mode", fields.get("Mode"), _parse_mode)
-    path = _check_field(prefix, "Path", fields.get("Path"), lambda v: _parse_path(v, mode))
-    split_value = fields.get("Split", defaults.DEFAULT_SPLIT.encode())
-    split = _check_field(prefix, "Split", split_value, _parse_split)
-    name_value = fields.get("FileName", defaults.DEFAULT_FILENAME.encode())
-    naming = _check_field(prefix, "FileName", name_value, lambda v: _parse_filename(v, split))
-    bpf = _check_field(prefix, "FilterBPF", fields.get("FilterBPF"), _parse_bpf)
-    interface = _check_field(prefix, "Interface", fields.get("Interface"), _parse_interface)
-    return TargetConfig(
-        index=index,
-        desc=desc,
-        mode=mode,
-        path=path,
-        split=split,
-        naming=naming,
-        filter_bpf=bpf,
-        interface=interface,
-    )
-
-
-def _check_field(prefix: str, field: str, value: Any, parse: Any) -> Any:
-    try:
-        return parse(value)
-    except _FieldError as e:
-        if value is None:
-            raise ConfigError(f"{prefix}: {field} is missing: {e}") from None
-        raise ConfigError(f"{prefix}: {field} {_lua_repr(value)}: {e}") from None
-
-
-def _text(value: Any, example: str, *, required: bool = True) -> str | None:
-    """A field's string value; refuses other types, bad UTF-8 and control characters."""
-    if value is None:
-        if required:
-            raise _FieldError(f"add it, e.g. {example}")
-        return None
-    if not isinstance(value, bytes):
-        raise _FieldError(f"must be a string, e.g. {example}")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _FieldError("is not valid UTF-8 text") from None
-    if any(ord(c) < 0x20 or c == "\x7f" for c in text):
-        raise _FieldError("contains a control character (NUL, newline, tab...); remove it")
-    if not text.strip():
-        raise _FieldError(f"is empty, e.g. {example}")
-    if text != text.strip():
-        raise _FieldError("has spaces at the start or end; remove them")
-    return text
-
-
-def _parse_desc(value: Any) -> str:
-    desc = _text(value, 'Desc = "pcap-all"')
-    assert desc is not None
-    if not _DESC_RE.fullmatch(desc):
-        raise _FieldError(
-            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            " (it is used in file names and logs)"
-        )
-    return desc
-
-
-def _parse_mode(value: Any) -> PushMode:
-    text = _text(value, 'Mode = "File"')
-    for mode in PushMode:
-        if text is not None and text.lower() == mode.value.lower():
-            return mode
-    raise _FieldError(f"must be {' or '.join(repr(m.value) for m in PushMode)}")
-
-
-def _parse_path(value: Any, mode: PushMode) -> str:
-    example = '"/mnt/remote0/push/all"' if mode is PushMode.FILE else '"remote:push/all"'
-    path = _text(value, f"Path = {example} (files are <Path>_<name>.pcap)")
-    assert path is not None
-    if mode is PushMode.RCLONE:
-        match = _RCLONE_RE.fullmatch(path)
-        if not match or not match["path"]:
-            raise _FieldError(
-                'must be an rclone destination "remote:dir/prefix" or ":backend,opts:dir/prefix"'
-                " (files are <Path>_<name>.pcap)"
-            )
-        path_part = match["path"]
-    else:
-        path_part = path
-    if path_part.endswith("/"):
-        raise _FieldError(
-            "ends with '/': Path is a prefix, not a directory, so files would be named"
-            f" '_<name>.pcap'; write e.g. {example}"
-        )
-    base = path_part.rsplit("/", 1)[-1]
-    if base.startswith("."):
-        raise _FieldError(
-            f"the file prefix {base!r} starts with '.', which would make hidden files like those"
-            " pushcap writes before a file is complete; choose a prefix without a leading dot"
-        )
-    if len(base.encode()) > 180:
-        raise _FieldError("the file prefix is longer than 180 bytes; file names are limited to 255")
-    return path
-
-
-def _parse_split(value: Any) -> SplitRule:
-    example = '"--split-time 60e9" (one minute) or "--split-byte 1e9" (1 GB)'
-    text = _text(value, example)
-    assert text is not None
-    words = text.split()
-    kinds = {"--split-time": SplitKind.TIME, "--split-byte": SplitKind.BYTE}
-    if len(words) != 2 or words[0] not in kinds:
-        raise _FieldError(f"must be {example}")
-    kind = kinds[words[0]]
-    unit = "ns" if kind is SplitKind.TIME else "bytes"
-    if not _NUMBER_RE.fullmatch(words[1]):
-        raise _FieldError(f"{words[1]!r} is not a number of {unit}; write e.g. 60e9 or 1000000")
-    try:
-        number = Decimal(words[1])
-    except InvalidOperation:
-        raise _FieldError(f"{words[1]!r} is not a number of {unit}") from None
-    if number <= 0 or number > _MAX_SPLIT or number != number.to_integral_value():
-        raise _FieldError(f"must be a positive whole number of {unit} below 2^63")
-    amount = int(number)
-    if kind is SplitKind.TIME and amount < _MIN_SPLIT_NS:
-        hint = f"; did you mean {amount}e9 ({amount} s)?" if amount <= 86400 else ""
-        raise _FieldError(
-            f"is {amount} ns: --split-time is in nanoseconds and must be at least 1e6 (1 ms),"
-            f" or files would hold almost nothing{hint}"
-        )
-    if kind is SplitKind.BYTE and amount < _MIN_SPLIT_BYTES:
-        raise _FieldError(
-            f"is {amount} bytes: must be at least {_MIN_SPLIT_BYTES}, since each file carries a"
-            " 24-byte header and whole packets, so smaller splits make a file per packet;"
-            " write e.g. --split-byte 1e9"
-        )
-    return SplitRule(kind, amount)
-
-
-def _parse_filename(value: Any, split: SplitRule) -> NamingRule:
-    text = _text(value, f'FileName = "{defaults.DEFAULT_FILENAME}"')
-    assert text is not None
-    mode, _, rest = text.partition(" ")
-    fmt: str | None = rest.strip() or None
-    if fmt and fmt[0] in "\"'":
-        if len(fmt) < 2 or fmt[-1] != fmt[0]:
-            raise _FieldError(f"the format opens with {fmt[0]} but does not end with it")
-        fmt = fmt[1:-1]
-    elif mode == STRFTIME_MODE and fmt is not None and " " in fmt:
-        raise _FieldError("a strftime format with spaces must be quoted")
-    try:
-        rule = validate_naming(mode, "" if mode == STRFTIME_MODE and fmt is None else fmt)
-    except ValueError as e:
-        raise _FieldError(str(e)) from None
-    step = resolution_ns(rule)
-    if split.kind is SplitKind.TIME and split.value < step:
-        raise _FieldError(
-            f"names files to {step / 1e9:g} s, but Split starts a file every"
-            f" {split.value / 1e9:g} s, so files would overwrite each other; use a finer FileName"
-            " (e.g. --filename-tstr-HHMMSS_NS) or a longer --split-time"
-        )
-    return rule
-
-
-def _parse_bpf(value: Any) -> str | None:
-    example = 'FilterBPF = "tcp" (or nil to push every packet)'
-    if isinstance(value, bytes) and not value.strip():
-        raise _FieldError("is empty; write FilterBPF = nil to push every packet")
-    expr = _text(value, example, required=False)
-    if expr is None:
-        return None
-    try:
-        pcapy.compile(pcapy.DLT_EN10MB, _SNAPLEN_BYTES, expr, 1, 0)
-    except pcapy.PcapError as e:
-        message = str(e).removeprefix("can't parse filter expression: ")
-        raise _FieldError(message) from None
-    return expr
-
-
-def _parse_interface(value: Any) -> str | None:
-    name = _text(value, 'Interface = "eth0"', required=False)
-    if name is not None and not _INTERFACE_RE.fullmatch(name):
-        raise _FieldError("must be an interface name or alias: 1-64 letters, digits or . _ : @ + -")
-    return name
+    return fields
