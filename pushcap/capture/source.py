@@ -11,7 +11,7 @@ that keeps whole packets, so there caplen is the wire length.
 from __future__ import annotations
 
 import logging
-import mmap
+import os
 import select
 import struct
 import threading
@@ -84,17 +84,14 @@ class PcapFileSource:
             reader = pcapy.open_offline(str(self.path))
         except pcapy.PcapError as exc:
             raise SourceError(f"{self.path}: {exc}") from exc
-        with self.path.open("rb") as f:
-            size = self.path.stat().st_size
+        with self.path.open("rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
             if size <= 24:
                 return
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                yield from self._walk(reader, mm, size)
-            finally:
-                mm.close()
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            yield from self._walk(reader, f.fileno(), size)
 
-    def _walk(self, reader, mm: mmap.mmap, size: int) -> Iterator[Batch]:
+    def _walk(self, reader, fd: int, size: int) -> Iterator[Batch]:
         position = 24
         while True:
             try:
@@ -102,7 +99,7 @@ class PcapFileSource:
             except pcapy.PcapError as exc:
                 # libpcap gave up at a cut record and dropped the batch it was filling: take the
                 # whole records after `position` ourselves, as tcpdump does, and say so.
-                batch, position = self._walk_tail(mm, position, size)
+                batch, position = self._walk_tail(fd, position, size)
                 if batch is not None:
                     yield batch
                 self.truncated_bytes = size - position
@@ -120,43 +117,57 @@ class PcapFileSource:
             end = position + int(sizes.sum())
             offsets = np.zeros(len(caplen), dtype=np.int64)
             np.cumsum(sizes[:-1], out=offsets[1:])
-            yield self._batch_from_region(mm[position:end], offsets)
+            yield self._batch_from_region(_pread_exact(fd, position, end - position), offsets)
             position = end
 
-    def _walk_tail(self, mm: mmap.mmap, position: int, size: int) -> tuple[Batch | None, int]:
+    def _walk_tail(self, fd: int, position: int, size: int) -> tuple[Batch | None, int]:
         """Whole records from `position` on, walked in Python: only the last, cut batch needs it."""
+        tail = _pread_exact(fd, position, size - position)
         cap_field = struct.Struct(self._order + "I")
         offsets: list[int] = []
-        cursor = position
-        while cursor + RECORD_HEADER_BYTES <= size:
-            caplen = cap_field.unpack_from(mm, cursor + 8)[0]
-            if cursor + RECORD_HEADER_BYTES + caplen > size:
+        cursor = 0
+        while cursor + RECORD_HEADER_BYTES <= len(tail):
+            caplen = cap_field.unpack_from(tail, cursor + 8)[0]
+            if cursor + RECORD_HEADER_BYTES + caplen > len(tail):
                 break
-            offsets.append(cursor - position)
+            offsets.append(cursor)
             cursor += RECORD_HEADER_BYTES + caplen
         if not offsets:
             return None, position
-        batch = self._batch_from_region(mm[position:cursor], np.array(offsets, dtype=np.int64))
-        return batch, cursor
+        batch = self._batch_from_region(tail[:cursor], np.array(offsets, dtype=np.int64))
+        return batch, position + cursor
 
-    def _batch_from_region(self, region: bytes, offsets: np.ndarray) -> Batch:
-        """Turn a run of the file's own records into a Batch (little-endian, ns headers)."""
+    def _batch_from_region(self, region: bytearray, offsets: np.ndarray) -> Batch:
+        """Turn a run of the file's own records into a Batch (little-endian, ns headers).
+
+        The region is read once; headers of µs or big-endian files are rewritten in place, so a
+        packet's bytes are copied exactly once from the page cache.
+        """
         raw = np.frombuffer(region, dtype=np.uint8)
         idx = offsets[:, None] + np.arange(RECORD_HEADER_BYTES)
-        fields = raw[idx].copy().view(np.dtype(self._order + "u4")).reshape(-1, 4).astype(np.int64)
+        fields = raw[idx].view(np.dtype(self._order + "u4")).reshape(-1, 4).astype(np.int64)
         frac = fields[:, 1] if self._nano else fields[:, 1] * 1000
         ts_ns = fields[:, 0] * 1_000_000_000 + frac
         caplen, wirelen = fields[:, 2], fields[:, 3]
-        if self._order == "<" and self._nano:
-            records = region
-        else:
-            out = raw.copy()
+        if not (self._order == "<" and self._nano):
             headers = np.empty((len(offsets), 4), dtype="<u4")
             headers[:, 0], headers[:, 1] = fields[:, 0], frac
             headers[:, 2], headers[:, 3] = caplen, wirelen
-            out[idx] = headers.view(np.uint8).reshape(-1, RECORD_HEADER_BYTES)
-            records = out.tobytes()
-        return Batch(records, offsets, ts_ns, caplen, wirelen, self.linktype, self.snaplen)
+            raw[idx] = headers.view(np.uint8).reshape(-1, RECORD_HEADER_BYTES)
+        return Batch(region, offsets, ts_ns, caplen, wirelen, self.linktype, self.snaplen)
+
+
+def _pread_exact(fd: int, position: int, length: int) -> bytearray:
+    """`length` bytes at `position`, read straight into one buffer."""
+    buf = bytearray(length)
+    view = memoryview(buf)
+    done = 0
+    while done < length:
+        got = os.preadv(fd, [view[done:]], position + done)
+        if got == 0:
+            raise SourceError(f"file shrank while reading at offset {position + done}")
+        done += got
+    return buf
 
 
 class LiveSource:
