@@ -1,0 +1,206 @@
+"""Flow records as JSON lines over UDP, as the tcpdump-aggregator sends them.
+
+A record is the aggregator's JSON object, same keys in the same order and the same types
+(`json.dumps` default separators, as the script uses), so a collector pipeline built for it
+keeps working. Several records share a datagram, one per line ("\\n" after each), and a datagram
+never exceeds `max_datagram_bytes` (default 1400: with IP and UDP headers it fits a 1500-byte
+MTU, so nothing is fragmented and a lost fragment never loses a whole datagram).
+
+Sending is best effort and never fatal: a collector that is down (ICMP port unreachable, seen as
+ECONNREFUSED on the connected socket's next send), no route, a full buffer... each failed
+datagram is counted and logged, and the next interval tries again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger("pushcap.flows")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 10518  # the Datadog agent's UDP log port in the aggregator's instructions
+DEFAULT_MAX_DATAGRAM_BYTES = 1400
+FAILURE_LOG_EVERY_S = 10.0
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # str(datetime.utcnow()), as the aggregator writes it
+
+
+class FlowExportError(ValueError):
+    """A flows destination or Datadog range file that cannot be used; the message says which."""
+
+
+def parse_destination(path: str) -> tuple[str, int]:
+    """`udp://HOST:PORT` (IPv6 as `udp://[::1]:PORT`; the port defaults to 10518)."""
+    parts = urlsplit(path)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise FlowExportError(f'flows destination "{path}": bad port ({exc})') from None
+    if parts.scheme != "udp" or not parts.hostname or parts.path not in ("", "/"):
+        raise FlowExportError(f'flows destination "{path}": expected udp://HOST:PORT, e.g. '
+                              f"udp://{DEFAULT_HOST}:{DEFAULT_PORT}")
+    return parts.hostname, port or DEFAULT_PORT
+
+
+def format_time(ts_ns: int) -> str:
+    """UTC with microseconds, e.g. `2016-09-08 23:27:40.090202` (always six digits)."""
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000).strftime(
+        TIME_FORMAT)
+
+
+class DatadogRanges:
+    """Datadog's published `ip-ranges.json`: which service an address belongs to.
+
+    Every object with `prefixes_ipv4` / `prefixes_ipv6` is a service (agents, api, logs, ...).
+    Any prefix length works; an address in several ranges gets the longest (most specific),
+    found with one dict lookup per distinct prefix length rather than a scan of every range.
+    """
+
+    def __init__(self, ranges: dict[str, list[str]]) -> None:
+        self._by_len: dict[tuple[int, int], dict[int, str]] = {}  # (version, plen) -> net -> svc
+        for service, prefixes in ranges.items():
+            for prefix in prefixes:
+                net = ipaddress.ip_network(prefix, strict=False)
+                table = self._by_len.setdefault((net.version, net.prefixlen), {})
+                table.setdefault(int(net.network_address), service)
+        self._lengths = sorted(self._by_len, key=lambda k: -k[1])
+        self._cache: dict[str, str | None] = {}
+
+    @classmethod
+    def load(cls, path: str | Path) -> DatadogRanges:
+        try:
+            doc = json.loads(Path(path).read_text())
+            ranges = {name: [*v.get("prefixes_ipv4", []), *v.get("prefixes_ipv6", [])]
+                      for name, v in doc.items() if isinstance(v, dict)}
+            return cls(ranges)
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            raise FlowExportError(f"Datadog ranges {path}: {exc}") from None
+
+    def service(self, ip: str) -> str | None:
+        found = self._cache.get(ip, "")
+        if found != "":
+            return found
+        addr = ipaddress.ip_address(ip)
+        value, bits = int(addr), addr.max_prefixlen
+        found = None
+        for version, plen in self._lengths:
+            if version == addr.version:
+                hit = self._by_len[version, plen].get(value >> (bits - plen) << (bits - plen))
+                if hit is not None:
+                    found = hit
+                    break
+        if len(self._cache) > 100_000:  # bounded like everything else fed by traffic
+            self._cache.clear()
+        self._cache[ip] = found
+        return found
+
+    def annotate(self, record: dict) -> None:
+        """Add `datadog_service` and `packet_flow` as the aggregator-dd does ("none" if no hit)."""
+        target = self.service(record["target_IP"])
+        source = None if target else self.service(record["source_IP"])
+        record["datadog_service"] = target or source or "none"
+        record["packet_flow"] = "outgoing" if target else "incoming" if source else "none"
+
+
+def datagrams(lines: Iterable[bytes], max_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Pack newline-terminated lines into payloads of at most max_bytes: (payload, lines)."""
+    parts: list[bytes] = []
+    size = 0
+    for line in lines:
+        if parts and size + len(line) > max_bytes:
+            yield b"".join(parts), len(parts)
+            parts, size = [], 0
+        parts.append(line)
+        size += len(line)
+    if parts:
+        yield b"".join(parts), len(parts)
+
+
+@dataclass
+class ExportStats:
+    records_sent: int = 0
+    datagrams: int = 0
+    send_failures: int = 0
+    records_failed: int = 0
+    records_oversize: int = 0  # a single line above the limit even with hosts as IPs: dropped
+
+
+class UdpExporter:
+    """Sends records to one collector over a connected UDP socket (so refusals are reported)."""
+
+    def __init__(self, host: str, port: int,
+                 max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES) -> None:
+        self.host, self.port = host, port
+        self.max_datagram_bytes = max_datagram_bytes
+        self.stats = ExportStats()
+        self._sock: socket.socket | None = None
+        self._last_failure_log = 0.0
+        self._suppressed = 0
+
+    @property
+    def label(self) -> str:
+        return f"udp://{self.host}:{self.port}"
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            family, kind, proto, _, addr = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_DGRAM)[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.connect(addr)
+            except OSError:
+                sock.close()
+                raise
+            self._sock = sock
+        return self._sock
+
+    def encode(self, record: dict) -> bytes | None:
+        """One JSON line; if it cannot fit a datagram, hosts fall back to IPs, else None."""
+        line = (json.dumps(record) + "\n").encode()
+        if len(line) <= self.max_datagram_bytes:
+            return line
+        short = {**record, "source_HOST": record["source_IP"], "target_HOST": record["target_IP"]}
+        line = (json.dumps(short) + "\n").encode()
+        if len(line) <= self.max_datagram_bytes:
+            return line
+        self.stats.records_oversize += 1
+        return None
+
+    def send(self, records: Iterable[dict]) -> None:
+        lines = (line for line in map(self.encode, records) if line is not None)
+        for payload, count in datagrams(lines, self.max_datagram_bytes):
+            try:
+                self._socket().send(payload)
+            except OSError as exc:
+                self.stats.send_failures += 1
+                self.stats.records_failed += count
+                self._log_failure(exc)
+                continue
+            self.stats.datagrams += 1
+            self.stats.records_sent += count
+
+    def _log_failure(self, exc: OSError) -> None:
+        """One warning per FAILURE_LOG_EVERY_S, with how many were not logged in between."""
+        now = time.monotonic()
+        if now - self._last_failure_log < FAILURE_LOG_EVERY_S:
+            self._suppressed += 1
+            return
+        log.warning("event=flows_send_failed destination=%s error=%r failures_total=%d "
+                    "not_logged_since_last=%d", self.label, str(exc), self.stats.send_failures,
+                    self._suppressed)
+        self._last_failure_log = now
+        self._suppressed = 0
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

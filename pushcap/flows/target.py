@@ -1,0 +1,204 @@
+"""A flows target on one interface: the same consumer interface as a push `Series`.
+
+`consume(batch)` filters (shared BPF), decodes and counts the batch with numpy; `tick(now_ns)`
+sends an interval that has ended by the wall clock on a quiet link; `close()` sends the interval
+in progress. Intervals are aligned to multiples of the interval since the epoch and assigned by
+packet time, so a replay gives the same records as the live run would have; a packet stamped
+before the open interval (clock step, reordering) is counted in the open one: intervals already
+sent never reopen.
+
+The exporter's own datagrams would otherwise be counted and sent again every interval (on `lo`,
+or when the collector is remote, on the uplink): by default UDP to or from the collector port is
+excluded, what tcpdump-aggregator users do with `port not 10518`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+import numpy as np
+
+from pushcap.capture.batch import Batch
+from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.config.model import ConfigError, TargetConfig
+from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS, Flows, FlowTable, unpack_keys
+from pushcap.flows.decode import SUPPORTED_LINKTYPES, decode
+from pushcap.flows.export import (
+    DEFAULT_MAX_DATAGRAM_BYTES,
+    DatadogRanges,
+    FlowExportError,
+    UdpExporter,
+    format_time,
+    parse_destination,
+)
+from pushcap.flows.resolve import Resolver, default_resolver
+
+log = logging.getLogger("pushcap.flows")
+
+FLOW_GRACE_S = 0.5  # wall-clock wait after an interval ends for its last packets to arrive
+PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP",
+               51: "AH", 58: "ICMPv6", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}
+
+
+def proto_name(proto: int) -> str:
+    """`type` of a record: the aggregator's TCP/UDP, a well-known name, else the number."""
+    return PROTO_NAMES.get(proto, str(proto))
+
+
+def own_traffic_filter(port: int) -> str:
+    return f"udp port {port}"
+
+
+@dataclass
+class FlowStats:
+    packets: int = 0  # IP packets counted (after the filter)
+    non_ip_packets: int = 0  # selected but not IPv4/IPv6: not counted, as the aggregator does
+    intervals: int = 0
+    flows: int = 0
+    records_sent: int = 0
+    datagrams: int = 0
+    send_failures: int = 0
+    flows_overflowed: int = 0
+    packets_overflowed: int = 0
+
+
+class FlowTarget:
+    """Per-interval 5-tuple counters of one interface, sent as JSON lines over UDP."""
+
+    def __init__(self, target: TargetConfig, interface: str, linktype: int, snaplen: int,
+                 resolver: Resolver | None = None, *, datadog: DatadogRanges | None = None,
+                 max_flows: int = DEFAULT_MAX_FLOWS,
+                 max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
+                 exclude_own_traffic: bool = True) -> None:
+        """`resolver` None shares the process-wide resolver; pass `resolve.NO_DNS` for none."""
+        self.target = target
+        self.interface = interface
+        self.linktype = linktype
+        self.interval_ns = int(target.interval_s * 1e9)
+        if self.interval_ns <= 0:
+            raise ConfigError(f'target {target.index} "{target.desc}": Interval must be > 0')
+        try:
+            host, port = parse_destination(target.path)
+        except FlowExportError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": {exc}') from None
+        expression = target.filter_bpf
+        if exclude_own_traffic:
+            own = own_traffic_filter(port)
+            expression = f"({expression}) and not ({own})" if expression else f"not ({own})"
+        try:
+            self._filter = compile_shared(expression, linktype, snaplen)
+        except BpfError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
+                              f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
+        if linktype not in SUPPORTED_LINKTYPES:
+            log.warning("event=flows_linktype_unsupported %s linktype=%d: no packet will count",
+                        self.label, linktype)
+        self.resolver = resolver if resolver is not None else default_resolver()
+        self.datadog = datadog
+        self.exporter = UdpExporter(host, port, max_datagram_bytes)
+        self.table = FlowTable(max_flows)
+        self.stats = FlowStats()
+        self._open: int | None = None  # interval number (ts_ns // interval_ns) being counted
+        self._floor = 0  # the first interval number that may still be opened
+
+    @property
+    def label(self) -> str:
+        return f"target={self.target.desc} interface={self.interface}"
+
+    # --- packet path -------------------------------------------------------------------------
+    def consume(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        decoded = decode(batch)
+        ip = decoded.family != 0
+        if self._filter is not None:
+            selected = self._filter.match(batch)
+            self.stats.non_ip_packets += int(np.count_nonzero(selected & ~ip))
+            ip &= selected
+        else:
+            self.stats.non_ip_packets += int(len(ip) - np.count_nonzero(ip))
+        idx = np.flatnonzero(ip)
+        if not len(idx):
+            return
+        floor = self._open if self._open is not None else self._floor
+        intervals = np.maximum.accumulate(np.maximum(batch.ts_ns[idx] // self.interval_ns, floor))
+        cuts = np.flatnonzero(np.diff(intervals)) + 1
+        for start, end in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(idx)].tolist(),
+                              strict=True):
+            interval = int(intervals[start])
+            if self._open is not None and interval != self._open:
+                self._emit()
+            self._open = interval
+            self.table.add(decoded, idx[start:end])
+        self.stats.packets += len(idx)
+
+    def tick(self, now_ns: int) -> None:
+        """Send the open interval once it has ended by the wall clock (quiet links included)."""
+        if self._open is None:
+            return
+        if now_ns >= (self._open + 1) * self.interval_ns + int(FLOW_GRACE_S * 1e9):
+            self._emit()
+
+    def close(self, now_ns: int | None = None) -> None:
+        """Send the interval in progress (shutdown, end of a replay).
+
+        Records carry the interval's end as `time`; a live caller passes `now_ns` so a partial
+        interval is not stamped in the future.
+        """
+        if self._open is not None:
+            self._emit(now_ns)
+        self.exporter.close()
+
+    # --- records -----------------------------------------------------------------------------
+    def _emit(self, now_ns: int | None = None) -> None:
+        interval = self._open
+        self._open = None
+        self._floor = interval + 1
+        end_ns = (interval + 1) * self.interval_ns
+        flows = self.table.take()
+        overflow = self.table.overflow
+        if overflow.flows > self.stats.flows_overflowed:
+            log.warning("event=flows_overflow %s max_flows=%d flows_turned_away=%d packets=%d",
+                        self.label, self.table.max_flows,
+                        overflow.flows - self.stats.flows_overflowed,
+                        overflow.packets - self.stats.packets_overflowed)
+        self.stats.flows_overflowed = overflow.flows
+        self.stats.packets_overflowed = overflow.packets
+        stamp = format_time(end_ns if now_ns is None else min(end_ns, now_ns))
+        failures_before = self.exporter.stats.send_failures
+        self.exporter.send(self.records(flows, stamp))
+        exp = self.exporter.stats
+        self.stats.intervals += 1
+        self.stats.flows += len(flows)
+        self.stats.records_sent, self.stats.datagrams = exp.records_sent, exp.datagrams
+        self.stats.send_failures = exp.send_failures
+        log.debug("event=flows_interval %s end=%s flows=%d send_failures=%d", self.label, stamp,
+                  len(flows), exp.send_failures - failures_before)
+
+    def records(self, flows: Flows, stamp: str) -> list[dict]:
+        """The aggregator's records for one interval: per flow, not per packet."""
+        keys = unpack_keys(flows.keys)
+        family = keys["family"].tolist()
+        src, dst = keys["src"], keys["dst"]
+        sport, dport = keys["sport"].tolist(), keys["dport"].tolist()
+        proto = keys["proto"].tolist()
+        count, length = flows.count.tolist(), flows.length.tolist()
+        name = self.resolver.name
+        out = []
+        for i, fam in enumerate(family):
+            if fam == 4:
+                s = socket.inet_ntop(socket.AF_INET, src[i, :4].tobytes())
+                d = socket.inet_ntop(socket.AF_INET, dst[i, :4].tobytes())
+            else:
+                s = socket.inet_ntop(socket.AF_INET6, src[i].tobytes())
+                d = socket.inet_ntop(socket.AF_INET6, dst[i].tobytes())
+            record = {"source_IP": s, "source_PORT": sport[i], "target_IP": d,
+                      "target_PORT": dport[i], "type": proto_name(proto[i]), "count": count[i],
+                      "length": length[i], "source_HOST": name(s), "target_HOST": name(d),
+                      "time": stamp}
+            if self.datadog is not None:
+                self.datadog.annotate(record)
+            out.append(record)
+        return out
