@@ -1,4 +1,4 @@
-"""`pushcap` command line: run, check, replay."""
+"""`pushcap` command line: run, check, replay, status, reload, trigger, flows."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from pushcap.capture.engine import interfaces_of, replay, series_prefix
 from pushcap.capture.source import SourceError
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
+from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
 from pushcap.config.toml import load_daemon_config
-from pushcap.daemon import Daemon
+from pushcap.flows.command import add_flows_parser
 from pushcap.push.ship import make_shipper
 from pushcap.status import fetch, render_table
+from pushcap.trigger.command import add_trigger_parser
 
 log = logging.getLogger("pushcap.cli")
 
@@ -72,9 +74,18 @@ def cmd_replay(args) -> int:
 
 
 def cmd_run(args) -> int:
+    # Imported here: `replay` and `check` need none of the daemon's services (start-up time).
+    from pushcap.daemon import Daemon
+    from pushcap.trigger.localredis import LocalRedisService
+    from pushcap.trigger.service import TriggerService
+
     config, targets = _load(args)
     obs.setup_logging(args.log_level or config.log_level, config, targets)
     daemon = Daemon(config, targets, args.lua)
+    trigger = trigger_settings(config, args)
+    daemon.add_service("local_redis", LocalRedisService(trigger.redis))
+    # engine.rings is filled by engine.start(), which the daemon runs before services start.
+    daemon.add_service("trigger", TriggerService(trigger, daemon.engine.rings, config.interfaces))
     return daemon.run()
 
 
@@ -119,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="capture the configured interfaces and push rolling files")
     config_args(p)
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    add_pcapdaemon_flags(p)
     p.set_defaults(func=cmd_run)
+    add_trigger_parser(sub)
+    add_flows_parser(sub)
     p = sub.add_parser("status", help="show what the running daemon is doing")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
     p.add_argument("--json", action="store_true", help="the same figures as JSON")

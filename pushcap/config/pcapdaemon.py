@@ -1,0 +1,337 @@
+"""Trigger settings: pcapdaemon's TOML sections plus its command-line flags, as frozen dataclasses.
+
+pcapdaemon users must be able to keep their files and their command lines, so both are read with
+pcapdaemon's names and precedence: a flag given on the command line overrides the file, the file
+overrides the defaults below (pcapdaemon's documented defaults, which pcapdaemon itself did not
+always apply). Nothing below `config/` reads TOML or flags; the trigger path only sees these types.
+[syslog] belongs to obs.py (logging), not to the trigger path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pushcap.config.model import ConfigError, DaemonConfig
+
+# Defaults, each with its unit (pcapdaemon's README, the seed's flag help and its validator).
+MAX_PACKETS = 50_000
+MAX_BYTES = 100_000_000
+MAX_TIMEOUT_S = 3600.0
+MAX_DURATION_S = 3600.0
+DEFAULT_TIMEOUT_S = 60.0
+SNAP_LENGTH_BYTES = 512
+LOCAL_DIR = "/tmp"
+FALLBACK_DIR = "out/trigger-fallback"  # pushcap: where a pcap goes when every upload attempt failed
+MAX_CONCURRENT = 8  # captures running at once
+MAX_QUEUED = 16  # accepted captures waiting for a worker; beyond that a request is refused
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+REDIS_CHANNEL = "capture"
+RESULTS_STREAM_MAX_LEN = 10_000
+CS_HOST = "localhost"
+CS_SCHEME = "https"
+CS_TIMEOUT_S = 15.0  # pcapdaemon's HTTP client timeout
+CS_RETRIES = 3  # further attempts after a 5xx answer or a connection error
+CS_RETRY_BACKOFF_S = 1.0  # first wait between attempts; doubles each time
+
+REDIS_KEYS = {"host", "port", "channel", "auth", "user", "listen", "tls", "tlsverify", "cafile",
+              "streammaxlen"}
+CLOUDSHARK_KEYS = {"host", "port", "scheme", "timeout", "token", "upload", "verify", "cafile",
+                   "retries", "retrybackoff"}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where requests come from and results go. `password` never appears in repr or logs."""
+
+    host: str = REDIS_HOST
+    port: int = REDIS_PORT
+    channel: str = REDIS_CHANNEL
+    password: str | None = field(default=None, repr=False)
+    username: str | None = None  # Redis 6 ACL user; None = the default user
+    tls: bool = False  # `rediss://` host or `tls = true`
+    tls_verify: bool = True
+    ca_file: str | None = None
+    listen: bool = True  # pcapdaemon's `listen`; false turns the trigger path off
+    configured: bool = False  # [redis] in the file or -redisnode: cli must not start its own server
+    stream_max_len: int = RESULTS_STREAM_MAX_LEN
+    connect_timeout_s: float = 5.0
+
+    @property
+    def results_channel(self) -> str:
+        return f"{self.channel}:results"
+
+    @property
+    def results_stream(self) -> str:
+        return f"{self.channel}:results:stream"
+
+    def describe(self) -> str:
+        """For logs: where, never with what credentials."""
+        scheme = "rediss" if self.tls else "redis"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port} channel={self.channel}"
+
+    def client_kwargs(self) -> dict:
+        """Keyword arguments for `redis.Redis` (kept here so every client connects the same way)."""
+        kwargs: dict = dict(host=self.host, port=self.port, password=self.password,
+                            username=self.username, socket_connect_timeout=self.connect_timeout_s,
+                            socket_keepalive=True)
+        if self.tls:
+            kwargs.update(ssl=True, ssl_cert_reqs="required" if self.tls_verify else "none",
+                          ssl_ca_certs=self.ca_file)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class CloudSharkSettings:
+    """The CloudShark upload endpoint. `token` never appears in repr or logs."""
+
+    host: str = CS_HOST
+    scheme: str = CS_SCHEME
+    port: int | None = None  # None, or the scheme's own port, is left out of the URL
+    token: str = field(default="", repr=False)
+    timeout_s: float = CS_TIMEOUT_S
+    upload: bool = False
+    verify_tls: bool = True  # pcapdaemon skipped verification; pushcap only does when told to
+    ca_file: str | None = None
+    retries: int = CS_RETRIES
+    retry_backoff_s: float = CS_RETRY_BACKOFF_S
+
+    @property
+    def base_url(self) -> str:
+        default_port = {"http": 80, "https": 443}[self.scheme]
+        port = f":{self.port}" if self.port and self.port != default_port else ""
+        return f"{self.scheme}://{self.host}{port}"
+
+    def upload_url(self) -> str:
+        """Holds the token: for the HTTP request only, never for a log line."""
+        return f"{self.base_url}/api/v1/{self.token}/upload"
+
+    def capture_url(self, capture_id: str) -> str:
+        return f"{self.base_url}/captures/{capture_id}"
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    """Everything the trigger path needs: caps on requests, delivery, Redis, CloudShark."""
+
+    node_name: str
+    max_packets: int = MAX_PACKETS
+    max_bytes: int = MAX_BYTES  # per capture: also the bound on one request's memory
+    max_timeout_s: float = MAX_TIMEOUT_S
+    max_duration_s: float = MAX_DURATION_S
+    default_timeout_s: float = DEFAULT_TIMEOUT_S
+    snap_length: int = SNAP_LENGTH_BYTES
+    write_local: bool = False
+    local_dir: Path = Path(LOCAL_DIR)
+    fallback_dir: Path = Path(FALLBACK_DIR)
+    log_requests: bool = False
+    max_concurrent: int = MAX_CONCURRENT
+    max_queued: int = MAX_QUEUED
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    cloudshark: CloudSharkSettings = field(default_factory=CloudSharkSettings)
+
+
+def _go_bool(text: str) -> bool:
+    """Go's flag package accepts `-upload`, `-upload=true`, `-upload=false`, 1/0, t/f."""
+    value = text.strip().lower()
+    if value in {"1", "t", "true"}:
+        return True
+    if value in {"0", "f", "false"}:
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def add_pcapdaemon_flags(parser: argparse.ArgumentParser, config_flag: bool = True) -> None:
+    """pcapdaemon's Go-style flags (`-cshost x`, `-cshost=x`; `--cshost` works too).
+
+    Every flag defaults to None so that "not given" can be told from "given": only given flags
+    override the file. `-config` is another spelling of `--config` (same dest).
+    """
+    group = parser.add_argument_group("pcapdaemon flags (override the config file)")
+
+    def flag(name: str, **kwargs) -> None:
+        group.add_argument(f"-{name}", f"--{name}", dest=f"pd_{name}", default=None, **kwargs)
+
+    flag("cshost", metavar="HOST", help=f"CloudShark host (default {CS_HOST})")
+    flag("csscheme", choices=["http", "https"], help=f"CloudShark scheme (default {CS_SCHEME})")
+    flag("cstoken", metavar="TOKEN", help="CloudShark API token")
+    flag("csport", type=int, metavar="PORT", help="CloudShark port (default: the scheme's)")
+    flag("cstimeout", type=float, metavar="S",
+         help=f"CloudShark timeout in seconds (default {CS_TIMEOUT_S:g})")
+    flag("redischannel", metavar="NAME", help=f"Redis channel (default {REDIS_CHANNEL})")
+    flag("redisnode", metavar="HOST", help=f"Redis host or rediss:// URL (default {REDIS_HOST})")
+    flag("redisport", type=int, metavar="PORT", help=f"Redis port (default {REDIS_PORT})")
+    flag("upload", type=_go_bool, nargs="?", const=True, metavar="BOOL",
+         help="upload captures to CloudShark")
+    flag("writelocal", type=_go_bool, nargs="?", const=True, metavar="BOOL",
+         help="write captures into -destdir")
+    flag("destdir", metavar="DIR", help=f"folder for -writelocal (default {LOCAL_DIR})")
+    flag("maxpackets", type=int, metavar="N", help=f"packets per capture at most ({MAX_PACKETS})")
+    if config_flag:
+        group.add_argument("-config", dest="config", default=argparse.SUPPRESS, metavar="FILE",
+                           help="same as --config")
+
+
+def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = None
+                     ) -> TriggerSettings:
+    """Merge defaults < TOML < flags into validated settings; ConfigError names the culprit."""
+    src = config.source_file
+    gen = _Section(config.general, "general", None, src)  # shared: toml.py owns other keys
+    flags = {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
+             if k.startswith("pd_") and v is not None}
+    redis = _redis(_Section(config.redis, "redis", REDIS_KEYS, src), flags)
+    cloudshark = _cloudshark(_Section(config.cloudshark, "cloudshark", CLOUDSHARK_KEYS, src),
+                             flags)
+    max_timeout_s = gen.seconds("maxtimeout", MAX_TIMEOUT_S)
+    default_timeout_s = gen.seconds("defaulttimeout", DEFAULT_TIMEOUT_S)
+    if default_timeout_s > max_timeout_s:
+        raise ConfigError(f"{src}: [general] defaulttimeout {default_timeout_s:g} s exceeds "
+                          f"maxtimeout {max_timeout_s:g} s")
+    max_packets = flags.get("maxpackets", gen.integer("maxpackets", MAX_PACKETS, 1))
+    if max_packets < 1:
+        raise ConfigError(f"-maxpackets {max_packets}: must be at least 1")
+    write_local = flags.get("writelocal", gen.boolean("writelocal", False))
+    local_dir = Path(flags.get("destdir", gen.text("localdir", LOCAL_DIR)))
+    if write_local and not local_dir.is_dir():
+        raise ConfigError(f"{src}: writelocal is on but the folder {local_dir} does not exist "
+                          "(create it or set [general] localdir / -destdir)")
+    return TriggerSettings(
+        node_name=config.node_name,
+        max_packets=max_packets,
+        max_bytes=gen.integer("maxbytes", MAX_BYTES, 25),
+        max_timeout_s=max_timeout_s,
+        max_duration_s=gen.seconds("maxduration", MAX_DURATION_S),
+        default_timeout_s=default_timeout_s,
+        snap_length=gen.integer("snaplength", SNAP_LENGTH_BYTES, 1, 262144),
+        write_local=write_local,
+        local_dir=local_dir,
+        fallback_dir=Path(gen.text("fallbackdir", FALLBACK_DIR)),
+        log_requests=gen.boolean("logrequests", False),
+        max_concurrent=gen.integer("maxconcurrent", MAX_CONCURRENT, 1, 1024),
+        max_queued=gen.integer("maxqueued", MAX_QUEUED, 0, 100_000),
+        redis=redis,
+        cloudshark=cloudshark,
+    )
+
+
+def redis_settings(section: dict, args: argparse.Namespace | None, source: str
+                   ) -> RedisSettings:
+    """Only the Redis part (for `pushcap trigger`, which needs no interfaces or caps)."""
+    flags = {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
+             if k.startswith("pd_") and v is not None}
+    return _redis(_Section(section, "redis", REDIS_KEYS, source), flags)
+
+
+def _redis(sec: _Section, flags: dict) -> RedisSettings:
+    host = flags.get("redisnode", sec.text("host", REDIS_HOST))
+    port = flags.get("redisport", sec.integer("port", REDIS_PORT, 1, 65535))
+    tls = sec.boolean("tls", False)
+    username = sec.optional_text("user")
+    password = sec.optional_text("auth")
+    if "://" in host:  # redis://[user:pass@]host[:port] or rediss://...
+        url = urlsplit(host)
+        if url.scheme not in ("redis", "rediss") or not url.hostname:
+            raise ConfigError(f"redis host {url.scheme}://{url.hostname}: use redis:// or "
+                              "rediss://")
+        tls = tls or url.scheme == "rediss"
+        username = unquote(url.username) if url.username else username
+        password = unquote(url.password) if url.password else password
+        if url.port and "redisport" not in flags:
+            port = url.port
+        host = url.hostname
+    channel = flags.get("redischannel", sec.text("channel", REDIS_CHANNEL))
+    if not _CHANNEL.match(channel):
+        raise ConfigError(f"redis channel {channel!r}: letters, digits and ._:/- only")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"redis port {port}: must be 1..65535")
+    return RedisSettings(
+        host=host, port=port, channel=channel, password=password, username=username, tls=tls,
+        tls_verify=sec.boolean("tlsverify", True), ca_file=sec.optional_text("cafile"),
+        listen=sec.boolean("listen", True),
+        configured=bool(sec.values) or "redisnode" in flags,
+        stream_max_len=sec.integer("streammaxlen", RESULTS_STREAM_MAX_LEN, 1))
+
+
+def _cloudshark(sec: _Section, flags: dict) -> CloudSharkSettings:
+    scheme = flags.get("csscheme", sec.text("scheme", CS_SCHEME))
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"[cloudshark] scheme {scheme!r}: use http or https")
+    port = flags.get("csport", sec.integer("port", 0, 0, 65535)) or None
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"-csport {port}: must be 1..65535")
+    settings = CloudSharkSettings(
+        host=flags.get("cshost", sec.text("host", CS_HOST)), scheme=scheme, port=port,
+        token=flags.get("cstoken", sec.optional_text("token") or ""),
+        timeout_s=float(flags.get("cstimeout", sec.seconds("timeout", CS_TIMEOUT_S))),
+        upload=flags.get("upload", sec.boolean("upload", False)),
+        verify_tls=sec.boolean("verify", True), ca_file=sec.optional_text("cafile"),
+        retries=sec.integer("retries", CS_RETRIES, 0, 20),
+        retry_backoff_s=sec.seconds("retrybackoff", CS_RETRY_BACKOFF_S, minimum_s=0.0))
+    if settings.timeout_s <= 0:
+        raise ConfigError("CloudShark timeout must be above 0 s")
+    if settings.upload and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", settings.token):
+        raise ConfigError("CloudShark upload is on but the API token is missing or not a token "
+                          "(set [cloudshark] token or -cstoken)")
+    if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", settings.host):
+        raise ConfigError(f"CloudShark host {settings.host!r} is not a host name")
+    return settings
+
+
+class _Section:
+    """One TOML table with typed getters whose errors name `[section] key` and the file."""
+
+    def __init__(self, values: dict, name: str, known: set[str] | None, source: str) -> None:
+        unknown = set(values) - known if known is not None else set()
+        if unknown:
+            raise ConfigError(f"{source}: [{name}] unknown key(s) {sorted(unknown)} "
+                              f"(known: {', '.join(sorted(known))})")
+        self.values, self.name, self.source = values, name, source
+
+    def _bad(self, key: str, want: str) -> ConfigError:
+        return ConfigError(f"{self.source}: [{self.name}] {key} = {self.values[key]!r}: {want}")
+
+    def text(self, key: str, default: str) -> str:
+        value = self.values.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self._bad(key, "must be a non-empty string")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        return self.text(key, "") if key in self.values else None
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.values.get(key, default)
+        if not isinstance(value, bool):
+            raise self._bad(key, "must be true or false")
+        return value
+
+    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        value = self.values.get(key, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1e8 is how people write maxbytes
+        if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+                or (maximum is not None and value > maximum)):
+            upper = f"..{maximum}" if maximum is not None else " or more"
+            raise self._bad(key, f"must be an integer {minimum}{upper}")
+        return value
+
+    def seconds(self, key: str, default: float, minimum_s: float = 1e-3) -> float:
+        """Seconds as a number, or a Go duration string ("90s", "1m30s") as pcapdaemon's
+        time.Duration fields take them. A bare number is seconds, never nanoseconds."""
+        value = self.values.get(key, default)
+        if isinstance(value, str):
+            parts = _GO_DURATION.findall(value)
+            if not parts or "".join(n + u for n, u in parts) != value:
+                raise self._bad(key, 'must be seconds or a duration like "90s" or "1m30s"')
+            value = sum(float(n) * _GO_UNIT_S[u] for n, u in parts)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum_s:
+            raise self._bad(key, f"must be at least {minimum_s:g} s")
+        return float(value)

@@ -1,0 +1,1 @@
+"""Redis-triggered captures from the ring, delivered to CloudShark or a folder."""

@@ -1,0 +1,97 @@
+"""The Redis pub/sub listener: one thread, subscribed to the request channel, that never dies.
+
+Redis going away (restart, network, failover) is normal: the thread logs it, waits with an
+exponential backoff and subscribes again, and capture and push carry on untouched meanwhile. Each
+message is handed to `on_message` with the time it arrived, which is "the moment of the request"
+for the capture; the handler must return quickly (it validates and queues, it does not capture).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from pushcap.config.pcapdaemon import RedisSettings
+
+log = logging.getLogger("pushcap.trigger.listener")
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+POLL_S = 0.5  # how often the thread looks at its stop flag while no message comes
+HEALTH_CHECK_S = 10  # a silent dead connection is found within this many seconds
+
+MessageHandler = Callable[[bytes, int], None]
+
+
+class Listener:
+    """Subscribes to `settings.channel` and calls `on_message(data, received_ns)` per message."""
+
+    def __init__(self, settings: RedisSettings, on_message: MessageHandler) -> None:
+        self.settings = settings
+        self.on_message = on_message
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()  # set while subscribed (tests and status wait on it)
+        self.reconnects = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="trigger-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            return not self._thread.is_alive()
+        return True
+
+    def _run(self) -> None:
+        backoff_s = BACKOFF_FIRST_S
+        while not self._stop.is_set():
+            client = pubsub = None
+            try:
+                client = redis.Redis(**self.settings.client_kwargs(), socket_timeout=None,
+                                     health_check_interval=HEALTH_CHECK_S)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.settings.channel)
+                log.info("event=trigger_subscribed redis=%s", self.settings.describe())
+                self.connected.set()
+                backoff_s = BACKOFF_FIRST_S
+                self._receive(pubsub)
+            except (redis.RedisError, OSError) as exc:  # outage, auth or ACL refusal alike
+                self._lost(exc, backoff_s)
+            finally:
+                self.connected.clear()
+                for resource in (pubsub, client):
+                    try:
+                        if resource is not None:
+                            resource.close()
+                    except (redis.RedisError, OSError):
+                        pass
+            if self._stop.wait(backoff_s):
+                break
+            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+
+    def _lost(self, exc: Exception, backoff_s: float) -> None:
+        if self.connected.is_set() or self.reconnects == 0:
+            level = logging.WARNING
+        else:
+            level = logging.DEBUG  # still down: one warning per outage is enough
+        self.reconnects += 1
+        log.log(level, "event=trigger_redis_error redis=%s error=%r retry_in_s=%g",
+                self.settings.describe(), f"{type(exc).__name__}: {exc}", backoff_s)
+
+    def _receive(self, pubsub) -> None:
+        while not self._stop.is_set():
+            message = pubsub.get_message(timeout=POLL_S)
+            if message is None or message.get("type") != "message":
+                continue
+            received_ns = time.time_ns()
+            try:
+                self.on_message(message["data"], received_ns)
+            except Exception:  # noqa: BLE001 - a handler bug must not end the subscription
+                log.exception("event=trigger_handler_failed")

@@ -1,0 +1,190 @@
+"""The trigger service: listener in, bounded pool of capture jobs, delivery and results out.
+
+It only reads the rings the capture engine fills, so it can start after `LiveEngine.start()` and
+stop before `LiveEngine.stop()` without either side waiting on the other. Concurrency and memory
+are bounded by configuration: at most `max_concurrent` captures run, `max_queued` more wait, each
+holds at most `max_bytes` of pcap; a request beyond that is refused with a result saying so.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Mapping
+
+from pushcap.capture.bpf import BpfFilter
+from pushcap.capture.ring import Ring
+from pushcap.config.model import InterfaceConfig
+from pushcap.config.pcapdaemon import TriggerSettings
+from pushcap.trigger.cloudshark import CloudSharkClient
+from pushcap.trigger.delivery import Deliverer
+from pushcap.trigger.job import CaptureJob, CaptureOutcome
+from pushcap.trigger.listener import Listener
+from pushcap.trigger.message import (
+    Capture,
+    CaptureRequest,
+    TriggerError,
+    describe_request,
+    parse_request,
+    request_id_of,
+)
+from pushcap.trigger.results import ResultPublisher, result_record
+
+log = logging.getLogger("pushcap.trigger")
+
+LOGGED_MESSAGE_CHARS = 2000
+
+
+class TriggerService:
+    """Serves pcapdaemon-style capture requests from the given rings."""
+
+    def __init__(self, settings: TriggerSettings, rings: Mapping[str, Ring],
+                 interfaces: tuple[InterfaceConfig, ...]) -> None:
+        self.settings = settings
+        self.rings = rings
+        self.interfaces = interfaces
+        self._stop = threading.Event()
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent + settings.max_queued)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            settings.max_concurrent, thread_name_prefix="trigger-job")
+        self._futures: set[concurrent.futures.Future] = set()
+        self._futures_lock = threading.Lock()
+        self._counts: dict[str, int] = {"requests": 0, "rejected": 0, "captures": 0}
+        self.publisher = ResultPublisher(settings.redis)
+        client = CloudSharkClient(settings.cloudshark, self._stop)
+        self.deliverer = Deliverer(settings, client if settings.cloudshark.upload else None)
+        self.listener = Listener(settings.redis, self.handle_message)
+
+    def start(self) -> None:
+        cs = self.settings.cloudshark
+        log.info("event=trigger_start node=%s redis=%s upload=%s cloudshark=%s writelocal=%s "
+                 "max_concurrent=%d", self.settings.node_name, self.settings.redis.describe(),
+                 cs.upload, cs.base_url if cs.upload else "-", self.settings.write_local,
+                 self.settings.max_concurrent)
+        if self.settings.redis.listen:
+            self.listener.start()
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop listening; running captures end now and deliver what they have. True if clean."""
+        deadline = time.monotonic() + timeout_s
+        self._stop.set()
+        clean = self.listener.stop(max(0.0, deadline - time.monotonic()))
+        with self._futures_lock:
+            pending = set(self._futures)
+        _, not_done = concurrent.futures.wait(pending, max(0.0, deadline - time.monotonic()))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.publisher.close()
+        log.info("event=trigger_stopped unfinished=%d", len(not_done))
+        return clean and not not_done
+
+    def stats(self) -> dict:
+        """Counters for `pushcap status` (the daemon calls this for its snapshot)."""
+        with self._futures_lock:
+            running = len(self._futures)
+        return {**self._counts, "captures_in_progress": running,
+                "redis_connected": self.listener.connected.is_set(),
+                "redis_errors": self.listener.reconnects}
+
+    def _count(self, key: str) -> None:
+        with self._futures_lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def handle_message(self, data: bytes | str, received_ns: int) -> None:
+        """Validate and queue one message (called by the listener; tests may call it directly)."""
+        settings = self.settings
+        self._count("requests")
+        if settings.log_requests:
+            log.info("event=trigger_message data=%r", _clip(data))
+        try:
+            request = parse_request(data, settings, self.interfaces, self._check_bpf, received_ns)
+        except TriggerError as exc:
+            log.warning("event=trigger_rejected field=%s error=%r", exc.field, exc.problem)
+            self._count("rejected")
+            self.publisher.publish(result_record(
+                settings.node_name, request_id_of(data), "rejected", field=exc.field,
+                error=str(exc)))
+            return
+        if request is None:
+            log.debug("event=trigger_not_for_us node=%s", settings.node_name)
+            return
+        if request.log_request and not settings.log_requests:
+            log.info("event=trigger_message data=%r", _clip(data))
+        log.info("event=trigger_accepted %s", describe_request(request))
+        for capture in request.captures:
+            self._submit(request, capture)
+
+    def _check_bpf(self, expr: str, interface: str) -> None:
+        ring = self.rings.get(interface)
+        if ring is not None:
+            BpfFilter(expr, ring.linktype, ring.snaplen)
+        else:
+            BpfFilter(expr, 1)  # Ethernet; the capture itself will report the missing ring
+
+    def _submit(self, request: CaptureRequest, capture: Capture) -> None:
+        if self._stop.is_set() or not self._slots.acquire(blocking=False):
+            busy = "stopping" if self._stop.is_set() else (
+                f"busy: {self.settings.max_concurrent} captures running and "
+                f"{self.settings.max_queued} waiting")
+            log.warning("event=trigger_refused requestid=%s interface=%s reason=%r",
+                        request.request_id, capture.interface, busy)
+            self._publish_capture(request, capture, "error", error=busy)
+            return
+        future = self._pool.submit(self._run, request, capture)
+        with self._futures_lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: concurrent.futures.Future) -> None:
+        with self._futures_lock:
+            self._futures.discard(future)
+
+    def _run(self, request: CaptureRequest, capture: Capture) -> None:
+        try:
+            ring = self.rings.get(capture.interface)
+            if ring is None:
+                raise RuntimeError(f"interface {capture.interface} is configured but not "
+                                   "being captured")
+            outcome = CaptureJob(request, capture.interface, capture.alias, ring,
+                                 self._stop).run()
+            self._finish(request, capture, outcome)
+        except Exception as exc:  # noqa: BLE001 - a failed capture is a result, not a crash
+            log.exception("event=trigger_failed requestid=%s interface=%s", request.request_id,
+                          capture.interface)
+            self._publish_capture(request, capture, "error", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._slots.release()
+
+    def _finish(self, request: CaptureRequest, capture: Capture,
+                outcome: CaptureOutcome) -> None:
+        stats = dict(packets=outcome.packets, bytes=outcome.nbytes, reason=outcome.reason,
+                     snap=outcome.snap, missed_packets=outcome.missed_packets or None)
+        log.info("event=trigger_captured requestid=%s interface=%s packets=%d bytes=%d "
+                 "reason=%s missed_packets=%d", request.request_id, capture.interface,
+                 outcome.packets, outcome.nbytes, outcome.reason, outcome.missed_packets)
+        if outcome.packets == 0:
+            self._publish_capture(request, capture, "empty", **stats)
+            return
+        delivery = self.deliverer.deliver(request, outcome)
+        status = "error" if delivery.upload_error else "ok"
+        self._publish_capture(
+            request, capture, status, **stats, path=delivery.path,
+            fallback=delivery.fallback or None, cloudshark_id=delivery.cloudshark_id,
+            cloudshark_url=delivery.cloudshark_url, error=delivery.upload_error,
+            exceptions=list(delivery.upload_exceptions) or None,
+            attempts=delivery.attempts or None)
+
+    def _publish_capture(self, request: CaptureRequest, capture: Capture, status: str,
+                         **fields) -> None:
+        self._count("captures")
+        self._count(f"captures_{status}")
+        self.publisher.publish(result_record(
+            self.settings.node_name, request.request_id, status, interface=capture.interface,
+            alias=capture.alias, alertid=request.alertid, customer=request.customer,
+            latency_s=round((time.time_ns() - request.received_ns) / 1e9, 3), **fields))
+
+
+def _clip(data: bytes | str) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return text[:LOGGED_MESSAGE_CHARS]

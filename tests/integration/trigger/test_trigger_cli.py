@@ -1,0 +1,128 @@
+"""`pushcap run` with pcapdaemon's flags serving `pushcap trigger`, both as real processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from oracle import read_pcap
+from trigger_harness import TOKEN
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def start_run(tmp_path: Path, argv: list[str]) -> subprocess.Popen:
+    (tmp_path / "push.lua").write_text(
+        'local Config = { Target = {} }\n'
+        f'table.insert(Config.Target, {{ Desc = "all", Mode = "File", Path = "{tmp_path}/all",'
+        ' Split = "--split-time 60e9", FileName = "--filename-epoch-sec" })\nreturn Config\n')
+    (tmp_path / "daemon.toml").write_text(
+        '[general]\nnode = "cli-node"\n[[interface]]\nname = "lo"\nalias = ["local"]\n'
+        '[ring]\nmax_seconds = 30\npoll_timeout_ms = 20\n[status]\nport = 0\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(tmp_path / "push.lua"),
+         "-config", str(tmp_path / "daemon.toml"), *argv],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 20
+    for line in proc.stderr:
+        lines.append(line)
+        if "event=trigger_subscribed" in line:
+            proc.startup_log = "".join(lines)
+            return proc
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise AssertionError("daemon did not subscribe:\n" + "".join(lines) + proc.stderr.read())
+
+
+def test_run_flags_and_trigger_command(tmp_path, redis_server, cloudshark):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    channel = "cli-capture"
+    proc = start_run(tmp_path, [
+        "-redisnode", "127.0.0.1", "-redisport", str(redis_server.port), "-redischannel", channel,
+        "-upload", "-cshost", "127.0.0.1", "-csscheme", "http", "-csport", str(cloudshark.port),
+        "-cstoken", TOKEN])
+    try:
+        trigger = subprocess.Popen(
+            [sys.executable, "-m", "pushcap.cli", "trigger", "--node", "cli-node",
+             "--interface", "lo", "--bpf", f"udp and dst port {port}", "--packets", "3",
+             "--timeout", "5", "--alertid", "42", "--tags", "cli,test", "--json",
+             "-redisport", str(redis_server.port), "-redischannel", channel, "--expect", "1",
+             "--config", str(tmp_path / "missing.toml")],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        for i in range(3):
+            sock.sendto(b"cli-%d" % i, ("127.0.0.1", port))
+        out, err = trigger.communicate(timeout=30)
+        assert trigger.returncode == 0, err
+        [result] = [json.loads(line) for line in out.splitlines()]
+        assert (result["node"], result["status"], result["packets"]) == ("cli-node", "ok", 3)
+        assert result["alertid"] == 42 and result["cloudshark_url"].endswith(
+            cloudshark.uploads[0]["id"])
+        packets = read_pcap(cloudshark.uploads[0]["path"]).packets
+        assert [data[42:] for *_, data in packets] == [b"cli-0", b"cli-1", b"cli-2"]
+        assert "alertid:42,cli,test," in cloudshark.uploads[0]["additional_tags"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=30)
+        sock.close()
+    assert proc.returncode == 0, log
+    assert TOKEN not in proc.startup_log + log
+
+
+def test_local_redis_is_started_only_when_redis_is_unconfigured():
+    from trigger_harness import free_port
+
+    from pushcap.config.pcapdaemon import RedisSettings
+    from pushcap.trigger.localredis import answers, maybe_start_local_redis
+
+    port = free_port()
+    assert maybe_start_local_redis(RedisSettings(port=port, configured=True)) is None
+    assert not answers("127.0.0.1", port)
+    server = maybe_start_local_redis(RedisSettings(port=port))
+    try:
+        assert server is not None and answers("127.0.0.1", port)
+        assert maybe_start_local_redis(RedisSettings(port=port)) is None  # already answering
+    finally:
+        server.stop()
+    assert server.proc.poll() is not None and not answers("127.0.0.1", port)
+
+
+def test_listener_authenticates_as_an_acl_user(tmp_path):
+    from trigger_harness import RedisServer
+
+    from pushcap.config.pcapdaemon import RedisSettings
+    from pushcap.trigger.listener import Listener
+
+    server = RedisServer(tmp_path).start()
+    try:
+        server.client().execute_command("ACL", "SETUSER", "capture", "on", ">acl-pass",
+                                        "&*", "+subscribe", "+ping", "+hello", "+auth")
+        got: list[bytes] = []
+        wrong = Listener(RedisSettings(port=server.port, username="capture",
+                                       password="nope"), lambda d, _t: got.append(d))
+        right = Listener(RedisSettings(port=server.port, username="capture",
+                                       password="acl-pass"), lambda d, _t: got.append(d))
+        wrong.start()
+        right.start()
+        assert right.connected.wait(10)
+        assert not wrong.connected.wait(1)
+        server.client().publish("capture", b"hello")
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == [b"hello"]
+        assert wrong.stop() and right.stop()
+    finally:
+        server.stop()

@@ -1,0 +1,301 @@
+"""Triggered captures end to end: Redis request in, live `lo` traffic from the ring, CloudShark out.
+
+Known UDP datagrams go to a test port on loopback; the request's BPF selects that port, so the
+capture must hold exactly those datagrams (the oracle is what the test sent), cut where the
+request's caps say.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from oracle import capinfos_ok, read_pcap
+from trigger_harness import NODE, TOKEN, Harness, RedisServer
+
+from pushcap.config.model import InterfaceConfig
+from pushcap.trigger.cloudshark import additional_tags
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+UDP_HEADERS = 14 + 20 + 8  # lo is Ethernet-framed: Ethernet + IPv4 + UDP
+
+
+@pytest.fixture
+def udp_port():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def send(port: int, tag: str, count: int, gap_s: float = 0.0, size: int = 0) -> list[bytes]:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payloads = [f"{tag}-{i:05d}-".encode() + b"x" * (size or i % 300) for i in range(count)]
+    for payload in payloads:
+        sender.sendto(payload, ("127.0.0.1", port))
+        if gap_s:
+            time.sleep(gap_s)
+    sender.close()
+    return payloads
+
+
+def payloads_of(path: str | Path) -> list[bytes]:
+    return [data[UDP_HEADERS:] for _, _, _, data in read_pcap(path).packets]
+
+
+def base(port: int, **fields) -> dict:
+    message = {"node": NODE, "interface": ["lo"], "bpf": f"udp and dst port {port}",
+               "timeout": 1}
+    message.update(fields)
+    return message
+
+
+def test_seed_example_message_uploads_exactly_the_packets_sent(harness, cloudshark, udp_port):
+    h = harness(cloudshark=cloudshark)
+    seed = {"node": NODE, "interface": ["lo"], "tags": "blah,tagme,stuff",
+            "bpf": f"udp and dst port {udp_port}", "customer": "importantcustomer",
+            "snap": 1500, "packets": 50, "alertid": 655443, "timeout": 15}
+    h.publish(seed)
+    time.sleep(0.3)
+    send(udp_port + 1 if udp_port < 65535 else udp_port - 1, "other", 20)  # not selected
+    sent = send(udp_port, "seed", 80)
+    [result] = h.wait_results()
+    assert result["status"] == "ok", result
+    assert (result["packets"], result["reason"], result["interface"]) == (50, "packets", "lo")
+    assert result["alertid"] == 655443 and result["node"] == NODE
+    [upload] = cloudshark.uploads
+    assert result["cloudshark_id"] == upload["id"]
+    assert result["cloudshark_url"] == f"http://127.0.0.1:{cloudshark.port}/captures/{upload['id']}"
+    assert payloads_of(upload["path"]) == sent[:50]
+    assert upload["additional_tags"] == additional_tags(
+        "importantcustomer", 655443, ("blah", "tagme", "stuff"), None, NODE, "lo", 1500)
+    assert upload["filename"].startswith(f"{NODE}-lo-") and upload["filename"].endswith(".pcap")
+    assert upload["form_filename"] == upload["filename"]
+    header = read_pcap(upload["path"])
+    assert header.linktype == 1 and header.snaplen == 1500 and header.nano
+    assert capinfos_ok(upload["path"]) == 50
+
+
+def test_timeout_ends_the_capture_after_the_last_packet(harness, cloudshark, udp_port):
+    h = harness(cloudshark=cloudshark)
+    h.publish(base(udp_port, timeout=1.0, packets=1000))
+    time.sleep(0.3)
+    sent = send(udp_port, "quiet", 5, gap_s=0.1)
+    last_sent = time.time()
+    [result] = h.wait_results()
+    ended = time.time()
+    assert (result["status"], result["reason"], result["packets"]) == ("ok", "timeout", 5)
+    assert 0.9 <= ended - last_sent <= 2.5
+    assert payloads_of(cloudshark.uploads[0]["path"]) == sent
+
+
+def test_lookback_includes_traffic_from_before_the_request(harness, cloudshark, udp_port):
+    h = harness(cloudshark=cloudshark)
+    early = send(udp_port, "early", 10)
+    time.sleep(5)
+    sent_at = h.publish(base(udp_port, before=8, packets=10))
+    [result] = h.wait_results()
+    latency_s = time.time() - sent_at
+    assert (result["status"], result["packets"], result["reason"]) == ("ok", 10, "packets")
+    assert payloads_of(cloudshark.uploads[0]["path"]) == early
+    assert latency_s < 2.0, f"publish -> result took {latency_s:.3f} s"
+    print(f"trigger latency with before: publish -> result {latency_s * 1000:.0f} ms")
+    # Without `before` the same packets are not part of the capture.
+    h.publish(base(udp_port, timeout=0.5))
+    [result] = h.wait_results()
+    assert (result["status"], result["packets"]) == ("empty", 0)
+
+
+def test_window_in_the_past_returns_at_once(harness, udp_port, tmp_path):
+    h = harness(write_local=True)
+    start = time.time()
+    sent = send(udp_port, "window", 5)
+    time.sleep(1.2)
+    began = time.time()
+    h.publish(base(udp_port, start=start - 0.05, end=start + 1.0, timeout=30))
+    [result] = h.wait_results()
+    assert time.time() - began < 2.0
+    assert (result["status"], result["reason"], result["packets"]) == ("ok", "window", 5)
+    assert payloads_of(result["path"]) == sent
+    assert Path(result["path"]).parent == tmp_path
+
+
+def test_node_any_and_nodere_select_this_node(harness):
+    h = harness()
+    lo_quiet = {"interface": "lo", "bpf": "udp and port 9", "timeout": 0.3}
+    h.publish({"node": "some-other-node", **lo_quiet})
+    h.publish({"nodere": "^nomatch", **lo_quiet})
+    assert h.wait_results(timeout_s=1.0) == []
+    for selector in ({"node": NODE}, {"node": "any"}, {"nodere": "test-n.de$"},
+                     {"nodere": "^trigger-[a-z]+"}):
+        h.publish({**selector, **lo_quiet, "requestid": "sel-1"})
+        [result] = h.wait_results()
+        assert (result["status"], result["requestid"], result["node"]) == ("empty", "sel-1",
+                                                                           NODE), selector
+
+
+def test_alias_covering_two_interfaces_captures_both(harness, engine, cloudshark, udp_port):
+    ring = engine.rings["lo"]
+    interfaces = (InterfaceConfig("lo", ("both",)), InterfaceConfig("lo2", ("both", "second")))
+    h = harness(cloudshark=cloudshark, rings={"lo": ring, "lo2": ring}, interfaces=interfaces)
+    h.publish({"node": NODE, "alias": "both", "bpf": f"udp and dst port {udp_port}",
+               "packets": 7, "timeout": 3, "alertid": 7})
+    time.sleep(0.3)
+    sent = send(udp_port, "alias", 7)
+    results = sorted(h.wait_results(2), key=lambda r: r["interface"])
+    assert [(r["interface"], r["alias"], r["packets"]) for r in results] == [
+        ("lo", "both", 7), ("lo2", "both", 7)]
+    for upload in cloudshark.uploads:
+        assert payloads_of(upload["path"]) == sent
+        assert ",alias:both,node:" in upload["additional_tags"]
+
+
+def test_caps_maxpackets_bytes_and_duration(harness, udp_port):
+    h = harness(max_packets=5, write_local=True)
+    h.publish(base(udp_port, packets=6))
+    [refused] = h.wait_results()
+    assert (refused["status"], refused["field"]) == ("rejected", "packets")
+    assert "maxpackets" in refused["error"]
+    h.publish(base(udp_port, timeout=3))  # no `packets`: maxpackets applies
+    time.sleep(0.3)
+    sent = send(udp_port, "cap", 9)
+    [result] = h.wait_results()
+    assert (result["packets"], result["reason"]) == (5, "packets")
+    assert payloads_of(result["path"]) == sent[:5]
+
+    size = 100  # every datagram's payload is "bytes-NNNNN-" + 100 bytes
+    record = 16 + UDP_HEADERS + len("bytes-00000-") + size
+    h.publish(base(udp_port, bytes=24 + 3 * record + record // 2, timeout=3))
+    time.sleep(0.3)
+    sent = send(udp_port, "bytes", 5, size=size)
+    [result] = h.wait_results()
+    assert (result["packets"], result["reason"], result["bytes"]) == (3, "bytes", 24 + 3 * record)
+    assert Path(result["path"]).stat().st_size == 24 + 3 * record
+
+    h = harness(write_local=True)  # maxpackets at its default again
+    h.publish(base(udp_port, duration=1, timeout=5))
+    began = time.time()
+    time.sleep(0.2)
+    send(udp_port, "dur", 25, gap_s=0.08)
+    [result] = h.wait_results()
+    assert result["reason"] == "duration" and 5 <= result["packets"] < 25
+    assert time.time() - began < 2.6
+
+
+def test_snap_truncates_but_keeps_the_wire_length(harness, udp_port):
+    h = harness(write_local=True)
+    h.publish(base(udp_port, snap=60, packets=4))
+    time.sleep(0.3)
+    sent = send(udp_port, "snap", 4, size=200)
+    [result] = h.wait_results()
+    capture = read_pcap(result["path"])
+    assert capture.snaplen == 60
+    for (_, caplen, wirelen, data), payload in zip(capture.packets, sent, strict=True):
+        assert (caplen, wirelen) == (60, UDP_HEADERS + len(payload))
+        assert len(data) == 60
+        assert data[UDP_HEADERS:] == payload[:60 - UDP_HEADERS]
+
+
+BAD_MESSAGES = [
+    ("{not json", "message"),
+    ('["a list"]', "message"),
+    ({"node": NODE, "nodere": "x", "interface": "lo"}, "node"),
+    ({"interface": "lo"}, "node"),
+    ({"node": 5, "interface": "lo"}, "node"),
+    ({"node": NODE, "interface": "lo", "alias": "local"}, "interface"),
+    ({"node": NODE}, "interface"),
+    ({"node": NODE, "interface": ["eth9"]}, "interface"),
+    ({"node": NODE, "alias": ["nosuch"]}, "alias"),
+    ({"node": NODE, "interface": "lo", "bpf": "udp and port"}, "bpf"),
+    ({"nodere": "([a-z", "interface": "lo"}, "nodere"),
+    ({"nodere": "^(a+)+$", "interface": "lo"}, "nodere"),
+    ({"node": NODE, "interface": "lo", "packets": 0}, "packets"),
+    ({"node": NODE, "interface": "lo", "snap": "big"}, "snap"),
+    ({"node": NODE, "interface": "lo", "timeout": 99999}, "timeout"),
+    ({"node": NODE, "interface": "lo", "duration": -1}, "duration"),
+    ({"node": NODE, "interface": "lo", "bytes": 10**12}, "bytes"),
+    ({"node": NODE, "interface": "lo", "tags": {"a": 1}}, "tags"),
+    ({"node": NODE, "interface": "lo", "before": "5"}, "before"),
+]
+
+
+def test_every_bad_message_is_rejected_and_the_next_one_served(harness):
+    h = harness()
+    for message, field in BAD_MESSAGES:
+        h.publish(message)
+        [result] = h.wait_results(timeout_s=5)
+        assert (result["status"], result["field"]) == ("rejected", field), (message, result)
+        assert result["node"] == NODE and field in result["error"]
+    h.publish({"node": NODE, "interface": "lo", "bpf": "udp and port 9", "timeout": 0.2,
+               "requestid": "after-bad"})
+    [result] = h.wait_results()
+    assert (result["status"], result["requestid"]) == ("empty", "after-bad")
+
+
+def test_listener_reconnects_after_redis_restart(engine, tmp_path, udp_port):
+    server = RedisServer(tmp_path, password="s3cret-pass").start()
+    h = Harness(server, engine, tmp_path, write_local=True).start()
+    try:
+        server.stop()
+        deadline = time.monotonic() + 10
+        while h.service.listener.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not h.service.listener.connected.is_set(), "the outage went unnoticed"
+        server.start()
+        assert h.service.listener.connected.wait(15), "listener did not come back"
+        h.client = server.client()
+        h.results = h.client.pubsub(ignore_subscribe_messages=True)
+        h.results.subscribe(h.settings.redis.results_channel)
+        h.publish(base(udp_port, packets=3))
+        time.sleep(0.3)
+        sent = send(udp_port, "again", 3)
+        [result] = h.wait_results()
+        assert (result["status"], result["packets"]) == ("ok", 3)
+        assert payloads_of(result["path"]) == sent
+        stream = server.client().xrange(h.settings.redis.results_stream)
+        assert stream and b'"packets":3' in stream[-1][1][b"result"]
+    finally:
+        h.stop()
+        server.stop()
+
+
+def test_cloudshark_500_then_200_uploads_once(harness, cloudshark, udp_port):
+    cloudshark.fail_times = 2
+    h = harness(cloudshark=cloudshark)
+    h.publish(base(udp_port, packets=2))
+    time.sleep(0.3)
+    send(udp_port, "retry", 2)
+    [result] = h.wait_results()
+    assert (result["status"], result["attempts"]) == ("ok", 3)
+    assert cloudshark.requests == 3 and len(cloudshark.uploads) == 1
+    assert "fallback" not in result
+
+
+def test_cloudshark_failing_forever_leaves_the_pcap_in_the_fallback_folder(
+        harness, cloudshark, udp_port, tmp_path, caplog):
+    cloudshark.fail_times = -1
+    h = harness(cloudshark=cloudshark)
+    h.publish(base(udp_port, packets=2))
+    time.sleep(0.3)
+    sent = send(udp_port, "fallback", 2)
+    [result] = h.wait_results()
+    assert (result["status"], result["fallback"]) == ("error", True)
+    assert "HTTP 500" in result["error"] and result["exceptions"]
+    assert Path(result["path"]).parent == tmp_path / "fallback"
+    assert payloads_of(result["path"]) == sent
+    assert cloudshark.uploads == [] and cloudshark.requests == 4  # 1 + 3 retries
+    assert TOKEN not in caplog.text
+
+
+def test_wrong_token_is_not_retried(harness, cloudshark, udp_port):
+    cloudshark.token = "another-token"
+    h = harness(cloudshark=cloudshark)
+    h.publish(base(udp_port, packets=1))
+    time.sleep(0.3)
+    send(udp_port, "token", 1)
+    [result] = h.wait_results()
+    assert (result["status"], result["fallback"]) == ("error", True)
+    assert "401" in result["error"] and result["exceptions"] == ["API Token is invalid"]

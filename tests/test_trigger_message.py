@@ -1,0 +1,212 @@
+"""Capture request validation: each field's good and bad forms, node matching, unsafe regexes."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from pushcap.capture.bpf import BpfFilter
+from pushcap.config.model import InterfaceConfig
+from pushcap.config.pcapdaemon import TriggerSettings
+from pushcap.trigger.message import (
+    MAX_MESSAGE_BYTES,
+    Capture,
+    TriggerError,
+    compile_node_regex,
+    parse_request,
+    request_id_of,
+)
+
+NODE = "cap-east-01"
+SETTINGS = TriggerSettings(node_name=NODE, max_packets=1000, max_bytes=10_000_000,
+                           max_timeout_s=120, max_duration_s=600, default_timeout_s=30,
+                           snap_length=512)
+IFACES = (InterfaceConfig("eth0", ("main", "public")), InterfaceConfig("eth1", ("public",)),
+          InterfaceConfig("lo", ("local",)))
+
+
+def check_bpf(expr: str, _interface: str) -> None:
+    BpfFilter(expr, 1)
+
+
+def parse(**fields):
+    message = {"node": NODE, "interface": ["eth0"], **fields}
+    return parse_request(json.dumps(message), SETTINGS, IFACES, check_bpf)
+
+
+def rejected(field: str, message: dict | str) -> TriggerError:
+    data = message if isinstance(message, str) else json.dumps(message)
+    with pytest.raises(TriggerError) as info:
+        parse_request(data, SETTINGS, IFACES, check_bpf)
+    assert info.value.field == field, info.value
+    assert str(info.value).startswith(f"{field}: ")
+    return info.value
+
+
+def test_seed_example_message():
+    seed = {"node": NODE, "interface": ["eth0", "eth1"], "tags": "blah,tagme,stuff",
+            "bpf": "dst host 10.0.0.1", "customer": "importantcustomer", "snap": 1500,
+            "packets": 50, "alertid": 655443, "timeout": 15}
+    request = parse_request(json.dumps(seed), SETTINGS, IFACES, check_bpf, 123)
+    assert request.captures == (Capture("eth0"), Capture("eth1"))
+    assert (request.snap, request.packets, request.timeout_s, request.alertid) == (1500, 50, 15,
+                                                                                  655443)
+    assert request.tags == ("blah", "tagme", "stuff") and request.customer == "importantcustomer"
+    assert request.bpf == "dst host 10.0.0.1" and request.received_ns == 123
+
+
+def test_defaults_come_from_the_settings():
+    request = parse()
+    assert (request.snap, request.packets, request.max_bytes) == (512, 1000, 10_000_000)
+    assert (request.timeout_s, request.duration_s, request.before_s) == (30, 600, 0)
+    assert request.bpf is None and request.tags == () and request.alertid is None
+    assert len(request.request_id) == 32
+
+
+def test_node_exact_any_and_other_nodes():
+    assert parse(node=NODE) is not None
+    assert parse(node="any") is not None
+    assert parse(node="cap-east-02") is None  # another node's request: ignored quietly
+    assert parse(node="CAP-EAST-01") is None
+
+
+@pytest.mark.parametrize("regex, matches", [
+    ("cap-east", True), ("^cap-.*-01$", True), ("east-0[0-9]", True), ("^east", False),
+    ("west", False), ("cap-(east|west)", True)])
+def test_nodere_is_an_unanchored_search(regex, matches):
+    message = {"nodere": regex, "interface": "eth0"}
+    assert (parse_request(json.dumps(message), SETTINGS, IFACES) is not None) is matches
+
+
+@pytest.mark.parametrize("message", [
+    {"node": NODE, "nodere": "cap", "interface": "eth0"},
+    {"interface": "eth0"},
+    {"node": "", "nodere": "", "interface": "eth0"},
+    {"node": ["a"], "interface": "eth0"},
+    {"node": "x" * 300, "interface": "eth0"},
+])
+def test_node_forms_refused(message):
+    rejected("node", message)
+
+
+@pytest.mark.parametrize("regex", ["(a+)+$", "(a|aa)*b", "(.*a){20}", "(x?)*y", r"(a)\1",
+                                   "(?=a)a", "a*a*a*a*a*a*a*b", "[", "a" * 300])
+def test_unsafe_or_broken_regex_refused(regex):
+    rejected("nodere", {"nodere": regex, "interface": "eth0"})
+
+
+def test_refused_regexes_are_refused_quickly():
+    started = time.monotonic()
+    for regex in ["(a+)+$", "((ab)*)*c", "(a|a)*$", "(.*){1,32000}[bc]"]:
+        with pytest.raises(TriggerError):
+            compile_node_regex(regex, 40)
+    assert time.monotonic() - started < 0.5
+
+
+def test_interface_and_alias_forms():
+    assert parse(interface="eth0").captures == (Capture("eth0"),)
+    assert parse(interface=["eth0", "eth0"]).captures == (Capture("eth0"),)
+    request = parse_request(json.dumps({"node": NODE, "alias": "public"}), SETTINGS, IFACES)
+    assert request.captures == (Capture("eth0", "public"), Capture("eth1", "public"))
+    request = parse_request(json.dumps({"node": NODE, "alias": ["local", "main"]}), SETTINGS,
+                            IFACES)
+    assert request.captures == (Capture("lo", "local"), Capture("eth0", "main"))
+
+
+@pytest.mark.parametrize("field, message", [
+    ("interface", {"node": NODE, "interface": "eth0", "alias": "main"}),
+    ("interface", {"node": NODE}),
+    ("interface", {"node": NODE, "interface": ["eth9"]}),
+    ("interface", {"node": NODE, "interface": [1]}),
+    ("interface", {"node": NODE, "interface": {"eth0": 1}}),
+    ("alias", {"node": NODE, "alias": ["nosuch"]}),
+    ("alias", {"node": NODE, "alias": "x" * 100}),
+])
+def test_interface_and_alias_refused(field, message):
+    rejected(field, message)
+
+
+def test_unknown_interface_is_ignored_for_another_node():
+    assert parse_request(json.dumps({"node": "other", "interface": "eth9"}), SETTINGS,
+                         IFACES) is None
+
+
+def test_message_level_refusals():
+    rejected("message", "{not json")
+    rejected("message", "[1, 2]")
+    rejected("message", "\"text\"")
+    rejected("message", " " * (MAX_MESSAGE_BYTES + 1))
+    rejected("message", b"\xff\xfe".decode("latin-1"))
+
+
+def test_bpf():
+    assert parse(bpf="udp and port 53").bpf == "udp and port 53"
+    assert parse(bpf="").bpf is None
+    rejected("bpf", {"node": NODE, "interface": "eth0", "bpf": "udp and port"})
+    rejected("bpf", {"node": NODE, "interface": "eth0", "bpf": 53})
+    rejected("bpf", {"node": NODE, "interface": "eth0", "bpf": "x" * 5000})
+
+
+@pytest.mark.parametrize("field, good, bad", [
+    ("snap", [1, 64, 262144, 1500.0], [0, -1, 262145, "1500", True, 1.5, None.__class__]),
+    ("packets", [1, 1000], [0, 1001, "5", False, 2.5]),
+    ("bytes", [1, 10_000_000], [0, 10_000_001, "100"]),
+    ("alertid", [0, 655443], [-1, "abc", 1.5, [1]]),
+])
+def test_integer_fields(field, good, bad):
+    for value in good:
+        assert getattr(parse(**{field: value}), "max_bytes" if field == "bytes" else field) \
+            == int(value)
+    for value in bad:
+        if value is None.__class__:
+            continue
+        rejected(field, {"node": NODE, "interface": "eth0", field: value})
+
+
+@pytest.mark.parametrize("field, cap", [("timeout", 120), ("duration", 600)])
+def test_seconds_fields(field, cap):
+    attr = f"{field}_s"
+    assert getattr(parse(**{field: 0.5}), attr) == 0.5
+    assert getattr(parse(**{field: cap}), attr) == cap
+    for value in (0, -1, cap + 1, "10", True):
+        error = rejected(field, {"node": NODE, "interface": "eth0", field: value})
+        if value == cap + 1:
+            assert f"max{field}" in str(error)
+
+
+def test_before_and_window():
+    assert parse(before=5).before_s == 5
+    assert parse(before=0).before_s == 0
+    rejected("before", {"node": NODE, "interface": "eth0", "before": -1})
+    rejected("before", {"node": NODE, "interface": "eth0", "before": 601})
+    now = time.time()
+    request = parse(start=now - 10, end=now - 5)
+    assert request.start_ns == int((now - 10) * 1e9) and request.end_ns == int((now - 5) * 1e9)
+    rejected("end", {"node": NODE, "interface": "eth0", "start": now, "end": now - 1})
+    rejected("end", {"node": NODE, "interface": "eth0", "start": now - 700, "end": now})
+    rejected("start", {"node": NODE, "interface": "eth0", "start": now * 1000})
+    rejected("end", {"node": NODE, "interface": "eth0", "end": "soon"})
+
+
+def test_metadata_fields():
+    request = parse(tags=["a", "b c"], customer="acme", logrequest=True, requestid="r-1.2:3")
+    assert request.tags == ("a", "b c") and request.customer == "acme"
+    assert request.log_request and request.request_id == "r-1.2:3"
+    assert parse(tags=" a, ,b ").tags == ("a", "b")
+    rejected("tags", {"node": NODE, "interface": "eth0", "tags": 5})
+    rejected("tags", {"node": NODE, "interface": "eth0", "tags": "a\nb"})
+    rejected("customer", {"node": NODE, "interface": "eth0", "customer": 5})
+    rejected("logrequest", {"node": NODE, "interface": "eth0", "logrequest": "yes"})
+    rejected("requestid", {"node": NODE, "interface": "eth0", "requestid": "../../etc"})
+
+
+def test_pcapdaemon_only_fields_are_ignored():
+    assert parse(packetdebug=True, folder="f", bucket="b", acl="private") is not None
+
+
+def test_request_id_of_a_bad_message():
+    assert request_id_of('{"requestid": "abc", "packets": "x"}') == "abc"
+    assert request_id_of('{"requestid": "../x"}') is None
+    assert request_id_of("not json") is None
