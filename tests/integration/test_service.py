@@ -191,3 +191,29 @@ def test_syslog_lines_carry_priority_and_tag(tmp_path, sink):
     assert started.startswith("<85>pcaptest[")  # authpriv (10) * 8 + notice (5)
     per_target = (tmp_path / "logs" / "push_seq.log").read_text()
     assert "target=seq" in per_target and "event=started" not in per_target
+
+
+def test_flows_target_in_the_daemon_exports_records(tmp_path, sink):
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(10)
+    cport = collector.getsockname()[1]
+    extra = (f'{{ Desc = "flows", Mode = "flows", Path = "udp://127.0.0.1:{cport}", '
+             f'Interval = 1, FilterBPF = "udp and dst port {sink}" }},')
+    daemon = Daemon(tmp_path, target_lua(tmp_path / "out", sink, "seq", extra))
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(30):
+            sock.sendto(b"x" * 100, ("127.0.0.1", sink))
+        records = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(r["count"] for r in records) < 30:
+            records += [json.loads(x) for x in collector.recv(65535).decode().splitlines()]
+        status = json.loads(daemon.cli("status", "--json").stdout)
+    finally:
+        assert daemon.stop() == 0
+    flow = [r for r in records if r["target_PORT"] == sink]
+    assert sum(r["count"] for r in flow) == 30 and sum(r["length"] for r in flow) == 3000
+    assert {r["type"] for r in flow} == {"UDP"} and flow[0]["target_IP"] == "127.0.0.1"
+    entry = next(t for t in status["targets"] if t["desc"] == "flows")
+    assert entry["mode"] == "flows" and entry["records_sent"] >= 1
