@@ -25,6 +25,23 @@ log = logging.getLogger("pushcap.push")
 
 PART_SUFFIX = ".part"
 WRITE_BUFFER_BYTES = 1 << 20
+IOV_MAX = 1024  # slices handed to one writev(): records go from the batch to the kernel, no copy
+
+
+def _writev_all(fd: int, chunks: list) -> None:
+    """writev() until every byte of `chunks` is written (a short write is legal)."""
+    total = sum(len(c) for c in chunks)
+    done = os.writev(fd, chunks)
+    while done < total:
+        rest, skip = [], done
+        for chunk in chunks:
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            rest.append(memoryview(chunk)[skip:])
+            skip = 0
+        chunks, total = rest, total - done
+        done = os.writev(fd, chunks)
 
 
 def part_path(prefix: Path, start_ns: int) -> Path:
@@ -41,20 +58,22 @@ def parse_part_name(path: Path) -> tuple[str, int] | None:
     return (base, int(start)) if base and start.isdigit() else None
 
 
-def finish_name(prefix: Path, name: str) -> Path:
-    """`<prefix>_<name>.pcap`, or the first free `<prefix>_<name>_N.pcap` if that is taken."""
-    candidate = prefix.parent / f"{prefix.name}_{name}.pcap"
+def finish_name(prefix: Path, name: str, suffix: str = ".pcap") -> Path:
+    """`<prefix>_<name><suffix>`, or the first free `<prefix>_<name>_N<suffix>` if that is taken."""
+    candidate = prefix.parent / f"{prefix.name}_{name}{suffix}"
     n = 2
     while candidate.exists():
-        candidate = prefix.parent / f"{prefix.name}_{name}_{n}.pcap"
+        candidate = prefix.parent / f"{prefix.name}_{name}_{n}{suffix}"
         n += 1
     return candidate
 
 
-def publish(part: Path, prefix: Path, name: str) -> Path:
-    """Move a complete temporary file to its final name without ever replacing another file."""
+def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap") -> Path:
+    """Move a complete temporary file to its final name without ever replacing another file.
+
+    `suffix` is the target's FileSuffix (`.pcap.gz` for a gzip PipeCmd...)."""
     while True:
-        final = finish_name(prefix, name)
+        final = finish_name(prefix, name, suffix)
         try:
             os.link(part, final)  # fails if `final` appeared meanwhile: never overwrite
         except FileExistsError:
@@ -92,7 +111,11 @@ class PcapWriter:
     def write(self, chunks: Iterable, packets: int, nbytes: int, first_ts_ns: int,
               last_ts_ns: int) -> None:
         """Append whole records (already in the file's format) handed over as buffer slices."""
-        self._file.writelines(chunks)
+        self._file.flush()  # keep order with anything written through the buffer
+        chunks = list(chunks)
+        fd = self._file.fileno()
+        for start in range(0, len(chunks), IOV_MAX):
+            _writev_all(fd, chunks[start:start + IOV_MAX])
         if not self.packets:
             self.first_ts_ns = first_ts_ns
         self.packets += packets
