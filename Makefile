@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := libpcap-dev tcpdump wireshark-common redis-server iproute2 tcpreplay time
+DEBS := libpcap-dev tcpdump wireshark-common redis-server iproute2 tcpreplay time zstd lz4
 LUA ?= etc/push_realtime.lua
 CONFIG ?= etc/pcapdaemon.toml
 

@@ -12,10 +12,11 @@ from pushcap import obs
 from pushcap.capture.engine import interfaces_of, replay, series_prefix
 from pushcap.capture.source import SourceError
 from pushcap.config.lua import load_targets
-from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
+from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
 from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
 from pushcap.config.toml import load_daemon_config
 from pushcap.flows.command import add_flows_parser
+from pushcap.push.rclone_remote import check_remote
 from pushcap.push.ship import make_shipper
 from pushcap.status import fetch, render_table
 from pushcap.trigger.command import add_trigger_parser
@@ -34,15 +35,27 @@ def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
     return config, targets
 
 
+def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, ...],
+                 probe: bool) -> str:
+    if target.mode is PushMode.FLOWS:
+        return f"{target.path} every {target.interval_s:g} s"
+    if target.mode is PushMode.RCLONE:
+        check_remote(target.path, config.rclone, probe)
+    prefix = series_prefix(target, names[0] if len(names) == 1 else "<iface>", len(names) > 1)
+    return make_shipper(target, prefix, config.rclone).describe()
+
+
 def cmd_check(args) -> int:
     config, targets = _load(args)
+    trigger_settings(config, args)  # the pcapdaemon sections and flags
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
     for t in targets:
         names = interfaces_of(t, config)
-        prefix = series_prefix(t, names[0] if len(names) == 1 else "<iface>", len(names) > 1)
-        shown = make_shipper(t, prefix).describe()
-        rows.append((str(t.index), t.desc, t.mode.value, ",".join(names), shown,
-                     t.split.describe(), t.naming.describe(), t.filter_bpf or "(all packets)"))
+        flows = t.mode is PushMode.FLOWS
+        rows.append((str(t.index), t.desc, t.mode.value, ",".join(names),
+                     _destination(t, config, names, args.probe),
+                     "-" if flows else t.split.describe(), "-" if flows else t.naming.describe(),
+                     t.filter_bpf or "(all packets)"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -143,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reload)
     p = sub.add_parser("check", help="validate the configuration and show the targets")
     config_args(p)
+    p.add_argument("--probe", action="store_true",
+                   help="also write and delete a probe object on each rclone remote")
+    add_pcapdaemon_flags(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("replay", help="run the push targets over a capture file")
     p.add_argument("file", type=Path)

@@ -88,12 +88,13 @@ class ReplaySummary:
 
 
 def replay(path: str | Path, targets: tuple[TargetConfig, ...],
-           batch_packets: int = defaults.BATCH_PACKETS, progress=None) -> ReplaySummary:
+           batch_packets: int = defaults.BATCH_PACKETS, progress=None,
+           rclone_settings: dict | None = None) -> ReplaySummary:
     """Run the targets over a capture file (every target reads it, whatever its Interface)."""
     source = open_file_source(path, batch_packets)
     check_filters(targets, source.linktype, source.snaplen)
-    consumers = [make_consumer(t, source.name, False, source.linktype, source.snaplen)
-                 for t in targets]
+    consumers = [make_consumer(t, source.name, False, source.linktype, source.snaplen,
+                               rclone_settings) for t in targets]
     summary = ReplaySummary(series=consumers)
     started = time.monotonic()
     try:

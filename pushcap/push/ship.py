@@ -1,46 +1,165 @@
 """Delivery of finished files: where a series writes its temporary files and where they go.
 
-File mode publishes in place (rename beside the destination). rclone mode keeps finished files
-in a local spool until an uploader has delivered them (the uploader is a later stage; until then
-the spool is where they wait, nothing is dropped).
+Both modes first compress a finished file if the target has a PipeCmd (in-process, see
+`compress`), keeping the part until the result is published, so a crash at any point leaves the
+part to be repaired and delivered again.
+
+File mode publishes in place (a rename beside the destination). rclone mode renames the finished
+file into the series' local spool and returns at once; the series' uploader thread sends the spool
+to the remote (see `uploader` for the exactly-once and atomic-upload rules). Capture and rolling
+therefore never wait for the network.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from pushcap.config.model import PushMode, TargetConfig
+from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.push import pcapfile
+from pushcap.push.compress import (
+    Codec,
+    CompressError,
+    compressed_part,
+    parse_pipe_cmd,
+    remove_stale,
+)
+from pushcap.push.rclone_remote import (
+    Rclone,
+    RcloneError,
+    RcloneSettings,
+    display_path,
+    parse_settings,
+    split_remote,
+)
+from pushcap.push.spool import Spool
+from pushcap.push.uploader import Uploader
 
-SPOOL_DIR = Path("out/spool")
+log = logging.getLogger("pushcap.push")
+
+CLOSE_TIMEOUT_S = 30.0
+
+
+class ShipError(Exception):
+    """A finished file could not be handed over for delivery (message names target and fix)."""
+
+
+def _codec(target: TargetConfig) -> Codec | None:
+    try:
+        return parse_pipe_cmd(target.pipe_cmd)
+    except CompressError as exc:
+        raise ConfigError(f'target {target.index} "{target.desc}": {exc}') from None
+
+
+def _compression(codec: Codec | None) -> str:
+    return f", {codec.describe()}" if codec else ""
 
 
 class FileShipper:
-    """Publish under `<prefix>_<name><suffix>` in the destination folder itself."""
+    """Publish under `<prefix>_<name><FileSuffix>` in the destination folder itself."""
 
     def __init__(self, target: TargetConfig, prefix: Path) -> None:
         self.target = target
+        self.codec = _codec(target)
         self.part_prefix = prefix  # temporary files live beside their destination
+        self.files_published = 0
 
     def deliver(self, part: Path, name: str) -> Path:
-        return pcapfile.publish(part, self.part_prefix, name)
+        src = compressed_part(part, self.codec)
+        final = pcapfile.publish(src, self.part_prefix, name, self.target.file_suffix)
+        if src != part:
+            part.unlink()
+        self.files_published += 1
+        return final
 
     def describe(self) -> str:
-        return f"{self.part_prefix}_*.pcap"
+        return f"{self.part_prefix}_*{self.target.file_suffix}{_compression(self.codec)}"
+
+    def start(self) -> None:
+        """Remove compression temporaries a crash left (their part is delivered again). Not in
+        the constructor: `pushcap check` builds shippers beside a running daemon."""
+        remove_stale(self.part_prefix.parent, self.part_prefix.name)
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Nothing to drain in File mode."""
+
+    def stats(self) -> dict:
+        return {"files_published": self.files_published}
 
 
-class SpoolShipper(FileShipper):
-    """rclone targets: finished files wait in the spool for the uploader."""
+class RcloneShipper:
+    """rclone targets: finished files go to `<spool_dir>/<Desc>/<series>.queue/` and an uploader
+    thread (started by `start()`) sends them to `<remote>:<dir of Path>/<series>_<name><suffix>`.
 
-    def __init__(self, target: TargetConfig, prefix: Path) -> None:
-        super().__init__(target, SPOOL_DIR / target.desc / prefix.name)
+    Temporary parts are written in `<spool_dir>/<Desc>/`, on the spool's file system, so entering
+    the queue is a rename.
+    """
+
+    def __init__(self, target: TargetConfig, prefix: Path,
+                 rclone: dict | RcloneSettings | None = None) -> None:
+        self.target = target
+        self.codec = _codec(target)
+        self.settings = parse_settings(rclone)
+        try:
+            self.remote_spec, rel = split_remote(target.path)
+        except ValueError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": Path: {exc}') from None
+        # the folder comes from Path, the base name from the series prefix (`<base>_<interface>`)
+        trimmed = rel.rstrip("/")
+        folder = trimmed.rpartition("/")[0] + "/" if "/" in trimmed else ""
+        self.dest_prefix = f"{folder}{prefix.name}"
+        spool_root = Path(self.settings.spool_dir) / target.desc
+        self.part_prefix = spool_root / prefix.name
+        label = f"target={target.desc} series={prefix.name}"
+        self.spool = Spool(spool_root / f"{prefix.name}.queue", self.settings.spool_max_bytes,
+                           label)
+        try:
+            runner = Rclone(self.settings)
+        except RcloneError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": {exc}') from None
+        self.uploader = Uploader(self.spool, runner, self.remote_spec, target.file_suffix, label)
+
+    def deliver(self, part: Path, name: str) -> Path:
+        """Queue the finished file for upload; returns its spool path. Never waits for the
+        network (the byte limit may drop older queued files, loudly)."""
+        src = compressed_part(part, self.codec)
+        try:
+            entry = self.spool.add(src, f"{self.dest_prefix}_{name}{self.target.file_suffix}")
+        except OSError as exc:
+            raise ShipError(f'target "{self.target.desc}": cannot queue {part.name} in '
+                            f"{self.spool.directory}: {exc} (check [rclone] spool_dir)") from exc
+        if src != part:
+            part.unlink()
+        self.uploader.wake()
+        return entry.path
 
     def describe(self) -> str:
-        return f"{self.target.path} (spooled in {self.part_prefix.parent})"
+        shown = display_path(self.remote_spec + self.dest_prefix)
+        return (f"{shown}_*{self.target.file_suffix} via rclone{_compression(self.codec)} "
+                f"(spool {self.spool.directory}, max {self.settings.spool_max_bytes} B)")
+
+    def start(self) -> None:
+        """Start uploading (idempotent); whatever an earlier run left in the spool goes first.
+        Also removes compression temporaries a crash left (not done in the constructor, which
+        `pushcap check` runs beside a live daemon)."""
+        remove_stale(self.part_prefix.parent, self.part_prefix.name)
+        self.uploader.start()
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Upload what is queued within `timeout_s`; the rest stays spooled for the next start."""
+        self.uploader.close(timeout_s)
+
+    def stats(self) -> dict:
+        """files_pending, bytes_pending, oldest_pending_age_s, dropped_files, dropped_bytes,
+        uploads_ok, uploads_failed, already_present, bytes_uploaded, upload_mb_per_s,
+        last_upload, last_error (scrubbed of credentials), last_error_age_s."""
+        return self.uploader.stats()
 
 
-def make_shipper(target: TargetConfig, prefix: Path) -> FileShipper:
-    """The shipper for one series; `prefix` is `<Path>` or `<Path>_<interface>`."""
+def make_shipper(target: TargetConfig, prefix: Path,
+                 rclone: dict | RcloneSettings | None = None) -> FileShipper | RcloneShipper:
+    """The shipper for one series; `prefix` is `<Path>` or `<Path>_<interface>` (for rclone the
+    part after the remote's colon). `rclone` is DaemonConfig.rclone (the `[rclone]` section)."""
     if target.mode is PushMode.RCLONE:
-        return SpoolShipper(target, Path(prefix.name))
+        return RcloneShipper(target, prefix, rclone)
     return FileShipper(target, prefix)

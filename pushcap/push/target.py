@@ -42,8 +42,9 @@ class Series:
                  snaplen: int, rclone_settings: dict | None = None) -> None:
         self.target = target
         self.interface = interface
-        self.shipper = make_shipper(target, prefix)  # rclone settings: wired with the uploader
+        self.shipper = make_shipper(target, prefix, rclone_settings)
         self.prefix = self.shipper.part_prefix  # where temporary files are written
+        self.shipper.start()  # uploads (rclone) run beside the packet path, never in it
         self.linktype = linktype
         self.snaplen = snaplen
         self.stats = SeriesStats()
@@ -59,8 +60,7 @@ class Series:
 
     def status(self) -> dict:
         """Figures for `pushcap status` and /metrics (plus the shipper's, e.g. uploads)."""
-        shipper_stats = getattr(self.shipper, "stats", None)
-        return {**asdict(self.stats), **(shipper_stats() if shipper_stats else {})}
+        return {**asdict(self.stats), **self.shipper.stats()}
 
     @property
     def label(self) -> str:
@@ -159,9 +159,8 @@ class Series:
     def close(self) -> None:
         """Finish the open file (shutdown, end of a replay, target removed by a reload)."""
         self._finish()
-        closer = getattr(self.shipper, "close", None)
-        if closer is not None:
-            closer(defaults.SHUTDOWN_TIMEOUT_S)
+        # What is not delivered within this time stays spooled for the next start: nothing lost.
+        self.shipper.close(defaults.SHIPPER_CLOSE_TIMEOUT_S)
 
     def repair_leftovers(self) -> None:
         """Finish this series' temporary files left by a crash: cut at the last whole record."""

