@@ -1,0 +1,64 @@
+"""The daemon end to end: live capture on `lo` -> rclone target -> served S3 remote."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from oracle import read_pcap
+
+pytestmark = pytest.mark.integration
+
+
+def test_live_traffic_reaches_the_remote_and_status_shows_uploads(tmp_path, s3_remote):
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        status_port = s.getsockname()[1]
+    (tmp_path / "push.lua").write_text(f"""
+return {{ Target = {{ {{ Desc = "s3live", Mode = "rclone", Path = "pcs3:bucket/live/udp",
+  Split = "--split-time 2e9", FileName = "--filename-epoch-nsec",
+  FilterBPF = "udp and dst port {port}" }} }} }}""")
+    (tmp_path / "d.toml").write_text(
+        f'[[interface]]\nname = "lo"\n[status]\nport = {status_port}\n'
+        f'[rclone]\nspool_dir = "{tmp_path / "spool"}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "pushcap.cli", "run", "--lua", "push.lua",
+                             "--config", "d.toml"], cwd=tmp_path, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for line in proc.stderr:
+            if "event=started" in line:
+                break
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sent = [b"rc%06d" % i for i in range(200)]
+        for payload in sent:
+            sender.sendto(payload, ("127.0.0.1", port))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not s3_remote.files("bucket/live"):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        status = json.loads(subprocess.run(
+            [sys.executable, "-m", "pushcap.cli", "status", "--json", "--config", "d.toml"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=30).stdout)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    arrived = s3_remote.files("bucket/live")
+    assert arrived and all(name.startswith("udp_") and name.endswith(".pcap")
+                           for name in arrived), arrived
+    got = []
+    for name in sorted(arrived):
+        (tmp_path / name).write_bytes(arrived[name])
+        got += [p[3][42:] for p in read_pcap(tmp_path / name).packets]
+    assert got == sent
+    entry = status["targets"][0]
+    assert entry["uploads_ok"] >= 1 and entry["files_pending"] == 0
+    assert s3_remote.secret_key not in err
