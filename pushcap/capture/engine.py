@@ -65,6 +65,7 @@ def make_consumer(target: TargetConfig, interface: str, several: bool, linktype:
     else:
         consumer = Series(target, interface, series_prefix(target, interface, several), linktype,
                           snaplen, rclone_settings)
+        consumer.start()
     consumer.several = several  # with the target, what identifies it across a reload
     return consumer
 

@@ -44,7 +44,6 @@ class Series:
         self.interface = interface
         self.shipper = make_shipper(target, prefix, rclone_settings)
         self.prefix = self.shipper.part_prefix  # where temporary files are written
-        self.shipper.start()  # uploads (rclone) run beside the packet path, never in it
         self.linktype = linktype
         self.snaplen = snaplen
         self.stats = SeriesStats()
@@ -57,6 +56,10 @@ class Series:
             raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
                               f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
         self.repair_leftovers()
+
+    def start(self) -> None:
+        """Start delivery (rclone uploads run beside the packet path, never in it)."""
+        self.shipper.start()
 
     def status(self) -> dict:
         """Figures for `pushcap status` and /metrics (plus the shipper's, e.g. uploads)."""

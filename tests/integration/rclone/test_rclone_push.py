@@ -22,7 +22,6 @@ import pytest
 import zstandard
 from oracle import PCAPS_DIR
 
-import pushcap.push.target as target_module
 from pushcap.capture.engine import series_prefix
 from pushcap.capture.source import open_file_source
 from pushcap.config.model import (
@@ -62,11 +61,9 @@ def settings(tmp_path: Path, **extra) -> dict:
 
 def make_series(targets, rclone: dict, monkeypatch) -> list[Series]:
     """Series as the engine builds them, with the [rclone] settings handed to their shipper."""
-    monkeypatch.setattr(target_module, "make_shipper",
-                        functools.partial(make_shipper, rclone=rclone))
     source = open_file_source(SAMPLE)
     return [Series(t, source.name, series_prefix(t, source.name, False), source.linktype,
-                   source.snaplen) for t in targets]
+                   source.snaplen, rclone) for t in targets]
 
 
 def feed(series: list[Series], stop_after: int | None = None, skip: int = 0) -> None:
