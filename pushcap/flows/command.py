@@ -13,12 +13,11 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
-from pushcap import defaults, obs
+from pushcap import defaults
 from pushcap.capture.ring import Ring
 from pushcap.capture.source import LiveSource, SourceError, open_file_source
 from pushcap.config.model import (
@@ -168,20 +167,3 @@ def _install_signals(source: LiveSource) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pushcap.flows.command flows ...`, the same as `pushcap flows ...`."""
-    parser = argparse.ArgumentParser(prog="pushcap")
-    add_flows_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    obs.setup_logging("info")
-    try:
-        return args.func(args)
-    except (ConfigError, SourceError) as exc:
-        print(f"pushcap: error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -174,7 +174,7 @@ def flows_config(url: str, interval_s: float, bpf: str | None = None) -> TargetC
 
 
 def run_command(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pushcap.flows.command", "flows", *args],
+    return subprocess.run([sys.executable, "-m", "pushcap.cli", "flows", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
 
 
@@ -266,7 +266,7 @@ def test_datagrams_stay_under_the_limit(gen_trace, collector):
 
 # --- live on lo ------------------------------------------------------------------------------
 def test_live_lo_udp_traffic_arrives_within_one_interval(collector):
-    proc = subprocess.Popen([sys.executable, "-m", "pushcap.flows.command", "flows",
+    proc = subprocess.Popen([sys.executable, "-m", "pushcap.cli", "flows",
                              "--interface", "lo", collector.url, "--interval", "1", "--no-dns"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
