@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -93,6 +94,8 @@ def cmd_run(args) -> int:
     from pushcap.trigger.service import TriggerService
 
     config, targets = _load(args)
+    if args.log_dir:
+        config = dataclasses.replace(config, log_dir=args.log_dir)
     obs.setup_logging(args.log_level or config.log_level, config, targets)
     daemon = Daemon(config, targets, args.lua)
     trigger = trigger_settings(config, args)
@@ -143,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="capture the configured interfaces and push rolling files")
     config_args(p)
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-dir", help="also write push_<Desc>.log per target here "
+                   "(overrides [general] logdir)")
     add_pcapdaemon_flags(p)
     p.set_defaults(func=cmd_run)
     add_trigger_parser(sub)

@@ -34,7 +34,8 @@ return {{ Target = {{
 
 
 class Daemon:
-    def __init__(self, tmp: Path, lua_text: str, toml_extra: str = "") -> None:
+    def __init__(self, tmp: Path, lua_text: str, toml_extra: str = "",
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
         self.status_port = free_port()
         self.lua = tmp / "push.lua"
@@ -44,7 +45,7 @@ class Daemon:
                              f'[status]\nport = {self.status_port}\n{toml_extra}')
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(self.lua), "--config",
-             str(self.toml)], cwd=tmp, stderr=subprocess.PIPE, text=True)
+             str(self.toml), *extra_args], cwd=tmp, stderr=subprocess.PIPE, text=True)
         self.log: list[str] = []
         self.started = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -179,8 +180,8 @@ def test_syslog_lines_carry_priority_and_tag(tmp_path, sink):
     port = receiver.getsockname()[1]
     daemon = Daemon(tmp_path, target_lua(tmp_path / "out", sink, "seq"),
                     f"[syslog]\npriority = 85\ntag = \"pcaptest\"\n"
-                    f"address = \"udp://127.0.0.1:{port}\"\n"
-                    f'[general]\nlogdir = "{tmp_path / "logs"}"\n')
+                    f"address = \"udp://127.0.0.1:{port}\"\n",
+                    extra_args=("--log-dir", str(tmp_path / "logs")))
     try:
         lines = []
         while not any("event=started" in x for x in lines):
