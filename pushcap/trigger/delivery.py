@@ -36,6 +36,7 @@ class Delivery:
     cloudshark_id: str | None = None
     cloudshark_url: str | None = None
     upload_error: str | None = None
+    local_error: str | None = None  # writelocal failed (the capture then goes to the fallback)
     upload_exceptions: tuple[str, ...] = ()
     attempts: int = 0
 
@@ -90,10 +91,18 @@ class Deliverer:
                                     request.received_ns // 1_000_000_000)
         data = outcome.pcap
         result = Delivery()
+        written_locally = False
         if settings.write_local:
-            result.path = str(write_into(settings.local_dir, filename, data))
-            log.info("event=trigger_written requestid=%s interface=%s path=%s",
-                     request.request_id, outcome.interface, result.path)
+            try:
+                result.path = str(write_into(settings.local_dir, filename, data))
+                written_locally = True
+                log.info("event=trigger_written requestid=%s interface=%s path=%s",
+                         request.request_id, outcome.interface, result.path)
+            except OSError as exc:
+                result.local_error = f"{settings.local_dir}: {exc.strerror or exc}"
+                log.error("event=trigger_write_failed requestid=%s interface=%s error=%r",
+                          request.request_id, outcome.interface, result.local_error)
+        uploaded_ok = False
         if self.client is not None and settings.cloudshark.upload:
             tags = additional_tags(request.customer, request.alertid, request.tags,
                                    outcome.alias, settings.node_name, outcome.interface,
@@ -103,20 +112,18 @@ class Deliverer:
             except UploadError as exc:
                 result.upload_error = str(exc)
                 result.upload_exceptions = exc.exceptions
-                if not settings.write_local:
-                    result.path = str(write_into(settings.fallback_dir, filename, data))
-                    result.fallback = True
-                    log.warning("event=trigger_fallback requestid=%s interface=%s path=%s",
-                                request.request_id, outcome.interface, result.path)
             else:
+                uploaded_ok = True
                 result.cloudshark_id = uploaded.capture_id
                 result.cloudshark_url = uploaded.url
                 result.attempts = uploaded.attempts
                 log.info("event=trigger_uploaded requestid=%s interface=%s id=%s url=%s "
                          "attempts=%d", request.request_id, outcome.interface,
                          uploaded.capture_id, uploaded.url, uploaded.attempts)
-        elif not settings.write_local:
-            # Neither destination is on: keep the capture rather than drop it silently.
+        if not (written_locally or uploaded_ok):
+            # Every destination failed or none is on: keep the capture rather than lose it.
             result.path = str(write_into(settings.fallback_dir, filename, data))
             result.fallback = True
+            log.warning("event=trigger_fallback requestid=%s interface=%s path=%s",
+                        request.request_id, outcome.interface, result.path)
         return result

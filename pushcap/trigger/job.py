@@ -88,8 +88,8 @@ class CaptureJob:
 
     def _lookback(self, live_seq: int) -> bool:
         """Batches already in the ring (before the cursor); True when a cap was reached."""
-        if self.window_start_ns >= self.request.received_ns and self.request.start_ns is None:
-            return False
+        # Even without `before`, packets that arrived between the request and this job's start
+        # (a queued request) are in the ring already: the window starts at the request.
         for batch in self.ring.snapshot():
             if batch.seq >= live_seq:
                 break

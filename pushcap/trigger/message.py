@@ -100,8 +100,8 @@ def parse_request(data: bytes | str, settings: TriggerSettings,
         raise TriggerError("message", f"larger than {MAX_MESSAGE_BYTES} bytes")
     try:
         msg = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TriggerError("message", f"not JSON ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise TriggerError("message", f"not JSON ({type(exc).__name__}: {exc})"[:200]) from None
     if not isinstance(msg, dict):
         raise TriggerError("message", "must be a JSON object")
     if not _for_this_node(msg, settings.node_name):

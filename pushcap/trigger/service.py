@@ -167,11 +167,12 @@ class TriggerService:
             self._publish_capture(request, capture, "empty", **stats)
             return
         delivery = self.deliverer.deliver(request, outcome)
-        status = "error" if delivery.upload_error else "ok"
+        error = delivery.upload_error or delivery.local_error
+        status = "error" if error else "ok"
         self._publish_capture(
             request, capture, status, **stats, path=delivery.path,
             fallback=delivery.fallback or None, cloudshark_id=delivery.cloudshark_id,
-            cloudshark_url=delivery.cloudshark_url, error=delivery.upload_error,
+            cloudshark_url=delivery.cloudshark_url, error=error,
             exceptions=list(delivery.upload_exceptions) or None,
             attempts=delivery.attempts or None)
 
