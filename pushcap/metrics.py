@@ -24,6 +24,7 @@ TARGET_METRICS = [
     ("uploads_ok", "pushcap_target_uploads_ok", "counter", "Files uploaded"),
     ("uploads_failed", "pushcap_target_uploads_failed", "counter", "Failed upload attempts"),
     ("dropped_files", "pushcap_target_dropped_files", "counter", "Spooled files dropped"),
+    ("errors", "pushcap_target_errors", "counter", "Failed steps of the target (write, upload)"),
     ("records_sent", "pushcap_flows_records_sent", "counter", "Flow records exported"),
     ("send_failures", "pushcap_flows_send_failures", "counter", "Flow datagrams not sent"),
 ]

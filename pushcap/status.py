@@ -36,7 +36,10 @@ def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> 
     for name, consumers in engine.consumers.items():
         for consumer in consumers:
             entry = {"desc": consumer.target.desc, "mode": consumer.target.mode.value,
-                     "interface": name, **_consumer_status(consumer)}
+                     "interface": name, **_consumer_status(consumer),
+                     "errors": getattr(consumer, "errors", 0)}
+            if getattr(consumer, "last_error", None):
+                entry["last_error"] = consumer.last_error
             targets.append(entry)
     status = {"time": time.time(), "node": engine.config.node_name, "reloads": engine.reloads,
               "interfaces": interfaces, "targets": targets}

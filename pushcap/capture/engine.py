@@ -12,6 +12,7 @@ removed ones finish their file, changed ones finish their file and restart with 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ log = logging.getLogger("pushcap.engine")
 STATS_INTERVAL_S = 10.0
 REOPEN_BACKOFF_MAX_S = 30.0
 PUSH_POLL_S = 0.2
+ERROR_LOG_INTERVAL_S = 10.0  # a failing target logs at most this often
 
 Bindings = dict[str, list[tuple[TargetConfig, bool]]]  # interface -> (target, reads several)
 
@@ -53,6 +55,11 @@ def interfaces_of(target: TargetConfig, config: DaemonConfig) -> tuple[str, ...]
         raise ConfigError(f'target {target.index} "{target.desc}": Interface '
                           f'"{target.interface}" is not captured (known: {", ".join(known)})')
     return names
+
+
+def _identity(target: TargetConfig) -> TargetConfig:
+    """A target without its position in the file, to recognise it across a reload."""
+    return dataclasses.replace(target, index=0)
 
 
 def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,
@@ -185,17 +192,42 @@ class LiveEngine:
         bound = self._pending.pop(name, None)
         if bound is None:
             return
-        old = {(c.target, c.several): c for c in self.consumers[name]}
+        # A target is the same target if only its position in the file moved.
+        old = {(_identity(c.target), c.several): c for c in self.consumers[name]}
+        wanted = [((_identity(t), several), t, several) for t, several in bound]
+        keep = {key for key, _, _ in wanted if key in old}
+        for key, consumer in old.items():
+            if key not in keep:  # removed or changed: finish its file before a successor starts
+                self._guarded(consumer, "close")
+                log.info("event=target_stop target=%s interface=%s", consumer.target.desc, name)
         current = []
-        for target, several in bound:
-            kept = old.pop((target, several), None)
-            current.append(kept or self._consumer(name, target, several))
-            if kept is None:
-                log.info("event=target_start target=%s interface=%s", target.desc, name)
-        for consumer in old.values():
-            consumer.close()
-            log.info("event=target_stop target=%s interface=%s", consumer.target.desc, name)
+        for key, target, several in wanted:
+            if key in keep:
+                current.append(old[key])
+                continue
+            try:
+                current.append(self._consumer(name, target, several))
+            except Exception as exc:  # noqa: BLE001 - one target must not stop the others
+                log.error("event=target_error target=%s interface=%s action=start error=%r",
+                          target.desc, name, str(exc))
+                continue
+            log.info("event=target_start target=%s interface=%s", target.desc, name)
         self.consumers[name] = current
+
+    @staticmethod
+    def _guarded(consumer, action: str, *args) -> None:
+        """Run one consumer step; a failure (disk full, remote error) is logged and counted
+        against that target, and never stops the interface's other targets or later batches."""
+        try:
+            getattr(consumer, action)(*args)
+        except Exception as exc:  # noqa: BLE001 - see above
+            consumer.errors = getattr(consumer, "errors", 0) + 1
+            consumer.last_error = f"{type(exc).__name__}: {exc}"
+            now = time.monotonic()
+            if now - getattr(consumer, "_last_error_log", -1e9) >= ERROR_LOG_INTERVAL_S:
+                consumer._last_error_log = now
+                log.error("event=target_error target=%s action=%s errors=%d error=%r",
+                          consumer.target.desc, action, consumer.errors, consumer.last_error)
 
     def _open(self, name: str) -> LiveSource:
         ring_cfg = self.config.ring
@@ -252,10 +284,10 @@ class LiveEngine:
             consumers = self.consumers[name]
             for batch in cursor.read(timeout_s=PUSH_POLL_S):
                 for consumer in consumers:
-                    consumer.consume(batch)
+                    self._guarded(consumer, "consume", batch)
             now_ns = time.time_ns()
             for consumer in consumers:
-                consumer.tick(now_ns)
+                self._guarded(consumer, "tick", now_ns)
             if cursor.missed_packets != stats.missed_by_push:
                 log.warning("event=push_behind interface=%s missed_packets=%d", name,
                             cursor.missed_packets - stats.missed_by_push)
@@ -263,7 +295,7 @@ class LiveEngine:
             if cursor.closed:
                 break
         for consumer in self.consumers[name]:
-            consumer.close()
+            self._guarded(consumer, "close")
 
     def refresh_stats(self) -> None:
         for name, source in self.sources.items():

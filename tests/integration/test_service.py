@@ -218,3 +218,28 @@ def test_flows_target_in_the_daemon_exports_records(tmp_path, sink):
     assert {r["type"] for r in flow} == {"UDP"} and flow[0]["target_IP"] == "127.0.0.1"
     entry = next(t for t in status["targets"] if t["desc"] == "flows")
     assert entry["mode"] == "flows" and entry["records_sent"] >= 1
+
+
+def test_reload_inserting_a_target_leaves_the_others_untouched(tmp_path, sink):
+    out = tmp_path / "out"
+    daemon = Daemon(tmp_path, target_lua(out, sink, "seq"))
+    sender = Sender(sink)
+    try:
+        time.sleep(0.8)
+        first = ('{ Desc = "new", Mode = "File", Path = "' + str(out) + '/new", '
+                 f'FilterBPF = "udp and dst port {sink}" }}, ')
+        daemon.lua.write_text(target_lua(out, sink, "seq").replace("Target = {", "Target = {"
+                                                                   + first, 1))
+        daemon.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+    finally:
+        sent = sender.stop()
+        time.sleep(0.5)
+        assert daemon.stop() == 0
+    text = daemon.text()
+    assert "event=reload_applied" in text and "target=seq" not in "".join(
+        line for line in daemon.log if "event=target_stop" in line), text
+    assert "event=target_error" not in text and "Traceback" not in text, text
+    assert sequence_numbers(sorted(out.glob("seq_*.pcap"))) == list(range(sent))
+    new = sequence_numbers(sorted(out.glob("new_*.pcap")))
+    assert new and new == list(range(new[0], sent))
