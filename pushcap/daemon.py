@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from pushcap import defaults
+from pushcap import defaults, obs
 from pushcap.capture.engine import LiveEngine
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
@@ -61,6 +61,7 @@ class Daemon:
             try:
                 targets = load_targets(self.lua_path)
                 self.engine.reload(targets)
+                obs.add_target_logs(self.config, targets)
             except ConfigError as exc:
                 log.error("event=reload_refused file=%s error=%r", self.lua_path, str(exc))
                 return False, str(exc)

@@ -66,14 +66,25 @@ def setup_logging(level: str = "info", config=None, targets=()) -> None:
         return
     if config.syslog:
         root.addHandler(_syslog_handler(config.syslog, config.source_file))
-    if config.log_dir:
-        folder = Path(config.log_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for target in targets:
-            file_handler = logging.FileHandler(folder / f"push_{target.desc}.log")
-            file_handler.setFormatter(logging.Formatter(STDERR_FORMAT))
-            file_handler.addFilter(TargetFilter(target.desc))
-            root.addHandler(file_handler)
+    add_target_logs(config, targets)
+
+
+def add_target_logs(config, targets) -> None:
+    """`push_<Desc>.log` for each target that has none yet (at start and after a reload)."""
+    if not config.log_dir:
+        return
+    root = logging.getLogger("pushcap")
+    have = {h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)}
+    folder = Path(config.log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for target in targets:
+        path = folder / f"push_{target.desc}.log"
+        if str(path.resolve()) in have:
+            continue
+        file_handler = logging.FileHandler(path)
+        file_handler.setFormatter(logging.Formatter(STDERR_FORMAT))
+        file_handler.addFilter(TargetFilter(target.desc))
+        root.addHandler(file_handler)
 
 
 def _syslog_handler(section: dict, source: str) -> logging.Handler:
