@@ -1,12 +1,15 @@
-"""Smoke test of tools/bench.py: a tiny trace, scenario R2, one repetition.
+"""Smoke tests of tools/bench.py: a tiny trace, scenario R2, one repetition; T1 with a tiny fill.
 
 Benchmarks are not tests (DESIGN.md), so no timing is asserted: only that the harness runs
-pushcap and tcpdump side by side, prints its table and writes JSON holding the scenario's ratio.
+pushcap and tcpdump side by side, prints its table and writes JSON holding the scenario's ratio,
+and that T1 gets every result from a real daemon and prints its goal check.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,4 +39,40 @@ def test_bench_quick_r2_prints_table_and_writes_json(tmp_path):
     for key in ("wall", "cpu", "rss"):
         assert isinstance(r2["ratio"][key], float) and r2["ratio"][key] > 0
     assert r2["counts_pushcap"] == r2["counts_reference"] and r2["counts_pushcap"][0] > 0
+    assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"
+
+
+def _can_capture() -> bool:
+    if os.geteuid() == 0:
+        return True
+    caps = re.search(r"^CapEff:\s+([0-9a-f]+)", Path("/proc/self/status").read_text(), re.M)
+    return bool(caps and int(caps.group(1), 16) & (1 << 13))  # CAP_NET_RAW
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="T1 starts a redis-server")
+@pytest.mark.skipif(not _can_capture(), reason="T1 captures on lo (root or CAP_NET_RAW)")
+def test_bench_quick_t1_reports_latency_against_the_goal(tmp_path):
+    """T1 with a 2 s fill and 3 requests per series: a real `pushcap run` answers each request
+    from its ring, the file it writes holds what the result says, and the row has no tcpdump
+    reference ("n/a") but the goal check instead."""
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--scenarios", "T1",
+         "--out", str(out), "--scratch", str(tmp_path / "scratch")],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("T1 ")]
+    assert len(rows) == 1 and "n/a" in rows[0] and "goal p99 < 500ms" in rows[0], proc.stdout
+
+    t1 = json.loads(out.read_text())["scenarios"]["T1"]
+    assert t1["kind"] == "trigger" and t1["fill_s"] == 2.0
+    for name in ("lookback", "live"):
+        series = t1["series"][name]
+        assert series["requests"] == 3 and len(series["runs"]) == 3
+        assert series["statuses_ok"] and series["files_match"], series
+        assert series["reasons"] == {"packets": 3}, series  # capped by `packets`, not timeout
+        assert 0 < series["p50_ms"] <= series["p99_ms"]
+        assert all(r["packets"] > 0 for r in series["runs"])
+    assert t1["p99_ms"] == t1["series"]["lookback"]["p99_ms"]
+    assert isinstance(t1["meets_goal"], bool)
     assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"
