@@ -1,17 +1,19 @@
 """Packet sources: a live interface or a capture file, each yielding Batches.
 
 Why not just pcapy everywhere: `next_batch()` gives caplen and microseconds only. Output files must
-agree with the input packet for packet (nanoseconds, wire length), so for classic pcap files we let
-libpcap walk the records (fast, in C) and take the record headers and bytes straight from the file,
-which also makes a nanosecond little-endian file a zero-conversion copy. pcapng is parsed here
-(per-block Python: pcapng is an interchange format, not the hot path). Live capture uses a snaplen
-that keeps whole packets, so there caplen is the wire length.
+agree with the input packet for packet (nanoseconds, wire length), so classic pcap files are read
+here: each window of whole records is read once, straight into its batch's buffer; where the
+records start is found with vectorized lanes (`_record_starts`), and µs or big-endian headers are
+rewritten in place, so a nanosecond little-endian file is a zero-conversion copy. pcapng is parsed
+here (per-block Python: pcapng is an interchange format, not the hot path). Live capture uses a
+snaplen that keeps whole packets, so there caplen is the wire length.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 import struct
 import threading
@@ -31,6 +33,12 @@ MAGIC_NS = 0xA1B23C4D
 PCAPNG_SHB = 0x0A0D0D0A
 # libpcap's DLT_ values that differ from the LINKTYPE_ values files must carry (raw IP and kin).
 DLT_TO_LINKTYPE = {12: 101, 14: 101, 15: 102, 16: 103}
+# Reading a pcap file: windows of whole records (one Batch each), sized for `batch_packets`.
+_FIRST_WINDOW_BYTES = 1 << 20
+_MIN_WINDOW_BYTES = 64 * 1024
+_MAX_WINDOW_BYTES = 16 << 20  # above this, fresh buffers cost page faults (glibc mmap threshold)
+_MAX_CAPLEN = 1 << 18  # libpcap's largest snaplen for ordinary link types: a guess above is wrong
+_LANE_BYTES = 16384  # spacing of the parallel lanes of the record walk (`_record_starts`)
 
 
 class SourceError(Exception):
@@ -80,81 +88,196 @@ class PcapFileSource:
         self.linktype = linktype & 0x0FFFFFFF  # upper bits carry FCS info, not the link type
 
     def batches(self) -> Iterator[Batch]:
-        try:
-            reader = pcapy.open_offline(str(self.path))
-        except pcapy.PcapError as exc:
-            raise SourceError(f"{self.path}: {exc}") from exc
         with self.path.open("rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
+            fd = f.fileno()
+            size = os.fstat(fd).st_size
             if size <= 24:
                 return
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            yield from self._walk(reader, f.fileno(), size)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            yield from self._walk(fd, size)
 
-    def _walk(self, reader, fd: int, size: int) -> Iterator[Batch]:
+    def _walk(self, fd: int, size: int) -> Iterator[Batch]:
+        """Read the file in windows of whole records, each window one Batch.
+
+        The records are read once, straight into the batch's buffer; where each record starts
+        is found by `_record_starts` (vectorized), so libpcap is not needed to walk the file.
+        """
         position = 24
-        while True:
-            try:
-                _, meta = reader.next_batch(self.batch_packets)
-            except pcapy.PcapError as exc:
-                # libpcap gave up at a cut record and dropped the batch it was filling: take the
-                # whole records after `position` ourselves, as tcpdump does, and say so.
-                batch, position = self._walk_tail(fd, position, size)
-                if batch is not None:
-                    yield batch
-                self.truncated_bytes = size - position
-                log.warning("event=truncated_capture file=%s detail=%r whole_packets_kept=yes "
-                            "stray_bytes=%d", self.name, str(exc), self.truncated_bytes)
-                return
-            if not meta:
-                if position < size:
-                    self.truncated_bytes = size - position
-                    log.warning("event=truncated_capture file=%s stray_bytes=%d",
-                                self.name, self.truncated_bytes)
-                return
-            caplen = np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4)[:, 3].astype(np.int64)
-            sizes = caplen + RECORD_HEADER_BYTES
-            end = position + int(sizes.sum())
-            offsets = np.zeros(len(caplen), dtype=np.int64)
-            np.cumsum(sizes[:-1], out=offsets[1:])
-            yield self._batch_from_region(_pread_exact(fd, position, end - position), offsets)
-            position = end
+        window = _FIRST_WINDOW_BYTES
+        while position < size:
+            length = min(window, size - position)
+            region = _pread_exact(fd, position, length)
+            offsets, end = _record_starts(region, self._order, self._ts_pattern(region))
+            if len(offsets) > self.batch_packets:
+                end = int(offsets[self.batch_packets])
+                offsets = offsets[:self.batch_packets]
+            if not len(offsets):
+                if position + length >= size:
+                    break  # a cut record at the end of the file
+                # One record larger than the window: read exactly that record next time.
+                window = max(window, RECORD_HEADER_BYTES + self._caplen_at(region))
+                continue
+            del region[end:]
+            yield self._batch_from_region(region, offsets)
+            position += end
+            # Aim the next window at batch_packets records of the sizes seen so far.
+            window = int(min(max(end / len(offsets) * self.batch_packets * 1.02 + 65536,
+                                 _MIN_WINDOW_BYTES), _MAX_WINDOW_BYTES))
+        if position < size:
+            self.truncated_bytes = size - position
+            log.warning("event=truncated_capture file=%s whole_packets_kept=yes stray_bytes=%d",
+                        self.name, self.truncated_bytes)
 
-    def _walk_tail(self, fd: int, position: int, size: int) -> tuple[Batch | None, int]:
-        """Whole records from `position` on, walked in Python: only the last, cut batch needs it."""
-        tail = _pread_exact(fd, position, size - position)
-        cap_field = struct.Struct(self._order + "I")
-        offsets: list[int] = []
-        cursor = 0
-        while cursor + RECORD_HEADER_BYTES <= len(tail):
-            caplen = cap_field.unpack_from(tail, cursor + 8)[0]
-            if cursor + RECORD_HEADER_BYTES + caplen > len(tail):
-                break
-            offsets.append(cursor)
-            cursor += RECORD_HEADER_BYTES + caplen
-        if not offsets:
-            return None, position
-        batch = self._batch_from_region(tail[:cursor], np.array(offsets, dtype=np.int64))
-        return batch, position + cursor
+    def _caplen_at(self, region: bytearray) -> int:
+        return struct.unpack_from(self._order + "I", region, 8)[0]
+
+    def _ts_pattern(self, region: bytearray) -> tuple[bytes, int]:
+        """Bytes every record header of this stretch of the file most likely holds, and where.
+
+        The three high-order bytes of ts_sec change once every 256 s: searching for them finds
+        record headers at about any point of a window (see `_record_starts`).
+        """
+        if self._order == "<":
+            return bytes(region[1:4]), 1
+        return bytes(region[0:3]), 0
 
     def _batch_from_region(self, region: bytearray, offsets: np.ndarray) -> Batch:
         """Turn a run of the file's own records into a Batch (little-endian, ns headers).
 
         The region is read once; headers of µs or big-endian files are rewritten in place, so a
-        packet's bytes are copied exactly once from the page cache.
+        packet's bytes are copied exactly once from the page cache. The header fields are read
+        and written through uint32 views at any byte offset (no copy of the region).
         """
-        raw = np.frombuffer(region, dtype=np.uint8)
-        idx = offsets[:, None] + np.arange(RECORD_HEADER_BYTES)
-        fields = raw[idx].view(np.dtype(self._order + "u4")).reshape(-1, 4).astype(np.int64)
-        frac = fields[:, 1] if self._nano else fields[:, 1] * 1000
-        ts_ns = fields[:, 0] * 1_000_000_000 + frac
-        caplen, wirelen = fields[:, 2], fields[:, 3]
-        if not (self._order == "<" and self._nano):
-            headers = np.empty((len(offsets), 4), dtype="<u4")
-            headers[:, 0], headers[:, 1] = fields[:, 0], frac
-            headers[:, 2], headers[:, 3] = caplen, wirelen
-            raw[idx] = headers.view(np.uint8).reshape(-1, RECORD_HEADER_BYTES)
+        ends = np.empty_like(offsets)
+        ends[:-1] = offsets[1:]
+        ends[-1] = len(region)
+        caplen = ends - offsets
+        caplen -= RECORD_HEADER_BYTES
+        u32 = np.ndarray((len(region) - 3,), dtype=np.dtype(self._order + "u4"), buffer=region,
+                         strides=(1,))
+        sec = u32[offsets]
+        frac = u32[offsets + 4].astype(np.int64)
+        wirelen = u32[offsets + 12].astype(np.int64)
+        if not self._nano:
+            frac *= 1000
+        ts_ns = sec.astype(np.int64)
+        ts_ns *= 1_000_000_000
+        ts_ns += frac
+        if self._order == "<":
+            if not self._nano:
+                u32[offsets + 4] = frac
+        else:
+            le = np.ndarray((len(region) - 3,), dtype="<u4", buffer=region, strides=(1,))
+            le[offsets] = sec
+            le[offsets + 4] = frac
+            le[offsets + 8] = caplen
+            le[offsets + 12] = wirelen
         return Batch(region, offsets, ts_ns, caplen, wirelen, self.linktype, self.snaplen)
+
+
+def _record_starts(region: bytearray, order: str, pattern: tuple[bytes, int]
+                   ) -> tuple[np.ndarray, int]:
+    """Offsets of the whole records in `region` (whose first record starts at 0), and the
+    offset just past the last of them.
+
+    A pcap file can only be walked record by record (each header gives the next one's place),
+    so the walk runs in *lanes*: the region is cut every `_LANE_BYTES`, a likely record header
+    is looked for near each cut (`pattern`: bytes every header of this stretch holds, found by
+    `bytes.find` in C), and all lanes step forward together, one numpy operation per step
+    for all of them. A lane is trusted only when the lane before it, trusted itself, lands
+    exactly on its start; lane 0 starts at a known record. A wrong guess (the pattern found in
+    packet data, or not found at all) only costs speed: that lane is dropped and the lane before
+    it walks on through its stretch. The result is therefore exactly the sequential walk's.
+    """
+    n = len(region)
+    if n < RECORD_HEADER_BYTES:
+        return np.zeros(0, dtype=np.int64), 0
+    # uint32 at every byte offset (unaligned, strided view: no copy).
+    u32 = np.ndarray((n - 3,), dtype=np.dtype(order + "u4"), buffer=region, strides=(1,))
+    needle, shift = pattern
+    # One match per lane: the needle, then the rest of the lane skipped (in C, not Python).
+    # The needle must be followed by a caplen below 2**18 (its two high-order bytes).
+    caplen_high = rb"(?s:.{6})[\x00-\x03]\x00" if shift else rb"(?s:.{5})\x00[\x00-\x03]"
+    lane_re = re.compile(re.escape(needle) + caplen_high + b"(?s:.{0,%d})" % _LANE_BYTES)
+    guesses = np.fromiter(map(re.Match.start, lane_re.finditer(region, _LANE_BYTES + shift,
+                                                                n - RECORD_HEADER_BYTES)),
+                          dtype=np.int64)
+    starts = np.concatenate(([0], _plausible(u32, region, guesses - shift, needle, shift)))
+    lanes = len(starts)
+    final = np.zeros(lanes, dtype=np.int64)
+    stuck = np.zeros(lanes, dtype=bool)  # stopped at a record cut by the end of the region
+    alive = np.ones(lanes, dtype=bool)
+    walked_lane: list[np.ndarray] = []
+    walked_pos: list[np.ndarray] = []
+    lane = np.arange(lanes)
+    stop = np.append(starts[1:], n)
+    _walk_lanes(u32, n, lane, starts.copy(), stop, final, stuck, walked_lane, walked_pos)
+    while True:
+        live = np.flatnonzero(alive)
+        good = ~stuck[live[:-1]] & (final[live[:-1]] == starts[live[1:]])
+        bad = np.flatnonzero(~good)
+        trusted = int(bad[0]) if len(bad) else len(live) - 1  # lanes chained from lane 0
+        if stuck[live[trusted]]:  # a trusted lane reached a record cut by the region's end
+            alive[live[trusted + 1:]] = False
+            live = live[:trusted + 1]
+            break
+        if not len(bad):
+            break
+        # A lane not landed on joins the lane before it; so does a lane that ran into a cut
+        # record before its successor (its start was a wrong guess: lane 0's never is).
+        victims = live[np.where(stuck[live[bad]], bad, bad + 1)]
+        alive[victims] = False
+        live = np.flatnonzero(alive)
+        heirs = np.unique(live[np.searchsorted(live, victims) - 1])
+        heirs = heirs[~stuck[heirs]]
+        stop = np.append(starts[live], n)[np.searchsorted(live, heirs, side="right")]
+        _walk_lanes(u32, n, heirs, final[heirs], stop, final, stuck, walked_lane, walked_pos)
+    end = int(final[live[-1]])
+    if not walked_pos:
+        return np.zeros(0, dtype=np.int64), end
+    positions = np.concatenate(walked_pos)
+    if len(live) < lanes:
+        positions = positions[alive[np.concatenate(walked_lane)]]
+    positions.sort()
+    return positions, end
+
+
+def _plausible(u32: np.ndarray, region: bytearray, guesses: np.ndarray, needle: bytes,
+               shift: int) -> np.ndarray:
+    """The guesses that look like a record header followed by another one (or the region's
+    end): fewer wrong lanes when packet data happens to hold the needle. Speed only: a real
+    header dropped here is walked through by the lane before it."""
+    n = len(region)
+    at = np.minimum(guesses, n - RECORD_HEADER_BYTES)
+    caplen = u32[at + 8]
+    nxt = guesses + RECORD_HEADER_BYTES + caplen
+    ok = (caplen <= _MAX_CAPLEN) & (caplen <= u32[at + 12]) & (nxt <= n)
+    data = np.frombuffer(region, dtype=np.uint8)
+    probe = np.minimum(nxt, n - RECORD_HEADER_BYTES) + shift
+    follows = np.ones(len(guesses), dtype=bool)
+    for i, byte in enumerate(needle):
+        follows &= data[probe + i] == byte
+    follows |= nxt > n - RECORD_HEADER_BYTES  # no room for another header: the region ends
+    return guesses[ok & follows]
+
+
+def _walk_lanes(u32: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray, stop: np.ndarray,
+                final: np.ndarray, stuck: np.ndarray, walked_lane: list, walked_pos: list) -> None:
+    """Step every lane from `pos` record by record until it reaches its `stop` or a record cut by
+    the end of the region; note where each ended (`final`, `stuck`) and the records passed."""
+    last_header = n - RECORD_HEADER_BYTES
+    pos = pos.copy()
+    while True:
+        nxt = u32[np.minimum(pos, last_header) + 8] + (pos + RECORD_HEADER_BYTES)
+        move = pos < stop
+        move &= nxt <= n
+        if not move.any():
+            break
+        walked_lane.append(lane[move])
+        walked_pos.append(pos[move])
+        np.copyto(pos, nxt, where=move)
+    final[lane] = pos
+    stuck[lane] = pos < stop
 
 
 def _pread_exact(fd: int, position: int, length: int) -> bytearray:
