@@ -294,8 +294,18 @@ class LiveEngine:
                 stats.missed_by_push = cursor.missed_packets
             if cursor.closed:
                 break
-        for consumer in self.consumers[name]:
-            self._guarded(consumer, "close")
+        # Every open file first, then the slow part (uploads) of all targets at once, so one
+        # target's remote cannot use up the others' shutdown time.
+        consumers = self.consumers[name]
+        for consumer in consumers:
+            if hasattr(consumer, "finish"):
+                self._guarded(consumer, "finish")
+        closers = [threading.Thread(target=self._guarded, args=(c, "close"), daemon=True)
+                   for c in consumers]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join()
 
     def refresh_stats(self) -> None:
         for name, source in self.sources.items():

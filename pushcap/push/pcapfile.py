@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pushcap.capture.batch import (
     PCAP_FILE_HEADER_BYTES,
-    RECORD_HEADER_BYTES,
     pcap_file_header,
 )
 
@@ -114,8 +112,15 @@ class PcapWriter:
         self._file.flush()  # keep order with anything written through the buffer
         chunks = list(chunks)
         fd = self._file.fileno()
-        for start in range(0, len(chunks), IOV_MAX):
-            _writev_all(fd, chunks[start:start + IOV_MAX])
+        try:
+            for start in range(0, len(chunks), IOV_MAX):
+                _writev_all(fd, chunks[start:start + IOV_MAX])
+        except OSError:
+            # Disk full or I/O error: cut back to the last whole record so the file stays valid
+            # and later writes (once there is room again) continue it.
+            os.ftruncate(fd, self.bytes_written)
+            os.lseek(fd, self.bytes_written, os.SEEK_SET)
+            raise
         if not self.packets:
             self.first_ts_ns = first_ts_ns
         self.packets += packets
@@ -141,30 +146,31 @@ def repair_part(part: Path) -> tuple[int, int, int] | None:
     """Cut a leftover temporary file at its last whole record.
 
     Returns (packets, first_ts_ns, last_ts_ns), or None when it holds no whole packet (it is then
-    removed: there is nothing in it to lose).
+    removed: there is nothing in it to lose). The file is walked window by window with the
+    capture reader, so a leftover of many GB never has to fit in memory.
     """
-    data = part.read_bytes()
-    if len(data) < PCAP_FILE_HEADER_BYTES:
-        part.unlink()
-        return None
-    pos, packets, first_ts, last_ts = PCAP_FILE_HEADER_BYTES, 0, 0, 0
-    header = struct.Struct("<IIII")
-    while pos + RECORD_HEADER_BYTES <= len(data):
-        sec, nsec, caplen, _ = header.unpack_from(data, pos)
-        if pos + RECORD_HEADER_BYTES + caplen > len(data):
-            break
-        last_ts = sec * 1_000_000_000 + nsec
-        first_ts = first_ts or last_ts
-        packets += 1
-        pos += RECORD_HEADER_BYTES + caplen
+    from pushcap.capture.source import SourceError, open_file_source
+
+    try:
+        source = open_file_source(part)
+        packets, first_ts, last_ts, end = 0, 0, 0, PCAP_FILE_HEADER_BYTES
+        for batch in source.batches():
+            if not packets:
+                first_ts = int(batch.ts_ns[0])
+            packets += len(batch)
+            last_ts = int(batch.ts_ns[-1])
+            end += batch.nbytes
+    except SourceError:  # not even a whole file header: nothing was captured into it
+        packets = 0
     if packets == 0:
         part.unlink()
         return None
-    if pos < len(data):
+    size = part.stat().st_size
+    if end < size:
         with part.open("r+b") as f:
-            f.truncate(pos)
+            f.truncate(end)
             f.flush()
             os.fsync(f.fileno())
         log.warning("event=repair_cut file=%s kept_packets=%d cut_bytes=%d", part.name, packets,
-                    len(data) - pos)
+                    size - end)
     return packets, first_ts, last_ts

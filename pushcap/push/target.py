@@ -8,6 +8,8 @@ as one slice of the batch's record buffer. No Python runs per packet.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ class SeriesStats:
     bytes: int = 0
     files: int = 0
     current_file: str = ""
+    lost_packets: int = 0  # selected but not written (disk full, I/O error)
     last_file: str = ""
 
 
@@ -48,6 +51,10 @@ class Series:
         self.snaplen = snaplen
         self.stats = SeriesStats()
         self._writer: PcapWriter | None = None
+        self._finishing: queue.Queue[PcapWriter] = queue.Queue()
+        self._finisher: threading.Thread | None = None
+        self.errors = 0
+        self.last_error = ""
         self._window = -1  # window of the open file (time split)
         self._last_closed_window = -1
         try:
@@ -114,8 +121,12 @@ class Series:
         view = memoryview(batch.records)
         chunks = map(view.__getitem__, map(slice, starts.tolist(), ends.tolist()))
         nbytes = int((ends - starts).sum())
-        self._writer.write(chunks, len(idx), nbytes, int(batch.ts_ns[idx[0]]),
-                           int(batch.ts_ns[idx[-1]]))
+        try:
+            self._writer.write(chunks, len(idx), nbytes, int(batch.ts_ns[idx[0]]),
+                               int(batch.ts_ns[idx[-1]]))
+        except OSError:
+            self.stats.lost_packets += len(idx)  # the file was cut back to its last record
+            raise
         self.stats.packets += len(idx)
         self.stats.bytes += nbytes
 
@@ -125,19 +136,44 @@ class Series:
         self.stats.current_file = self._writer.part.name
 
     def _finish(self) -> None:
+        """Hand the open file to the finisher: fsync, compression and delivery happen off the
+        packet path, so a large file or a slow compressor never holds up the next batch."""
         writer = self._writer
         if writer is None:
             return
         self._writer = None
         self.stats.current_file = ""
-        writer.close()
         if self.target.split.kind is SplitKind.TIME:
             self._last_closed_window = self._window
-        final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)
-        self.stats.files += 1
-        self.stats.last_file = str(final)
-        log.info("event=file_done %s file=%s packets=%d bytes=%d", self.label, final,
-                 writer.packets, writer.bytes_written)
+        if self._finisher is None:
+            self._finisher = threading.Thread(target=self._finish_loop, daemon=True,
+                                              name=f"finish-{self.target.desc}")
+            self._finisher.start()
+        self._finishing.put(writer)
+
+    def _finish_loop(self) -> None:
+        while True:
+            writer = self._finishing.get()
+            try:
+                writer.close()
+                final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)
+            except Exception as exc:  # noqa: BLE001 - the part stays; the next start repairs it
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("event=file_finish_failed %s file=%s error=%r", self.label,
+                          writer.part.name, self.last_error)
+            else:
+                self.stats.files += 1
+                self.stats.last_file = str(final)
+                log.info("event=file_done %s file=%s packets=%d bytes=%d", self.label, final,
+                         writer.packets, writer.bytes_written)
+            finally:
+                self._finishing.task_done()
+
+    def finish(self) -> None:
+        """Finish the open file and wait until every finished file is delivered (or failed)."""
+        self._finish()
+        self._finishing.join()
 
     def _publish(self, part: Path, start_ns: int, last_ts_ns: int) -> Path:
         if self.target.split.kind is SplitKind.TIME:
@@ -161,7 +197,7 @@ class Series:
 
     def close(self) -> None:
         """Finish the open file (shutdown, end of a replay, target removed by a reload)."""
-        self._finish()
+        self.finish()
         # What is not delivered within this time stays spooled for the next start: nothing lost.
         self.shipper.close(defaults.SHIPPER_CLOSE_TIMEOUT_S)
 
