@@ -23,6 +23,7 @@ log = logging.getLogger("pushcap.capture")
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000002, 0x00000003, 0x00000006
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_IF_TSRESOL = 9
+OPT_IF_TSOFFSET = 14
 
 
 class PcapngFileSource:
@@ -36,6 +37,7 @@ class PcapngFileSource:
         self.skipped_packets = 0
         self._data = path.read_bytes()
         self._interfaces: list[tuple[int, int, int]] = []  # (linktype, snaplen, units per second)
+        self._offsets_ns: list[int] = []  # if_tsoffset of each interface
         first_idb = self._first_interface()
         if first_idb is None:
             raise SourceError(f"{path}: pcapng file has no interface description block")
@@ -68,6 +70,7 @@ class PcapngFileSource:
     def _parse_idb(self, order: str, start: int, end: int) -> None:
         linktype, _, snaplen = struct.unpack_from(order + "HHI", self._data, start)
         units = 1_000_000
+        offset_ns = 0
         pos = start + 8
         while pos + 4 <= end:
             code, length = struct.unpack_from(order + "HH", self._data, pos)
@@ -76,8 +79,11 @@ class PcapngFileSource:
             if code == OPT_IF_TSRESOL and length >= 1:
                 value = self._data[pos + 4]
                 units = 2 ** (value & 0x7F) if value & 0x80 else 10 ** value
+            elif code == OPT_IF_TSOFFSET and length == 8:
+                offset_ns = struct.unpack_from(order + "q", self._data, pos + 4)[0] * 10**9
             pos += 4 + ((length + 3) & ~3)
         self._interfaces.append((linktype, snaplen, units))
+        self._offsets_ns.append(offset_ns)
 
     def batches(self) -> Iterator[Batch]:
         ts: list[int] = []
@@ -87,10 +93,11 @@ class PcapngFileSource:
         for order, btype, start, end in self._blocks():
             if btype == SHB:
                 self._interfaces = []
+                self._offsets_ns = []
             elif btype == IDB:
                 self._parse_idb(order, start, end)
             elif btype in (EPB, PB, SPB):
-                packet = self._packet(order, btype, start)
+                packet = self._packet(order, btype, start, end)
                 if packet is None:
                     continue
                 ts.append(packet[0])
@@ -106,26 +113,38 @@ class PcapngFileSource:
             log.warning("event=pcapng_skipped file=%s packets=%d reason=link type differs from "
                         "the first interface's", self.name, self.skipped_packets)
 
-    def _packet(self, order: str, btype: int, start: int) -> tuple[int, int, int, int] | None:
+    def _packet(self, order: str, btype: int, start: int,
+                end: int) -> tuple[int, int, int, int] | None:
+        """(ts_ns, caplen, wirelen, data offset) of one packet block, or None when skipped."""
+        from pushcap.capture.source import SourceError
+
         data = self._data
         if btype == SPB:
+            if not self._interfaces:
+                raise SourceError(f"{self.path}: simple packet block at byte {start - 8} comes "
+                                  "before any interface description block")
             linktype, snaplen, _ = self._interfaces[0]
             wirelen = struct.unpack_from(order + "I", data, start)[0]
-            caplen = min(wirelen, snaplen) if snaplen else wirelen
+            caplen = min(wirelen, snaplen, end - start - 4) if snaplen else wirelen
             return (0, caplen, wirelen, start + 4) if linktype == self.linktype else None
         if btype == EPB:
             iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(order + "IIIII", data, start)
-            body = start + 20
         else:
             iface, _, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(order + "HHIIII", data,
                                                                            start)
-            body = start + 20
+        body = start + 20
+        if iface >= len(self._interfaces):
+            raise SourceError(f"{self.path}: packet block at byte {start - 8} names interface "
+                              f"{iface}, but only {len(self._interfaces)} are described")
+        if body + caplen > end:
+            raise SourceError(f"{self.path}: packet block at byte {start - 8} claims {caplen} "
+                              "captured bytes, more than the block holds")
         linktype, _, units = self._interfaces[iface]
         if linktype != self.linktype:
             self.skipped_packets += 1
             return None
         ticks = (ts_hi << 32) | ts_lo
-        ts_ns = ticks * 1_000_000_000 // units
+        ts_ns = ticks * 1_000_000_000 // units + self._offsets_ns[iface]
         return ts_ns, caplen, wirelen, body
 
     def _batch(self, ts, caplens, wirelens, starts) -> Batch:

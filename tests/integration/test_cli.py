@@ -73,3 +73,23 @@ def test_check_shows_flows_and_rclone_targets(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "udp://127.0.0.1:10518 every 5 s" in proc.stdout
     assert ":s3" in proc.stdout and ".pcap.gz" in proc.stdout
+
+
+def test_malformed_pcapng_is_a_clear_error_not_a_traceback(tmp_path):
+    import struct
+
+    data = bytearray((PCAPS_DIR / "pcapng-multi-interface.pcapng").read_bytes())
+    pos = 0
+    while pos < len(data):  # find the first enhanced packet block and name a missing interface
+        btype, length = struct.unpack_from("<II", data, pos)
+        if btype == 6:
+            struct.pack_into("<I", data, pos + 8, 7)
+            break
+        pos += length
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(bytes(data))
+    lua = tmp_path / "push.lua"
+    lua.write_text('return { Target = { { Desc = "all", Mode = "File", Path = "o/all" } } }')
+    proc = run("replay", str(bad), "--lua", str(lua), cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "names interface 7" in proc.stderr
