@@ -17,9 +17,6 @@ from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConf
 from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
 from pushcap.config.toml import load_daemon_config
 from pushcap.flows.command import add_flows_parser
-from pushcap.push.rclone_remote import check_remote
-from pushcap.push.ship import make_shipper
-from pushcap.status import fetch, render_table
 from pushcap.trigger.command import add_trigger_parser
 
 log = logging.getLogger("pushcap.cli")
@@ -38,6 +35,9 @@ def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
 
 def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, ...],
                  probe: bool) -> str:
+    from pushcap.push.rclone_remote import check_remote
+    from pushcap.push.ship import make_shipper
+
     if target.mode is PushMode.FLOWS:
         return f"{target.path} every {target.interval_s:g} s"
     if target.mode is PushMode.RCLONE:
@@ -111,6 +111,8 @@ def _status_address(args) -> tuple[str, int]:
 
 
 def cmd_status(args) -> int:
+    from pushcap.status import fetch, render_table
+
     host, port = _status_address(args)
     try:
         code, body = fetch(host, port, "/status")
@@ -123,6 +125,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_reload(args) -> int:
+    from pushcap.status import fetch
+
     host, port = _status_address(args)
     try:
         code, body = fetch(host, port, "/reload", method="POST", timeout_s=30)
