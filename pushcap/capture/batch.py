@@ -61,6 +61,14 @@ class Batch:
         """Offset just past each packet's record."""
         return self.offsets + RECORD_HEADER_BYTES + self.caplen
 
+    def tail(self, start: int) -> Batch:
+        """The packets from `start` on (sharing this batch's buffer)."""
+        if start == 0:
+            return self
+        return Batch(self.records, self.offsets[start:], self.ts_ns[start:],
+                     self.caplen[start:], self.wirelen[start:], self.linktype, self.snaplen,
+                     self.seq)
+
     def with_seq(self, seq: int) -> Batch:
         return Batch(self.records, self.offsets, self.ts_ns, self.caplen, self.wirelen,
                      self.linktype, self.snaplen, seq)

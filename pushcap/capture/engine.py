@@ -63,7 +63,7 @@ def _identity(target: TargetConfig) -> TargetConfig:
 
 
 def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,
-                  snaplen: int, rclone_settings: dict | None = None):
+                  snaplen: int, rclone_settings: dict | None = None, repair: bool = True):
     """A pcap Series, or a flow exporter for `Mode = "flows"` targets."""
     if target.mode is PushMode.FLOWS:
         from pushcap.flows.target import FlowTarget
@@ -72,6 +72,8 @@ def make_consumer(target: TargetConfig, interface: str, several: bool, linktype:
     else:
         consumer = Series(target, interface, series_prefix(target, interface, several), linktype,
                           snaplen, rclone_settings)
+        if repair:  # at start only: during a reload a `.part` may be a live file
+            consumer.repair_leftovers()
         consumer.start()
     consumer.several = several  # with the target, what identifies it across a reload
     return consumer
@@ -152,10 +154,10 @@ class LiveEngine:
                 bindings[name].append((target, len(names) > 1))
         return bindings
 
-    def _consumer(self, name: str, target: TargetConfig, several: bool):
+    def _consumer(self, name: str, target: TargetConfig, several: bool, repair: bool = True):
         ring = self.rings[name]
         return make_consumer(target, name, several, ring.linktype, ring.snaplen,
-                             self.config.rclone)
+                             self.config.rclone, repair)
 
     def start(self) -> None:
         for iface in self.config.interfaces:
@@ -192,34 +194,68 @@ class LiveEngine:
         bound = self._pending.pop(name, None)
         if bound is None:
             return
+        self._handovers(name, force=True)  # an earlier reload's switches happen now
         # A target is the same target if only its position in the file moved.
         old = {(_identity(c.target), c.several): c for c in self.consumers[name]}
         wanted = [((_identity(t), several), t, several) for t, several in bound]
         keep = {key for key, _, _ in wanted if key in old}
-        for key, consumer in old.items():
-            if key not in keep:  # removed or changed: finish its file before a successor starts
-                self._guarded(consumer, "close")
-                log.info("event=target_stop target=%s interface=%s", consumer.target.desc, name)
+        changed = {c.target.desc: c for key, c in old.items() if key not in keep}
         current = []
         for key, target, several in wanted:
             if key in keep:
                 current.append(old[key])
                 continue
+            predecessor = changed.pop(target.desc, None)
+            waits = predecessor is not None and hasattr(predecessor, "retire") and \
+                self._guarded(predecessor, "retire")
+            if predecessor is not None and not waits:
+                self._stop_consumer(predecessor, name)
             try:
-                current.append(self._consumer(name, target, several))
+                successor = self._consumer(name, target, several, repair=False)
             except Exception as exc:  # noqa: BLE001 - one target must not stop the others
                 log.error("event=target_error target=%s interface=%s action=start error=%r",
                           target.desc, name, str(exc))
-                continue
-            log.info("event=target_start target=%s interface=%s", target.desc, name)
+                successor = None
+            if waits:
+                # Changed: the old settings finish their current file, then the new ones go on.
+                predecessor.successor = successor
+                current.append(predecessor)
+                log.info("event=target_change target=%s interface=%s switch=next_file",
+                         target.desc, name)
+            if successor is not None:
+                successor.held = waits
+                current.append(successor)
+                log.info("event=target_start target=%s interface=%s", target.desc, name)
+        for consumer in changed.values():  # removed
+            self._stop_consumer(consumer, name)
         self.consumers[name] = current
 
+    def _stop_consumer(self, consumer, name: str) -> None:
+        self._guarded(consumer, "close")
+        log.info("event=target_stop target=%s interface=%s", consumer.target.desc, name)
+
+    def _handovers(self, name: str, batch=None, force: bool = False) -> None:
+        """Let changed targets that reached their file boundary hand over to their successor:
+        the successor takes the rest of this batch from the boundary on, nothing twice."""
+        consumers = self.consumers[name]
+        for old in [c for c in consumers if hasattr(c, "successor")]:
+            if old.retired_at is None and not force:
+                continue
+            successor = old.successor
+            consumers.remove(old)
+            self._stop_consumer(old, name)
+            if successor is None:
+                continue
+            successor.held = False
+            if batch is not None and old.retired_at is not None:
+                self._guarded(successor, "consume", batch.tail(old.retired_at))
+
     @staticmethod
-    def _guarded(consumer, action: str, *args) -> None:
+    def _guarded(consumer, action: str, *args):
         """Run one consumer step; a failure (disk full, remote error) is logged and counted
         against that target, and never stops the interface's other targets or later batches."""
         try:
-            getattr(consumer, action)(*args)
+            return getattr(consumer, action)(*args)
         except Exception as exc:  # noqa: BLE001 - see above
             consumer.errors = getattr(consumer, "errors", 0) + 1
             consumer.last_error = f"{type(exc).__name__}: {exc}"
@@ -284,10 +320,13 @@ class LiveEngine:
             consumers = self.consumers[name]
             for batch in cursor.read(timeout_s=PUSH_POLL_S):
                 for consumer in consumers:
-                    self._guarded(consumer, "consume", batch)
+                    if not getattr(consumer, "held", False):
+                        self._guarded(consumer, "consume", batch)
+                self._handovers(name, batch)
             now_ns = time.time_ns()
             for consumer in consumers:
                 self._guarded(consumer, "tick", now_ns)
+            self._handovers(name)
             if cursor.missed_packets != stats.missed_by_push:
                 log.warning("event=push_behind interface=%s missed_packets=%d", name,
                             cursor.missed_packets - stats.missed_by_push)
@@ -296,6 +335,7 @@ class LiveEngine:
                 break
         # Every open file first, then the slow part (uploads) of all targets at once, so one
         # target's remote cannot use up the others' shutdown time.
+        self._handovers(name, force=True)
         consumers = self.consumers[name]
         for consumer in consumers:
             if hasattr(consumer, "finish"):

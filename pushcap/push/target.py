@@ -55,6 +55,8 @@ class Series:
         self._finisher: threading.Thread | None = None
         self.errors = 0
         self.last_error = ""
+        self.retiring = False  # see retire()
+        self.retired_at: int | None = None  # batch index where a successor took over
         self._window = -1  # window of the open file (time split)
         self._last_closed_window = -1
         try:
@@ -62,7 +64,6 @@ class Series:
         except BpfError as exc:
             raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
                               f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
-        self.repair_leftovers()
 
     def start(self) -> None:
         """Start delivery (rclone uploads run beside the packet path, never in it)."""
@@ -77,8 +78,17 @@ class Series:
         return f"target={self.target.desc} interface={self.interface}"
 
     # --- packet path -------------------------------------------------------------------------
+    def retire(self) -> bool:
+        """A reload changed this target: keep writing until the current file's natural end, then
+        stop (`retired_at` says where the successor takes over). False when there is no open
+        file, so the successor can take over at once."""
+        if self._writer is None:
+            return False
+        self.retiring = True
+        return True
+
     def consume(self, batch: Batch) -> None:
-        if not len(batch):
+        if not len(batch) or self.retired_at is not None:
             return
         if self._filter is None:
             selected = np.arange(len(batch))
@@ -97,6 +107,9 @@ class Series:
         for start, end, window in time_segments(batch.ts_ns[selected], split_ns, floor):
             if self._writer is not None and window != self._window:
                 self._finish()
+            if self._writer is None and self.retiring:
+                self.retired_at = int(selected[start])  # the file boundary: hand over here
+                return
             if self._writer is None:
                 self._window = window
                 self._open(window * split_ns)
@@ -108,6 +121,9 @@ class Series:
         for start, end, new_file in byte_segments(sizes, used, self.target.split.value):
             if new_file:
                 self._finish()
+                if self.retiring:
+                    self.retired_at = int(selected[start])
+                    return
                 self._open(int(batch.ts_ns[selected[start]]))
             self._write(batch, selected[start:end])
 
@@ -194,6 +210,8 @@ class Series:
         window_end_ns = (self._window + 1) * self.target.split.value
         if now_ns >= window_end_ns + int(defaults.TIME_SPLIT_GRACE_S * 1e9):
             self._finish()
+            if self.retiring:
+                self.retired_at = 0  # the window ended quietly: the successor takes what follows
 
     def close(self) -> None:
         """Finish the open file (shutdown, end of a replay, target removed by a reload)."""

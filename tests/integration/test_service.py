@@ -23,10 +23,11 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def target_lua(out: Path, port: int, path_name: str, extra: str = "") -> str:
+def target_lua(out: Path, port: int, path_name: str, extra: str = "",
+               split: str = "--split-time 60e9") -> str:
     return f"""
 return {{ Target = {{
-  {{ Desc = "seq", Mode = "File", Path = "{out}/{path_name}", Split = "--split-time 60e9",
+  {{ Desc = "seq", Mode = "File", Path = "{out}/{path_name}", Split = "{split}",
      FileName = "--filename-epoch-nsec", FilterBPF = "udp and dst port {port}" }},
   {extra}
 }} }}
@@ -133,15 +134,17 @@ def test_status_and_metrics_match_the_traffic(tmp_path, sink):
         assert daemon.stop() == 0
 
 
-def test_reload_under_traffic_keeps_every_packet_exactly_once(tmp_path, sink):
+def test_reload_under_traffic_switches_at_the_file_boundary_exactly_once(tmp_path, sink):
     out = tmp_path / "out"
-    daemon = Daemon(tmp_path, target_lua(out, sink, "before"))
+    split = "--split-time 2e9"
+    daemon = Daemon(tmp_path, target_lua(out, sink, "before", split=split))
     sender = Sender(sink)
     try:
         time.sleep(1.0)
-        daemon.lua.write_text(target_lua(out, sink, "after"))  # a changed target: new Path
+        # A changed target (new Path): it finishes its current 2 s file, then switches.
+        daemon.lua.write_text(target_lua(out, sink, "after", split=split))
         daemon.proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        time.sleep(3.5)
         daemon.lua.write_text("return { Target = { { Desc = 'x', Mode = 'File', Path = 'y', "
                               "FilterBPF = 'tcpp' } } }")
         answer = daemon.cli("reload")
@@ -156,7 +159,13 @@ def test_reload_under_traffic_keeps_every_packet_exactly_once(tmp_path, sink):
     assert before and after, daemon.text()
     got = sequence_numbers(before + after)
     assert got == list(range(sent)), f"{len(got)} of {sent} packets, in order, exactly once"
-    assert "event=reload_applied" in daemon.text() and "event=reload_refused" in daemon.text()
+    text = daemon.text()
+    assert "event=reload_applied" in text and "event=reload_refused" in text
+    assert "switch=next_file" in text
+    # The switch is a file boundary: the old series' last window ends where the new one starts.
+    last_before = int(before[-1].stem.split("_")[1])
+    first_after = int(after[0].stem.split("_")[1])
+    assert first_after == last_before + 2 * 10**9, (before[-1].name, after[0].name)
     assert sequence_numbers(after)[-1] == sent - 1, "the refused reload stopped the old targets"
 
 
