@@ -39,6 +39,7 @@ _MIN_WINDOW_BYTES = 64 * 1024
 _MAX_WINDOW_BYTES = 16 << 20  # above this, fresh buffers cost page faults (glibc mmap threshold)
 _MAX_CAPLEN = 1 << 18  # libpcap's largest snaplen for ordinary link types: a guess above is wrong
 _LANE_BYTES = 16384  # spacing of the parallel lanes of the record walk (`_record_starts`)
+_FEW_LANES = 8  # below this many lanes a numpy step costs more than walking each in Python
 
 
 class SourceError(Exception):
@@ -266,6 +267,10 @@ def _walk_lanes(u32: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray, stop
     """Step every lane from `pos` record by record until it reaches its `stop` or a record cut by
     the end of the region; note where each ended (`final`, `stuck`) and the records passed."""
     last_header = n - RECORD_HEADER_BYTES
+    if len(lane) <= _FEW_LANES:  # a plain loop per lane beats a numpy call per step here
+        for one, start, end in zip(lane.tolist(), pos.tolist(), stop.tolist(), strict=True):
+            _walk_one(u32, n, one, start, end, final, stuck, walked_lane, walked_pos)
+        return
     pos = pos.copy()
     while True:
         nxt = u32[np.minimum(pos, last_header) + 8] + (pos + RECORD_HEADER_BYTES)
@@ -276,6 +281,26 @@ def _walk_lanes(u32: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray, stop
         walked_lane.append(lane[move])
         walked_pos.append(pos[move])
         np.copyto(pos, nxt, where=move)
+    final[lane] = pos
+    stuck[lane] = pos < stop
+
+
+def _walk_one(u32: np.ndarray, n: int, lane: int, pos: int, stop: int, final: np.ndarray,
+              stuck: np.ndarray, walked_lane: list, walked_pos: list) -> None:
+    """`_walk_lanes` for one lane (few lanes are left when guesses keep failing, e.g. packet data
+    full of header-like bytes): bounded at a Python step per record instead of a numpy call."""
+    region = u32.base  # the bytearray the strided view was made on
+    unpack = struct.Struct((">" if u32.dtype.byteorder == ">" else "<") + "I").unpack_from
+    positions = []
+    while pos < stop and pos + RECORD_HEADER_BYTES <= n:
+        nxt = pos + RECORD_HEADER_BYTES + unpack(region, pos + 8)[0]
+        if nxt > n:
+            break
+        positions.append(pos)
+        pos = nxt
+    if positions:
+        walked_pos.append(np.array(positions, dtype=np.int64))
+        walked_lane.append(np.full(len(positions), lane, dtype=np.int64))
     final[lane] = pos
     stuck[lane] = pos < stop
 
