@@ -41,7 +41,10 @@ def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, .
     if target.mode is PushMode.FLOWS:
         return f"{target.path} every {target.interval_s:g} s"
     if target.mode is PushMode.RCLONE:
-        check_remote(target.path, config.rclone, probe)
+        try:
+            check_remote(target.path, config.rclone, probe)
+        except ConfigError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": Path: {exc}') from exc
     prefix = series_prefix(target, names[0] if len(names) == 1 else "<iface>", len(names) > 1)
     return make_shipper(target, prefix, config.rclone).describe()
 

@@ -62,3 +62,23 @@ return {{ Target = {{ {{ Desc = "s3live", Mode = "rclone", Path = "pcs3:bucket/l
     entry = status["targets"][0]
     assert entry["uploads_ok"] >= 1 and entry["files_pending"] == 0
     assert s3_remote.secret_key not in err
+
+
+def test_check_probe_names_the_target_when_the_remote_is_down(tmp_path, s3_remote):
+    (tmp_path / "push.lua").write_text('return { Target = { { Desc = "arch", Mode = "rclone", '
+                                       'Path = "pcs3:bucket/probe/all" } } }')
+    (tmp_path / "d.toml").write_text('[[interface]]\nname = "lo"\n'
+                                     '[rclone]\nflags = ["--low-level-retries", "1"]\n')
+
+    def check() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pushcap.cli", "check", "--probe", "--lua",
+                               "push.lua", "--config", "d.toml"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    good = check()
+    assert good.returncode == 0, good.stderr
+    assert "pcs3:bucket/probe/all" in good.stdout and s3_remote.files("bucket") == {}
+    s3_remote.stop()
+    bad = check()
+    assert bad.returncode == 1 and 'target 1 "arch": Path' in bad.stderr
+    assert s3_remote.secret_key not in bad.stderr + bad.stdout
