@@ -34,7 +34,7 @@ class Batch:
     `seq` is the ring sequence number (set by the ring; 0 outside one).
     """
 
-    records: bytes | bytearray  # never modified once the batch exists
+    records: bytes | bytearray | np.ndarray  # uint8 buffer; never modified once the batch exists
     offsets: np.ndarray  # int64
     ts_ns: np.ndarray  # int64
     caplen: np.ndarray  # int64

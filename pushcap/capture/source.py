@@ -118,7 +118,7 @@ class PcapFileSource:
                 # One record larger than the window: read exactly that record next time.
                 window = max(window, RECORD_HEADER_BYTES + self._caplen_at(region))
                 continue
-            del region[end:]
+            region = region[:end]
             yield self._batch_from_region(region, offsets)
             position += end
             # Aim the next window at batch_packets records of the sizes seen so far.
@@ -129,10 +129,10 @@ class PcapFileSource:
             log.warning("event=truncated_capture file=%s whole_packets_kept=yes stray_bytes=%d",
                         self.name, self.truncated_bytes)
 
-    def _caplen_at(self, region: bytearray) -> int:
+    def _caplen_at(self, region: np.ndarray) -> int:
         return struct.unpack_from(self._order + "I", region, 8)[0]
 
-    def _ts_pattern(self, region: bytearray) -> tuple[bytes, int]:
+    def _ts_pattern(self, region: np.ndarray) -> tuple[bytes, int]:
         """Bytes every record header of this stretch of the file most likely holds, and where.
 
         The three high-order bytes of ts_sec change once every 256 s: searching for them finds
@@ -142,7 +142,7 @@ class PcapFileSource:
             return bytes(region[1:4]), 1
         return bytes(region[0:3]), 0
 
-    def _batch_from_region(self, region: bytearray, offsets: np.ndarray) -> Batch:
+    def _batch_from_region(self, region: np.ndarray, offsets: np.ndarray) -> Batch:
         """Turn a run of the file's own records into a Batch (little-endian, ns headers).
 
         The region is read once; headers of µs or big-endian files are rewritten in place, so a
@@ -176,7 +176,7 @@ class PcapFileSource:
         return Batch(region, offsets, ts_ns, caplen, wirelen, self.linktype, self.snaplen)
 
 
-def _record_starts(region: bytearray, order: str, pattern: tuple[bytes, int]
+def _record_starts(region: np.ndarray, order: str, pattern: tuple[bytes, int]
                    ) -> tuple[np.ndarray, int]:
     """Offsets of the whole records in `region` (whose first record starts at 0), and the
     offset just past the last of them.
@@ -243,7 +243,7 @@ def _record_starts(region: bytearray, order: str, pattern: tuple[bytes, int]
     return positions, end
 
 
-def _plausible(u32: np.ndarray, region: bytearray, guesses: np.ndarray, needle: bytes,
+def _plausible(u32: np.ndarray, region: np.ndarray, guesses: np.ndarray, needle: bytes,
                shift: int) -> np.ndarray:
     """The guesses that look like a record header followed by another one (or the region's
     end): fewer wrong lanes when packet data happens to hold the needle. Speed only: a real
@@ -289,7 +289,7 @@ def _walk_one(u32: np.ndarray, n: int, lane: int, pos: int, stop: int, final: np
               stuck: np.ndarray, walked_lane: list, walked_pos: list) -> None:
     """`_walk_lanes` for one lane (few lanes are left when guesses keep failing, e.g. packet data
     full of header-like bytes): bounded at a Python step per record instead of a numpy call."""
-    region = u32.base  # the bytearray the strided view was made on
+    region = u32.base  # the buffer the strided view was made on
     unpack = struct.Struct((">" if u32.dtype.byteorder == ">" else "<") + "I").unpack_from
     positions = []
     while pos < stop and pos + RECORD_HEADER_BYTES <= n:
@@ -305,9 +305,10 @@ def _walk_one(u32: np.ndarray, n: int, lane: int, pos: int, stop: int, final: np
     stuck[lane] = pos < stop
 
 
-def _pread_exact(fd: int, position: int, length: int) -> bytearray:
-    """`length` bytes at `position`, read straight into one buffer."""
-    buf = bytearray(length)
+def _pread_exact(fd: int, position: int, length: int) -> np.ndarray:
+    """`length` bytes at `position`, read straight into one buffer (not zero-filled first:
+    every byte is overwritten by the read)."""
+    buf = np.empty(length, dtype=np.uint8)
     view = memoryview(buf)
     done = 0
     while done < length:

@@ -28,7 +28,7 @@ IOV_MAX = 1024  # slices handed to one writev(): records go from the batch to th
 
 def _writev_all(fd: int, chunks: list) -> None:
     """writev() until every byte of `chunks` is written (a short write is legal)."""
-    total = sum(len(c) for c in chunks)
+    total = sum(map(len, chunks))
     done = os.writev(fd, chunks)
     while done < total:
         rest, skip = [], done
