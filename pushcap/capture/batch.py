@@ -61,13 +61,17 @@ class Batch:
         """Offset just past each packet's record."""
         return self.offsets + RECORD_HEADER_BYTES + self.caplen
 
-    def tail(self, start: int) -> Batch:
-        """The packets from `start` on (sharing this batch's buffer)."""
-        if start == 0:
+    def rows(self, start: int, stop: int) -> Batch:
+        """Packets start..stop-1 (sharing this batch's buffer)."""
+        if start == 0 and stop >= len(self):
             return self
-        return Batch(self.records, self.offsets[start:], self.ts_ns[start:],
-                     self.caplen[start:], self.wirelen[start:], self.linktype, self.snaplen,
-                     self.seq)
+        part = slice(start, stop)
+        return Batch(self.records, self.offsets[part], self.ts_ns[part], self.caplen[part],
+                     self.wirelen[part], self.linktype, self.snaplen, self.seq)
+
+    def tail(self, start: int) -> Batch:
+        """The packets from `start` on."""
+        return self.rows(start, len(self))
 
     def with_seq(self, seq: int) -> Batch:
         return Batch(self.records, self.offsets, self.ts_ns, self.caplen, self.wirelen,

@@ -63,7 +63,8 @@ def _identity(target: TargetConfig) -> TargetConfig:
 
 
 def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,
-                  snaplen: int, rclone_settings: dict | None = None, repair: bool = True):
+                  snaplen: int, rclone_settings: dict | None = None, repair: bool = True,
+                  start: bool = True):
     """A pcap Series, or a flow exporter for `Mode = "flows"` targets."""
     if target.mode is PushMode.FLOWS:
         from pushcap.flows.target import FlowTarget
@@ -74,7 +75,8 @@ def make_consumer(target: TargetConfig, interface: str, several: bool, linktype:
                           snaplen, rclone_settings)
         if repair:  # at start only: during a reload a `.part` may be a live file
             consumer.repair_leftovers()
-        consumer.start()
+        if start:
+            consumer.start(clean_stale=repair)
     consumer.several = several  # with the target, what identifies it across a reload
     return consumer
 
@@ -145,6 +147,7 @@ class LiveEngine:
         self._pending: Bindings = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._handover_threads: list[threading.Thread] = []
 
     def _bind(self, targets: tuple[TargetConfig, ...]) -> Bindings:
         bindings: Bindings = {i.name: [] for i in self.config.interfaces}
@@ -154,10 +157,11 @@ class LiveEngine:
                 bindings[name].append((target, len(names) > 1))
         return bindings
 
-    def _consumer(self, name: str, target: TargetConfig, several: bool, repair: bool = True):
+    def _consumer(self, name: str, target: TargetConfig, several: bool, repair: bool = True,
+                  start: bool = True):
         ring = self.rings[name]
         return make_consumer(target, name, several, ring.linktype, ring.snaplen,
-                             self.config.rclone, repair)
+                             self.config.rclone, repair, start)
 
     def start(self) -> None:
         for iface in self.config.interfaces:
@@ -211,7 +215,8 @@ class LiveEngine:
             if predecessor is not None and not waits:
                 self._stop_consumer(predecessor, name)
             try:
-                successor = self._consumer(name, target, several, repair=False)
+                successor = self._consumer(name, target, several, repair=False,
+                                           start=not waits)
             except Exception as exc:  # noqa: BLE001 - one target must not stop the others
                 log.error("event=target_error target=%s interface=%s action=start error=%r",
                           target.desc, name, str(exc))
@@ -224,6 +229,8 @@ class LiveEngine:
                          target.desc, name)
             if successor is not None:
                 successor.held = waits
+                if waits and hasattr(successor, "delivery_open"):
+                    successor.delivery_open.clear()  # until the predecessor has delivered all
                 current.append(successor)
                 log.info("event=target_start target=%s interface=%s", target.desc, name)
         for consumer in changed.values():  # removed
@@ -236,19 +243,36 @@ class LiveEngine:
 
     def _handovers(self, name: str, batch=None, force: bool = False) -> None:
         """Let changed targets that reached their file boundary hand over to their successor:
-        the successor takes the rest of this batch from the boundary on, nothing twice."""
+        the successor takes the rest of this batch from the boundary on, nothing twice. The
+        predecessor's delivery (fsync, compression, uploads) finishes on a thread of its own,
+        never on the push thread, and the successor delivers only after it."""
         consumers = self.consumers[name]
         for old in [c for c in consumers if hasattr(c, "successor")]:
             if old.retired_at is None and not force:
                 continue
             successor = old.successor
             consumers.remove(old)
+            self._guarded(old, "_finish")
+            if successor is not None:
+                successor.held = False
+                if hasattr(successor, "continue_after"):
+                    successor.continue_after(old)
+                if batch is not None and old.retired_at is not None:
+                    self._guarded(successor, "consume", batch.tail(old.retired_at))
+            thread = threading.Thread(target=self._retire_in_background,
+                                      args=(old, successor, name), daemon=True,
+                                      name=f"handover-{old.target.desc}")
+            self._handover_threads.append(thread)
+            thread.start()
+
+    def _retire_in_background(self, old, successor, name: str) -> None:
+        try:
             self._stop_consumer(old, name)
-            if successor is None:
-                continue
-            successor.held = False
-            if batch is not None and old.retired_at is not None:
-                self._guarded(successor, "consume", batch.tail(old.retired_at))
+            if successor is not None:
+                self._guarded(successor, "start", False)
+        finally:
+            if successor is not None and hasattr(successor, "delivery_open"):
+                successor.delivery_open.set()
 
     @staticmethod
     def _guarded(consumer, action: str, *args):
@@ -316,27 +340,39 @@ class LiveEngine:
     def _push_loop(self, name: str, cursor) -> None:
         stats = self.capture_stats[name]
         while True:
-            self._apply_reload(name)
-            consumers = self.consumers[name]
-            for batch in cursor.read(timeout_s=PUSH_POLL_S):
-                for consumer in consumers:
-                    if not getattr(consumer, "held", False):
-                        self._guarded(consumer, "consume", batch)
-                self._handovers(name, batch)
-            now_ns = time.time_ns()
-            for consumer in consumers:
-                self._guarded(consumer, "tick", now_ns)
-            self._handovers(name)
+            self.push_step(name, cursor.read(timeout_s=PUSH_POLL_S), time.time_ns())
             if cursor.missed_packets != stats.missed_by_push:
                 log.warning("event=push_behind interface=%s missed_packets=%d", name,
                             cursor.missed_packets - stats.missed_by_push)
                 stats.missed_by_push = cursor.missed_packets
             if cursor.closed:
                 break
-        # Every open file first, then the slow part (uploads) of all targets at once, so one
-        # target's remote cannot use up the others' shutdown time.
+        self.close_consumers(name)
+
+    def push_step(self, name: str, batches: list, now_ns: int) -> None:
+        """One turn of an interface's push thread: reload, batches, clock, handovers."""
+        self._apply_reload(name)
+        consumers = self.consumers[name]
+        for batch in batches:
+            for consumer in consumers:
+                if not getattr(consumer, "held", False):
+                    self._guarded(consumer, "consume", batch)
+            self._handovers(name, batch)
+        for consumer in consumers:
+            self._guarded(consumer, "tick", now_ns)
+        self._handovers(name)
+
+    def close_consumers(self, name: str) -> None:
+        """Shutdown of one interface's targets: every open file is queued first (finishers
+        work in parallel), then the slow part (uploads) of all targets runs at once, so one
+        target's remote cannot use up the others' shutdown time."""
         self._handovers(name, force=True)
         consumers = self.consumers[name]
+        for consumer in consumers:
+            if hasattr(consumer, "_finish"):
+                self._guarded(consumer, "_finish")
+        for thread in self._handover_threads:
+            thread.join()
         for consumer in consumers:
             if hasattr(consumer, "finish"):
                 self._guarded(consumer, "finish")

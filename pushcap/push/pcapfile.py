@@ -42,9 +42,11 @@ def _writev_all(fd: int, chunks: list) -> None:
         done = os.writev(fd, chunks)
 
 
-def part_path(prefix: Path, start_ns: int) -> Path:
-    """Temporary path of a series file: hidden, so `<prefix>*` globs never match it."""
-    return prefix.parent / f".{prefix.name}.{start_ns}{PART_SUFFIX}"
+def part_path(prefix: Path, start_ns: int, n: int = 0) -> Path:
+    """Temporary path of a series file: hidden, so `<prefix>*` globs never match it. `n` tells
+    apart files that start at the same nanosecond (byte split, bursts)."""
+    start = f"{start_ns}~{n}" if n else str(start_ns)
+    return prefix.parent / f".{prefix.name}.{start}{PART_SUFFIX}"
 
 
 def parse_part_name(path: Path) -> tuple[str, int] | None:
@@ -53,7 +55,10 @@ def parse_part_name(path: Path) -> tuple[str, int] | None:
     if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
         return None
     base, _, start = name[1:-len(PART_SUFFIX)].rpartition(".")
-    return (base, int(start)) if base and start.isdigit() else None
+    start, _, n = start.partition("~")
+    if not (base and start.isdigit() and (not n or n.isdigit())):
+        return None
+    return base, int(start)
 
 
 def finish_name(prefix: Path, name: str, suffix: str = ".pcap") -> Path:
@@ -98,10 +103,17 @@ class PcapWriter:
 
     @classmethod
     def create(cls, prefix: Path, start_ns: int, linktype: int, snaplen: int) -> PcapWriter:
-        part = part_path(prefix, start_ns)
-        part.parent.mkdir(parents=True, exist_ok=True)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while True:  # never reuse a temporary name: an earlier file may still be finishing
+            part = part_path(prefix, start_ns, n)
+            try:
+                handle = part.open("xb", buffering=WRITE_BUFFER_BYTES)
+                break
+            except FileExistsError:
+                n += 1
         writer = cls(part, start_ns)
-        writer._file = part.open("wb", buffering=WRITE_BUFFER_BYTES)
+        writer._file = handle
         writer._file.write(pcap_file_header(linktype, snaplen))
         writer.bytes_written = PCAP_FILE_HEADER_BYTES
         return writer

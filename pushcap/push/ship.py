@@ -75,10 +75,12 @@ class FileShipper:
     def describe(self) -> str:
         return f"{self.part_prefix}_*{self.target.file_suffix}{_compression(self.codec)}"
 
-    def start(self) -> None:
+    def start(self, clean_stale: bool = True) -> None:
         """Remove compression temporaries a crash left (their part is delivered again). Not in
-        the constructor: `pushcap check` builds shippers beside a running daemon."""
-        remove_stale(self.part_prefix.parent, self.part_prefix.name)
+        the constructor: `pushcap check` builds shippers beside a running daemon; not at a
+        reload (clean_stale False), where a predecessor's temporaries may be live."""
+        if clean_stale:
+            remove_stale(self.part_prefix.parent, self.part_prefix.name)
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Nothing to drain in File mode."""
@@ -138,11 +140,12 @@ class RcloneShipper:
         return (f"{shown}_*{self.target.file_suffix} via rclone{_compression(self.codec)} "
                 f"(spool {self.spool.directory}, max {self.settings.spool_max_bytes} B)")
 
-    def start(self) -> None:
+    def start(self, clean_stale: bool = True) -> None:
         """Start uploading (idempotent); whatever an earlier run left in the spool goes first.
         Also removes compression temporaries a crash left (not done in the constructor, which
-        `pushcap check` runs beside a live daemon)."""
-        remove_stale(self.part_prefix.parent, self.part_prefix.name)
+        `pushcap check` runs beside a live daemon, nor at a reload: clean_stale False)."""
+        if clean_stale:
+            remove_stale(self.part_prefix.parent, self.part_prefix.name)
         self.uploader.start()
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:

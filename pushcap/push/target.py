@@ -51,7 +51,12 @@ class Series:
         self.snaplen = snaplen
         self.stats = SeriesStats()
         self._writer: PcapWriter | None = None
-        self._finishing: queue.Queue[PcapWriter] = queue.Queue()
+        self._finishing: queue.Queue[PcapWriter | None] = queue.Queue()
+        # Cleared for a reload's successor until its predecessor has delivered everything, so
+        # the two never deliver into one place at once (and files keep their order).
+        self.delivery_open = threading.Event()
+        self.delivery_open.set()
+        self._unwritten = 0  # selected packets of the current batch not yet written
         self._finisher: threading.Thread | None = None
         self.errors = 0
         self.last_error = ""
@@ -65,9 +70,18 @@ class Series:
             raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
                               f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
 
-    def start(self) -> None:
-        """Start delivery (rclone uploads run beside the packet path, never in it)."""
-        self.shipper.start()
+    def start(self, clean_stale: bool = True) -> None:
+        """Start delivery (rclone uploads run beside the packet path, never in it).
+        clean_stale: remove crash leftovers of compression; only at start, never at a reload
+        (a predecessor's temporaries may be live)."""
+        self.shipper.start(clean_stale)
+
+    def continue_after(self, predecessor: Series) -> None:
+        """Take over from a reload's predecessor: no window before its boundary reopens."""
+        if predecessor.target.split.kind is SplitKind.TIME and \
+                self.target.split.kind is SplitKind.TIME:
+            boundary_ns = (predecessor._last_closed_window + 1) * predecessor.target.split.value
+            self._last_closed_window = boundary_ns // self.target.split.value - 1
 
     def status(self) -> dict:
         """Figures for `pushcap status` and /metrics (plus the shipper's, e.g. uploads)."""
@@ -90,16 +104,38 @@ class Series:
     def consume(self, batch: Batch) -> None:
         if not len(batch) or self.retired_at is not None:
             return
+        if self.retiring and self.target.split.kind is SplitKind.TIME and self._writer:
+            # The boundary is the window's end in packet time, whatever the filter selects:
+            # every packet after it belongs to the successor.
+            windows = np.maximum.accumulate(
+                np.maximum(batch.ts_ns // self.target.split.value, self._window))
+            beyond = np.flatnonzero(windows > self._window)
+            if len(beyond):
+                cut = int(beyond[0])
+                self._consume(batch.rows(0, cut))
+                self._finish()
+                self.retired_at = cut
+                return
+        self._consume(batch)
+
+    def _consume(self, batch: Batch) -> None:
+        if not len(batch):
+            return
         if self._filter is None:
             selected = np.arange(len(batch))
         else:
             selected = np.flatnonzero(self._filter.match(batch))
             if not len(selected):
                 return
-        if self.target.split.kind is SplitKind.TIME:
-            self._consume_time(batch, selected)
-        else:
-            self._consume_bytes(batch, selected)
+        self._unwritten = len(selected)
+        try:
+            if self.target.split.kind is SplitKind.TIME:
+                self._consume_time(batch, selected)
+            else:
+                self._consume_bytes(batch, selected)
+        except OSError:
+            self.stats.lost_packets += self._unwritten  # the file was cut back to a whole record
+            raise
 
     def _consume_time(self, batch: Batch, selected: np.ndarray) -> None:
         split_ns = self.target.split.value
@@ -137,12 +173,9 @@ class Series:
         view = memoryview(batch.records)
         chunks = map(view.__getitem__, map(slice, starts.tolist(), ends.tolist()))
         nbytes = int((ends - starts).sum())
-        try:
-            self._writer.write(chunks, len(idx), nbytes, int(batch.ts_ns[idx[0]]),
-                               int(batch.ts_ns[idx[-1]]))
-        except OSError:
-            self.stats.lost_packets += len(idx)  # the file was cut back to its last record
-            raise
+        self._writer.write(chunks, len(idx), nbytes, int(batch.ts_ns[idx[0]]),
+                           int(batch.ts_ns[idx[-1]]))
+        self._unwritten -= len(idx)
         self.stats.packets += len(idx)
         self.stats.bytes += nbytes
 
@@ -170,6 +203,10 @@ class Series:
     def _finish_loop(self) -> None:
         while True:
             writer = self._finishing.get()
+            if writer is None:  # close(): no more files
+                self._finishing.task_done()
+                return
+            self.delivery_open.wait()
             try:
                 writer.close()
                 final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)
@@ -216,6 +253,10 @@ class Series:
     def close(self) -> None:
         """Finish the open file (shutdown, end of a replay, target removed by a reload)."""
         self.finish()
+        if self._finisher is not None:
+            self._finishing.put(None)
+            self._finisher.join()
+            self._finisher = None
         # What is not delivered within this time stays spooled for the next start: nothing lost.
         self.shipper.close(defaults.SHIPPER_CLOSE_TIMEOUT_S)
 

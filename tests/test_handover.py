@@ -1,0 +1,98 @@
+"""Reload handovers driven batch by batch through the engine's push step (no live capture).
+
+A changed target keeps its file until the window's end in packet time; from there its successor
+takes every packet, including ones the old filter would not have taken. Nothing twice, nothing
+lost, and files that start at the same nanosecond never share a temporary name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from oracle import read_pcap
+
+from pushcap.capture.batch import Batch, build_records
+from pushcap.capture.engine import LiveEngine
+from pushcap.capture.ring import Ring
+from pushcap.config.model import (
+    DaemonConfig,
+    InterfaceConfig,
+    NamingRule,
+    PushMode,
+    RingConfig,
+    SplitKind,
+    SplitRule,
+    TargetConfig,
+)
+from pushcap.push.target import Series
+
+S = 10**9
+
+
+def batch_of(ts_ns: list[int], sizes: list[int]) -> Batch:
+    """Ethernet/IPv4/UDP frames of the given sizes; byte 42 holds a packet counter."""
+    frames = []
+    for i, size in enumerate(sizes):
+        frame = bytearray(size)
+        frame[12:14] = b"\x08\x00"
+        frame[14] = 0x45
+        frame[23] = 17
+        frame[42:46] = (ts_ns[i] // 10**6 % 2**32).to_bytes(4, "big")
+        frames.append(bytes(frame))
+    data = b"".join(frames)
+    caplen = np.array(sizes, dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(caplen)[:-1]))
+    ts = np.array(ts_ns, dtype=np.int64)
+    records, rec_offsets = build_records(ts, caplen, caplen, data, offsets)
+    return Batch(records, rec_offsets, ts, caplen, caplen.copy(), 1, 262144)
+
+
+def target(out: Path, path: str, bpf: str | None) -> TargetConfig:
+    return TargetConfig(1, "t", PushMode.FILE, str(out / path), SplitRule(SplitKind.TIME, S),
+                        NamingRule("--filename-epoch-nsec"), bpf)
+
+
+def engine_with(tmp_path: Path, first: TargetConfig) -> LiveEngine:
+    config = DaemonConfig(str(tmp_path / "d.toml"), "n", (InterfaceConfig("eth0"),),
+                          RingConfig(60, 1 << 30, 8192, 100), status_port=0)
+    engine = LiveEngine(config, (first,))
+    engine.rings["eth0"] = Ring("eth0", 1, 262144, 60, 1 << 30)
+    engine.consumers["eth0"] = [engine._consumer("eth0", first, False)]
+    return engine
+
+
+def test_changed_target_switches_at_the_window_end_in_packet_time(tmp_path):
+    out = tmp_path / "out"
+    old = target(out, "old", "less 80")  # only small packets
+    engine = engine_with(tmp_path, old)
+    base = 1_700_000_000 * S
+    engine.push_step("eth0", [batch_of([base + 100, base + 200], [60, 200])], base)
+    engine.reload((target(out, "new", None),))  # changed: another Path, every packet
+    # Still window 0: the old settings decide (the 200-byte packet is not theirs).
+    engine.push_step("eth0", [batch_of([base + 300, base + 400], [60, 200])], base)
+    # Window 1 starts with big packets the old filter would skip: they are the new target's.
+    late = [base + S + k * 1000 for k in range(5)]
+    engine.push_step("eth0", [batch_of(late, [200, 200, 60, 200, 60])], base + S)
+    engine.close_consumers("eth0")
+    old_files = sorted(out.glob("old_*.pcap"))
+    new_files = sorted(out.glob("new_*.pcap"))
+    assert [f.name for f in old_files] == [f"old_{base}.pcap"]
+    assert [p[0] for p in read_pcap(old_files[0]).packets] == [base + 100, base + 300]
+    assert [f.name for f in new_files] == [f"new_{base + S}.pcap"]
+    assert [p[0] for p in read_pcap(new_files[0]).packets] == late
+    assert not list(out.glob(".*"))
+
+
+def test_files_starting_at_the_same_nanosecond_never_share_a_temporary_name(tmp_path):
+    out = tmp_path / "out"
+    cfg = TargetConfig(1, "b", PushMode.FILE, str(out / "b"), SplitRule(SplitKind.BYTE, 1024),
+                       NamingRule("--filename-epoch-nsec"))
+    series = Series(cfg, "eth0", out / "b", 1, 262144)
+    series.start()
+    ts = 1_700_000_000 * S
+    series.consume(batch_of([ts] * 9, [300] * 9))  # three 300-byte packets fill a 1 KiB file
+    series.close()
+    files = sorted(out.glob("b_*.pcap"))
+    assert len(files) == 3 and series.errors == 0
+    assert sum(len(read_pcap(f).packets) for f in files) == 9
