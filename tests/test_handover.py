@@ -96,3 +96,47 @@ def test_files_starting_at_the_same_nanosecond_never_share_a_temporary_name(tmp_
     files = sorted(out.glob("b_*.pcap"))
     assert len(files) == 3 and series.errors == 0
     assert sum(len(read_pcap(f).packets) for f in files) == 9
+
+
+def test_a_second_reload_keeps_a_pending_switch_at_its_boundary(tmp_path):
+    out = tmp_path / "out"
+    engine = engine_with(tmp_path, target(out, "a", None))
+    base = 1_700_000_000 * S
+    engine.push_step("eth0", [batch_of([base + 100], [60])], base)
+    changed = target(out, "b", None)
+    engine.reload((changed,))
+    engine.push_step("eth0", [batch_of([base + 200], [60])], base)
+    other = TargetConfig(2, "x", PushMode.FILE, str(out / "x"), SplitRule(SplitKind.TIME, S),
+                         NamingRule("--filename-epoch-nsec"))
+    engine.reload((changed, other))  # `b` stays as it is: the switch still waits for W's end
+    engine.push_step("eth0", [batch_of([base + 300, base + S + 1], [60, 60])], base + S)
+    engine.close_consumers("eth0")
+    a_files = sorted(out.glob("a_*.pcap"))
+    b_files = sorted(out.glob("b_*.pcap"))
+    assert [p[0] for f in a_files for p in read_pcap(f).packets] == [base + 100, base + 200,
+                                                                     base + 300]
+    assert [f.name for f in b_files] == [f"b_{base + S}.pcap"]
+    assert [p[0] for p in read_pcap(b_files[0]).packets] == [base + S + 1]
+
+
+def test_a_slow_predecessor_never_blocks_the_push_thread(tmp_path):
+    import time
+
+    out = tmp_path / "out"
+    engine = engine_with(tmp_path, target(out, "a", None))
+    base = 1_700_000_000 * S
+    slow = engine.consumers["eth0"][0]
+    deliver = slow.shipper.deliver
+
+    def slow_deliver(part, name):
+        time.sleep(1.5)
+        return deliver(part, name)
+
+    slow.shipper.deliver = slow_deliver
+    engine.push_step("eth0", [batch_of([base + 100], [60])], base)
+    engine.reload(())  # removed: its file is finished and delivered off the push thread
+    started = time.monotonic()
+    engine.push_step("eth0", [batch_of([base + 200], [60])], base)
+    assert time.monotonic() - started < 1.0
+    engine.close_consumers("eth0")
+    assert [p[0] for f in out.glob("a_*.pcap") for p in read_pcap(f).packets] == [base + 100]

@@ -147,7 +147,7 @@ class LiveEngine:
         self._pending: Bindings = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._handover_threads: list[threading.Thread] = []
+        self._handover_threads: dict[str, dict[str, threading.Thread]] = {}  # iface, Desc
 
     def _bind(self, targets: tuple[TargetConfig, ...]) -> Bindings:
         bindings: Bindings = {i.name: [] for i in self.config.interfaces}
@@ -198,80 +198,105 @@ class LiveEngine:
         bound = self._pending.pop(name, None)
         if bound is None:
             return
-        self._handovers(name, force=True)  # an earlier reload's switches happen now
-        # A target is the same target if only its position in the file moved.
-        old = {(_identity(c.target), c.several): c for c in self.consumers[name]}
         wanted = [((_identity(t), several), t, several) for t, several in bound]
-        keep = {key for key, _, _ in wanted if key in old}
+        wanted_keys = {key for key, _, _ in wanted}
+        # A pending switch whose successor this reload replaces happens now; one whose
+        # successor stays waits for its file boundary as before.
+        for old in [c for c in self.consumers[name] if hasattr(c, "successor")]:
+            successor = old.successor
+            if successor is None or (_identity(successor.target), successor.several) \
+                    not in wanted_keys:
+                self._handover(name, old, None)
+        retiring = [c for c in self.consumers[name] if hasattr(c, "successor")]
+        # A target is the same target if only its position in the file moved.
+        old = {(_identity(c.target), c.several): c for c in self.consumers[name]
+               if c not in retiring}
+        keep = {key for key in wanted_keys if key in old}
         changed = {c.target.desc: c for key, c in old.items() if key not in keep}
-        current = []
+        current = list(retiring)
         for key, target, several in wanted:
             if key in keep:
                 current.append(old[key])
                 continue
             predecessor = changed.pop(target.desc, None)
             waits = predecessor is not None and hasattr(predecessor, "retire") and \
-                self._guarded(predecessor, "retire")
-            if predecessor is not None and not waits:
-                self._stop_consumer(predecessor, name)
+                bool(self._guarded(predecessor, "retire"))
             try:
-                successor = self._consumer(name, target, several, repair=False,
-                                           start=not waits)
+                successor = self._consumer(name, target, several, repair=False, start=False)
             except Exception as exc:  # noqa: BLE001 - one target must not stop the others
                 log.error("event=target_error target=%s interface=%s action=start error=%r",
                           target.desc, name, str(exc))
                 successor = None
+            if successor is not None:
+                if hasattr(successor, "delivery_open"):
+                    successor.delivery_open.clear()  # until the predecessor delivered all
+                successor.held = waits
+                current.append(successor)
+                log.info("event=target_start target=%s interface=%s", target.desc, name)
             if waits:
                 # Changed: the old settings finish their current file, then the new ones go on.
                 predecessor.successor = successor
-                current.append(predecessor)
+                current.insert(0, predecessor)
                 log.info("event=target_change target=%s interface=%s switch=next_file",
                          target.desc, name)
-            if successor is not None:
-                successor.held = waits
-                if waits and hasattr(successor, "delivery_open"):
-                    successor.delivery_open.clear()  # until the predecessor has delivered all
-                current.append(successor)
-                log.info("event=target_start target=%s interface=%s", target.desc, name)
+            else:
+                self._retire_async(name, predecessor, successor)
         for consumer in changed.values():  # removed
-            self._stop_consumer(consumer, name)
+            self._retire_async(name, consumer, None)
         self.consumers[name] = current
-
-    def _stop_consumer(self, consumer, name: str) -> None:
-        self._guarded(consumer, "close")
-        log.info("event=target_stop target=%s interface=%s", consumer.target.desc, name)
 
     def _handovers(self, name: str, batch=None, force: bool = False) -> None:
         """Let changed targets that reached their file boundary hand over to their successor:
-        the successor takes the rest of this batch from the boundary on, nothing twice. The
-        predecessor's delivery (fsync, compression, uploads) finishes on a thread of its own,
-        never on the push thread, and the successor delivers only after it."""
-        consumers = self.consumers[name]
-        for old in [c for c in consumers if hasattr(c, "successor")]:
-            if old.retired_at is None and not force:
-                continue
-            successor = old.successor
-            consumers.remove(old)
-            self._guarded(old, "_finish")
-            if successor is not None:
-                successor.held = False
-                if hasattr(successor, "continue_after"):
-                    successor.continue_after(old)
-                if batch is not None and old.retired_at is not None:
-                    self._guarded(successor, "consume", batch.tail(old.retired_at))
-            thread = threading.Thread(target=self._retire_in_background,
-                                      args=(old, successor, name), daemon=True,
-                                      name=f"handover-{old.target.desc}")
-            self._handover_threads.append(thread)
-            thread.start()
+        the successor takes the rest of this batch from the boundary on, nothing twice."""
+        for old in [c for c in self.consumers[name] if hasattr(c, "successor")]:
+            if old.retired_at is not None or force:
+                self._handover(name, old, batch)
 
-    def _retire_in_background(self, old, successor, name: str) -> None:
-        try:
-            self._stop_consumer(old, name)
+    def _handover(self, name: str, old, batch) -> None:
+        successor = old.successor
+        del old.successor
+        self.consumers[name].remove(old)
+        if old.retired_at is None:  # forced (shutdown, or its successor was replaced)
+            self._guarded(old, "_finish")
+        if successor is not None:
+            successor.held = False
+            if old.retired_at is not None and hasattr(successor, "continue_after"):
+                successor.continue_after(old)
+            if batch is not None and old.retired_at is not None:
+                self._guarded(successor, "consume", batch.tail(old.retired_at))
+        self._retire_async(name, old, successor)
+
+    def _retire_async(self, name: str, old, successor) -> None:
+        """Close `old` (finish, deliver, uploads) on a thread of its own, never on the push
+        thread; then start `successor` and let it deliver. Retirements of one target run in
+        order, so files of one target are delivered in order and never by two at once."""
+        if old is None:
             if successor is not None:
+                self._start_successor(successor)
+            return
+        threads = self._handover_threads.setdefault(name, {})
+        previous = threads.get(old.target.desc)
+        thread = threading.Thread(target=self._retire, args=(name, old, successor, previous),
+                                  daemon=True, name=f"retire-{old.target.desc}")
+        threads[old.target.desc] = thread
+        thread.start()
+
+    def _retire(self, name: str, old, successor, previous) -> None:
+        try:
+            if previous is not None:
+                previous.join()
+            self._guarded(old, "close")
+            log.info("event=target_stop target=%s interface=%s", old.target.desc, name)
+        finally:
+            if successor is not None:
+                self._start_successor(successor)
+
+    def _start_successor(self, successor) -> None:
+        try:
+            if hasattr(successor, "start"):
                 self._guarded(successor, "start", False)
         finally:
-            if successor is not None and hasattr(successor, "delivery_open"):
+            if hasattr(successor, "delivery_open"):
                 successor.delivery_open.set()
 
     @staticmethod
@@ -371,7 +396,7 @@ class LiveEngine:
         for consumer in consumers:
             if hasattr(consumer, "_finish"):
                 self._guarded(consumer, "_finish")
-        for thread in self._handover_threads:
+        for thread in list(self._handover_threads.get(name, {}).values()):
             thread.join()
         for consumer in consumers:
             if hasattr(consumer, "finish"):

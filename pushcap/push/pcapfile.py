@@ -56,7 +56,8 @@ def parse_part_name(path: Path) -> tuple[str, int] | None:
         return None
     base, _, start = name[1:-len(PART_SUFFIX)].rpartition(".")
     start, _, n = start.partition("~")
-    if not (base and start.isdigit() and (not n or n.isdigit())):
+    if not (base and start.isascii() and start.isdigit() and (not n or (n.isascii()
+                                                                        and n.isdigit()))):
         return None
     return base, int(start)
 

@@ -112,9 +112,11 @@ class Series:
             beyond = np.flatnonzero(windows > self._window)
             if len(beyond):
                 cut = int(beyond[0])
-                self._consume(batch.rows(0, cut))
-                self._finish()
-                self.retired_at = cut
+                try:
+                    self._consume(batch.rows(0, cut))
+                finally:  # even after a failed write the successor takes over at the boundary
+                    self._finish()
+                    self.retired_at = cut
                 return
         self._consume(batch)
 
