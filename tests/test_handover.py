@@ -140,3 +140,49 @@ def test_a_slow_predecessor_never_blocks_the_push_thread(tmp_path):
     assert time.monotonic() - started < 1.0
     engine.close_consumers("eth0")
     assert [p[0] for f in out.glob("a_*.pcap") for p in read_pcap(f).packets] == [base + 100]
+
+
+def test_a_re_added_target_delivers_only_after_its_earlier_self(tmp_path):
+    import time
+
+    out = tmp_path / "out"
+    first = target(out, "a", None)
+    engine = engine_with(tmp_path, first)
+    base = 1_700_000_000 * S
+    slow = engine.consumers["eth0"][0]
+    deliver = slow.shipper.deliver
+    delivered: list[str] = []
+
+    def slow_deliver(part, name):
+        time.sleep(1.0)
+        delivered.append(name)
+        return deliver(part, name)
+
+    slow.shipper.deliver = slow_deliver
+    engine.push_step("eth0", [batch_of([base + 100], [60])], base)
+    engine.reload(())  # removed (its delivery is slow) ...
+    engine.push_step("eth0", [], base)
+    engine.reload((first,))  # ... and back, writing to the same place
+    engine.push_step("eth0", [batch_of([base + S + 5], [60])], base + S)
+    engine.push_step("eth0", [batch_of([base + 3 * S], [60])], base + 3 * S)
+    engine.close_consumers("eth0")
+    names = [f.name for f in sorted(out.glob("a_*.pcap"), key=lambda f: f.stat().st_mtime_ns)]
+    assert names[0] == f"a_{base}.pcap" and delivered == [str(base)]
+    assert sorted(names) == sorted([f"a_{base}.pcap", f"a_{base + S}.pcap",
+                                    f"a_{base + 3 * S}.pcap"])
+
+
+def test_reverting_a_pending_change_keeps_the_file_whole(tmp_path):
+    out = tmp_path / "out"
+    first = target(out, "a", None)
+    engine = engine_with(tmp_path, first)
+    base = 1_700_000_000 * S
+    engine.push_step("eth0", [batch_of([base + 100], [60])], base)
+    engine.reload((target(out, "b", None),))
+    engine.push_step("eth0", [batch_of([base + 200], [60])], base)
+    engine.reload((first,))  # back to the old settings before the boundary
+    engine.push_step("eth0", [batch_of([base + 300], [60])], base)
+    engine.close_consumers("eth0")
+    assert [f.name for f in out.glob("*.pcap")] == [f"a_{base}.pcap"]
+    assert [p[0] for p in read_pcap(out / f"a_{base}.pcap").packets] == [base + 100, base + 200,
+                                                                         base + 300]

@@ -62,6 +62,12 @@ def _identity(target: TargetConfig) -> TargetConfig:
     return dataclasses.replace(target, index=0)
 
 
+def _output_of(consumer) -> str | None:
+    """Where a consumer's files go (its temporary/spool prefix); None for flows."""
+    prefix = getattr(consumer, "prefix", None)
+    return str(prefix) if prefix is not None else None
+
+
 def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,
                   snaplen: int, rclone_settings: dict | None = None, repair: bool = True,
                   start: bool = True):
@@ -147,7 +153,8 @@ class LiveEngine:
         self._pending: Bindings = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._handover_threads: dict[str, dict[str, threading.Thread]] = {}  # iface, Desc
+        self._retirements: dict[str, threading.Thread] = {}  # output -> its latest retirement
+        self._retire_lock = threading.Lock()
 
     def _bind(self, targets: tuple[TargetConfig, ...]) -> Bindings:
         bindings: Bindings = {i.name: [] for i in self.config.interfaces}
@@ -200,13 +207,8 @@ class LiveEngine:
             return
         wanted = [((_identity(t), several), t, several) for t, several in bound]
         wanted_keys = {key for key, _, _ in wanted}
-        # A pending switch whose successor this reload replaces happens now; one whose
-        # successor stays waits for its file boundary as before.
-        for old in [c for c in self.consumers[name] if hasattr(c, "successor")]:
-            successor = old.successor
-            if successor is None or (_identity(successor.target), successor.several) \
-                    not in wanted_keys:
-                self._handover(name, old, None)
+        for pending in [c for c in self.consumers[name] if hasattr(c, "successor")]:
+            self._revise_switch(name, pending, wanted, wanted_keys)
         retiring = [c for c in self.consumers[name] if hasattr(c, "successor")]
         # A target is the same target if only its position in the file moved.
         old = {(_identity(c.target), c.several): c for c in self.consumers[name]
@@ -245,6 +247,38 @@ class LiveEngine:
             self._retire_async(name, consumer, None)
         self.consumers[name] = current
 
+    def _revise_switch(self, name: str, pending, wanted: list, wanted_keys: set) -> None:
+        """A switch still waiting for its file boundary, seen by a later reload: cancelled if
+        the old settings are wanted again, kept if its successor is still wanted (or can now
+        be built), done at once if the target was replaced or removed."""
+        successor = pending.successor
+        if (_identity(pending.target), pending.several) in wanted_keys:
+            pending.retiring = False
+            del pending.successor
+            if successor is not None:
+                self.consumers[name].remove(successor)
+                self._retire_async(name, successor, None)
+            return
+        if successor is None:
+            again = [(t, several) for _, t, several in wanted if t.desc == pending.target.desc]
+            if not again:
+                self._handover(name, pending, None)
+                return
+            try:
+                successor = self._consumer(name, *again[0], repair=False, start=False)
+            except Exception as exc:  # noqa: BLE001 - the old settings go on until the boundary
+                log.error("event=target_error target=%s interface=%s action=start error=%r",
+                          pending.target.desc, name, str(exc))
+                return
+            if hasattr(successor, "delivery_open"):
+                successor.delivery_open.clear()
+            successor.held = True
+            pending.successor = successor
+            self.consumers[name].append(successor)
+            return
+        if (_identity(successor.target), successor.several) not in wanted_keys:
+            self._handover(name, pending, None)
+
     def _handovers(self, name: str, batch=None, force: bool = False) -> None:
         """Let changed targets that reached their file boundary hand over to their successor:
         the successor takes the rest of this batch from the boundary on, nothing twice."""
@@ -268,25 +302,29 @@ class LiveEngine:
 
     def _retire_async(self, name: str, old, successor) -> None:
         """Close `old` (finish, deliver, uploads) on a thread of its own, never on the push
-        thread; then start `successor` and let it deliver. Retirements of one target run in
-        order, so files of one target are delivered in order and never by two at once."""
-        if old is None:
-            if successor is not None:
-                self._start_successor(successor)
+        thread; then start `successor` and let it deliver. Everything writing to one output
+        (same folder and prefix, or spool) waits for the retirements before it, so a target's
+        files are delivered in order and never by two series at once, whatever the reloads."""
+        if old is None and successor is None:
             return
-        threads = self._handover_threads.setdefault(name, {})
-        previous = threads.get(old.target.desc)
-        thread = threading.Thread(target=self._retire, args=(name, old, successor, previous),
-                                  daemon=True, name=f"retire-{old.target.desc}")
-        threads[old.target.desc] = thread
+        with self._retire_lock:
+            waits_for = {self._retirements.get(_output_of(c)) for c in (old, successor)
+                         if c is not None} - {None}
+            thread = threading.Thread(target=self._retire, args=(name, old, successor,
+                                                                 waits_for),
+                                      daemon=True, name=f"retire-{(old or successor).target.desc}")
+            for consumer in (old, successor):
+                if consumer is not None and _output_of(consumer) is not None:
+                    self._retirements[_output_of(consumer)] = thread
         thread.start()
 
-    def _retire(self, name: str, old, successor, previous) -> None:
+    def _retire(self, name: str, old, successor, waits_for: set) -> None:
         try:
-            if previous is not None:
+            for previous in waits_for:
                 previous.join()
-            self._guarded(old, "close")
-            log.info("event=target_stop target=%s interface=%s", old.target.desc, name)
+            if old is not None:
+                self._guarded(old, "close")
+                log.info("event=target_stop target=%s interface=%s", old.target.desc, name)
         finally:
             if successor is not None:
                 self._start_successor(successor)
@@ -396,7 +434,9 @@ class LiveEngine:
         for consumer in consumers:
             if hasattr(consumer, "_finish"):
                 self._guarded(consumer, "_finish")
-        for thread in list(self._handover_threads.get(name, {}).values()):
+        with self._retire_lock:
+            retirements = list(self._retirements.values())
+        for thread in retirements:
             thread.join()
         for consumer in consumers:
             if hasattr(consumer, "finish"):
