@@ -186,3 +186,28 @@ def test_reverting_a_pending_change_keeps_the_file_whole(tmp_path):
     assert [f.name for f in out.glob("*.pcap")] == [f"a_{base}.pcap"]
     assert [p[0] for p in read_pcap(out / f"a_{base}.pcap").packets] == [base + 100, base + 200,
                                                                          base + 300]
+
+
+def test_a_renamed_target_on_the_same_path_delivers_after_the_old_one(tmp_path):
+    import dataclasses
+    import time
+
+    out = tmp_path / "out"
+    first = target(out, "a", None)
+    engine = engine_with(tmp_path, first)
+    base = 1_700_000_000 * S
+    slow = engine.consumers["eth0"][0]
+    deliver = slow.shipper.deliver
+
+    def slow_deliver(part, name):
+        time.sleep(1.0)
+        return deliver(part, name)
+
+    slow.shipper.deliver = slow_deliver
+    engine.push_step("eth0", [batch_of([base + 100], [60])], base)
+    engine.reload((dataclasses.replace(first, desc="renamed"),))
+    engine.push_step("eth0", [batch_of([base + S + 5], [60])], base + S)
+    engine.push_step("eth0", [batch_of([base + 3 * S], [60])], base + 3 * S)
+    engine.close_consumers("eth0")
+    by_time = sorted(out.glob("a_*.pcap"), key=lambda f: f.stat().st_mtime_ns)
+    assert by_time[0].name == f"a_{base}.pcap" and len(by_time) == 3

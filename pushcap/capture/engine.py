@@ -216,6 +216,7 @@ class LiveEngine:
         keep = {key for key in wanted_keys if key in old}
         changed = {c.target.desc: c for key, c in old.items() if key not in keep}
         current = list(retiring)
+        switches: list[tuple] = []  # (predecessor or None, successor) switching now
         for key, target, several in wanted:
             if key in keep:
                 current.append(old[key])
@@ -242,9 +243,13 @@ class LiveEngine:
                 log.info("event=target_change target=%s interface=%s switch=next_file",
                          target.desc, name)
             else:
-                self._retire_async(name, predecessor, successor)
-        for consumer in changed.values():  # removed
+                switches.append((predecessor, successor))
+        # Removed ones first, then replacements, then new ones: whatever takes over an output
+        # waits for every retirement registered on it before.
+        for consumer in changed.values():
             self._retire_async(name, consumer, None)
+        for predecessor, successor in sorted(switches, key=lambda pair: pair[0] is None):
+            self._retire_async(name, predecessor, successor)
         self.consumers[name] = current
 
     def _revise_switch(self, name: str, pending, wanted: list, wanted_keys: set) -> None:
@@ -316,7 +321,7 @@ class LiveEngine:
             for consumer in (old, successor):
                 if consumer is not None and _output_of(consumer) is not None:
                     self._retirements[_output_of(consumer)] = thread
-        thread.start()
+            thread.start()  # under the lock: nobody can find it in the map unstarted
 
     def _retire(self, name: str, old, successor, waits_for: set) -> None:
         try:
