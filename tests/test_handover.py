@@ -62,6 +62,21 @@ def engine_with(tmp_path: Path, first: TargetConfig) -> LiveEngine:
     return engine
 
 
+def slow_down_delivery(consumer, seconds: float, delivered: list | None = None) -> None:
+    """Make a series' delivery slow, as a big compression or a slow remote would."""
+    import time
+
+    deliver = consumer.shipper.deliver
+
+    def slow_deliver(part, name):
+        time.sleep(seconds)
+        if delivered is not None:
+            delivered.append(name)
+        return deliver(part, name)
+
+    consumer.shipper.deliver = slow_deliver
+
+
 def test_changed_target_switches_at_the_window_end_in_packet_time(tmp_path):
     out = tmp_path / "out"
     old = target(out, "old", "less 80")  # only small packets
@@ -125,14 +140,7 @@ def test_a_slow_predecessor_never_blocks_the_push_thread(tmp_path):
     out = tmp_path / "out"
     engine = engine_with(tmp_path, target(out, "a", None))
     base = 1_700_000_000 * S
-    slow = engine.consumers["eth0"][0]
-    deliver = slow.shipper.deliver
-
-    def slow_deliver(part, name):
-        time.sleep(1.5)
-        return deliver(part, name)
-
-    slow.shipper.deliver = slow_deliver
+    slow_down_delivery(engine.consumers["eth0"][0], 1.5)
     engine.push_step("eth0", [batch_of([base + 100], [60])], base)
     engine.reload(())  # removed: its file is finished and delivered off the push thread
     started = time.monotonic()
@@ -143,22 +151,13 @@ def test_a_slow_predecessor_never_blocks_the_push_thread(tmp_path):
 
 
 def test_a_re_added_target_delivers_only_after_its_earlier_self(tmp_path):
-    import time
 
     out = tmp_path / "out"
     first = target(out, "a", None)
     engine = engine_with(tmp_path, first)
     base = 1_700_000_000 * S
-    slow = engine.consumers["eth0"][0]
-    deliver = slow.shipper.deliver
     delivered: list[str] = []
-
-    def slow_deliver(part, name):
-        time.sleep(1.0)
-        delivered.append(name)
-        return deliver(part, name)
-
-    slow.shipper.deliver = slow_deliver
+    slow_down_delivery(engine.consumers["eth0"][0], 1.0, delivered)
     engine.push_step("eth0", [batch_of([base + 100], [60])], base)
     engine.reload(())  # removed (its delivery is slow) ...
     engine.push_step("eth0", [], base)
@@ -190,20 +189,12 @@ def test_reverting_a_pending_change_keeps_the_file_whole(tmp_path):
 
 def test_a_renamed_target_on_the_same_path_delivers_after_the_old_one(tmp_path):
     import dataclasses
-    import time
 
     out = tmp_path / "out"
     first = target(out, "a", None)
     engine = engine_with(tmp_path, first)
     base = 1_700_000_000 * S
-    slow = engine.consumers["eth0"][0]
-    deliver = slow.shipper.deliver
-
-    def slow_deliver(part, name):
-        time.sleep(1.0)
-        return deliver(part, name)
-
-    slow.shipper.deliver = slow_deliver
+    slow_down_delivery(engine.consumers["eth0"][0], 1.0)
     engine.push_step("eth0", [batch_of([base + 100], [60])], base)
     engine.reload((dataclasses.replace(first, desc="renamed"),))
     engine.push_step("eth0", [batch_of([base + S + 5], [60])], base + S)
