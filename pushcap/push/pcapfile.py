@@ -10,38 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pushcap.capture.batch import (
     PCAP_FILE_HEADER_BYTES,
     pcap_file_header,
 )
+from pushcap.push.iov import writev_slices
 
 log = logging.getLogger("pushcap.push")
 
 PART_SUFFIX = ".part"
 WRITE_BUFFER_BYTES = 1 << 20
-IOV_MAX = 1024  # slices handed to one writev(): records go from the batch to the kernel, no copy
-
-
-def _writev_all(fd: int, chunks: list) -> None:
-    """writev() until every byte of `chunks` is written (a short write is legal)."""
-    total = sum(map(len, chunks))
-    done = os.writev(fd, chunks)
-    while done < total:
-        rest, skip = [], done
-        for chunk in chunks:
-            if skip >= len(chunk):
-                skip -= len(chunk)
-                continue
-            rest.append(memoryview(chunk)[skip:])
-            skip = 0
-        chunks, total = rest, total - done
-        done = os.writev(fd, chunks)
-
-
 def part_path(prefix: Path, start_ns: int, n: int = 0) -> Path:
     """Temporary path of a series file: hidden, so `<prefix>*` globs never match it. `n` tells
     apart files that start at the same nanosecond (byte split, bursts)."""
@@ -119,15 +102,14 @@ class PcapWriter:
         writer.bytes_written = PCAP_FILE_HEADER_BYTES
         return writer
 
-    def write(self, chunks: Iterable, packets: int, nbytes: int, first_ts_ns: int,
-              last_ts_ns: int) -> None:
-        """Append whole records (already in the file's format) handed over as buffer slices."""
+    def write(self, records, starts: np.ndarray, ends: np.ndarray, packets: int,
+              first_ts_ns: int, last_ts_ns: int) -> None:
+        """Append whole records (already in the file's format): records[starts[i]:ends[i]]
+        for each run of consecutive packets, straight from the batch to the kernel."""
         self._file.flush()  # keep order with anything written through the buffer
-        chunks = list(chunks)
         fd = self._file.fileno()
         try:
-            for start in range(0, len(chunks), IOV_MAX):
-                _writev_all(fd, chunks[start:start + IOV_MAX])
+            nbytes = writev_slices(fd, records, starts, ends)
         except OSError:
             # Disk full or I/O error: cut back to the last whole record so the file stays valid
             # and later writes (once there is room again) continue it.

@@ -172,10 +172,8 @@ class Series:
         last = idx[np.concatenate((breaks - 1, [len(idx) - 1]))]
         starts = batch.offsets[first]
         ends = batch.offsets[last] + RECORD_HEADER_BYTES + batch.caplen[last]
-        view = memoryview(batch.records)
-        chunks = map(view.__getitem__, map(slice, starts.tolist(), ends.tolist()))
         nbytes = int((ends - starts).sum())
-        self._writer.write(chunks, len(idx), nbytes, int(batch.ts_ns[idx[0]]),
+        self._writer.write(batch.records, starts, ends, len(idx), int(batch.ts_ns[idx[0]]),
                            int(batch.ts_ns[idx[-1]]))
         self._unwritten -= len(idx)
         self.stats.packets += len(idx)

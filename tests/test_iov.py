@@ -1,0 +1,72 @@
+"""writev of many slices through a numpy-built iovec array: the file holds exactly the slices,
+in order; short writes continue where the kernel stopped; bad offsets never become pointers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from pushcap.push import iov
+from pushcap.push.iov import writev_slices
+
+
+def random_slices(rng: np.random.Generator, size: int, count: int):
+    cuts = np.sort(rng.choice(size + 1, size=2 * count, replace=True))
+    return cuts[0::2], cuts[1::2]
+
+
+@pytest.mark.parametrize("count", [1, 3, iov.IOV_MAX, iov.IOV_MAX + 1, 5000])
+def test_file_holds_the_slices_in_order(tmp_path, count):
+    rng = np.random.default_rng(count)
+    data = rng.integers(0, 256, 200_000, dtype=np.uint8)
+    starts, ends = random_slices(rng, len(data), count)
+    path = tmp_path / "out"
+    with path.open("wb") as f:
+        written = writev_slices(f.fileno(), data, starts, ends)
+    want = b"".join(data[a:b].tobytes() for a, b in zip(starts, ends, strict=True))
+    assert path.read_bytes() == want
+    assert written == len(want)
+
+
+def test_bytes_buffers_work_too(tmp_path):
+    path = tmp_path / "out"
+    with path.open("wb") as f:
+        writev_slices(f.fileno(), b"0123456789", np.array([8, 0, 3]), np.array([10, 2, 3]))
+    assert path.read_bytes() == b"8901"
+
+
+@pytest.mark.parametrize("starts, ends", [([-1], [3]), ([0], [11]), ([5], [4])])
+def test_slices_outside_the_buffer_are_refused(tmp_path, starts, ends):
+    with (tmp_path / "out").open("wb") as f, pytest.raises(ValueError):
+        writev_slices(f.fileno(), b"0123456789", np.array(starts), np.array(ends))
+
+
+def test_errors_name_the_cause():
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    with pytest.raises(OSError) as info:
+        writev_slices(read_end, b"abc", np.array([0]), np.array([3]))  # a pipe's read end
+    os.close(read_end)
+    assert info.value.errno is not None
+
+
+@pytest.mark.parametrize("written, want_first, want_rest", [
+    (0, 0, [5, 7, 9]), (4, 0, [1, 7, 9]), (5, 1, [7, 9]), (6, 1, [6, 9]), (12, 2, [9]),
+    (21, 3, []),
+])
+def test_a_short_write_continues_inside_the_slice_it_stopped_in(written, want_first, want_rest):
+    table = np.zeros(3, dtype=iov._IOVEC)
+    table["base"] = [1000, 2000, 3000]
+    table["len"] = [5, 7, 9]
+    if written == 0:
+        with pytest.raises(OSError):
+            iov._advance(table, 0, 3, written)
+        return
+    first = iov._advance(table, 0, 3, written)
+    assert first == want_first
+    assert table["len"][first:].tolist() == want_rest
+    if want_rest and want_rest[0] != [5, 7, 9][first]:  # moved inside a slice
+        assert table["base"][first] == [1000, 2000, 3000][first] + ([5, 7, 9][first] -
+                                                                    want_rest[0])
