@@ -39,6 +39,10 @@ def test_bench_quick_r2_prints_table_and_writes_json(tmp_path):
     for key in ("wall", "cpu", "rss"):
         assert isinstance(r2["ratio"][key], float) and r2["ratio"][key] > 0
     assert r2["counts_pushcap"] == r2["counts_reference"] and r2["counts_pushcap"][0] > 0
+    # The same scenario on a trace a tenth the size separates start-up from per-packet cost.
+    assert r2["fixed_packets"] == 200 and r2["fixed_pushcap"]["cpu_s"] > 0
+    assert set(r2["per_mpkt_cpu_s"]) == {"pushcap", "reference", "ratio"}
+    assert any("CPU per 1M packets" in line for line in proc.stdout.splitlines())
     assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"
 
 

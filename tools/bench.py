@@ -52,6 +52,10 @@ ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1")
 DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1")
 DEFAULT_REPLAY_PACKETS = 1_000_000
 QUICK_PACKETS = 2_000
+# Each replay scenario also runs both tools on a trace this small: what a run costs before its
+# first packet (interpreter start-up, imports, opening files). Subtracting it gives the cost per
+# packet that issue 7 is about, apart from the one-off start that a daemon pays once.
+FIXED_PACKETS = 1_000
 DEFAULT_REPS = 5
 SPLIT = "--split-time 60e9"
 MIB = 1024 * 1024
@@ -262,6 +266,10 @@ class ReplayResult:
     counts_match: bool
     pushcap_runs: list[Usage] = field(default_factory=list)
     reference_runs: list[Usage] = field(default_factory=list)
+    fixed_packets: int = 0
+    fixed_pushcap: Usage | None = None  # the same scenario on a FIXED_PACKETS trace
+    fixed_reference: Usage | None = None
+    per_mpkt_cpu_s: dict[str, float | None] = field(default_factory=dict)
 
 
 def run_pushcap_replay(sc: ReplayScenario, trace: Path, work: Path) -> tuple[Usage, str]:
@@ -294,36 +302,59 @@ def pushcap_counts(output: str, n_targets: int) -> list[int]:
 
 
 def bench_replay(sc: ReplayScenario, trace: Path, packets: int, reps: int,
-                 scratch: Path) -> ReplayResult:
+                 scratch: Path, small_trace: Path | None = None,
+                 small_packets: int = 0) -> ReplayResult:
+    """Both tools on `trace`, alternating; with `small_trace`, also on that (same scenario) to
+    separate the fixed cost of a run from the cost per packet."""
     ours: list[Usage] = []
     refs: list[Usage] = []
+    fixed_ours: list[Usage] = []
+    fixed_refs: list[Usage] = []
     inner: list[float] = []
     counts_ours: list[int] = []
     counts_ref: list[int] = []
+    inputs = [("full", trace)] + ([("fixed", small_trace)] if small_trace else [])
     for rep in range(reps):
         order = ("pushcap", "reference") if rep % 2 == 0 else ("reference", "pushcap")
-        for who in order:
-            work = scratch / f"{sc.name}-{who}-{rep}"
-            work.mkdir(parents=True)
-            try:
-                if who == "pushcap":
-                    usage, output = run_pushcap_replay(sc, trace, work)
-                    ours.append(usage)
-                    match = re.search(r"in ([\d.]+) s", output)
-                    inner.append(float(match.group(1)) if match else float("nan"))
-                    if rep == 0:
-                        counts_ours = pushcap_counts(output, len(sc.filters))
-                else:
-                    usage, files = run_tcpdump_replay(sc, trace, work)
-                    refs.append(usage)
-                    if rep == 0:
-                        counts_ref = [count_pcap(f) for f in files]
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+        for kind, path in inputs:
+            for who in order:
+                work = scratch / f"{sc.name}-{kind}-{who}-{rep}"
+                work.mkdir(parents=True)
+                try:
+                    if who == "pushcap":
+                        usage, output = run_pushcap_replay(sc, path, work)
+                        if kind == "fixed":
+                            fixed_ours.append(usage)
+                            continue
+                        ours.append(usage)
+                        match = re.search(r"in ([\d.]+) s", output)
+                        inner.append(float(match.group(1)) if match else float("nan"))
+                        if rep == 0:
+                            counts_ours = pushcap_counts(output, len(sc.filters))
+                    else:
+                        usage, files = run_tcpdump_replay(sc, path, work)
+                        if kind == "fixed":
+                            fixed_refs.append(usage)
+                            continue
+                        refs.append(usage)
+                        if rep == 0:
+                            counts_ref = [count_pcap(f) for f in files]
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
     med_ours, med_ref = median_usage(ours), median_usage(refs)
-    return ReplayResult(sc.name, sc.title, reps, packets, med_ours, med_ref,
-                        ratios(med_ours, med_ref), round(statistics.median(inner), 3),
-                        counts_ours, counts_ref, counts_ours == counts_ref, ours, refs)
+    result = ReplayResult(sc.name, sc.title, reps, packets, med_ours, med_ref,
+                          ratios(med_ours, med_ref), round(statistics.median(inner), 3),
+                          counts_ours, counts_ref, counts_ours == counts_ref, ours, refs)
+    if small_trace:
+        result.fixed_packets = small_packets
+        result.fixed_pushcap, result.fixed_reference = median_usage(fixed_ours), \
+            median_usage(fixed_refs)
+        scale = 1_000_000 / (packets - small_packets)
+        ours_pp = (med_ours.cpu_s - result.fixed_pushcap.cpu_s) * scale
+        ref_pp = (med_ref.cpu_s - result.fixed_reference.cpu_s) * scale
+        result.per_mpkt_cpu_s = {"pushcap": round(ours_pp, 3), "reference": round(ref_pp, 3),
+                                 "ratio": ratio(ours_pp, ref_pp)}
+    return result
 
 
 # --- M1: ring memory ----------------------------------------------------------------------------
@@ -996,6 +1027,12 @@ def print_table(results: dict, emit: Callable[[str], None] = print) -> None:
             check = "counts match" if r["counts_match"] else "COUNTS DIFFER"
             emit(f"{name:4} {r['title']:32} {ours:>24} {theirs:>24} {rr:>22}  {check}; "
                  f"pushcap anon peak {fmt_mb(p['anon_peak_bytes'])}MB")
+            if r.get("per_mpkt_cpu_s"):
+                pp, fo, fr = r["per_mpkt_cpu_s"], r["fixed_pushcap"], r["fixed_reference"]
+                emit(f"{'':4} {'  CPU per 1M packets, start excl.':32} {pp['pushcap']:>23.2f}s "
+                     f"{pp['reference']:>23.2f}s {fmt_ratio(pp['ratio']):>22}  fixed cost "
+                     f"({r['fixed_packets']:,}-packet run): pushcap {fo['cpu_s']:.2f}s, "
+                     f"tcpdump {fr['cpu_s']:.2f}s")
         elif name == "M1" and "rss_bytes" in r:
             emit(f"{name:4} {'ring memory, bound ' + fmt_mib(r['bound_bytes']) + ' MiB':32} "
                  f"{m1_breakdown(r)}")
@@ -1082,7 +1119,10 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
         if name in REPLAY_SCENARIOS or name == "M1":
             trace = trace or ensure_trace(args.trace_dir, args.packets)
         if name in REPLAY_SCENARIOS:
-            r = bench_replay(REPLAY_SCENARIOS[name], trace, args.packets, args.reps, scratch)
+            small_packets = min(FIXED_PACKETS, args.packets // 10)
+            small = ensure_trace(args.trace_dir, small_packets) if small_packets else None
+            r = bench_replay(REPLAY_SCENARIOS[name], trace, args.packets, args.reps, scratch,
+                             small, small_packets)
             results[name] = {"kind": "replay", **asdict(r)}
         elif name == "M1":
             results[name] = {"kind": "memory", "title": "ring memory",
