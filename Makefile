@@ -8,7 +8,11 @@ CONFIG ?= etc/pcapdaemon.toml
 
 .PHONY: setup debs run test lint bench clean
 
+# compileall: pushcap is installed editable, so its modules are compiled from source at every
+# start unless their .pyc files exist, and PYTHONDONTWRITEBYTECODE=1 (this environment, some CI)
+# stops Python from writing them; it still reads them. Only stale files are recompiled.
 setup: debs $(VENV)/.installed
+	$(PY) -m compileall -q pushcap
 
 debs:
 	@bash tools/install_debs.sh $(DEBS)

@@ -14,10 +14,13 @@ from pushcap.capture.engine import interfaces_of, replay, series_prefix
 from pushcap.capture.source import SourceError
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
-from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
-from pushcap.config.toml import load_daemon_config
+from pushcap.config.pcapdaemon_flags import add_pcapdaemon_flags
 from pushcap.flows.command import add_flows_parser
 from pushcap.trigger.command import add_trigger_parser
+
+# Start-up time matters (`replay` is benchmarked against tcpdump, whole runs included): what only
+# some commands need is imported inside them, and flows/command.py and trigger/command.py keep
+# their heavy imports out of the parser-building path.
 
 log = logging.getLogger("pushcap.cli")
 
@@ -26,6 +29,8 @@ DEFAULT_CONFIG = "etc/pcapdaemon.toml"
 
 
 def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
+    from pushcap.config.toml import load_daemon_config
+
     config = load_daemon_config(args.config)
     targets = load_targets(args.lua)
     for target in targets:
@@ -35,12 +40,13 @@ def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
 
 def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, ...],
                  probe: bool) -> str:
-    from pushcap.push.rclone_remote import check_remote
     from pushcap.push.ship import make_shipper
 
     if target.mode is PushMode.FLOWS:
         return f"{target.path} every {target.interval_s:g} s"
     if target.mode is PushMode.RCLONE:
+        from pushcap.push.rclone_remote import check_remote
+
         try:
             check_remote(target.path, config.rclone, probe)
         except ConfigError as exc:
@@ -50,6 +56,8 @@ def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, .
 
 
 def cmd_check(args) -> int:
+    from pushcap.config.pcapdaemon import trigger_settings
+
     config, targets = _load(args)
     trigger_settings(config, args)  # the pcapdaemon sections and flags
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
@@ -92,6 +100,7 @@ def cmd_replay(args) -> int:
 
 def cmd_run(args) -> int:
     # Imported here: `replay` and `check` need none of the daemon's services (start-up time).
+    from pushcap.config.pcapdaemon import trigger_settings
     from pushcap.daemon import Daemon
     from pushcap.trigger.localredis import LocalRedisService
     from pushcap.trigger.service import TriggerService
@@ -109,6 +118,8 @@ def cmd_run(args) -> int:
 
 
 def _status_address(args) -> tuple[str, int]:
+    from pushcap.config.toml import load_daemon_config
+
     config = load_daemon_config(args.config)
     return config.status_host, config.status_port
 

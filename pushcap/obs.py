@@ -9,8 +9,8 @@ is a warning or an error. `address` (pushcap's addition) is `/dev/log` by defaul
 
 from __future__ import annotations
 
+import functools
 import logging
-import logging.handlers
 import os
 import sys
 from pathlib import Path
@@ -22,16 +22,31 @@ SYSLOG_FORMAT = "level=%(levelname)s logger=%(name)s %(message)s"
 LEVEL_SEVERITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
 
 
-class PrioritySysLogHandler(logging.handlers.SysLogHandler):
-    """Sends every line with the configured facility, never below the configured severity."""
+def __getattr__(name: str):
+    if name == "PrioritySysLogHandler":  # defined on first use, see _priority_handler_class
+        return _priority_handler_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def __init__(self, address, priority: int, tag: str) -> None:
-        super().__init__(address=address, facility=priority >> 3)
-        self.severity = priority & 7
-        self.ident = f"{tag}[{os.getpid()}]: "
 
-    def mapPriority(self, levelName: str) -> int:  # noqa: N802,N803 - logging's naming
-        return min(self.severity, LEVEL_SEVERITY.get(levelName, 6))
+@functools.cache
+def _priority_handler_class() -> type[logging.Handler]:
+    """PrioritySysLogHandler, defined when first needed: logging.handlers (socket, pickle,
+    queue...) only matters with a [syslog] section, and every `pushcap` command imports obs."""
+    import logging.handlers
+
+    class PrioritySysLogHandler(logging.handlers.SysLogHandler):
+        """Sends every line with the configured facility, never below the configured severity."""
+
+        def __init__(self, address, priority: int, tag: str) -> None:
+            super().__init__(address=address, facility=priority >> 3)
+            self.severity = priority & 7
+            self.ident = f"{tag}[{os.getpid()}]: "
+
+        def mapPriority(self, levelName: str) -> int:  # noqa: N802,N803 - logging's naming
+            return min(self.severity, LEVEL_SEVERITY.get(levelName, 6))
+
+    PrioritySysLogHandler.__qualname__ = "PrioritySysLogHandler"
+    return PrioritySysLogHandler
 
 
 class TargetFilter(logging.Filter):
@@ -97,7 +112,7 @@ def _syslog_handler(section: dict, source: str) -> logging.Handler:
     if not isinstance(tag, str) or not tag or any(c in tag for c in " :[]\n"):
         raise ConfigError(f"{source}: [syslog] tag {tag!r} must be a single word")
     try:
-        handler = PrioritySysLogHandler(syslog_address(str(address)), priority, tag)
+        handler = _priority_handler_class()(syslog_address(str(address)), priority, tag)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{source}: [syslog] address {address!r}: {exc}") from exc
     handler.setFormatter(logging.Formatter(SYSLOG_FORMAT))

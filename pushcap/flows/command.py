@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pushcap import defaults
-from pushcap.capture.ring import Ring
-from pushcap.capture.source import LiveSource, SourceError, open_file_source
 from pushcap.config.model import (
     ConfigError,
     NamingRule,
@@ -28,20 +26,16 @@ from pushcap.config.model import (
     SplitRule,
     TargetConfig,
 )
-from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS
-from pushcap.flows.export import (
-    DEFAULT_HOST,
-    DEFAULT_MAX_DATAGRAM_BYTES,
-    DEFAULT_PORT,
-    DatadogRanges,
-    FlowExportError,
-)
-from pushcap.flows.resolve import NO_DNS, Resolver
-from pushcap.flows.target import FlowTarget
+
+# Every `pushcap` command builds this parser, so what only `pushcap flows` runs (capture source,
+# ring, flow table, exporter, resolver) is imported in the functions below (start-up time). The
+# parser's defaults that come from those modules are None, filled in by cmd_flows/_target.
+if TYPE_CHECKING:
+    from pushcap.capture.source import LiveSource
+    from pushcap.flows.target import FlowTarget
 
 log = logging.getLogger("pushcap.flows")
 
-DEFAULT_DESTINATION = f"udp://{DEFAULT_HOST}:{DEFAULT_PORT}"
 DEFAULT_INTERVAL_S = 20.0  # the aggregator's documented default
 TICK_S = 0.2  # how often a quiet link checks whether its interval has ended
 REPEAT_SIGNAL_S = 1.0
@@ -54,17 +48,17 @@ def add_flows_parser(subparsers) -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--interface", "-i", help="capture this interface live")
     source.add_argument("--read", "-r", type=Path, metavar="FILE", help="replay a capture file")
-    p.add_argument("destination", nargs="?", default=DEFAULT_DESTINATION,
-                   help=f"collector as udp://HOST:PORT (default {DEFAULT_DESTINATION})")
+    p.add_argument("destination", nargs="?", default=None,  # None: flows.export's default
+                   help="collector as udp://HOST:PORT (default udp://127.0.0.1:10518)")
     p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, metavar="S",
                    help=f"seconds per interval (default {DEFAULT_INTERVAL_S:g})")
     p.add_argument("--bpf", metavar="FILTER", help="count only packets this filter selects")
     p.add_argument("--no-dns", action="store_true", help="hosts are the IPs, no reverse DNS")
     p.add_argument("--datadog-ranges", type=Path, metavar="FILE",
                    help="Datadog ip-ranges.json: add datadog_service and packet_flow")
-    p.add_argument("--max-flows", type=int, default=DEFAULT_MAX_FLOWS,
+    p.add_argument("--max-flows", type=int, default=None,  # None: flows.aggregate's default
                    help="flows per interval; more are counted as overflow")
-    p.add_argument("--max-datagram-bytes", type=int, default=DEFAULT_MAX_DATAGRAM_BYTES)
+    p.add_argument("--max-datagram-bytes", type=int, default=None)  # None: flows.export's
     p.add_argument("--include-own-traffic", action="store_true",
                    help="also count UDP on the collector port (excluded by default)")
     p.set_defaults(func=cmd_flows)
@@ -72,6 +66,11 @@ def add_flows_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _target(args, linktype: int, snaplen: int, name: str) -> FlowTarget:
+    from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS
+    from pushcap.flows.export import DEFAULT_MAX_DATAGRAM_BYTES, DatadogRanges, FlowExportError
+    from pushcap.flows.resolve import NO_DNS, Resolver
+    from pushcap.flows.target import FlowTarget
+
     config = TargetConfig(index=1, desc="flows", mode=PushMode.FLOWS, path=args.destination,
                           split=SplitRule(SplitKind.TIME, int(args.interval * 1e9)),
                           naming=NamingRule(defaults.DEFAULT_FILENAME), filter_bpf=args.bpf,
@@ -81,8 +80,11 @@ def _target(args, linktype: int, snaplen: int, name: str) -> FlowTarget:
     except FlowExportError as exc:
         raise ConfigError(str(exc)) from None
     resolver = NO_DNS if args.no_dns else Resolver()
+    max_flows = DEFAULT_MAX_FLOWS if args.max_flows is None else args.max_flows
+    max_datagram = (DEFAULT_MAX_DATAGRAM_BYTES if args.max_datagram_bytes is None
+                    else args.max_datagram_bytes)
     return FlowTarget(config, name, linktype, snaplen, resolver, datadog=datadog,
-                      max_flows=args.max_flows, max_datagram_bytes=args.max_datagram_bytes,
+                      max_flows=max_flows, max_datagram_bytes=max_datagram,
                       exclude_own_traffic=not args.include_own_traffic)
 
 
@@ -94,12 +96,18 @@ def _summary(target: FlowTarget, what: str) -> str:
 
 
 def cmd_flows(args) -> int:
+    from pushcap.flows.export import DEFAULT_HOST, DEFAULT_PORT
+
     if args.interval <= 0:
         raise ConfigError("--interval must be greater than 0")
+    if args.destination is None:
+        args.destination = f"udp://{DEFAULT_HOST}:{DEFAULT_PORT}"
     return _replay(args) if args.read else _live(args)
 
 
 def _replay(args) -> int:
+    from pushcap.capture.source import open_file_source
+
     source = open_file_source(args.read)
     target = _target(args, source.linktype, source.snaplen, source.name)
     try:
@@ -113,6 +121,9 @@ def _replay(args) -> int:
 
 
 def _live(args) -> int:
+    from pushcap.capture.ring import Ring
+    from pushcap.capture.source import LiveSource, SourceError
+
     source = LiveSource(args.interface)
     target = _target(args, source.linktype, source.snaplen, args.interface)
     ring = Ring(args.interface, source.linktype, source.snaplen, defaults.RING_MAX_SECONDS,
@@ -153,6 +164,8 @@ def _live(args) -> int:
 
 def _install_signals(source: LiveSource) -> None:
     """First SIGINT/SIGTERM: stop capture, drain, send the open interval. A later one: exit."""
+    import signal
+
     first: list[float] = []
 
     def on_signal(signum, _frame) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.push import pcapfile
@@ -24,16 +25,11 @@ from pushcap.push.compress import (
     parse_pipe_cmd,
     remove_stale,
 )
-from pushcap.push.rclone_remote import (
-    Rclone,
-    RcloneError,
-    RcloneSettings,
-    display_path,
-    parse_settings,
-    split_remote,
-)
-from pushcap.push.spool import Spool
-from pushcap.push.uploader import Uploader
+
+# rclone_remote, spool and uploader (subprocess, hashlib, configparser, ...) are imported by
+# RcloneShipper itself: File targets, `replay` included, never need them (start-up time).
+if TYPE_CHECKING:
+    from pushcap.push.rclone_remote import RcloneSettings
 
 log = logging.getLogger("pushcap.push")
 
@@ -99,6 +95,10 @@ class RcloneShipper:
 
     def __init__(self, target: TargetConfig, prefix: Path,
                  rclone: dict | RcloneSettings | None = None) -> None:
+        from pushcap.push.rclone_remote import Rclone, RcloneError, parse_settings, split_remote
+        from pushcap.push.spool import Spool
+        from pushcap.push.uploader import Uploader
+
         self.target = target
         self.codec = _codec(target)
         self.settings = parse_settings(rclone)
@@ -136,6 +136,8 @@ class RcloneShipper:
         return entry.path
 
     def describe(self) -> str:
+        from pushcap.push.rclone_remote import display_path
+
         shown = display_path(self.remote_spec + self.dest_prefix)
         return (f"{shown}_*{self.target.file_suffix} via rclone{_compression(self.codec)} "
                 f"(spool {self.spool.directory}, max {self.settings.spool_max_bytes} B)")

@@ -12,11 +12,15 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pushcap.config.model import ConfigError
-from pushcap.config.pcapdaemon import RedisSettings, redis_settings
+
+# Every `pushcap` command builds this parser: what only `pushcap trigger` runs is imported in the
+# functions below (start-up time).
+if TYPE_CHECKING:
+    from pushcap.config.pcapdaemon import RedisSettings
 
 PASSWORD_ENV = "PUSHCAP_REDIS_PASSWORD"
 WAIT_MARGIN_S = 15.0  # beyond the capture's own limits: delivery and upload retries
@@ -61,6 +65,8 @@ def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
 
 def build_message(args: argparse.Namespace) -> dict:
     """The request in pcapdaemon's format (plus pushcap's before/start/end/requestid)."""
+    import uuid
+
     message: dict = {"requestid": uuid.uuid4().hex}
     for key in ("node", "nodere", "interface", "alias", "bpf", "snap", "packets", "bytes",
                 "timeout", "duration", "before", "start", "end", "tags", "customer", "alertid"):
@@ -73,6 +79,8 @@ def build_message(args: argparse.Namespace) -> dict:
 
 
 def _settings(args: argparse.Namespace) -> RedisSettings:
+    from pushcap.config.pcapdaemon import redis_settings
+
     section: dict = {}
     path = Path(args.config)
     if path.is_file():
