@@ -6,10 +6,16 @@ than the capture itself (see DESIGN.md, "What the packet path costs").
 
 How: the packets that sit at the same instruction form one *group*, an index array plus their
 registers as uint32 arrays (A, X, then the scratch words the program uses). Each instruction is
-one numpy operation on its group; a conditional jump splits the group in two, and packets reaching
+a few numpy operations on its group; a conditional jump splits the group, and packets reaching
 the same instruction by different paths are merged again. libpcap only emits forward jumps except
 for `protochain`, whose loop jumps back; the scheduler therefore always runs the lowest instruction
 that has packets waiting: a single forward pass for ordinary programs, still correct for loops.
+
+What keeps that cheap (the filter runs once per batch on the packet path): a split or merge only
+copies the registers that are live where the packets go (`_liveness`; after `ldh [12]; jeq` A is
+dead, so only the indices are selected); a run of jumps testing the same A is resolved with masks
+and split once (`_branch`); packets bound for `ret #0` are simply dropped; and a load within the
+batch's shortest packet skips the per-packet bounds check.
 
 Semantics follow libpcap's `bpf_filter()` (pcapint_filter_with_aux_data) exactly: a load that does
 not fit in the captured bytes, or a division by zero, makes the program return 0 (reject) for that
@@ -20,6 +26,7 @@ only "nonzero" matters here. Backward jumps are limited to 64 per packet as in l
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pcapy
@@ -53,8 +60,12 @@ _VALID_LD = {_LD | _W | _ABS, _LD | _H | _ABS, _LD | _B | _ABS, _LD | _W | _IND,
 _ALU_OPS = {_ADD, _SUB, _MUL, _DIV, _OR, _AND, _LSH, _RSH, _MOD, _XOR}
 _JMP_OPS = {_JEQ, _JGT, _JGE, _JSET}
 
-# A group's registers: A, X, the scratch words the program uses, the backward-jump count.
-_Regs = list[np.ndarray]
+# A group is the packets at one instruction: their positions in the batch (None: all of them)
+# and their registers A, X, the scratch words the program uses, the backward-jump count. A
+# register that is dead there (see `_liveness`) is None.
+_Regs = list[np.ndarray | None]
+_Group = tuple[np.ndarray | None, _Regs]
+_Part = tuple[int, np.ndarray | None, _Regs]  # a group and the instruction it goes to
 
 _compile_lock = threading.Lock()
 _shared_lock = threading.Lock()
@@ -125,17 +136,27 @@ class BpfFilter:
         slots = sorted({k for code, _, _, k in self.program
                         if code in (_LD | _MEM, _LDX | _MEM, _ST, _STX)})
         self._mem_row = {slot: 2 + i for i, slot in enumerate(slots)}
-        self._has_loops = any(code == _JMP | _JA and k >= 0x80000000
-                              for code, _, _, k in self.program)
-        self._rows = 2 + len(slots) + self._has_loops
+        has_loops = any(code == _JMP | _JA and k >= 0x80000000 for code, _, _, k in self.program)
+        self._rows = 2 + len(slots) + has_loops  # the loop count, if any, is the last row
+        self._live = _liveness(self.program, self._mem_row, self._rows - 1)
+        self._is_ret = tuple(code & 0x07 == _RET for code, _, _, _ in self.program)
+        # Packets bound for `ret #0` need no more work: their result is already False.
+        self._rejects = tuple(code == _RET and k == 0 for code, _, _, k in self.program)
+        self._accepts = tuple(code == _RET and k != 0 for code, _, _, k in self.program)
+        self._tests = {pc: (_CONDITIONS[code & 0xF0], None if code & _X_SRC else _U32(k),
+                            pc + 1 + jt, pc + 1 + jf)
+                       for pc, (code, jt, jf, k) in enumerate(self.program)
+                       if code & 0x07 == _JMP and code != _JMP | _JA}
+        self._branches = {pc: _jump_run(self._tests, pc) for pc in self._tests}
 
     def __repr__(self) -> str:
         return f"BpfFilter({self.expression!r}, linktype={self.linktype})"
 
     def match(self, batch: Batch) -> np.ndarray:
         """Bool mask over the batch's packets: True where the filter accepts."""
-        return self.match_arrays(batch.records, batch.offsets + RECORD_HEADER_BYTES,
-                                 batch.caplen, batch.wirelen)
+        # Viewing the buffer from the first packet's data on spares adding 16 to every offset.
+        data = np.frombuffer(batch.records, dtype=np.uint8)[RECORD_HEADER_BYTES:]
+        return self._match(data, batch.offsets, batch.caplen, batch.wirelen)
 
     def match_arrays(self, buf: bytes | memoryview, data_offsets: np.ndarray,
                      caplen: np.ndarray, wirelen: np.ndarray) -> np.ndarray:
@@ -144,68 +165,86 @@ class BpfFilter:
         Packet i is buf[data_offsets[i]:data_offsets[i] + caplen[i]] and was wirelen[i] bytes
         on the wire.
         """
-        n = len(data_offsets)
+        return self._match(np.frombuffer(buf, dtype=np.uint8), data_offsets, caplen, wirelen)
+
+    def _match(self, data: np.ndarray, offsets: np.ndarray, caplen: np.ndarray,
+               wirelen: np.ndarray) -> np.ndarray:
+        n = len(offsets)
         result = np.zeros(n, dtype=bool)
         if n == 0:
             return result
-        run = _Run(np.frombuffer(buf, dtype=np.uint8), np.asarray(data_offsets, np.int64),
-                   np.asarray(caplen, np.int64), np.asarray(wirelen, np.int64), result)
-        prog = self.program
-        pending: list[list[tuple[np.ndarray, _Regs]] | None] = [None] * len(prog)
-        pending[0] = [(np.arange(n, dtype=np.int64), [np.zeros(n, dtype=_U32)] * self._rows)]
+        run = _Run(data, np.asarray(offsets, np.int64), np.asarray(caplen, np.int64),
+                   np.asarray(wirelen, np.int64), result)
+        prog, live = self.program, self._live
+        zeros = np.zeros(n, dtype=_U32)  # libpcap starts with A = X = 0; scratch reads as 0 too
+        pending: list[list[_Group] | None] = [None] * len(prog)
+        pending[0] = [(None, [zeros if r in live[0] else None for r in range(self._rows)])]
         pc = 0
         while pc < len(prog):
             groups = pending[pc]
-            if not groups:
+            if groups is None:
                 pc += 1
                 continue
             pending[pc] = None
-            if len(groups) == 1:
-                idx, regs = groups[0]
-            else:
-                idx = np.concatenate([g[0] for g in groups])
-                regs = [np.concatenate([g[1][r] for g in groups]) for r in range(self._rows)]
+            if self._is_ret[pc]:  # no need to merge: each group writes its own results
+                code, _, _, k = prog[pc]
+                for idx, regs in groups:
+                    result[slice(None) if idx is None else idx] = (
+                        regs[0] != 0 if code & _RET_A else k != 0)
+                pc += 1
+                continue
+            idx, regs = groups[0] if len(groups) == 1 else run.merge(groups, live[pc])
             next_pc = pc + 1
             for target, t_idx, t_regs in self._step(run, pc, idx, regs):
-                if len(t_idx):
-                    waiting = pending[target]
-                    if waiting is None:
-                        waiting = pending[target] = []
+                waiting = pending[target]
+                if waiting is None:
+                    pending[target] = [(t_idx, t_regs)]
+                else:
                     waiting.append((t_idx, t_regs))
-                    next_pc = min(next_pc, target)
+                next_pc = min(next_pc, target)  # below pc only for protochain's loop
             pc = next_pc
         return result
 
-    def _step(self, run: _Run, pc: int, idx: np.ndarray, regs: _Regs
-              ) -> list[tuple[int, np.ndarray, _Regs]]:
-        """Execute instruction pc for the packets idx; return where each part goes next.
+    def _step(self, run: _Run, pc: int, idx: np.ndarray | None, regs: _Regs) -> list[_Part]:
+        """Execute instruction pc (not a `ret`) for the packets idx; return where they go next.
 
         The `regs` list belongs to this group alone, so its slots are reassigned in place; the
         arrays in it may be shared (after `tax`, or between groups) and are never modified.
-        Packets rejected by a failed load or a division by zero are dropped from the group.
+        Packets rejected by a failed load or a division by zero are dropped from the group, and
+        so are packets whose next instruction is `ret #0`. Empty groups are never returned.
         """
-        code, jt, jf, k = self.program[pc]
+        if pc in self._branches:
+            return self._branch(run, pc, idx, regs)
+        code, _, _, k = self.program[pc]
         cls, op = code & 0x07, code & 0xF0
         a, x = regs[0], regs[1]
-        if cls == _RET:
-            run.result[idx] = (a != 0) if code & _RET_A else (k != 0)
-            return []
-        if cls == _JMP:
-            return self._jump(pc, code, jt, jf, k, idx, regs)
+        if cls == _JMP:  # ja
+            target = (pc + 1 + k) & 0xFFFFFFFF
+            if target <= pc:  # protochain's loop: count and cap as libpcap does
+                ok = regs[-1] < _MAX_BACKWARD_JUMPS
+                if not ok.all():
+                    if not ok.any():
+                        return []
+                    idx, regs = _select(idx, regs, ok.nonzero()[0], self._live[pc])
+                regs[-1] = regs[-1] + _U32(1)
+            return [] if self._rejects[target] else [(target, idx, regs)]
         if cls in (_LD, _LDX):
             mode = code & 0xE0
             if mode == _IMM:
-                value = np.full(len(idx), k, dtype=_U32)
+                value = np.full(run.count(idx), k, dtype=_U32)
             elif mode == _LEN:
-                value = run.wirelen[idx].astype(_U32)
+                value = run.take(run.wirelen, idx).astype(_U32)
             elif mode == _MEM:
                 value = regs[self._mem_row[k]]
             else:
-                offset = k if mode != _IND else x.astype(np.int64) + k
-                idx, regs, value = run.load(idx, regs, offset, 1 if mode == _MSH else
-                                            _SIZE[code & 0x18])
+                size = 1 if mode == _MSH else _SIZE[code & 0x18]
+                loaded = run.load(idx, regs, k, x if mode == _IND else None, size,
+                                  self._live[pc])
+                if loaded is None:
+                    return []
+                idx, regs, value = loaded
                 if mode == _MSH:
-                    value = (value & 0xF) << 2
+                    value = (value & _U32(0xF)) << _U32(2)
             regs[0 if cls == _LD else 1] = value
         elif cls in (_ST, _STX):
             regs[self._mem_row[k]] = a if cls == _ST else x
@@ -218,46 +257,149 @@ class BpfFilter:
             if op in (_DIV, _MOD) and code & _X_SRC:
                 ok = x != 0
                 if not ok.all():
-                    idx, regs = _keep(idx, regs, ok)
+                    if not ok.any():
+                        return []
+                    idx, regs = _select(idx, regs, ok.nonzero()[0], self._live[pc])
                     a, operand = regs[0], regs[1]
             regs[0] = _alu(op, a, operand)
-        return [(pc + 1, idx, regs)]
+        return [] if self._rejects[pc + 1] else [(pc + 1, idx, regs)]
 
-    def _jump(self, pc: int, code: int, jt: int, jf: int, k: int, idx: np.ndarray,
-              regs: _Regs) -> list[tuple[int, np.ndarray, _Regs]]:
-        """Send the group on, splitting it where the condition differs between packets."""
-        if code == _JMP | _JA:
-            target = (pc + 1 + k) & 0xFFFFFFFF
-            if target <= pc:  # protochain's loop: count and cap as libpcap does
-                ok = regs[-1] < _MAX_BACKWARD_JUMPS
-                idx, regs = _keep(idx, regs, ok)
-                regs[-1] = regs[-1] + _U32(1)
-            return [(target, idx, regs)]
-        a = regs[0]
-        b = regs[1] if code & _X_SRC else _U32(k)
-        op = code & 0xF0
-        if op == _JEQ:
-            cond = a == b
-        elif op == _JGT:
-            cond = a > b
-        elif op == _JGE:
-            cond = a >= b
+    def _branch(self, run: _Run, pc: int, idx: np.ndarray | None, regs: _Regs) -> list[_Part]:
+        """Route the group through the conditional jumps starting at pc; split it once per exit.
+
+        Each part carries only the registers live where it goes, so a typical `ld; jeq` split
+        selects nothing but packet indices. libpcap also emits runs of tests on the same A (the
+        three VLAN ethertypes, `tcp or udp or sctp`); splitting at each of them would copy A
+        for the packets going on to the next test, so the exit from the whole run is worked out
+        first with boolean masks over the group (None: every packet), then the group is split.
+        """
+        nodes, exits = self._branches[pc]
+        a, x = regs[0], regs[1]
+        if len(nodes) == 1:  # the common case, kept cheap
+            test, k, t_pc, f_pc = self._tests[pc]
+            cond = test(a, x if k is None else k)
+            n_true = np.count_nonzero(cond)
+            if n_true in (0, len(cond)) or t_pc == f_pc:
+                target = t_pc if n_true else f_pc
+                return [] if self._rejects[target] else [(target, idx, regs)]
+            parts = [(t_pc, cond)] + ([] if self._rejects[f_pc] else [(f_pc, ~cond)])
         else:
-            cond = (a & b) != 0
-        t_pc, f_pc = pc + 1 + jt, pc + 1 + jf
-        if t_pc == f_pc or cond.all():
-            return [(t_pc, idx, regs)]
-        if not cond.any():
-            return [(f_pc, idx, regs)]
-        return [(t_pc, *_keep(idx, regs, cond)), (f_pc, *_keep(idx, regs, ~cond))]
+            reach: dict[int, np.ndarray | None] = {pc: None}
+            for node in nodes:
+                if node not in reach:
+                    continue
+                mask = reach.pop(node)
+                test, k, t_pc, f_pc = self._tests[node]
+                if t_pc == f_pc:
+                    sides = [(t_pc, mask)]
+                else:
+                    cond = test(a, x if k is None else k)
+                    sides = [(t_pc, cond if mask is None else cond & mask)]
+                    if not self._rejects[f_pc]:
+                        sides.append((f_pc, ~cond if mask is None else mask & ~cond))
+                for target, part in sides:
+                    if target in reach:
+                        other = reach[target]
+                        part = None if other is None or part is None else other | part
+                    reach[target] = part
+            parts = []
+            for target in exits:
+                mask = reach.get(target, False)
+                if mask is None:  # every packet: the other exits are empty
+                    return [] if self._rejects[target] else [(target, idx, regs)]
+                if mask is not False and mask.any():
+                    parts.append((target, mask))
+        out = []
+        for target, mask in parts:
+            if self._rejects[target]:
+                continue
+            if idx is None and self._accepts[target]:
+                run.result |= mask  # cheaper than selecting the packets
+            else:
+                out.append((target, *_select(idx, regs, mask.nonzero()[0], self._live[target])))
+        return out
 
 
-def _keep(idx: np.ndarray, regs: _Regs, mask: np.ndarray) -> tuple[np.ndarray, _Regs]:
-    """The part of a group selected by `mask`. Registers are kept as separate 1-D arrays because
-    boolean selection along the second axis of a 2-D array is several times slower."""
-    return idx[mask], [r[mask] for r in regs]
+def _jump_run(tests: dict[int, tuple[Any, np.uint32 | None, int, int]], start: int,
+              limit: int = 8) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The conditional jumps reachable from `start` through conditional jumps only (at most
+    `limit`, in program order), and the instructions where that run is left."""
+    nodes, todo = set(), [start]
+    while todo:
+        pc = todo.pop()
+        if pc in tests and pc not in nodes and len(nodes) < limit:
+            nodes.add(pc)
+            todo.extend(tests[pc][2:])
+    exits = {t for pc in nodes for t in tests[pc][2:] if t not in nodes}
+    return tuple(sorted(nodes)), tuple(sorted(exits))
 
 
+def _select(idx: np.ndarray | None, regs: _Regs, nz: np.ndarray, rows: tuple[int, ...]
+            ) -> _Group:
+    """The packets at positions `nz` of a group, with only the registers `rows` (the rest die).
+
+    Registers are kept as separate 1-D arrays because selecting along the second axis of a 2-D
+    array is several times slower; `nonzero` once then `take` per array also beats a boolean
+    index per array.
+    """
+    new: _Regs = [None] * len(regs)
+    for r in rows:
+        new[r] = regs[r].take(nz)
+    return (nz if idx is None else idx.take(nz)), new
+
+
+def _liveness(program: tuple[tuple[int, int, int, int], ...], mem_row: dict[int, int],
+              loop_row: int) -> list[tuple[int, ...]]:
+    """The registers live on entry to each instruction: read on some path before being written.
+
+    Only those are carried when a group is split, merged or loses packets; the others are dead
+    and become None. What an instruction writes is not live on its entry, so the same sets say
+    what must survive packets being dropped inside it. Iterated to a fixed point for loops.
+    """
+    uses: list[set[int]] = []
+    defs: list[set[int]] = []
+    succs: list[list[int]] = []
+    for pc, (code, jt, jf, k) in enumerate(program):
+        cls, mode = code & 0x07, code & 0xE0
+        use: set[int] = set()
+        dfn: set[int] = set()
+        succ = [pc + 1]
+        if cls == _RET:
+            use, succ = ({0} if code & _RET_A else set()), []
+        elif code == _JMP | _JA:
+            succ = [(pc + 1 + k) & 0xFFFFFFFF]
+            if succ[0] <= pc:
+                use = dfn = {loop_row}
+        elif cls == _JMP:
+            use, succ = {0, 1} if code & _X_SRC else {0}, [pc + 1 + jt, pc + 1 + jf]
+        elif cls in (_LD, _LDX):
+            dfn = {0 if cls == _LD else 1}
+            use = {1} if mode == _IND else {mem_row[k]} if mode == _MEM else set()
+        elif cls in (_ST, _STX):
+            use, dfn = {0 if cls == _ST else 1}, {mem_row[k]}
+        elif cls == _MISC:
+            use, dfn = ({1}, {0}) if code & _TXA else ({0}, {1})
+        else:  # ALU
+            use, dfn = {0, 1} if code & _X_SRC else {0}, {0}
+        uses.append(use)
+        defs.append(dfn)
+        succs.append(succ)
+    live: list[set[int]] = [set() for _ in program]
+    changed = True
+    while changed:
+        changed = False
+        for pc in reversed(range(len(program))):
+            new = uses[pc] | (set().union(*(live[s] for s in succs[pc])) - defs[pc])
+            if new != live[pc]:
+                live[pc], changed = new, True
+    return [tuple(sorted(rows)) for rows in live]
+
+
+def _test_bits(a: np.ndarray, b: np.ndarray | np.uint32) -> np.ndarray:
+    return (a & b) != 0
+
+
+_CONDITIONS = {_JEQ: np.equal, _JGT: np.greater, _JGE: np.greater_equal, _JSET: _test_bits}
 _UFUNCS = {_ADD: np.add, _SUB: np.subtract, _MUL: np.multiply, _DIV: np.floor_divide,
            _MOD: np.remainder, _AND: np.bitwise_and, _OR: np.bitwise_or, _XOR: np.bitwise_xor}
 
@@ -274,29 +416,56 @@ def _alu(op: int, a: np.ndarray, b: np.ndarray | np.uint32) -> np.ndarray:
 class _Run:
     """Per-call packet data: the byte buffer and per-packet offsets, lengths and results."""
 
-    __slots__ = ("data", "offsets", "caplen", "wirelen", "result")
+    __slots__ = ("data", "offsets", "caplen", "wirelen", "result", "n", "min_caplen")
 
     def __init__(self, data: np.ndarray, offsets: np.ndarray, caplen: np.ndarray,
                  wirelen: np.ndarray, result: np.ndarray) -> None:
         self.data, self.offsets, self.caplen = data, offsets, caplen
-        self.wirelen, self.result = wirelen, result
+        self.wirelen, self.result, self.n = wirelen, result, len(offsets)
+        # A load that ends within the shortest packet needs no per-packet bounds check.
+        self.min_caplen = int(caplen.min())
 
-    def load(self, idx: np.ndarray, regs: _Regs, offset: int | np.ndarray, size: int
-             ) -> tuple[np.ndarray, _Regs, np.ndarray]:
-        """Big-endian load of `size` bytes at `offset` into each packet.
+    def count(self, idx: np.ndarray | None) -> int:
+        return self.n if idx is None else len(idx)
 
-        Packets whose captured bytes do not cover the load are dropped (libpcap returns 0).
+    @staticmethod
+    def take(values: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+        return values if idx is None else values.take(idx)
+
+    def merge(self, groups: list[_Group], rows: tuple[int, ...]) -> _Group:
+        """One group from several that reached the same instruction, with the live registers."""
+        idx = np.concatenate([np.arange(self.n) if g[0] is None else g[0] for g in groups])
+        regs: _Regs = [None] * len(groups[0][1])
+        for r in rows:
+            regs[r] = np.concatenate([g[1][r] for g in groups])
+        return idx, regs
+
+    def load(self, idx: np.ndarray | None, regs: _Regs, k: int, x: np.ndarray | None, size: int,
+             rows: tuple[int, ...]) -> tuple[np.ndarray | None, _Regs, np.ndarray] | None:
+        """Big-endian load of `size` bytes at k (plus X if indirect) into each packet.
+
+        Packets whose captured bytes do not cover the load are dropped (libpcap returns 0),
+        keeping the registers `rows`; None if no packet is left.
         """
-        ok = self.caplen[idx] >= offset + size
-        if not ok.all():
-            idx, regs = _keep(idx, regs, ok)
-            if not isinstance(offset, int):
-                offset = offset[ok]
-        start = self.offsets[idx] + offset
-        data = self.data
-        value = data.take(start).astype(_U32)
-        for i in range(1, size):
-            value = (value << _U32(8)) | data.take(start + i)
+        if (k if x is None else int(x.max()) + k) + size > self.min_caplen:
+            need = k + size if x is None else x.astype(np.int64) + (k + size)  # no uint32 wrap
+            ok = self.take(self.caplen, idx) >= need
+            if not ok.all():
+                nz = ok.nonzero()[0]
+                if not len(nz):
+                    return None
+                idx, regs = _select(idx, regs, nz, rows)
+                x = None if x is None else x.take(nz)
+        start = self.take(self.offsets, idx)
+        if x is not None:
+            start = start + x
+        # One gather per byte: big-endian strided views (dtype '>u2'/'>u4', strides 1) read all
+        # bytes in one gather but go through numpy's slow unaligned path and measured 2x slower.
+        # data[k + i:] reads byte k + i of each packet without adding k + i to every offset.
+        value = self.data[k:].take(start).astype(_U32)
+        for i in range(k + 1, k + size):
+            value <<= _U32(8)
+            value |= self.data[i:].take(start)
         return idx, regs, value
 
 
