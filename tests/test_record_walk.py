@@ -11,7 +11,8 @@ import struct
 import numpy as np
 import pytest
 
-from pushcap.capture.source import _record_starts
+from pushcap.capture import source as source_module
+from pushcap.capture.source import PcapFileSource, _record_starts
 
 
 def sequential(region: bytes, order: str) -> tuple[list[int], int]:
@@ -52,3 +53,22 @@ def test_lanes_equal_the_sequential_walk(seed):
     offsets, end = _record_starts(region, order, (needle, 1 if order == "<" else 0))
     want_offsets, want_end = sequential(bytes(region), order)
     assert offsets.tolist() == want_offsets and end == want_end
+
+
+def test_a_reused_read_buffer_yields_the_same_batches(tmp_path, monkeypatch):
+    """Replay reads every window into one buffer: each batch, while it is current, holds what a
+    batch with a buffer of its own holds (also when one record outgrows the buffer)."""
+    rng = np.random.default_rng(7)
+    region = make_region(rng, "<", 3000, evil=False)
+    path = tmp_path / "t.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1) + region)
+    fresh = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
+             for b in PcapFileSource(path, 100).batches()]
+    seen = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
+            for b in PcapFileSource(path, 100).batches(reuse_buffer=True)]
+    assert seen == fresh and len(fresh) > 10
+    original = source_module._ReadBuffer
+    monkeypatch.setattr(source_module, "_ReadBuffer", lambda: original(4096))  # < most windows
+    seen = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
+            for b in PcapFileSource(path, 100).batches(reuse_buffer=True)]
+    assert seen == fresh

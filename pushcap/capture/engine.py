@@ -108,7 +108,10 @@ class ReplaySummary:
 def replay(path: str | Path, targets: tuple[TargetConfig, ...],
            batch_packets: int = defaults.BATCH_PACKETS, progress=None,
            rclone_settings: dict | None = None) -> ReplaySummary:
-    """Run the targets over a capture file (every target reads it, whatever its Interface)."""
+    """Run the targets over a capture file (every target reads it, whatever its Interface).
+
+    Every consumer is done with a batch when consume() returns (files are written, flows
+    counted), so the source reads every window into one reused buffer."""
     source = open_file_source(path, batch_packets)
     check_filters(targets, source.linktype, source.snaplen)
     consumers = [make_consumer(t, source.name, False, source.linktype, source.snaplen,
@@ -116,7 +119,7 @@ def replay(path: str | Path, targets: tuple[TargetConfig, ...],
     summary = ReplaySummary(series=consumers)
     started = time.monotonic()
     try:
-        for batch in source.batches():
+        for batch in source.batches(reuse_buffer=True):
             for consumer in consumers:
                 consumer.consume(batch)
             summary.packets += len(batch)

@@ -85,7 +85,9 @@ class PcapngFileSource:
         self._interfaces.append((linktype, snaplen, units))
         self._offsets_ns.append(offset_ns)
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self, reuse_buffer: bool = False) -> Iterator[Batch]:  # noqa: ARG002
+        """The file's packets, batch by batch (each batch has records of its own: pcapng
+        records are rebuilt, so `reuse_buffer` has nothing to reuse)."""
         ts: list[int] = []
         caplens: list[int] = []
         wirelens: list[int] = []
