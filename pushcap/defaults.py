@@ -4,6 +4,7 @@ RING_MAX_SECONDS = 60.0
 RING_MAX_BYTES = 256 * 1024 * 1024
 BATCH_PACKETS = 8192
 POLL_TIMEOUT_MS = 100
+COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long for more packets
 LIVE_SNAPLEN_BYTES = 262144  # capture whole packets; truncation is an output choice, not capture's
 
 DEFAULT_SPLIT = "--split-time 60e9"

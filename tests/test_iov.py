@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from pushcap.push import iov
-from pushcap.push.iov import writev_slices
+from pushcap import iov
+from pushcap.iov import writev_slices
 
 
 def random_slices(rng: np.random.Generator, size: int, count: int):
@@ -57,7 +57,7 @@ def test_errors_name_the_cause():
     (21, 3, []),
 ])
 def test_a_short_write_continues_inside_the_slice_it_stopped_in(written, want_first, want_rest):
-    table = np.zeros(3, dtype=iov._IOVEC)
+    table = np.zeros(3, dtype=iov.IOVEC)
     table["base"] = [1000, 2000, 3000]
     table["len"] = [5, 7, 9]
     if written == 0:
@@ -70,3 +70,41 @@ def test_a_short_write_continues_inside_the_slice_it_stopped_in(written, want_fi
     if want_rest and want_rest[0] != [5, 7, 9][first]:  # moved inside a slice
         assert table["base"][first] == [1000, 2000, 3000][first] + ([5, 7, 9][first] -
                                                                     want_rest[0])
+
+
+def test_gather_copies_slices_of_several_buffers_back_to_back():
+    first, second = b"abcdefgh", np.frombuffer(b"0123456789", dtype=np.uint8)
+    table = np.concatenate([iov.slices(first, np.array([6, 0]), np.array([2, 3])),
+                            iov.slices(second, np.array([9, 1]), 1)])
+    assert iov.gather(table).tobytes() == b"ghabc91"
+
+
+def test_records_built_by_the_kernel_equal_joined_ones():
+    """build_records through the memfd equals the plain bytes.join it replaces, also with
+    threads building at once (each has its own scratch file)."""
+    from pushcap.capture import batch as batch_module
+
+    def case(seed: int) -> tuple[bytes, bytes]:
+        rng = np.random.default_rng(seed)
+        caplen = rng.integers(0, 1600, 3000).astype(np.int64)
+        gaps = rng.integers(0, 5, 3000)
+        offsets = np.cumsum(caplen + gaps) - caplen - gaps
+        data = rng.integers(0, 256, int(offsets[-1] + caplen[-1]), dtype=np.uint8).tobytes()
+        ts = rng.integers(0, 2**62, 3000)
+        wire = caplen + rng.integers(0, 3, 3000)
+        built, _ = batch_module.build_records(ts, caplen, wire, data, offsets)
+        headers = np.empty((3000, 4), dtype="<u4")
+        headers[:, 0], headers[:, 1] = ts // 10**9, ts % 10**9
+        headers[:, 2], headers[:, 3] = caplen, wire
+        return bytes(built), batch_module._joined(headers, data, offsets, caplen)
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(4) as pool:
+        for built, joined in pool.map(case, range(12)):
+            assert built == joined
+
+
+def test_packet_slices_outside_the_data_are_refused():
+    from pushcap.capture.batch import build_records
+    with pytest.raises(ValueError):
+        build_records(np.array([1]), np.array([10]), np.array([10]), b"short", np.array([0]))

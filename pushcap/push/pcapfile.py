@@ -19,7 +19,7 @@ from pushcap.capture.batch import (
     PCAP_FILE_HEADER_BYTES,
     pcap_file_header,
 )
-from pushcap.push.iov import writev_slices
+from pushcap.iov import writev_slices
 
 log = logging.getLogger("pushcap.push")
 
