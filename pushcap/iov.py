@@ -27,7 +27,7 @@ import numpy as np
 
 IOV_MAX = 1024  # Linux's limit on slices per writev() call
 IOVEC = np.dtype([("base", np.uintp), ("len", np.uintp)])
-_SCRATCH_KEEP_BYTES = 64 << 20  # a scratch file grown past this is emptied after use
+_SCRATCH_KEEP_BYTES = 16 << 20  # a scratch file grown past this is emptied after use
 _libc = ctypes.CDLL(None, use_errno=True)
 _writev = _libc.writev
 _writev.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
@@ -48,7 +48,9 @@ def slices(buffer, starts: np.ndarray, lengths: np.ndarray | int) -> np.ndarray:
     table = np.empty(len(starts), dtype=IOVEC)
     if not len(starts):
         return table
-    if starts.min() < 0 or lengths.min() < 0 or int((starts + lengths).max()) > len(data):
+    size = len(data)
+    if starts.min() < 0 or lengths.min() < 0 or starts.max() > size or lengths.max() > size \
+            or int((starts + lengths).max()) > size:  # each term bounded first: no overflow
         raise ValueError("slice outside the buffer")
     table["base"] = starts.astype(np.uintp) + np.uintp(data.ctypes.data)
     table["len"] = lengths

@@ -37,7 +37,8 @@ def test_bytes_buffers_work_too(tmp_path):
     assert path.read_bytes() == b"8901"
 
 
-@pytest.mark.parametrize("starts, ends", [([-1], [3]), ([0], [11]), ([5], [4])])
+@pytest.mark.parametrize("starts, ends", [([-1], [3]), ([0], [11]), ([5], [4]),
+                                          ([2**63 - 1], [2**63 - 1]), ([1], [2**63 - 3])])
 def test_slices_outside_the_buffer_are_refused(tmp_path, starts, ends):
     with (tmp_path / "out").open("wb") as f, pytest.raises(ValueError):
         writev_slices(f.fileno(), b"0123456789", np.array(starts), np.array(ends))
@@ -108,3 +109,9 @@ def test_packet_slices_outside_the_data_are_refused():
     from pushcap.capture.batch import build_records
     with pytest.raises(ValueError):
         build_records(np.array([1]), np.array([10]), np.array([10]), b"short", np.array([0]))
+
+
+@pytest.mark.parametrize("start, length", [(2**63 - 1, 2), (1, 2**63 - 4), (11, 0)])
+def test_offsets_that_would_overflow_are_refused(start, length):
+    with pytest.raises(ValueError):
+        iov.slices(b"0123456789", np.array([start]), np.array([length]))

@@ -211,7 +211,8 @@ def _record_starts(region: np.ndarray, order: str, pattern: tuple[bytes, int]
     starts = np.concatenate(([0], _lane_guesses(region, order, pattern, caplen_at)))
     lanes = len(starts)
     stop = np.append(starts[1:], n)
-    final, stuck, lane_of, walked = _walk_lanes(caplen_at, n, np.arange(lanes), starts, stop)
+    final, stuck, lane_of, walked = _walk_lanes(region, caplen_at, n, np.arange(lanes), starts,
+                                                stop)
     alive = np.ones(lanes, dtype=bool)
     walked_lane, walked_pos = [lane_of], [walked]
     while True:
@@ -233,8 +234,8 @@ def _record_starts(region: np.ndarray, order: str, pattern: tuple[bytes, int]
         heirs = np.unique(live[np.searchsorted(live, victims) - 1])
         heirs = heirs[~stuck[heirs]]
         heir_stop = np.append(starts[live], n)[np.searchsorted(live, heirs, side="right")]
-        h_final, h_stuck, h_lane, h_walked = _walk_lanes(caplen_at, n, heirs, final[heirs],
-                                                         heir_stop)
+        h_final, h_stuck, h_lane, h_walked = _walk_lanes(region, caplen_at, n, heirs,
+                                                         final[heirs], heir_stop)
         final[heirs], stuck[heirs] = h_final, h_stuck
         walked_lane.append(h_lane)
         walked_pos.append(h_walked)
@@ -281,7 +282,7 @@ def _lane_guesses(region: np.ndarray, order: str, pattern: tuple[bytes, int],
     return guesses[ok & follows]
 
 
-def _walk_lanes(caplen_at: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray,
+def _walk_lanes(region, caplen_at: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray,
                 stop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Step every lane from `pos` record by record until it reaches its `stop` or a record cut
     by the end of the region.
@@ -295,7 +296,7 @@ def _walk_lanes(caplen_at: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray
     which positions count is sorted out once afterwards.
     """
     if len(lane) <= _FEW_LANES:  # a plain loop per lane beats a numpy call per step here
-        return _walk_few(caplen_at, n, lane, pos, stop)
+        return _walk_few(region, caplen_at.dtype.byteorder, n, lane, pos, stop)
     last_header = n - RECORD_HEADER_BYTES
     rows = [pos]
     cur = pos
@@ -322,12 +323,11 @@ def _walk_lanes(caplen_at: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray
     return final, stuck, np.repeat(lane, count - stuck), steps[inside]
 
 
-def _walk_few(caplen_at: np.ndarray, n: int, lane: np.ndarray, pos: np.ndarray,
+def _walk_few(region, byteorder: str, n: int, lane: np.ndarray, pos: np.ndarray,
               stop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`_walk_lanes` for a few lanes (few are left when guesses keep failing, e.g. packet data
     full of header-like bytes): a Python step per record instead of numpy calls per step."""
-    region = caplen_at.base  # the buffer the strided view was made on
-    unpack = struct.Struct((">" if caplen_at.dtype.byteorder == ">" else "<") + "I").unpack_from
+    unpack = struct.Struct((">" if byteorder == ">" else "<") + "I").unpack_from
     final, stuck = pos.copy(), np.zeros(len(lane), dtype=bool)
     lanes, walked = [], []
     for i, (start, end) in enumerate(zip(pos.tolist(), stop.tolist(), strict=True)):
@@ -417,6 +417,7 @@ class LiveSource:
         dlt = handle.datalink()
         self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
         self._stop = threading.Event()
+        self._error: SourceError | None = None  # see _drain
 
     def stop(self) -> None:
         self._stop.set()
@@ -432,11 +433,14 @@ class LiveSource:
         few hundred packets would waste more CPU than the packets do."""
         full = False
         while not self._stop.is_set():
+            if self._error is not None:  # raised after the packets read before it went out
+                raise self._error
             if not full:
                 select.select([self._fd], [], [], self._poll_timeout_s)
             chunks = self._drain(self.batch_packets)
             packets = sum(len(meta) for _, meta in chunks) // 16
-            if 0 < packets < self.batch_packets // 4 and not self._stop.is_set():
+            if 0 < packets < self.batch_packets // 4 and not self._stop.is_set() \
+                    and self._error is None:
                 time.sleep(defaults.COALESCE_MS / 1000)
                 chunks += self._drain(self.batch_packets - packets)
                 packets = sum(len(meta) for _, meta in chunks) // 16
@@ -446,13 +450,18 @@ class LiveSource:
 
     def _drain(self, limit: int) -> list[tuple[bytes, bytes]]:
         """(packet bytes, meta) chunks from libpcap until it has nothing ready or `limit`
-        packets are taken."""
+        packets are taken. An error after some chunks is kept for `batches` to raise once
+        they are delivered: packets taken from libpcap exist nowhere else."""
         chunks = []
         while limit > 0:
             try:
                 data, meta = self._handle.next_batch(limit)
             except pcapy.PcapError as exc:
-                raise SourceError(f"interface {self.name}: {exc}") from exc
+                error = SourceError(f"interface {self.name}: {exc}")
+                if not chunks:
+                    raise error from exc
+                self._error = error
+                break
             if not meta:
                 break
             chunks.append((data, meta))

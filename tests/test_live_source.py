@@ -1,0 +1,47 @@
+"""LiveSource's coalescing keeps every packet it took from libpcap, even when libpcap fails in
+the middle of gathering a batch. A failing interface cannot be provoked on demand, so libpcap's
+handle is replaced by one that delivers packets and then fails (the only stand-in here)."""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import pcapy
+import pytest
+
+from pushcap.capture import source as source_module
+from pushcap.capture.source import LiveSource, SourceError
+
+
+class FailingHandle:
+    """Three 10-byte packets, then the error libpcap raises when an interface goes away."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def next_batch(self, limit: int):
+        self.calls += 1
+        if self.calls == 1:
+            meta = b"".join(struct.pack("=IIII", 100, i, i * 10, 10) for i in range(3))
+            return bytes(range(30)), meta
+        raise pcapy.PcapError("The interface went down")
+
+
+def test_packets_taken_before_a_libpcap_error_are_delivered_first(monkeypatch):
+    source = LiveSource.__new__(LiveSource)  # no interface: the handle is the stand-in
+    source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
+    source._handle, source._fd, source._poll_timeout_s = FailingHandle(), 0, 0.0
+    source._stop, source._error = threading.Event(), None
+    monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
+    delivered = []
+    with pytest.raises(SourceError, match="fake0: The interface went down"):
+        for batch in source.batches():
+            delivered.append(bytes(batch.records))
+    assert len(delivered) == 1
+    records = delivered[0]
+    assert len(records) == 3 * (16 + 10)
+    for i in range(3):  # each record: header (100 s, i µs, 10, 10) then packet i's bytes
+        header = struct.unpack_from("<IIII", records, i * 26)
+        assert header == (100, i * 1000, 10, 10)
+        assert records[i * 26 + 16:i * 26 + 26] == bytes(range(i * 10, i * 10 + 10))
