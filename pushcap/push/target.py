@@ -59,6 +59,7 @@ class Series:
         self._unwritten = 0  # selected packets of the current batch not yet written
         self._finisher: threading.Thread | None = None
         self.errors = 0
+        self._error_lock = threading.Lock()
         self.last_error = ""
         self.retiring = False  # see retire()
         self.retired_at: int | None = None  # batch index where a successor took over
@@ -69,6 +70,14 @@ class Series:
         except BpfError as exc:
             raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
                               f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
+
+    def note_error(self, exc: BaseException) -> int:
+        """Count a failure (the push thread's and the finisher's may come at once); return the
+        count."""
+        with self._error_lock:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return self.errors
 
     def start(self, clean_stale: bool = True) -> None:
         """Start delivery (rclone uploads run beside the packet path, never in it).
@@ -211,8 +220,7 @@ class Series:
                 writer.close()
                 final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)
             except Exception as exc:  # noqa: BLE001 - the part stays; the next start repairs it
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.note_error(exc)
                 log.error("event=file_finish_failed %s file=%s error=%r", self.label,
                           writer.part.name, self.last_error)
             else:
