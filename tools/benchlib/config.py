@@ -1,0 +1,60 @@
+"""Settings shared by every scenario of tools/bench.py: sizes, rates, time limits, goals.
+
+The numbers that decide what is measured (trace sizes, repetitions, the M1 bound and its goal,
+the L1 rates, the T1 stream and its goal) stand here together, so a reader sees at once what a
+run of `make bench` compares. The two values `main()` sets from the command line, CHILD_ENV and
+L1_TCPDUMP_ARGS, also live here: the scenario modules read them as `config.NAME` at the time
+they run, so what main() sets is what every module sees (an imported copy of the name would
+not follow a rebinding).
+"""
+
+from __future__ import annotations
+
+ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1")
+DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1")
+DEFAULT_REPLAY_PACKETS = 1_000_000
+QUICK_PACKETS = 2_000
+# Each replay scenario also runs both tools on a trace this small: what a run costs before its
+# first packet (interpreter start-up, imports, opening files). Subtracting it gives the cost per
+# packet that issue 7 is about, apart from the one-off start that a daemon pays once.
+FIXED_PACKETS = 1_000
+DEFAULT_REPS = 5
+SPLIT = "--split-time 60e9"
+MIB = 1024 * 1024
+MB = 1_000_000
+M1_BOUND_BYTES = 256 * MIB
+M1_QUICK_BOUND_BYTES = 256 * 1024
+M1_BASE_ALLOWANCE_BYTES = 100 * MB
+M1_FACTOR = 1.10
+L1_TRACE_PACKETS = 200_000
+L1_RATES_PPS = (25_000, 50_000, 100_000, 200_000, 400_000, 600_000, 800_000)
+L1_STEP_S = 3.0  # how long each rate is sent (whole loops of the L1 trace, at least one)
+L1_DRAIN_S = 1.0  # after the sender ends, before the capture is stopped
+SAMPLE_INTERVAL_S = 0.02
+PCAP_HEADER_BYTES = 24
+RECORD_HEADER_BYTES = 16
+STARTED_TIMEOUT_S = 20.0
+LIVE_TCP_EQUIVALENT = "tcp or (vlan and tcp)"  # what live tcpdump's "tcp" selects (see bench_l1)
+T1_FILL_S = 60.0  # seconds of traffic in the ring before the first request (issue 7)
+T1_QUICK_FILL_S = 2.0
+T1_RATE_PPS = 2_000  # the steady UDP stream on lo that fills the ring
+T1_PAYLOAD_BYTES = 100  # UDP payload: 142-byte frames on lo
+T1_REQUESTS = 30  # per series (the issue asks for at least 20)
+T1_QUICK_REQUESTS = 3
+T1_BEFORE_S = 10.0
+T1_LOOKBACK_SHARE = 0.8  # lookback series: `packets` = this share of what `before` holds
+T1_LIVE_S = 0.25  # live series: `packets` = all of `before` plus this much live traffic
+T1_GAP_S = 0.2  # between requests
+T1_RESULT_WAIT_S = 15.0
+T1_GOAL_P99_S = 0.5
+
+
+# Environment of every pushcap child: `--pushcap-src DIR` puts another checkout (e.g. a
+# `git archive` of a commit) first on PYTHONPATH, so a given version can be measured while the
+# working tree changes.
+CHILD_ENV: dict[str, str] | None = None
+
+
+# Extra tcpdump options for L1 (`--l1-tcpdump-args "-B 65536"` gives it pushcap's 64 MiB kernel
+# buffer); empty = tcpdump's defaults, what an operator would type.
+L1_TCPDUMP_ARGS: list[str] = []
