@@ -45,3 +45,40 @@ def test_packets_taken_before_a_libpcap_error_are_delivered_first(monkeypatch):
         header = struct.unpack_from("<IIII", records, i * 26)
         assert header == (100, i * 1000, 10, 10)
         assert records[i * 26 + 16:i * 26 + 26] == bytes(range(i * 10, i * 10 + 10))
+
+
+class ChunkedHandle:
+    """What libpcap hands over when several blocks are ready: one chunk per call, packets at
+    offsets with gaps (each chunk its own buffer), then nothing."""
+
+    def __init__(self, chunks: list[list[bytes]]) -> None:
+        self.chunks = chunks
+
+    def next_batch(self, limit: int):
+        if not self.chunks:
+            return b"", b""
+        packets = self.chunks.pop(0)
+        data, meta = b"", b""
+        for i, packet in enumerate(packets):
+            data += b"\xee" * 3  # padding between packets
+            meta += struct.pack("=IIII", 200, i, len(data), len(packet))
+            data += packet
+        return data, meta
+
+
+def test_a_batch_coalesced_from_several_chunks_holds_every_packet_in_order(monkeypatch):
+    chunks = [[bytes([c, i]) * (i + 1) for i in range(n)] for c, n in ((1, 3), (2, 1), (3, 4))]
+    want = [packet for chunk in chunks for packet in chunk]
+    source = LiveSource.__new__(LiveSource)
+    source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
+    source._handle, source._fd, source._poll_timeout_s = ChunkedHandle(chunks), 0, 0.0
+    source._stop, source._error = threading.Event(), None
+    monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
+    monkeypatch.setattr(source_module.time, "sleep", lambda _s: None)
+    batch = next(source.batches())
+    source.stop()
+    assert len(batch) == len(want)
+    got = [bytes(batch.records[o + 16:o + 16 + c]) for o, c in zip(batch.offsets, batch.caplen,
+                                                                     strict=True)]
+    assert got == want
+    assert batch.caplen.tolist() == [len(p) for p in want]

@@ -85,29 +85,46 @@ def build_records(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,
                   ) -> tuple[bytes | np.ndarray, np.ndarray]:
     """Interleave 16-byte pcap headers with packet data taken from `data` at `data_offsets`.
 
-    Returns (records, record_offsets). The headers come from numpy; headers and packet bytes are
-    then copied back to back by the kernel from one iovec array (`iov.gather`), so nothing runs
-    per packet in Python.
+    Returns (records, record_offsets). See `records_from_slices`.
+    """
+    records, record_offsets = records_from_slices(ts_ns, caplen, wirelen,
+                                                  iov.slices(data, data_offsets, caplen))
+    if records is None:
+        records = _joined(_headers(ts_ns, caplen, wirelen), data, data_offsets, caplen)
+    return records, record_offsets
+
+
+def records_from_slices(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,
+                        packets: np.ndarray) -> tuple[bytes | np.ndarray | None, np.ndarray]:
+    """Records for packets given as an iovec table (`iov.slices`, one entry per packet, from
+    one buffer or several, kept alive by the caller during the call).
+
+    The headers come from numpy; headers and packet bytes are then copied back to back by the
+    kernel from one iovec array (`iov.gather`), so nothing runs per packet in Python. Records
+    are None where the kernel cannot do that (no memfd): `build_records` then joins in Python.
     """
     n = len(caplen)
     if n == 0:
         return b"", np.zeros(0, dtype=np.int64)
-    headers = np.empty((n, 4), dtype="<u4")
-    headers[:, 0] = ts_ns // 1_000_000_000
-    headers[:, 1] = ts_ns % 1_000_000_000
-    headers[:, 2] = caplen
-    headers[:, 3] = wirelen
+    headers = _headers(ts_ns, caplen, wirelen)
     record_sizes = caplen.astype(np.int64) + RECORD_HEADER_BYTES
     record_offsets = np.zeros(n, dtype=np.int64)
     np.cumsum(record_sizes[:-1], out=record_offsets[1:])
     table = np.empty(2 * n, dtype=iov.IOVEC)
     table[0::2] = iov.slices(headers, np.arange(n, dtype=np.int64) * RECORD_HEADER_BYTES,
                              RECORD_HEADER_BYTES)
-    table[1::2] = iov.slices(data, data_offsets, caplen)
-    records = iov.gather(table)
-    if records is None:
-        records = _joined(headers, data, data_offsets, caplen)
-    return records, record_offsets
+    table[1::2] = packets
+    return iov.gather(table), record_offsets
+
+
+def _headers(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray) -> np.ndarray:
+    """The 16-byte record headers (ts_sec, ts_nsec, caplen, wirelen; little-endian) as rows."""
+    headers = np.empty((len(caplen), 4), dtype="<u4")
+    headers[:, 0] = ts_ns // 1_000_000_000
+    headers[:, 1] = ts_ns % 1_000_000_000
+    headers[:, 2] = caplen
+    headers[:, 3] = wirelen
+    return headers
 
 
 def _joined(headers: np.ndarray, data, data_offsets: np.ndarray, caplen: np.ndarray) -> bytes:

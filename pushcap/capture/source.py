@@ -26,8 +26,13 @@ from pathlib import Path
 import numpy as np
 import pcapy
 
-from pushcap import defaults
-from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch, build_records
+from pushcap import defaults, iov
+from pushcap.capture.batch import (
+    RECORD_HEADER_BYTES,
+    Batch,
+    build_records,
+    records_from_slices,
+)
 
 log = logging.getLogger("pushcap.capture")
 
@@ -469,15 +474,19 @@ class LiveSource:
         return chunks
 
     def _batch(self, chunks: list[tuple[bytes, bytes]]) -> Batch:
-        fields = np.frombuffer(b"".join(meta for _, meta in chunks), dtype=np.uint32)
-        fields = fields.reshape(-1, 4).astype(np.int64)
-        if len(chunks) > 1:  # packet offsets are per chunk: make them point into the join
-            bases = np.cumsum([0] + [len(data) for data, _ in chunks[:-1]])
-            counts = [len(meta) // 16 for _, meta in chunks]
-            fields[:, 2] += np.repeat(bases, counts)
-        data = chunks[0][0] if len(chunks) == 1 else b"".join(data for data, _ in chunks)
+        """One Batch from libpcap's chunks: the packets of every chunk go into the records
+        straight from the chunk's buffer (no join of the chunks first)."""
+        metas = [np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4) for _, meta in chunks]
+        fields = np.concatenate(metas).astype(np.int64)
         ts_ns = fields[:, 0] * 1_000_000_000 + fields[:, 1] * 1000
         caplen = fields[:, 3]
-        records, offsets = build_records(ts_ns, caplen, caplen, data, fields[:, 2])
+        packets = np.concatenate([iov.slices(data, meta[:, 2], meta[:, 3])
+                                  for (data, _), meta in zip(chunks, metas, strict=True)])
+        records, offsets = records_from_slices(ts_ns, caplen, caplen, packets)
+        if records is None:  # no memfd: join the chunks, point the offsets into the join
+            bases = np.cumsum([0] + [len(data) for data, _ in chunks[:-1]])
+            data_offsets = fields[:, 2] + np.repeat(bases, [len(m) for m in metas])
+            records, offsets = build_records(ts_ns, caplen, caplen,
+                                             b"".join(data for data, _ in chunks), data_offsets)
         return Batch(records, offsets, ts_ns, caplen, caplen.copy(), self.linktype,
                      self.snaplen)
