@@ -10,8 +10,9 @@ import threading
 import pcapy
 import pytest
 
-from pushcap.capture import source as source_module
-from pushcap.capture.source import LiveSource, SourceError
+from pushcap.capture import live as source_module
+from pushcap.capture.live import LiveSource
+from pushcap.capture.source import SourceError
 
 
 class FailingHandle:

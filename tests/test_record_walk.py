@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pushcap.capture import source as source_module
-from pushcap.capture.source import PcapFileSource, _record_starts
+from pushcap.capture.source import PcapFileSource
+from pushcap.capture.walk import record_starts
 
 
 def sequential(region: bytes, order: str) -> tuple[list[int], int]:
@@ -50,7 +51,7 @@ def test_lanes_equal_the_sequential_walk(seed):
     cut = int(rng.integers(0, 40)) if seed % 4 == 0 else 0  # a record cut at the end
     region = bytearray(region[:len(region) - cut] if cut < len(region) else region)
     needle = bytes(region[1:4]) if order == "<" else bytes(region[0:3])
-    offsets, end = _record_starts(region, order, (needle, 1 if order == "<" else 0))
+    offsets, end = record_starts(region, order, (needle, 1 if order == "<" else 0))
     want_offsets, want_end = sequential(bytes(region), order)
     assert offsets.tolist() == want_offsets and end == want_end
 

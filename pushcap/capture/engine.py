@@ -21,8 +21,9 @@ from pathlib import Path
 
 from pushcap import defaults
 from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Ring
-from pushcap.capture.source import LiveSource, SourceError, open_file_source
+from pushcap.capture.source import SourceError, open_file_source
 from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
 from pushcap.push.target import Series
 

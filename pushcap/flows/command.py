@@ -31,7 +31,7 @@ from pushcap.config.model import (
 # ring, flow table, exporter, resolver) is imported in the functions below (start-up time). The
 # parser's defaults that come from those modules are None, filled in by cmd_flows/_target.
 if TYPE_CHECKING:
-    from pushcap.capture.source import LiveSource
+    from pushcap.capture.live import LiveSource
     from pushcap.flows.target import FlowTarget
 
 log = logging.getLogger("pushcap.flows")
@@ -121,8 +121,9 @@ def _replay(args) -> int:
 
 
 def _live(args) -> int:
+    from pushcap.capture.live import LiveSource
     from pushcap.capture.ring import Ring
-    from pushcap.capture.source import LiveSource, SourceError
+    from pushcap.capture.source import SourceError
 
     source = LiveSource(args.interface)
     target = _target(args, source.linktype, source.snaplen, args.interface)
