@@ -162,3 +162,21 @@ def test_compressed_name_is_hidden_from_series_globs(tmp_path):
     tmp = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
     tmp.write_bytes(b"")
     assert not list(Path(tmp_path).glob(".all.*.part"))
+
+
+def test_a_part_published_just_before_a_crash_is_not_published_twice(tmp_path):
+    """A crash between publish()'s link() and unlink() leaves the part beside its final name,
+    both one file: the next start removes the part instead of publishing a copy as `_2`."""
+    from pushcap.push.target import Series
+
+    target = TargetConfig(index=1, desc="all", mode=PushMode.FILE, path=str(tmp_path / "all"),
+                          split=SplitRule(SplitKind.TIME, 60 * 10**9),
+                          naming=NamingRule("--filename-epoch-sec-startend"))
+    series = Series(target, "eth0", tmp_path / "all", 1, 65535)
+    part = tmp_path / ".all.1616334600000000000.part"
+    shutil.copy(SAMPLE, part)
+    final = tmp_path / "all_1616334600-1616334660.pcap"
+    os.link(part, final)  # the crash came here
+    series.repair_leftovers()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+    assert final.read_bytes() == SAMPLE.read_bytes()

@@ -276,6 +276,12 @@ class Series:
             parsed = pcapfile.parse_part_name(part)
             if parsed is None or parsed[0] != self.prefix.name:
                 continue
+            if part.stat().st_nlink > 1:
+                # publish() had linked it to its final name when the crash came, before the
+                # unlink: the final file is this very file. Publishing again would copy it.
+                part.unlink()
+                log.info("event=repair_already_published %s file=%s", self.label, part.name)
+                continue
             found = pcapfile.repair_part(part)
             if found is None:
                 log.info("event=repair_empty %s file=%s", self.label, part.name)
