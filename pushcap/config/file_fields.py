@@ -1,0 +1,137 @@
+"""The fields that shape a File or rclone target's files: Split, FileName, PipeCmd, FileSuffix.
+
+These are the fields Mode flows refuses (targets.FILE_ONLY_FIELDS): when a file is cut (a time or a
+byte split), how it is named (FileName, which must not be coarser than a time split, or files would
+overwrite each other), and how it is compressed (PipeCmd, only known compressor command lines,
+never executed) with a FileSuffix that names that compression. Kept apart from targets.py, which
+assembles a target from these rules and the ones every mode shares.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pushcap import defaults
+from pushcap.config.field_check import FieldError, field_text
+from pushcap.config.model import NamingRule, SplitKind, SplitRule
+from pushcap.push.naming import STRFTIME_MODE, resolution_ns, validate_naming
+
+_MIN_SPLIT_NS = 1_000_000
+_MIN_SPLIT_BYTES = 1024
+_MAX_SPLIT = 2**63 - 1
+_NUMBER_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# The compressor command lines pushcap knows (whitespace-normalized); none is ever executed.
+_PIPE_CMD_RE = re.compile(
+    r"cat|(?:gzip|lz4) -c(?: -[1-9])?|zstd -c(?: -(?:1[0-9]|[1-9]))?(?: -T0)?"
+)
+_PIPE_CMD_KNOWN = "cat, gzip -c [-1..-9], lz4 -c [-1..-9], zstd -c [-1..-19] [-T0]"
+_SUFFIX_RE = re.compile(r"\.[A-Za-z0-9._-]{1,20}")
+# compressor -> (default FileSuffix, endings a FileSuffix may have); None = no compression
+_SUFFIXES: dict[str | None, tuple[str, tuple[str, ...]]] = {
+    None: (".pcap", ()),
+    "gzip": (".pcap.gz", (".gz",)),
+    "lz4": (".pcap.lz4", (".lz4",)),
+    "zstd": (".pcap.zstd", (".zst", ".zstd")),
+}
+_COMPRESSED_ENDINGS = tuple(e for _, ends in _SUFFIXES.values() for e in ends)
+
+
+def parse_split(value: Any) -> SplitRule:
+    example = '"--split-time 60e9" (one minute) or "--split-byte 1e9" (1 GB)'
+    text = field_text(value, example)
+    assert text is not None
+    words = text.split()
+    kinds = {"--split-time": SplitKind.TIME, "--split-byte": SplitKind.BYTE}
+    if len(words) != 2 or words[0] not in kinds:
+        raise FieldError(f"must be {example}")
+    kind = kinds[words[0]]
+    unit = "ns" if kind is SplitKind.TIME else "bytes"
+    if not _NUMBER_RE.fullmatch(words[1]):
+        raise FieldError(f"{words[1]!r} is not a number of {unit}; write e.g. 60e9 or 1000000")
+    try:
+        number = Decimal(words[1])
+    except InvalidOperation:
+        raise FieldError(f"{words[1]!r} is not a number of {unit}") from None
+    if number <= 0 or number > _MAX_SPLIT or number != number.to_integral_value():
+        raise FieldError(f"must be a positive whole number of {unit} below 2^63")
+    amount = int(number)
+    if kind is SplitKind.TIME and amount < _MIN_SPLIT_NS:
+        hint = f"; did you mean {amount}e9 ({amount} s)?" if amount <= 86400 else ""
+        raise FieldError(
+            f"is {amount} ns: --split-time is in nanoseconds and must be at least 1e6 (1 ms),"
+            f" or files would hold almost nothing{hint}"
+        )
+    if kind is SplitKind.BYTE and amount < _MIN_SPLIT_BYTES:
+        raise FieldError(
+            f"is {amount} bytes: must be at least {_MIN_SPLIT_BYTES}, since each file carries a"
+            " 24-byte header and whole packets, so smaller splits make a file per packet;"
+            " write e.g. --split-byte 1e9"
+        )
+    return SplitRule(kind, amount)
+
+
+def parse_filename(value: Any, split: SplitRule | None) -> NamingRule:
+    text = field_text(value, f'FileName = "{defaults.DEFAULT_FILENAME}"')
+    assert text is not None
+    mode, _, rest = text.partition(" ")
+    fmt: str | None = rest.strip() or None
+    if fmt and fmt[0] in "\"'":
+        if len(fmt) < 2 or fmt[-1] != fmt[0]:
+            raise FieldError(f"the format opens with {fmt[0]} but does not end with it")
+        fmt = fmt[1:-1]
+    elif mode == STRFTIME_MODE and fmt is not None and " " in fmt:
+        raise FieldError("a strftime format with spaces must be quoted")
+    try:
+        rule = validate_naming(mode, "" if mode == STRFTIME_MODE and fmt is None else fmt)
+    except ValueError as e:
+        raise FieldError(str(e)) from None
+    step = resolution_ns(rule)
+    if split is not None and split.kind is SplitKind.TIME and split.value < step:
+        raise FieldError(
+            f"names files to {step / 1e9:g} s, but Split starts a file every"
+            f" {split.value / 1e9:g} s, so files would overwrite each other; use a finer FileName"
+            " (e.g. --filename-tstr-HHMMSS_NS) or a longer --split-time"
+        )
+    return rule
+
+
+def parse_pipe_cmd(value: Any) -> str | None:
+    """The normalized compressor command, or None for no compression (absent or `cat`)."""
+    text = field_text(value, 'PipeCmd = "gzip -c -1" (or nil for plain .pcap)', required=False)
+    if text is None:
+        return None
+    command = " ".join(text.split())
+    if not _PIPE_CMD_RE.fullmatch(command):
+        raise FieldError(
+            f"not a known compressor (known: {_PIPE_CMD_KNOWN}); pushcap compresses in-process"
+            " and never runs a command from the config"
+        )
+    return None if command == "cat" else command
+
+
+def parse_suffix(value: Any, pipe_cmd: str | None) -> str:
+    """FileSuffix, defaulting to the compressor's; it must name the compression it holds."""
+    compressor = pipe_cmd.split()[0] if pipe_cmd else None
+    default, endings = _SUFFIXES[compressor]
+    suffix = field_text(value, f'FileSuffix = "{default}"', required=False)
+    if suffix is None:
+        return default
+    if not _SUFFIX_RE.fullmatch(suffix):
+        raise FieldError(
+            "must be '.' then 1-20 letters, digits, '.', '_' or '-', e.g. \".pcap\" or \".pcap.gz\""
+        )
+    if compressor is None:
+        wrong = next((e for e in _COMPRESSED_ENDINGS if suffix.endswith(e)), None)
+        if wrong:
+            raise FieldError(
+                f"ends in {wrong} but there is no PipeCmd, so files are plain pcap; add e.g."
+                f' PipeCmd = "gzip -c" or use FileSuffix = "{default}"'
+            )
+    elif not suffix.endswith(endings):
+        raise FieldError(
+            f'does not match PipeCmd "{pipe_cmd}", which writes {compressor} data: end it with'
+            f' {" or ".join(endings)}, e.g. FileSuffix = "{default}"'
+        )
+    return suffix
