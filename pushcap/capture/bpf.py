@@ -12,10 +12,11 @@ for `protochain`, whose loop jumps back; the scheduler therefore always runs the
 that has packets waiting: a single forward pass for ordinary programs, still correct for loops.
 
 What keeps that cheap (the filter runs once per batch on the packet path): a split or merge only
-copies the registers that are live where the packets go (`_liveness`; after `ldh [12]; jeq` A is
+copies the registers that are live where the packets go (`liveness`; after `ldh [12]; jeq` A is
 dead, so only the indices are selected); a run of jumps testing the same A is resolved with masks
 and split once (`_branch`); packets bound for `ret #0` are simply dropped; and a load within the
 batch's shortest packet skips the per-packet bounds check.
+The opcodes, the validation and the analyses of the program alone are in `bpf_program`.
 
 Semantics follow libpcap's `bpf_filter()` (pcapint_filter_with_aux_data) exactly: a load that does
 not fit in the captured bytes, or a division by zero, makes the program return 0 (reject) for that
@@ -26,43 +27,52 @@ only "nonzero" matters here. Backward jumps are limited to 64 per packet as in l
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import numpy as np
 import pcapy
 
+from pushcap.capture import bpf_program
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
+from pushcap.capture.bpf_program import (
+    DIV,
+    IMM,
+    IND,
+    JA,
+    JMP,
+    LD,
+    LDX,
+    LEN,
+    LSH,
+    MEM,
+    MISC,
+    MOD,
+    MSH,
+    NEG,
+    RET,
+    RET_A,
+    SIZE,
+    ST,
+    STX,
+    TXA,
+    X_SRC,
+    BpfError,
+    check_program,
+    jump_run,
+    liveness,
+)
+
+__all__ = ["BpfError", "BpfFilter", "compile_shared"]  # BpfError is re-exported for callers
 
 _PARSE_PREFIX = "can't parse filter expression: "
-_MEMWORDS = 16
-_SKF_LL_OFF = 0xFFE00000  # Linux-only negative offsets (SKF_LL_OFF, SKF_NET_OFF, SKF_AD_OFF)
 _MAX_BACKWARD_JUMPS = 64
 # File LINKTYPE_* values whose libpcap DLT_* differs (libpcap's linktype_to_dlt(), Linux values):
 # pcap files say 101 for raw IP, but pcap_compile() only knows DLT_RAW = 12.
 _LINKTYPE_TO_DLT = {100: 11, 101: 12, 102: 15, 103: 16}
 _U32 = np.uint32
 
-# Opcode classes and fields (pcap/bpf.h).
-_LD, _LDX, _ST, _STX, _ALU, _JMP, _RET, _MISC = range(8)
-_W, _H, _B = 0x00, 0x08, 0x10
-_IMM, _ABS, _IND, _MEM, _LEN, _MSH = 0x00, 0x20, 0x40, 0x60, 0x80, 0xA0
-_X_SRC = 0x08
-_RET_A = 0x10
-_TXA = 0x80
-_SIZE = {_W: 4, _H: 2, _B: 1}
-_ADD, _SUB, _MUL, _DIV, _OR, _AND, _LSH, _RSH, _NEG, _MOD, _XOR = (
-    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0)
-_JA, _JEQ, _JGT, _JGE, _JSET = 0x00, 0x10, 0x20, 0x30, 0x40
-
-_VALID_LD = {_LD | _W | _ABS, _LD | _H | _ABS, _LD | _B | _ABS, _LD | _W | _IND, _LD | _H | _IND,
-             _LD | _B | _IND, _LD | _W | _LEN, _LD | _IMM, _LD | _MEM, _LDX | _W | _LEN,
-             _LDX | _B | _MSH, _LDX | _IMM, _LDX | _MEM}
-_ALU_OPS = {_ADD, _SUB, _MUL, _DIV, _OR, _AND, _LSH, _RSH, _MOD, _XOR}
-_JMP_OPS = {_JEQ, _JGT, _JGE, _JSET}
-
 # A group is the packets at one instruction: their positions in the batch (None: all of them)
 # and their registers A, X, the scratch words the program uses, the backward-jump count. A
-# register that is dead there (see `_liveness`) is None.
+# register that is dead there (see `liveness`) is None.
 _Regs = list[np.ndarray | None]
 _Group = tuple[np.ndarray | None, _Regs]
 _Part = tuple[int, np.ndarray | None, _Regs]  # a group and the instruction it goes to
@@ -70,45 +80,6 @@ _Part = tuple[int, np.ndarray | None, _Regs]  # a group and the instruction it g
 _compile_lock = threading.Lock()
 _shared_lock = threading.Lock()
 _shared: dict[tuple[str, int, int], BpfFilter] = {}
-
-
-class BpfError(ValueError):
-    """A filter that libpcap rejects, or a program this evaluator cannot run faithfully."""
-
-
-def _check_program(insns: list[tuple[int, int, int, int]]) -> None:
-    """Reject what libpcap's validator rejects, plus Linux-only ancillary loads.
-
-    Ancillary loads (k at or above SKF_LL_OFF) only mean something to the Linux kernel, where
-    they read socket metadata such as VLAN tags; libpcap only emits them for a live Linux handle,
-    and evaluating them here would silently give a different answer than the kernel.
-    """
-    n = len(insns)
-    if n == 0 or (insns[-1][0] & 0x07) != _RET:
-        raise BpfError("BPF program does not end with a return")
-    for pc, (code, jt, jf, k) in enumerate(insns):
-        cls, op = code & 0x07, code & 0xF0
-        if cls in (_LD, _LDX):
-            ok = code in _VALID_LD and (code & 0xE0 != _MEM or k < _MEMWORDS)
-            if code & 0xE0 in (_ABS, _IND) and cls == _LD and k >= _SKF_LL_OFF:
-                raise BpfError(f"instruction {pc}: Linux ancillary load (k={k:#x}) unsupported")
-        elif cls in (_ST, _STX):
-            ok = code == cls and k < _MEMWORDS
-        elif cls == _ALU:
-            ok = (code == _ALU | _NEG) or (op in _ALU_OPS and code & ~0xF8 == _ALU)
-            if ok and not code & _X_SRC:
-                ok = not (op in (_DIV, _MOD) and k == 0) and not (op in (_LSH, _RSH) and k >= 32)
-        elif cls == _JMP:
-            if code == _JMP | _JA:
-                ok = (pc + 1 + k) & 0xFFFFFFFF < n and k != 0xFFFFFFFF
-            else:
-                ok = op in _JMP_OPS and code & ~0xF8 == _JMP and pc + 1 + max(jt, jf) < n
-        elif cls == _RET:
-            ok = code in (_RET, _RET | _RET_A)
-        else:
-            ok = code in (_MISC, _MISC | _TXA)
-        if not ok:
-            raise BpfError(f"instruction {pc}: invalid BPF instruction {(code, jt, jf, k)}")
 
 
 class BpfFilter:
@@ -132,22 +103,22 @@ class BpfFilter:
             raise BpfError(msg.removeprefix(_PARSE_PREFIX)) from None
         self.program: tuple[tuple[int, int, int, int], ...] = tuple(
             tuple(int(v) for v in insn) for insn in prog.get_bpf())
-        _check_program(list(self.program))
+        check_program(list(self.program))
         slots = sorted({k for code, _, _, k in self.program
-                        if code in (_LD | _MEM, _LDX | _MEM, _ST, _STX)})
+                        if code in (LD | MEM, LDX | MEM, ST, STX)})
         self._mem_row = {slot: 2 + i for i, slot in enumerate(slots)}
-        has_loops = any(code == _JMP | _JA and k >= 0x80000000 for code, _, _, k in self.program)
+        has_loops = any(code == JMP | JA and k >= 0x80000000 for code, _, _, k in self.program)
         self._rows = 2 + len(slots) + has_loops  # the loop count, if any, is the last row
-        self._live = _liveness(self.program, self._mem_row, self._rows - 1)
-        self._is_ret = tuple(code & 0x07 == _RET for code, _, _, _ in self.program)
+        self._live = liveness(self.program, self._mem_row, self._rows - 1)
+        self._is_ret = tuple(code & 0x07 == RET for code, _, _, _ in self.program)
         # Packets bound for `ret #0` need no more work: their result is already False.
-        self._rejects = tuple(code == _RET and k == 0 for code, _, _, k in self.program)
-        self._accepts = tuple(code == _RET and k != 0 for code, _, _, k in self.program)
-        self._tests = {pc: (_CONDITIONS[code & 0xF0], None if code & _X_SRC else _U32(k),
+        self._rejects = tuple(code == RET and k == 0 for code, _, _, k in self.program)
+        self._accepts = tuple(code == RET and k != 0 for code, _, _, k in self.program)
+        self._tests = {pc: (_CONDITIONS[code & 0xF0], None if code & X_SRC else _U32(k),
                             pc + 1 + jt, pc + 1 + jf)
                        for pc, (code, jt, jf, k) in enumerate(self.program)
-                       if code & 0x07 == _JMP and code != _JMP | _JA}
-        self._branches = {pc: _jump_run(self._tests, pc) for pc in self._tests}
+                       if code & 0x07 == JMP and code != JMP | JA}
+        self._branches = {pc: jump_run(self._tests, pc) for pc in self._tests}
 
     def __repr__(self) -> str:
         return f"BpfFilter({self.expression!r}, linktype={self.linktype})"
@@ -190,7 +161,7 @@ class BpfFilter:
                 code, _, _, k = prog[pc]
                 for idx, regs in groups:
                     result[slice(None) if idx is None else idx] = (
-                        regs[0] != 0 if code & _RET_A else k != 0)
+                        regs[0] != 0 if code & RET_A else k != 0)
                 pc += 1
                 continue
             idx, regs = groups[0] if len(groups) == 1 else run.merge(groups, live[pc])
@@ -218,7 +189,7 @@ class BpfFilter:
         code, _, _, k = self.program[pc]
         cls, op = code & 0x07, code & 0xF0
         a, x = regs[0], regs[1]
-        if cls == _JMP:  # ja
+        if cls == JMP:  # ja
             target = (pc + 1 + k) & 0xFFFFFFFF
             if target <= pc:  # protochain's loop: count and cap as libpcap does
                 ok = regs[-1] < _MAX_BACKWARD_JUMPS
@@ -228,33 +199,33 @@ class BpfFilter:
                     idx, regs = _select(idx, regs, ok.nonzero()[0], self._live[pc])
                 regs[-1] = regs[-1] + _U32(1)
             return [] if self._rejects[target] else [(target, idx, regs)]
-        if cls in (_LD, _LDX):
+        if cls in (LD, LDX):
             mode = code & 0xE0
-            if mode == _IMM:
+            if mode == IMM:
                 value = np.full(run.count(idx), k, dtype=_U32)
-            elif mode == _LEN:
+            elif mode == LEN:
                 value = run.take(run.wirelen, idx).astype(_U32)
-            elif mode == _MEM:
+            elif mode == MEM:
                 value = regs[self._mem_row[k]]
             else:
-                size = 1 if mode == _MSH else _SIZE[code & 0x18]
-                loaded = run.load(idx, regs, k, x if mode == _IND else None, size,
+                size = 1 if mode == MSH else SIZE[code & 0x18]
+                loaded = run.load(idx, regs, k, x if mode == IND else None, size,
                                   self._live[pc])
                 if loaded is None:
                     return []
                 idx, regs, value = loaded
-                if mode == _MSH:
+                if mode == MSH:
                     value = (value & _U32(0xF)) << _U32(2)
-            regs[0 if cls == _LD else 1] = value
-        elif cls in (_ST, _STX):
-            regs[self._mem_row[k]] = a if cls == _ST else x
-        elif cls == _MISC:
-            regs[0 if code & _TXA else 1] = x if code & _TXA else a
-        elif op == _NEG:
+            regs[0 if cls == LD else 1] = value
+        elif cls in (ST, STX):
+            regs[self._mem_row[k]] = a if cls == ST else x
+        elif cls == MISC:
+            regs[0 if code & TXA else 1] = x if code & TXA else a
+        elif op == NEG:
             regs[0] = _U32(0) - a
         else:
-            operand = x if code & _X_SRC else _U32(k)
-            if op in (_DIV, _MOD) and code & _X_SRC:
+            operand = x if code & X_SRC else _U32(k)
+            if op in (DIV, MOD) and code & X_SRC:
                 ok = x != 0
                 if not ok.all():
                     if not ok.any():
@@ -320,20 +291,6 @@ class BpfFilter:
         return out
 
 
-def _jump_run(tests: dict[int, tuple[Any, np.uint32 | None, int, int]], start: int,
-              limit: int = 8) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The conditional jumps reachable from `start` through conditional jumps only (at most
-    `limit`, in program order), and the instructions where that run is left."""
-    nodes, todo = set(), [start]
-    while todo:
-        pc = todo.pop()
-        if pc in tests and pc not in nodes and len(nodes) < limit:
-            nodes.add(pc)
-            todo.extend(tests[pc][2:])
-    exits = {t for pc in nodes for t in tests[pc][2:] if t not in nodes}
-    return tuple(sorted(nodes)), tuple(sorted(exits))
-
-
 def _select(idx: np.ndarray | None, regs: _Regs, nz: np.ndarray, rows: tuple[int, ...]
             ) -> _Group:
     """The packets at positions `nz` of a group, with only the registers `rows` (the rest die).
@@ -348,60 +305,16 @@ def _select(idx: np.ndarray | None, regs: _Regs, nz: np.ndarray, rows: tuple[int
     return (nz if idx is None else idx.take(nz)), new
 
 
-def _liveness(program: tuple[tuple[int, int, int, int], ...], mem_row: dict[int, int],
-              loop_row: int) -> list[tuple[int, ...]]:
-    """The registers live on entry to each instruction: read on some path before being written.
-
-    Only those are carried when a group is split, merged or loses packets; the others are dead
-    and become None. What an instruction writes is not live on its entry, so the same sets say
-    what must survive packets being dropped inside it. Iterated to a fixed point for loops.
-    """
-    uses: list[set[int]] = []
-    defs: list[set[int]] = []
-    succs: list[list[int]] = []
-    for pc, (code, jt, jf, k) in enumerate(program):
-        cls, mode = code & 0x07, code & 0xE0
-        use: set[int] = set()
-        dfn: set[int] = set()
-        succ = [pc + 1]
-        if cls == _RET:
-            use, succ = ({0} if code & _RET_A else set()), []
-        elif code == _JMP | _JA:
-            succ = [(pc + 1 + k) & 0xFFFFFFFF]
-            if succ[0] <= pc:
-                use = dfn = {loop_row}
-        elif cls == _JMP:
-            use, succ = {0, 1} if code & _X_SRC else {0}, [pc + 1 + jt, pc + 1 + jf]
-        elif cls in (_LD, _LDX):
-            dfn = {0 if cls == _LD else 1}
-            use = {1} if mode == _IND else {mem_row[k]} if mode == _MEM else set()
-        elif cls in (_ST, _STX):
-            use, dfn = {0 if cls == _ST else 1}, {mem_row[k]}
-        elif cls == _MISC:
-            use, dfn = ({1}, {0}) if code & _TXA else ({0}, {1})
-        else:  # ALU
-            use, dfn = {0, 1} if code & _X_SRC else {0}, {0}
-        uses.append(use)
-        defs.append(dfn)
-        succs.append(succ)
-    live: list[set[int]] = [set() for _ in program]
-    changed = True
-    while changed:
-        changed = False
-        for pc in reversed(range(len(program))):
-            new = uses[pc] | (set().union(*(live[s] for s in succs[pc])) - defs[pc])
-            if new != live[pc]:
-                live[pc], changed = new, True
-    return [tuple(sorted(rows)) for rows in live]
-
-
 def _test_bits(a: np.ndarray, b: np.ndarray | np.uint32) -> np.ndarray:
     return (a & b) != 0
 
 
-_CONDITIONS = {_JEQ: np.equal, _JGT: np.greater, _JGE: np.greater_equal, _JSET: _test_bits}
-_UFUNCS = {_ADD: np.add, _SUB: np.subtract, _MUL: np.multiply, _DIV: np.floor_divide,
-           _MOD: np.remainder, _AND: np.bitwise_and, _OR: np.bitwise_or, _XOR: np.bitwise_xor}
+_CONDITIONS = {bpf_program.JEQ: np.equal, bpf_program.JGT: np.greater,
+               bpf_program.JGE: np.greater_equal, bpf_program.JSET: _test_bits}
+_UFUNCS = {bpf_program.ADD: np.add, bpf_program.SUB: np.subtract, bpf_program.MUL: np.multiply,
+           bpf_program.DIV: np.floor_divide, bpf_program.MOD: np.remainder,
+           bpf_program.AND: np.bitwise_and, bpf_program.OR: np.bitwise_or,
+           bpf_program.XOR: np.bitwise_xor}
 
 
 def _alu(op: int, a: np.ndarray, b: np.ndarray | np.uint32) -> np.ndarray:
@@ -409,7 +322,7 @@ def _alu(op: int, a: np.ndarray, b: np.ndarray | np.uint32) -> np.ndarray:
     if op in _UFUNCS:
         return _UFUNCS[op](a, b)
     # Shifts: libpcap gives 0 for counts >= 32 (C leaves them undefined); mask so numpy agrees.
-    shifted = (a << (b & _U32(31))) if op == _LSH else (a >> (b & _U32(31)))
+    shifted = (a << (b & _U32(31))) if op == LSH else (a >> (b & _U32(31)))
     return np.where(b < 32, shifted, _U32(0)).astype(_U32)
 
 
