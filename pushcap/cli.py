@@ -19,7 +19,8 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from pushcap import obs  # noqa: E402
-from pushcap.capture.engine import interfaces_of, replay, series_prefix  # noqa: E402
+from pushcap.capture.consumers import interfaces_of, series_prefix  # noqa: E402
+from pushcap.capture.replay import replay  # noqa: E402
 from pushcap.capture.source import SourceError  # noqa: E402
 from pushcap.config.lua import load_targets  # noqa: E402
 from pushcap.config.model import (  # noqa: E402

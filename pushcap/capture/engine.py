@@ -2,8 +2,8 @@
 
 Live: one reader thread per interface appends batches to that interface's ring; one push thread
 per interface reads the ring through a cursor and drives that interface's consumers (pcap series,
-flow exporters), closing time-split files on the wall clock when the link is quiet. Replay: the
-same consumers are driven inline from the file, as fast as it reads, with nothing dropped.
+flow exporters; consumers.py), closing time-split files on the wall clock when the link is quiet.
+(Replay drives the same consumers from a file: replay.py.)
 
 Reload swaps an interface's consumers inside its push thread, between two batches, so every
 packet goes to exactly one generation of targets: unchanged targets keep running untouched,
@@ -16,16 +16,14 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from pushcap import defaults
-from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.capture.consumers import check_filters, interfaces_of, make_consumer
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Ring
-from pushcap.capture.source import SourceError, open_file_source
-from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
-from pushcap.push.target import Series
+from pushcap.capture.source import SourceError
+from pushcap.config.model import DaemonConfig, TargetConfig
 
 log = logging.getLogger("pushcap.engine")
 
@@ -37,27 +35,6 @@ ERROR_LOG_INTERVAL_S = 10.0  # a failing target logs at most this often
 Bindings = dict[str, list[tuple[TargetConfig, bool]]]  # interface -> (target, reads several)
 
 
-def series_prefix(target: TargetConfig, interface: str, several: bool) -> Path:
-    """Output prefix of a target's series: `<Path>` or, when it reads several interfaces,
-    `<Path>_<interface>` (a pcap file holds one link type, so each interface has its own)."""
-    base = target.path
-    if target.mode is PushMode.RCLONE:
-        base = target.path.rpartition(":")[2].rstrip("/") or target.desc
-    return Path(f"{base}_{interface}" if several else base)
-
-
-def interfaces_of(target: TargetConfig, config: DaemonConfig) -> tuple[str, ...]:
-    if target.interface is None:
-        return tuple(i.name for i in config.interfaces)
-    names = config.resolve_interface(target.interface)
-    if not names:
-        known = sorted({i.name for i in config.interfaces} |
-                       {a for i in config.interfaces for a in i.aliases})
-        raise ConfigError(f'target {target.index} "{target.desc}": Interface '
-                          f'"{target.interface}" is not captured (known: {", ".join(known)})')
-    return names
-
-
 def _identity(target: TargetConfig) -> TargetConfig:
     """A target without its position in the file, to recognise it across a reload."""
     return dataclasses.replace(target, index=0)
@@ -67,71 +44,6 @@ def _output_of(consumer) -> str | None:
     """Where a consumer's files go (its temporary/spool prefix); None for flows."""
     prefix = getattr(consumer, "prefix", None)
     return str(prefix) if prefix is not None else None
-
-
-def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,
-                  snaplen: int, rclone_settings: dict | None = None, repair: bool = True,
-                  start: bool = True):
-    """A pcap Series, or a flow exporter for `Mode = "flows"` targets."""
-    if target.mode is PushMode.FLOWS:
-        from pushcap.flows.target import FlowTarget
-
-        consumer = FlowTarget(target, interface, linktype, snaplen)
-    else:
-        consumer = Series(target, interface, series_prefix(target, interface, several), linktype,
-                          snaplen, rclone_settings)
-        if repair:  # at start only: during a reload a `.part` may be a live file
-            consumer.repair_leftovers()
-        if start:
-            consumer.start(clean_stale=repair)
-    consumer.several = several  # with the target, what identifies it across a reload
-    return consumer
-
-
-def check_filters(targets: tuple[TargetConfig, ...], linktype: int, snaplen: int) -> None:
-    """Compile each target's filter for an interface's link type, naming the target on error."""
-    for target in targets:
-        try:
-            compile_shared(target.filter_bpf, linktype, snaplen)
-        except BpfError as exc:
-            raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
-                              f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
-
-
-@dataclass
-class ReplaySummary:
-    packets: int = 0
-    batches: int = 0
-    seconds: float = 0.0
-    series: list = field(default_factory=list)
-
-
-def replay(path: str | Path, targets: tuple[TargetConfig, ...],
-           batch_packets: int = defaults.BATCH_PACKETS, progress=None,
-           rclone_settings: dict | None = None) -> ReplaySummary:
-    """Run the targets over a capture file (every target reads it, whatever its Interface).
-
-    Every consumer is done with a batch when consume() returns (files are written, flows
-    counted), so the source reads every window into one reused buffer."""
-    source = open_file_source(path, batch_packets)
-    check_filters(targets, source.linktype, source.snaplen)
-    consumers = [make_consumer(t, source.name, False, source.linktype, source.snaplen,
-                               rclone_settings) for t in targets]
-    summary = ReplaySummary(series=consumers)
-    started = time.monotonic()
-    try:
-        for batch in source.batches(reuse_buffer=True):
-            for consumer in consumers:
-                consumer.consume(batch)
-            summary.packets += len(batch)
-            summary.batches += 1
-            if progress:
-                progress(summary.packets)
-    finally:
-        for consumer in consumers:
-            consumer.close()
-    summary.seconds = time.monotonic() - started
-    return summary
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from oracle import PCAPS_DIR, assert_same_packets, capinfos_ok, read_pcap, tcpdump_select
 
-from pushcap.capture.engine import replay
+from pushcap.capture.replay import replay
 from pushcap.config.lua import load_targets
 
 pytestmark = pytest.mark.integration

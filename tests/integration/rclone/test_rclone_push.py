@@ -22,7 +22,7 @@ import pytest
 import zstandard
 from oracle import PCAPS_DIR
 
-from pushcap.capture.engine import series_prefix
+from pushcap.capture.consumers import series_prefix
 from pushcap.capture.source import open_file_source
 from pushcap.config.model import (
     ConfigError,
