@@ -180,3 +180,22 @@ def test_a_part_published_just_before_a_crash_is_not_published_twice(tmp_path):
     series.repair_leftovers()
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
     assert final.read_bytes() == SAMPLE.read_bytes()
+
+
+def test_a_part_another_tool_hard_linked_is_still_published(tmp_path):
+    """A second link made by something else (a backup run, a dedupe tool) is not a published
+    file: the part is repaired and published as usual."""
+    from pushcap.push.target import Series
+
+    out = tmp_path / "out"
+    out.mkdir()
+    target = TargetConfig(index=1, desc="all", mode=PushMode.FILE, path=str(out / "all"),
+                          split=SplitRule(SplitKind.TIME, 60 * 10**9),
+                          naming=NamingRule("--filename-epoch-sec-startend"))
+    series = Series(target, "eth0", out / "all", 1, 65535)
+    part = out / ".all.1616334600000000000.part"
+    shutil.copy(SAMPLE, part)
+    os.link(part, tmp_path / "backup-copy")
+    series.repair_leftovers()
+    assert sorted(p.name for p in out.iterdir()) == ["all_1616334600-1616334660.pcap"]
+    assert (out / "all_1616334600-1616334660.pcap").read_bytes() == SAMPLE.read_bytes()

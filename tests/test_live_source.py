@@ -83,3 +83,32 @@ def test_a_batch_coalesced_from_several_chunks_holds_every_packet_in_order(monke
                                                                      strict=True)]
     assert got == want
     assert batch.caplen.tolist() == [len(p) for p in want]
+
+
+class TrickleThenFailingHandle:
+    """One packet, then nothing ready (the batch waits for more), then an error."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def next_batch(self, limit: int):
+        self.calls += 1
+        if self.calls == 1:
+            return bytes(range(10)), struct.pack("=IIII", 300, 5, 0, 10)
+        if self.calls == 2:
+            return b"", b""
+        raise pcapy.PcapError("The interface went down")
+
+
+def test_packets_gathered_before_an_error_while_waiting_for_more_are_delivered(monkeypatch):
+    source = LiveSource.__new__(LiveSource)
+    source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
+    source._handle, source._fd, source._poll_timeout_s = TrickleThenFailingHandle(), 0, 0.0
+    source._stop, source._error = threading.Event(), None
+    monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
+    monkeypatch.setattr(source_module.time, "sleep", lambda _s: None)
+    delivered = []
+    with pytest.raises(SourceError, match="went down"):
+        for batch in source.batches():
+            delivered.append(bytes(batch.records))
+    assert delivered == [struct.pack("<IIII", 300, 5000, 10, 10) + bytes(range(10))]

@@ -78,17 +78,19 @@ class LiveSource:
             if 0 < packets < self.batch_packets // 4 and not self._stop.is_set() \
                     and self._error is None:
                 time.sleep(defaults.COALESCE_MS / 1000)
-                chunks += self._drain(self.batch_packets - packets)
+                self._drain(self.batch_packets - packets, chunks)
                 packets = sum(len(meta) for _, meta in chunks) // 16
             full = packets >= self.batch_packets  # more may be waiting: read on at once
             if packets:
                 yield self._batch(chunks)
 
-    def _drain(self, limit: int) -> list[tuple[bytes, bytes]]:
-        """(packet bytes, meta) chunks from libpcap until it has nothing ready or `limit`
-        packets are taken. An error after some chunks is kept for `batches` to raise once
-        they are delivered: packets taken from libpcap exist nowhere else."""
-        chunks = []
+    def _drain(self, limit: int, chunks: list[tuple[bytes, bytes]] | None = None
+               ) -> list[tuple[bytes, bytes]]:
+        """(packet bytes, meta) chunks from libpcap, added to `chunks` (the batch gathered so
+        far), until it has nothing ready or `limit` more packets are taken. An error once the
+        batch holds packets is kept for `batches` to raise after they are delivered: packets
+        taken from libpcap exist nowhere else."""
+        chunks = [] if chunks is None else chunks
         while limit > 0:
             try:
                 data, meta = self._handle.next_batch(limit)

@@ -7,6 +7,7 @@ as one slice of the batch's record buffer. No Python runs per packet.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -268,6 +269,20 @@ class Series:
         # What is not delivered within this time stays spooled for the next start: nothing lost.
         self.shipper.close(defaults.SHIPPER_CLOSE_TIMEOUT_S)
 
+    def _published_as(self, part: Path) -> Path | None:
+        """The series file that is this very part (same inode), if publish() linked it before
+        a crash. A link count above one alone proves nothing: a backup tool may hold the other
+        link, and then the part still has to be published."""
+        info = part.stat()
+        if info.st_nlink < 2:
+            return None
+        for other in part.parent.glob(f"{self.prefix.name}_*"):
+            with contextlib.suppress(OSError):
+                found = other.stat()
+                if (found.st_dev, found.st_ino) == (info.st_dev, info.st_ino):
+                    return other
+        return None
+
     def repair_leftovers(self) -> None:
         """Finish this series' temporary files left by a crash: cut at the last whole record."""
         if not self.prefix.parent.is_dir():
@@ -276,11 +291,13 @@ class Series:
             parsed = pcapfile.parse_part_name(part)
             if parsed is None or parsed[0] != self.prefix.name:
                 continue
-            if part.stat().st_nlink > 1:
+            published = self._published_as(part)
+            if published is not None:
                 # publish() had linked it to its final name when the crash came, before the
                 # unlink: the final file is this very file. Publishing again would copy it.
                 part.unlink()
-                log.info("event=repair_already_published %s file=%s", self.label, part.name)
+                log.info("event=repair_already_published %s file=%s final=%s", self.label,
+                         part.name, published)
                 continue
             found = pcapfile.repair_part(part)
             if found is None:
