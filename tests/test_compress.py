@@ -164,15 +164,20 @@ def test_compressed_name_is_hidden_from_series_globs(tmp_path):
     assert not list(Path(tmp_path).glob(".all.*.part"))
 
 
+def minute_series(folder: Path):
+    """A File series `<folder>/all`, one file a minute, named by start and end second."""
+    from pushcap.push.target import Series
+
+    target = TargetConfig(index=1, desc="all", mode=PushMode.FILE, path=str(folder / "all"),
+                          split=SplitRule(SplitKind.TIME, 60 * 10**9),
+                          naming=NamingRule("--filename-epoch-sec-startend"))
+    return Series(target, "eth0", folder / "all", 1, 65535)
+
+
 def test_a_part_published_just_before_a_crash_is_not_published_twice(tmp_path):
     """A crash between publish()'s link() and unlink() leaves the part beside its final name,
     both one file: the next start removes the part instead of publishing a copy as `_2`."""
-    from pushcap.push.target import Series
-
-    target = TargetConfig(index=1, desc="all", mode=PushMode.FILE, path=str(tmp_path / "all"),
-                          split=SplitRule(SplitKind.TIME, 60 * 10**9),
-                          naming=NamingRule("--filename-epoch-sec-startend"))
-    series = Series(target, "eth0", tmp_path / "all", 1, 65535)
+    series = minute_series(tmp_path)
     part = tmp_path / ".all.1616334600000000000.part"
     shutil.copy(SAMPLE, part)
     final = tmp_path / "all_1616334600-1616334660.pcap"
@@ -185,14 +190,9 @@ def test_a_part_published_just_before_a_crash_is_not_published_twice(tmp_path):
 def test_a_part_another_tool_hard_linked_is_still_published(tmp_path):
     """A second link made by something else (a backup run, a dedupe tool) is not a published
     file: the part is repaired and published as usual."""
-    from pushcap.push.target import Series
-
     out = tmp_path / "out"
     out.mkdir()
-    target = TargetConfig(index=1, desc="all", mode=PushMode.FILE, path=str(out / "all"),
-                          split=SplitRule(SplitKind.TIME, 60 * 10**9),
-                          naming=NamingRule("--filename-epoch-sec-startend"))
-    series = Series(target, "eth0", out / "all", 1, 65535)
+    series = minute_series(out)
     part = out / ".all.1616334600000000000.part"
     shutil.copy(SAMPLE, part)
     os.link(part, tmp_path / "backup-copy")

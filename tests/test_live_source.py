@@ -15,6 +15,18 @@ from pushcap.capture.live import LiveSource
 from pushcap.capture.source import SourceError
 
 
+def stand_in(handle, monkeypatch) -> LiveSource:
+    """A LiveSource reading from `handle` instead of an interface; nothing waits (select and
+    the coalescing sleep return at once)."""
+    source = LiveSource.__new__(LiveSource)
+    source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
+    source._handle, source._fd, source._poll_timeout_s = handle, 0, 0.0
+    source._stop, source._error = threading.Event(), None
+    monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
+    monkeypatch.setattr(source_module.time, "sleep", lambda _s: None)
+    return source
+
+
 class FailingHandle:
     """Three 10-byte packets, then the error libpcap raises when an interface goes away."""
 
@@ -30,11 +42,7 @@ class FailingHandle:
 
 
 def test_packets_taken_before_a_libpcap_error_are_delivered_first(monkeypatch):
-    source = LiveSource.__new__(LiveSource)  # no interface: the handle is the stand-in
-    source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
-    source._handle, source._fd, source._poll_timeout_s = FailingHandle(), 0, 0.0
-    source._stop, source._error = threading.Event(), None
-    monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
+    source = stand_in(FailingHandle(), monkeypatch)
     delivered = []
     with pytest.raises(SourceError, match="fake0: The interface went down"):
         for batch in source.batches():
@@ -70,12 +78,7 @@ class ChunkedHandle:
 def test_a_batch_coalesced_from_several_chunks_holds_every_packet_in_order(monkeypatch):
     chunks = [[bytes([c, i]) * (i + 1) for i in range(n)] for c, n in ((1, 3), (2, 1), (3, 4))]
     want = [packet for chunk in chunks for packet in chunk]
-    source = LiveSource.__new__(LiveSource)
-    source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
-    source._handle, source._fd, source._poll_timeout_s = ChunkedHandle(chunks), 0, 0.0
-    source._stop, source._error = threading.Event(), None
-    monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
-    monkeypatch.setattr(source_module.time, "sleep", lambda _s: None)
+    source = stand_in(ChunkedHandle(chunks), monkeypatch)
     batch = next(source.batches())
     source.stop()
     assert len(batch) == len(want)
@@ -101,12 +104,7 @@ class TrickleThenFailingHandle:
 
 
 def test_packets_gathered_before_an_error_while_waiting_for_more_are_delivered(monkeypatch):
-    source = LiveSource.__new__(LiveSource)
-    source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
-    source._handle, source._fd, source._poll_timeout_s = TrickleThenFailingHandle(), 0, 0.0
-    source._stop, source._error = threading.Event(), None
-    monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
-    monkeypatch.setattr(source_module.time, "sleep", lambda _s: None)
+    source = stand_in(TrickleThenFailingHandle(), monkeypatch)
     delivered = []
     with pytest.raises(SourceError, match="went down"):
         for batch in source.batches():

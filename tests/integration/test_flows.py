@@ -25,6 +25,7 @@ from pathlib import Path
 import dpkt
 import numpy as np
 import pytest
+from daemon_log import wait_for_log
 from oracle import PCAPS_DIR, read_pcap
 
 from pushcap.capture.batch import Batch, build_records
@@ -270,11 +271,7 @@ def test_live_lo_udp_traffic_arrives_within_one_interval(collector):
                              "--interface", "lo", collector.url, "--interval", "1", "--no-dns"],
                             cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        for line in proc.stderr:
-            if "event=started" in line or time.monotonic() > deadline:
-                break
-        assert proc.poll() is None, proc.stderr.read()
+        wait_for_log(proc, "event=started")
         time.sleep(0.3)  # the capture thread is reading
         receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         receiver.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_log import wait_for_log
 from oracle import capinfos_ok, read_pcap
 
 pytestmark = pytest.mark.integration
@@ -37,17 +38,8 @@ def start_daemon(tmp_path: Path, lua_text: str, ring_seconds: int = 30) -> subpr
         [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(tmp_path / "push.lua"),
          "--config", str(tmp_path / "daemon.toml")],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    startup: list[str] = []
-    for line in proc.stderr:
-        startup.append(line)
-        if "event=started" in line:
-            proc.startup_log = "".join(startup)
-            return proc
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise AssertionError(f"daemon did not start: {proc.stderr.read()}")
+    proc.startup_log = wait_for_log(proc, "event=started")
+    return proc
 
 
 def stop_daemon(proc: subprocess.Popen) -> str:

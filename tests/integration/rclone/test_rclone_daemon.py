@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from daemon_log import wait_for_log
 from oracle import read_pcap
 
 pytestmark = pytest.mark.integration
@@ -33,9 +34,7 @@ return {{ Target = {{ {{ Desc = "s3live", Mode = "rclone", Path = "pcs3:bucket/l
                              "--config", "d.toml"], cwd=tmp_path, stderr=subprocess.PIPE,
                             text=True)
     try:
-        for line in proc.stderr:
-            if "event=started" in line:
-                break
+        wait_for_log(proc, "event=started")
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sent = [b"rc%06d" % i for i in range(200)]
         for payload in sent:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_log import wait_for_log
 from oracle import read_pcap
 from trigger_harness import TOKEN
 
@@ -31,17 +32,8 @@ def start_run(tmp_path: Path, argv: list[str]) -> subprocess.Popen:
         [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(tmp_path / "push.lua"),
          "-config", str(tmp_path / "daemon.toml"), *argv],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    lines = []
-    deadline = time.monotonic() + 20
-    for line in proc.stderr:
-        lines.append(line)
-        if "event=trigger_subscribed" in line:
-            proc.startup_log = "".join(lines)
-            return proc
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise AssertionError("daemon did not subscribe:\n" + "".join(lines) + proc.stderr.read())
+    proc.startup_log = wait_for_log(proc, "event=trigger_subscribed")
+    return proc
 
 
 def test_run_flags_and_trigger_command(tmp_path, redis_server, cloudshark):
