@@ -1,7 +1,9 @@
-"""Shared fixtures: Lua target files, generated traces, and the path to the real captures."""
+"""Shared fixtures: Lua target files, generated traces, a loopback UDP port, and the path to the
+real captures."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -56,3 +58,13 @@ def gen_trace(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture
+def udp_port():
+    """A UDP port on loopback that nothing else takes while the test runs (the socket holding
+    it stays bound and never reads): traffic sent there is only seen by a capture."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()

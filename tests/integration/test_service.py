@@ -98,21 +98,13 @@ def sequence_numbers(files: list[Path]) -> list[int]:
     return [int(p[3][42:53][3:]) for f in files for p in read_pcap(f).packets]
 
 
-@pytest.fixture
-def sink():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
-
-
-def test_status_and_metrics_match_the_traffic(tmp_path, sink):
+def test_status_and_metrics_match_the_traffic(tmp_path, udp_port):
     out = tmp_path / "out"
-    daemon = Daemon(tmp_path, target_lua(out, sink, "seq"))
+    daemon = Daemon(tmp_path, target_lua(out, udp_port, "seq"))
     try:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for i in range(200):
-            sock.sendto(b"seq%08d" % i, ("127.0.0.1", sink))
+            sock.sendto(b"seq%08d" % i, ("127.0.0.1", udp_port))
         time.sleep(1.0)
         proc = daemon.cli("status", "--json")
         assert proc.returncode == 0, proc.stderr
@@ -134,15 +126,15 @@ def test_status_and_metrics_match_the_traffic(tmp_path, sink):
         assert daemon.stop() == 0
 
 
-def test_reload_under_traffic_switches_at_the_file_boundary_exactly_once(tmp_path, sink):
+def test_reload_under_traffic_switches_at_the_file_boundary_exactly_once(tmp_path, udp_port):
     out = tmp_path / "out"
     split = "--split-time 2e9"
-    daemon = Daemon(tmp_path, target_lua(out, sink, "before", split=split))
-    sender = Sender(sink)
+    daemon = Daemon(tmp_path, target_lua(out, udp_port, "before", split=split))
+    sender = Sender(udp_port)
     try:
         time.sleep(1.0)
         # A changed target (new Path): it finishes its current 2 s file, then switches.
-        daemon.lua.write_text(target_lua(out, sink, "after", split=split))
+        daemon.lua.write_text(target_lua(out, udp_port, "after", split=split))
         daemon.proc.send_signal(signal.SIGHUP)
         time.sleep(3.5)
         daemon.lua.write_text("return { Target = { { Desc = 'x', Mode = 'File', Path = 'y', "
@@ -169,10 +161,10 @@ def test_reload_under_traffic_switches_at_the_file_boundary_exactly_once(tmp_pat
     assert sequence_numbers(after)[-1] == sent - 1, "the refused reload stopped the old targets"
 
 
-def test_sigterm_under_traffic_finalizes_everything(tmp_path, sink):
+def test_sigterm_under_traffic_finalizes_everything(tmp_path, udp_port):
     out = tmp_path / "out"
-    daemon = Daemon(tmp_path, target_lua(out, sink, "seq"))
-    sender = Sender(sink)
+    daemon = Daemon(tmp_path, target_lua(out, udp_port, "seq"))
+    sender = Sender(udp_port)
     time.sleep(1.5)
     code = daemon.stop()
     sent = sender.stop()
@@ -182,12 +174,12 @@ def test_sigterm_under_traffic_finalizes_everything(tmp_path, sink):
     assert got == list(range(len(got))) and 0 < len(got) <= sent
 
 
-def test_syslog_lines_carry_priority_and_tag(tmp_path, sink):
+def test_syslog_lines_carry_priority_and_tag(tmp_path, udp_port):
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(10)
     port = receiver.getsockname()[1]
-    daemon = Daemon(tmp_path, target_lua(tmp_path / "out", sink, "seq"),
+    daemon = Daemon(tmp_path, target_lua(tmp_path / "out", udp_port, "seq"),
                     f"[syslog]\npriority = 85\ntag = \"pcaptest\"\n"
                     f"address = \"udp://127.0.0.1:{port}\"\n",
                     extra_args=("--log-dir", str(tmp_path / "logs")))
@@ -203,18 +195,18 @@ def test_syslog_lines_carry_priority_and_tag(tmp_path, sink):
     assert "target=seq" in per_target and "event=started" not in per_target
 
 
-def test_flows_target_in_the_daemon_exports_records(tmp_path, sink):
+def test_flows_target_in_the_daemon_exports_records(tmp_path, udp_port):
     collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     collector.bind(("127.0.0.1", 0))
     collector.settimeout(10)
     cport = collector.getsockname()[1]
     extra = (f'{{ Desc = "flows", Mode = "flows", Path = "udp://127.0.0.1:{cport}", '
-             f'Interval = 1, FilterBPF = "udp and dst port {sink}" }},')
-    daemon = Daemon(tmp_path, target_lua(tmp_path / "out", sink, "seq", extra))
+             f'Interval = 1, FilterBPF = "udp and dst port {udp_port}" }},')
+    daemon = Daemon(tmp_path, target_lua(tmp_path / "out", udp_port, "seq", extra))
     try:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for _ in range(30):
-            sock.sendto(b"x" * 100, ("127.0.0.1", sink))
+            sock.sendto(b"x" * 100, ("127.0.0.1", udp_port))
         records = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and sum(r["count"] for r in records) < 30:
@@ -222,22 +214,22 @@ def test_flows_target_in_the_daemon_exports_records(tmp_path, sink):
         status = json.loads(daemon.cli("status", "--json").stdout)
     finally:
         assert daemon.stop() == 0
-    flow = [r for r in records if r["target_PORT"] == sink]
+    flow = [r for r in records if r["target_PORT"] == udp_port]
     assert sum(r["count"] for r in flow) == 30 and sum(r["length"] for r in flow) == 3000
     assert {r["type"] for r in flow} == {"UDP"} and flow[0]["target_IP"] == "127.0.0.1"
     entry = next(t for t in status["targets"] if t["desc"] == "flows")
     assert entry["mode"] == "flows" and entry["records_sent"] >= 1
 
 
-def test_reload_inserting_a_target_leaves_the_others_untouched(tmp_path, sink):
+def test_reload_inserting_a_target_leaves_the_others_untouched(tmp_path, udp_port):
     out = tmp_path / "out"
-    daemon = Daemon(tmp_path, target_lua(out, sink, "seq"))
-    sender = Sender(sink)
+    daemon = Daemon(tmp_path, target_lua(out, udp_port, "seq"))
+    sender = Sender(udp_port)
     try:
         time.sleep(0.8)
         first = ('{ Desc = "new", Mode = "File", Path = "' + str(out) + '/new", '
-                 f'FilterBPF = "udp and dst port {sink}" }}, ')
-        daemon.lua.write_text(target_lua(out, sink, "seq").replace("Target = {", "Target = {"
+                 f'FilterBPF = "udp and dst port {udp_port}" }}, ')
+        daemon.lua.write_text(target_lua(out, udp_port, "seq").replace("Target = {", "Target = {"
                                                                    + first, 1))
         daemon.proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)

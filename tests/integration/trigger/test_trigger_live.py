@@ -23,14 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 UDP_HEADERS = 14 + 20 + 8  # lo is Ethernet-framed: Ethernet + IPv4 + UDP
 
 
-@pytest.fixture
-def udp_port():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
-
-
 def send(port: int, tag: str, count: int, gap_s: float = 0.0, size: int = 0) -> list[bytes]:
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     payloads = [f"{tag}-{i:05d}-".encode() + b"x" * (size or i % 300) for i in range(count)]
