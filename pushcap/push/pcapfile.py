@@ -103,9 +103,10 @@ class PcapWriter:
         return writer
 
     def write(self, records, starts: np.ndarray, ends: np.ndarray, packets: int,
-              first_ts_ns: int, last_ts_ns: int) -> None:
+              first_ts_ns: int, last_ts_ns: int) -> int:
         """Append whole records (already in the file's format): records[starts[i]:ends[i]]
-        for each run of consecutive packets, straight from the batch to the kernel."""
+        for each run of consecutive packets, straight from the batch to the kernel. Returns
+        the bytes written."""
         self._file.flush()  # keep order with anything written through the buffer
         fd = self._file.fileno()
         try:
@@ -121,6 +122,7 @@ class PcapWriter:
         self.packets += packets
         self.bytes_written += nbytes
         self.last_ts_ns = last_ts_ns
+        return nbytes
 
     def flush(self) -> None:
         """Hand buffered records to the OS, so a crash of the process loses none of them."""

@@ -182,9 +182,8 @@ class Series:
         last = idx[np.concatenate((breaks - 1, [len(idx) - 1]))]
         starts = batch.offsets[first]
         ends = batch.offsets[last] + RECORD_HEADER_BYTES + batch.caplen[last]
-        nbytes = int((ends - starts).sum())
-        self._writer.write(batch.records, starts, ends, len(idx), int(batch.ts_ns[idx[0]]),
-                           int(batch.ts_ns[idx[-1]]))
+        nbytes = self._writer.write(batch.records, starts, ends, len(idx),
+                                    int(batch.ts_ns[idx[0]]), int(batch.ts_ns[idx[-1]]))
         self._unwritten -= len(idx)
         self.stats.packets += len(idx)
         self.stats.bytes += nbytes
