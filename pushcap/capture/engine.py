@@ -265,11 +265,7 @@ class LiveEngine:
         try:
             return getattr(consumer, action)(*args)
         except Exception as exc:  # noqa: BLE001 - see above
-            if hasattr(consumer, "note_error"):
-                consumer.note_error(exc)
-            else:  # a flows target: its errors are counted by the push thread alone
-                consumer.errors = getattr(consumer, "errors", 0) + 1
-                consumer.last_error = f"{type(exc).__name__}: {exc}"
+            consumer.note_error(exc)
             now = time.monotonic()
             if now - getattr(consumer, "_last_error_log", -1e9) >= ERROR_LOG_INTERVAL_S:
                 consumer._last_error_log = now

@@ -23,6 +23,7 @@ import numpy as np
 from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import BpfError, compile_shared
 from pushcap.config.model import ConfigError, TargetConfig
+from pushcap.failures import CountsFailures
 from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS, Flows, FlowTable, unpack_keys
 from pushcap.flows.decode import SUPPORTED_LINKTYPES, decode
 from pushcap.flows.export import (
@@ -64,7 +65,7 @@ class FlowStats:
     packets_overflowed: int = 0
 
 
-class FlowTarget:
+class FlowTarget(CountsFailures):
     """Per-interval 5-tuple counters of one interface, sent as JSON lines over UDP."""
 
     def __init__(self, target: TargetConfig, interface: str, linktype: int, snaplen: int,

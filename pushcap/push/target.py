@@ -20,6 +20,7 @@ from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf import BpfError, compile_shared
 from pushcap.config.model import ConfigError, SplitKind, TargetConfig
+from pushcap.failures import CountsFailures
 from pushcap.push import pcapfile
 from pushcap.push.naming import file_name
 from pushcap.push.pcapfile import PcapWriter
@@ -39,7 +40,7 @@ class SeriesStats:
     last_file: str = ""
 
 
-class Series:
+class Series(CountsFailures):
     """One target's rolling files for one interface (a pcap file has one link type)."""
 
     def __init__(self, target: TargetConfig, interface: str, prefix: Path, linktype: int,
@@ -59,9 +60,6 @@ class Series:
         self.delivery_open.set()
         self._unwritten = 0  # selected packets of the current batch not yet written
         self._finisher: threading.Thread | None = None
-        self.errors = 0
-        self._error_lock = threading.Lock()
-        self.last_error = ""
         self.retiring = False  # see retire()
         self.retired_at: int | None = None  # batch index where a successor took over
         self._window = -1  # window of the open file (time split)
@@ -71,14 +69,6 @@ class Series:
         except BpfError as exc:
             raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
                               f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
-
-    def note_error(self, exc: BaseException) -> int:
-        """Count a failure (the push thread's and the finisher's may come at once); return the
-        count."""
-        with self._error_lock:
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            return self.errors
 
     def start(self, clean_stale: bool = True) -> None:
         """Start delivery (rclone uploads run beside the packet path, never in it).
