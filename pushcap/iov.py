@@ -69,11 +69,12 @@ def writev_slices(fd: int, buffer, starts: np.ndarray, ends: np.ndarray) -> int:
 
 def gather(table: np.ndarray) -> np.ndarray | None:
     """The slices of `table` (an IOVEC array from `slices`) back to back in a new uint8 array;
-    None where memfd_create is not available (the caller then copies some other way)."""
+    None where memfd_create is not available (the caller then copies some other way). The table
+    is used up: a short write shortens its entries in place."""
     fd = _scratch_fd()
     if fd is None:
         return None
-    total = _write_all(fd, table.copy(), 0)
+    total = _write_all(fd, table, 0)
     out = np.empty(total, dtype=np.uint8)
     view = memoryview(out)
     done = 0
