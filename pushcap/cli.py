@@ -12,7 +12,6 @@ gc.disable()
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -143,6 +142,8 @@ def _status_address(args) -> tuple[str, int]:
 
 
 def cmd_status(args) -> int:
+    import json
+
     from pushcap.status import fetch, render_table
 
     host, port = _status_address(args)
@@ -157,6 +158,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_reload(args) -> int:
+    import json
+
     from pushcap.status import fetch
 
     host, port = _status_address(args)

@@ -10,7 +10,6 @@ without importing each other.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +47,8 @@ def lua_repr(value: Any, limit: int = 80) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if isinstance(value, str):
+        import json  # error messages only: not on every start
+
         text = json.dumps(value, ensure_ascii=False)
         return text if len(text) <= limit else text[: limit - 4] + '..."'
     if isinstance(value, int | float):

@@ -12,9 +12,7 @@ gzip (RFC 1952, via the stdlib), the LZ4 frame format (`lz4.frame`, content chec
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +79,9 @@ def compress_file(src: Path, dst: Path, codec: Codec) -> int:
     try:
         with src.open("rb") as fin, dst.open("wb") as fout:
             if codec.name == "gzip":
+                import gzip  # here, like the other codecs: a replay with no PipeCmd never needs it
+                import shutil
+
                 # no file name or time in the header: the same input gives the same bytes
                 with gzip.GzipFile(filename="", mode="wb", compresslevel=codec.level,
                                    fileobj=fout, mtime=0) as gz:

@@ -24,7 +24,6 @@ collide with the hidden names files are written under before they are complete).
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -180,6 +179,8 @@ def validate_naming(mode: str, strftime: str | None = None) -> NamingRule:
     prefixes it with the file, target and field.
     """
     if mode not in _MODES:
+        import difflib  # only for this error's hint: not on every start
+
         close = difflib.get_close_matches(mode, KNOWN_FILENAME_MODES, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}? " if close else ""
         raise ValueError(
