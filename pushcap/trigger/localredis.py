@@ -43,10 +43,17 @@ class LocalRedis:
             log.warning("event=local_redis_missing binary=%s hint=install redis-server",
                         self.binary)
             return False
+        argv = [path, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
+                "--loglevel", "warning"]
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            # Dies with the daemon even when the daemon cannot stop it (SIGKILL, OOM killer):
+            # an orphan would hold the default port and outlive every later configuration.
+            # The signal follows the starting thread, which is the main one (Daemon.start).
+            argv = [setpriv, "--pdeathsig", "TERM", *argv]
         self.proc = subprocess.Popen(
-            [path, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
-             "--loglevel", "warning"],
+            argv,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -91,6 +91,32 @@ def test_local_redis_is_started_only_when_redis_is_unconfigured():
     assert server.proc.poll() is not None and not answers("127.0.0.1", port)
 
 
+def test_local_redis_ends_with_a_killed_daemon():
+    """SIGKILL gives the daemon no chance to stop its redis-server: the server must still go,
+    not stay behind holding the default port."""
+    from trigger_harness import free_port
+
+    from pushcap.trigger.localredis import answers
+
+    port = free_port()
+    starter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pushcap.trigger.localredis import LocalRedis\n"
+         f"server = LocalRedis({port})\nassert server.start()\n"
+         "print(server.proc.pid, flush=True)\ntime.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(starter.stdout.readline())
+        assert answers("127.0.0.1", port)
+    finally:
+        starter.kill()
+        starter.wait(10)
+    deadline = time.monotonic() + 10
+    while answers("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not answers("127.0.0.1", port), f"redis-server {pid} outlived the killed daemon"
+
+
 def test_listener_authenticates_as_an_acl_user(tmp_path):
     from trigger_harness import RedisServer
 
