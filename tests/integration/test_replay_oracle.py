@@ -18,7 +18,8 @@ from pushcap.config.lua import load_targets
 
 pytestmark = pytest.mark.integration
 
-FILTERS = [None, "tcp", "udp port 53", "not host 192.168.1.1", "vlan", "ip6", "icmp or arp"]
+FILTERS = [None, "tcp", "udp port 53", "not host 192.168.1.1", "vlan", "ip6", "icmp or arp",
+           "tcp or (vlan and tcp)"]  # the last: what README offers for live VLAN-tagged TCP
 REAL_FILES = [
     "tcpreplay-test.pcap", "tcpreplay-test-nano.pcap", "ultrasurf-vlan.pcap",
     "vlan-mixed-tagged-untagged.pcap", "http_ipv6.pcap", "tcp-snaplen68.pcap",
