@@ -164,14 +164,19 @@ def test_compressed_name_is_hidden_from_series_globs(tmp_path):
     assert not list(Path(tmp_path).glob(".all.*.part"))
 
 
+def minute_target(folder: Path, pipe_cmd: str | None = None, suffix: str = ".pcap"
+                  ) -> TargetConfig:
+    """A File target `<folder>/all`, one file a minute, named by start and end second."""
+    return TargetConfig(index=1, desc="all", mode=PushMode.FILE, path=str(folder / "all"),
+                        split=SplitRule(SplitKind.TIME, 60 * 10**9),
+                        naming=NamingRule("--filename-epoch-sec-startend"), pipe_cmd=pipe_cmd,
+                        file_suffix=suffix)
+
+
 def minute_series(folder: Path):
-    """A File series `<folder>/all`, one file a minute, named by start and end second."""
     from pushcap.push.target import Series
 
-    target = TargetConfig(index=1, desc="all", mode=PushMode.FILE, path=str(folder / "all"),
-                          split=SplitRule(SplitKind.TIME, 60 * 10**9),
-                          naming=NamingRule("--filename-epoch-sec-startend"))
-    return Series(target, "eth0", folder / "all", 1, 65535)
+    return Series(minute_target(folder), "eth0", folder / "all", 1, 65535)
 
 
 def test_a_part_published_just_before_a_crash_is_not_published_twice(tmp_path):
@@ -199,3 +204,42 @@ def test_a_part_another_tool_hard_linked_is_still_published(tmp_path):
     series.repair_leftovers()
     assert sorted(p.name for p in out.iterdir()) == ["all_1616334600-1616334660.pcap"]
     assert (out / "all_1616334600-1616334660.pcap").read_bytes() == SAMPLE.read_bytes()
+
+
+def restart_gzip_series(folder: Path) -> None:
+    """What a start does for a gzip File target: repair the series' leftovers, then start it."""
+    from pushcap.capture.consumers import make_consumer
+
+    make_consumer(minute_target(folder, "gzip -c -1", ".pcap.gz"), "eth0", False, 1,
+                  65535).close()
+
+
+@pytest.mark.parametrize("part_removed", [False, True])
+def test_a_compressed_file_published_just_before_a_crash_is_not_published_twice(
+        tmp_path, part_removed):
+    """With a PipeCmd the compressed temporary is what gets linked to the final name. A crash
+    after that link leaves it (and maybe the part): the next start must not compress and
+    publish the part a second time as `_2`."""
+    part = tmp_path / ".all.1616334600000000000.part"
+    shutil.copy(SAMPLE, part)
+    compressed = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
+    compress_file(part, compressed, Codec("gzip", 1))
+    final = tmp_path / "all_1616334600-1616334660.pcap.gz"
+    os.link(compressed, final)  # the crash came here, or after the part's unlink
+    if part_removed:
+        part.unlink()
+    restart_gzip_series(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+    assert gzip.decompress(final.read_bytes()) == SAMPLE.read_bytes()
+
+
+def test_a_crash_while_compressing_publishes_the_part_once(tmp_path):
+    """A half-written compressed temporary is not a published file: the part is compressed
+    again and published once."""
+    part = tmp_path / ".all.1616334600000000000.part"
+    shutil.copy(SAMPLE, part)
+    part.with_name(part.name + COMPRESS_TMP_SUFFIX).write_bytes(b"\x1f\x8b half")
+    restart_gzip_series(tmp_path)
+    final = tmp_path / "all_1616334600-1616334660.pcap.gz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+    assert gzip.decompress(final.read_bytes()) == SAMPLE.read_bytes()

@@ -123,10 +123,12 @@ def compressed_part(part: Path, codec: Codec | None) -> Path:
 
     The compressed copy sits beside the part as `<part>.ztmp`; the part is kept until the caller
     has published, so a crash in between leaves the part to be repaired and compressed again.
+    A temporary a crash left is replaced, not rewritten: it may be a link to a published file.
     """
     if codec is None:
         return part
     dst = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
+    dst.unlink(missing_ok=True)
     compress_file(part, dst, codec)
     return dst
 

@@ -55,10 +55,13 @@ def finish_name(prefix: Path, name: str, suffix: str = ".pcap") -> Path:
     return candidate
 
 
-def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap") -> Path:
+def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap", keep: bool = False
+            ) -> Path:
     """Move a complete temporary file to its final name without ever replacing another file.
 
-    `suffix` is the target's FileSuffix (`.pcap.gz` for a gzip PipeCmd...)."""
+    `suffix` is the target's FileSuffix (`.pcap.gz` for a gzip PipeCmd...). keep: leave `part`
+    as a second link to the final file (the caller removes it once it has removed what the final
+    file was made from); where hard links fail it is renamed all the same."""
     while True:
         final = finish_name(prefix, name, suffix)
         try:
@@ -70,7 +73,8 @@ def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap") -> Path:
                 continue
             os.rename(part, final)  # filesystems without hard links
             return final
-        os.unlink(part)
+        if not keep:
+            os.unlink(part)
         return final
 
 

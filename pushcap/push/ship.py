@@ -61,10 +61,18 @@ class FileShipper:
         self.files_published = 0
 
     def deliver(self, part: Path, name: str) -> Path:
+        """Publish a finished part, compressed first with a PipeCmd.
+
+        The compressed temporary is published as a hard link and unlinked only after the part:
+        a crash between publishing and removing the part leaves the part beside a temporary
+        that is the published file (same inode), and the next start drops that part instead
+        of publishing it again as `_2` (Series.repair_leftovers)."""
         src = compressed_part(part, self.codec)
-        final = pcapfile.publish(src, self.part_prefix, name, self.target.file_suffix)
+        final = pcapfile.publish(src, self.part_prefix, name, self.target.file_suffix,
+                                 keep=src != part)
         if src != part:
             part.unlink()
+            src.unlink(missing_ok=True)  # gone already where publish() had to rename
         self.files_published += 1
         return final
 

@@ -22,6 +22,7 @@ from pushcap.capture.bpf import BpfError, compile_shared
 from pushcap.config.model import ConfigError, SplitKind, TargetConfig
 from pushcap.failures import CountsFailures
 from pushcap.push import pcapfile
+from pushcap.push.compress import COMPRESS_TMP_SUFFIX
 from pushcap.push.naming import file_name
 from pushcap.push.pcapfile import PcapWriter
 from pushcap.push.ship import make_shipper
@@ -280,11 +281,15 @@ class Series(CountsFailures):
             parsed = pcapfile.parse_part_name(part)
             if parsed is None or parsed[0] != self.prefix.name:
                 continue
+            compressed = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
             published = self._published_as(part)
+            if published is None and compressed.exists():
+                published = self._published_as(compressed)
             if published is not None:
-                # publish() had linked it to its final name when the crash came, before the
-                # unlink: the final file is this very file. Publishing again would copy it.
+                # publish() had linked it (or its compressed copy) to its final name when the
+                # crash came, before the unlink: publishing again would copy it as `_2`.
                 part.unlink()
+                compressed.unlink(missing_ok=True)
                 log.info("event=repair_already_published %s file=%s final=%s", self.label,
                          part.name, published)
                 continue
