@@ -110,3 +110,15 @@ def test_packets_gathered_before_an_error_while_waiting_for_more_are_delivered(m
         for batch in source.batches():
             delivered.append(bytes(batch.records))
     assert delivered == [struct.pack("<IIII", 300, 5000, 10, 10) + bytes(range(10))]
+
+
+def test_an_error_that_comes_as_the_capture_stops_is_still_raised(monkeypatch):
+    """The batch before the error is delivered; if the daemon stops meanwhile, the error must
+    still reach the engine (and the log), not vanish with the loop."""
+    source = stand_in(FailingHandle(), monkeypatch)
+    delivered = []
+    with pytest.raises(SourceError, match="went down"):
+        for batch in source.batches():
+            delivered.append(len(batch))
+            source.stop()
+    assert delivered == [3]

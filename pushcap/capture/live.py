@@ -83,6 +83,8 @@ class LiveSource:
             full = packets >= self.batch_packets  # more may be waiting: read on at once
             if packets:
                 yield self._batch(chunks)
+        if self._error is not None:  # stopped right after the batch it came with: still said
+            raise self._error
 
     def _drain(self, limit: int, chunks: list[tuple[bytes, bytes]] | None = None
                ) -> list[tuple[bytes, bytes]]:
