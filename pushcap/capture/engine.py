@@ -147,6 +147,8 @@ class LiveEngine:
                           target.desc, name, str(exc))
                 successor = None
             if successor is not None:
+                if predecessor is not None and hasattr(successor, "take_over"):
+                    self._guarded(successor, "take_over", predecessor)  # flows: same interval
                 if hasattr(successor, "delivery_open"):
                     successor.delivery_open.clear()  # until the predecessor delivered all
                 successor.held = waits

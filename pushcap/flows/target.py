@@ -135,6 +135,19 @@ class FlowTarget(CountsFailures):
             self.table.add(decoded, idx[start:end])
         self.stats.packets += len(idx)
 
+    def take_over(self, predecessor: FlowTarget) -> None:
+        """Carry on the interval a reload's predecessor (the same Desc, changed) has open, so
+        it is sent once, at its end, by this target: not cut in two records for one interval.
+        Only when the interval length is the same; otherwise the predecessor sends what it
+        has when it closes. Called on the push thread, before the predecessor is closed."""
+        if predecessor.interval_ns != self.interval_ns or predecessor.linktype != self.linktype:
+            return
+        self.table, predecessor.table = predecessor.table, FlowTable(predecessor.table.max_flows)
+        self._open, predecessor._open = predecessor._open, None
+        self._floor = max(self._floor, predecessor._floor)
+        self.stats.flows_overflowed = self.table.overflow.flows  # already reported by it
+        self.stats.packets_overflowed = self.table.overflow.packets
+
     def tick(self, now_ns: int) -> None:
         """Send the open interval once it has ended by the wall clock (quiet links included)."""
         if self._open is None:

@@ -1,0 +1,42 @@
+"""Driving the engine's push step batch by batch, without live capture: built batches and an
+engine with one interface, for the reload handover tests of pcap and flows targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pushcap.capture.batch import Batch, build_records
+from pushcap.capture.engine import LiveEngine
+from pushcap.capture.ring import Ring
+from pushcap.config.model import DaemonConfig, InterfaceConfig, RingConfig, TargetConfig
+
+S = 10**9
+
+
+def batch_of(ts_ns: list[int], sizes: list[int]) -> Batch:
+    """Ethernet/IPv4/UDP frames of the given sizes; byte 42 holds a packet counter."""
+    frames = []
+    for i, size in enumerate(sizes):
+        frame = bytearray(size)
+        frame[12:14] = b"\x08\x00"
+        frame[14] = 0x45
+        frame[23] = 17
+        frame[42:46] = (ts_ns[i] // 10**6 % 2**32).to_bytes(4, "big")
+        frames.append(bytes(frame))
+    data = b"".join(frames)
+    caplen = np.array(sizes, dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(caplen)[:-1]))
+    ts = np.array(ts_ns, dtype=np.int64)
+    records, rec_offsets = build_records(ts, caplen, caplen, data, offsets)
+    return Batch(records, rec_offsets, ts, caplen, caplen.copy(), 1, 262144)
+
+
+def engine_with(tmp_path: Path, first: TargetConfig) -> LiveEngine:
+    config = DaemonConfig(str(tmp_path / "d.toml"), "n", (InterfaceConfig("eth0"),),
+                          RingConfig(60, 1 << 30, 8192, 100), status_port=0)
+    engine = LiveEngine(config, (first,))
+    engine.rings["eth0"] = Ring("eth0", 1, 262144, 60, 1 << 30)
+    engine.consumers["eth0"] = [engine._consumer("eth0", first, False)]
+    return engine
