@@ -1,0 +1,112 @@
+"""Host names must never hold records back: a slow, failing or full resolver only costs names."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+from flows_harness import NS, flows_config
+
+from pushcap.capture.batch import Batch, build_records
+from pushcap.flows.resolve import NO_DNS, Resolver
+from pushcap.flows.target import FlowTarget
+
+pytestmark = pytest.mark.integration
+
+
+# --- host names ------------------------------------------------------------------------------
+def udp_batch(ts_ns: int, pairs: list[tuple[str, str]], payload: int = 100) -> Batch:
+    """Ethernet/IPv4/UDP frames from src to dst (port 1000 -> 2000), all at ts_ns."""
+    frames = []
+    for src, dst in pairs:
+        udp = struct.pack("!HHHH", 1000, 2000, 8 + payload, 0) + b"p" * payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+        frames.append(b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + udp)
+    caplen = [len(f) for f in frames]
+    offsets = np.cumsum([0, *caplen[:-1]]).astype(np.int64)
+    cap = np.array(caplen, dtype=np.int64)
+    ts = np.full(len(frames), ts_ns, dtype=np.int64)
+    records, rec_offsets = build_records(ts, cap, cap, b"".join(frames), offsets)
+    return Batch(records, rec_offsets, ts, cap, cap.copy(), 1, 65535)
+
+
+def test_slow_resolver_never_delays_records_and_names_follow(collector):
+    def slow_lookup(ip: str) -> str:
+        time.sleep(0.8)
+        return f"host-{ip.replace('.', '-')}.example"
+
+    resolver = Resolver(lookup=slow_lookup, workers=4, timeout_s=5.0)
+    target = FlowTarget(flows_config(collector.url, 1.0), "test", 1, 65535, resolver)
+    pairs = [("10.0.0.1", "10.0.0.2"), ("10.0.0.3", "10.0.0.4")]
+    t0 = 1_700_000_000 * NS
+    target.consume(udp_batch(t0, pairs))
+    started = time.monotonic()
+    target.consume(udp_batch(t0 + NS, pairs))  # ends the first interval: its records go out
+    assert time.monotonic() - started < 0.3, "sending waited for the resolver"
+    first = collector.wait_for(lambda r: len(r) >= 2, 3)
+    assert [(r["source_HOST"], r["target_HOST"]) for r in first] == pairs
+    deadline = time.monotonic() + 5
+    while resolver.cached() < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    target.close()
+    records = collector.wait_for(lambda r: len(r) >= 4, 3)
+    assert [r["source_HOST"] for r in records[2:]] == ["host-10-0-0-1.example",
+                                                       "host-10-0-0-3.example"]
+    assert records[2]["target_HOST"] == "host-10-0-0-2.example"
+    resolver.close()
+
+
+def test_failing_and_timed_out_lookups_leave_the_ip(collector):
+    def failing(ip: str) -> str:
+        raise OSError("resolver down")
+
+    resolver = Resolver(lookup=failing)
+    target = FlowTarget(flows_config(collector.url, 1.0), "test", 1, 65535, resolver)
+    target.consume(udp_batch(1_700_000_000 * NS, [("10.1.0.1", "10.1.0.2")]))
+    time.sleep(0.2)
+    target.close()
+    records = collector.wait_for(bool, 3)
+    assert records[0]["source_HOST"] == "10.1.0.1"
+    deadline = time.monotonic() + 10
+    while resolver.stats.failed < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert resolver.stats.failed == 2 and resolver.name("10.1.0.1") == "10.1.0.1"
+    resolver.close()
+
+    stuck = threading.Event()
+    hanging = Resolver(lookup=lambda ip: stuck.wait(2) and "late.example", timeout_s=0.2,
+                       workers=1, max_pending=2)
+    assert hanging.name("10.2.0.1") == "10.2.0.1"
+    assert [hanging.name(f"10.2.0.{i}") for i in range(2, 6)] == [f"10.2.0.{i}"
+                                                                  for i in range(2, 6)]
+    assert hanging.stats.skipped == 3, "the pending queue is bounded"
+    time.sleep(0.3)
+    assert hanging.name("10.2.0.1") == "10.2.0.1" and hanging.stats.timed_out == 1
+    stuck.set()
+    time.sleep(0.1)
+    assert hanging.name("10.2.0.1") == "10.2.0.1", "a late answer is ignored"
+    hanging.close()
+
+
+def test_resolver_cache_is_bounded_and_switchable():
+    resolver = Resolver(lookup=lambda ip: f"n{ip}", max_entries=3)
+
+    def settle(resolved: int) -> None:
+        deadline = time.monotonic() + 10
+        while resolver.stats.resolved < resolved and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    for i in range(10):
+        assert resolver.name(f"10.3.0.{i}") == f"10.3.0.{i}"
+    settle(10)
+    assert resolver.stats.resolved == 10 and resolver.cached() == 3
+    resolver.name("10.3.1.1")
+    settle(11)
+    assert resolver.name("10.3.1.1") == "n10.3.1.1" and resolver.cached() == 3
+    resolver.close()
+    assert NO_DNS.name("10.3.0.9") == "10.3.0.9"

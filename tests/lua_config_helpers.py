@@ -1,0 +1,59 @@
+"""Config text and error capture that both push_realtime.lua test files build their cases on."""
+
+from __future__ import annotations
+
+import pytest
+
+from pushcap.config.lua import load_targets_text
+from pushcap.config.model import ConfigError
+
+NAME = "push_realtime.lua"
+
+# FMADIO's documented example, verbatim apart from the paths
+SEED = """\
+local Config = {}
+
+Config.Target = {}
+
+-- push all pcap data to /mnt/remote0/push/all_*.pcap
+table.insert(Config.Target, 
+{
+    Desc      = "pcap-all",
+    Mode      = "File",
+    Path      = "/tmp/pushcap-test/push/all",
+    Split     = "--split-time 60e9",
+    FileName  = "--filename-epoch-sec-startend",
+    FilterBPF = nil 
+})
+
+-- push all tcp data to /mnt/remote0/push/tcp_*.pcap
+table.insert(Config.Target, 
+{
+    Desc      = "pcap-tcp", 
+    Mode      = "File", 
+    Path      = "/tmp/pushcap-test/push/tcp",   
+    Split     = "--split-time 60e9", 
+    FileName  = "--filename-epoch-sec-startend", 
+    FilterBPF = "tcp" 
+})
+
+return Config
+"""  # noqa: W291 (trailing spaces are part of the verbatim example)
+
+
+def one_target(**fields: str) -> str:
+    """Config text with target 1 valid and target 2 built from `fields` (Lua expressions)."""
+    body = {"Desc": '"t2"', "Mode": '"File"', "Path": '"out/push/t2"', **fields}
+    items = ", ".join(f"{k} = {v}" for k, v in body.items() if v is not None)
+    return (
+        "local Config = {Target = {}}\n"
+        'table.insert(Config.Target, {Desc = "t1", Mode = "File", Path = "out/push/t1"})\n'
+        f"table.insert(Config.Target, {{{items}}})\n"
+        "return Config\n"
+    )
+
+
+def load_error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_targets_text(text, NAME)
+    return str(info.value)
