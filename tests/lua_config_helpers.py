@@ -1,4 +1,4 @@
-"""Config text and error capture that both push_realtime.lua test files build their cases on."""
+"""Config text and error capture that the push_realtime.lua and target-field tests build on."""
 
 from __future__ import annotations
 

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from lua_config_helpers import NAME, one_target
 
 from pushcap import defaults
 from pushcap.config.lua import load_targets_text
 from pushcap.config.model import ConfigError, PushMode, SplitKind, SplitRule, TargetConfig
 
-NAME = "push_realtime.lua"
 FLOWS = {"Mode": '"flows"', "Path": '"udp://127.0.0.1:9000"'}
 PIPE_KNOWN = "cat, gzip -c [-1..-9], lz4 -c [-1..-9], zstd -c [-1..-19] [-T0]"
-
-
-def config(**fields: str | None) -> str:
-    """Config text with target 1 valid and target 2 built from `fields` (Lua expressions)."""
-    body = {"Desc": '"t2"', "Mode": '"File"', "Path": '"out/push/t2"', **fields}
-    items = ", ".join(f"{k} = {v}" for k, v in body.items() if v is not None)
-    return (
-        "local Config = {Target = {}}\n"
-        'table.insert(Config.Target, {Desc = "t1", Mode = "File", Path = "out/push/t1"})\n'
-        f"table.insert(Config.Target, {{{items}}})\n"
-        "return Config\n"
-    )
+config = one_target  # target 1 valid, target 2 built from keyword fields (Lua expressions)
 
 
 def second(**fields: str | None) -> TargetConfig:
