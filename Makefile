@@ -22,7 +22,7 @@ setup: debs $(VENV)/.installed
 debs:
 	@bash tools/install_debs.sh $(DEBS)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml | debs
 	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -15,14 +15,17 @@ from pushcap.config.model import DaemonConfig, InterfaceConfig, RingConfig, Targ
 S = 10**9
 
 
-def batch_of(ts_ns: list[int], sizes: list[int]) -> Batch:
-    """Ethernet/IPv4/UDP frames of the given sizes; byte 42 holds a packet counter."""
+def batch_of(ts_ns: list[int], sizes: list[int], sources: list[int] | None = None) -> Batch:
+    """Ethernet/IPv4/UDP frames of the given sizes; byte 42 holds a packet counter. `sources`:
+    each frame's IPv4 source address as an integer (one flow per address), else all 0."""
     frames = []
     for i, size in enumerate(sizes):
         frame = bytearray(size)
         frame[12:14] = b"\x08\x00"
         frame[14] = 0x45
         frame[23] = 17
+        if sources is not None:
+            frame[26:30] = sources[i].to_bytes(4, "big")
         frame[42:46] = (ts_ns[i] // 10**6 % 2**32).to_bytes(4, "big")
         frames.append(bytes(frame))
     data = b"".join(frames)

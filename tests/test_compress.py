@@ -31,6 +31,7 @@ from pushcap.push.compress import (
     Codec,
     CompressError,
     compress_file,
+    compressed_mark,
     parse_pipe_cmd,
 )
 from pushcap.push.ship import make_shipper
@@ -243,3 +244,48 @@ def test_a_crash_while_compressing_publishes_the_part_once(tmp_path):
     final = tmp_path / "all_1616334600-1616334660.pcap.gz"
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
     assert gzip.decompress(final.read_bytes()) == SAMPLE.read_bytes()
+
+
+@pytest.fixture
+def no_hard_links(monkeypatch):
+    """A file system without hard links (vfat, exFAT, some CIFS and FUSE mounts)."""
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+
+
+def test_compressed_publish_without_hard_links_leaves_only_the_file(tmp_path, no_hard_links):
+    part = tmp_path / ".all.1616334600000000000.part"
+    shutil.copy(SAMPLE, part)
+    shipper = make_shipper(minute_target(tmp_path, "gzip -c -1", ".pcap.gz"), tmp_path / "all")
+    final = shipper.deliver(part, "1616334600-1616334660")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+    assert gzip.decompress(final.read_bytes()) == SAMPLE.read_bytes()
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+def test_a_crash_around_the_rename_without_hard_links_publishes_once(tmp_path, no_hard_links,
+                                                                      renamed):
+    """Without hard links the part becomes its mark before the compressed copy is renamed to
+    its final name. Mark and copy: the rename had not happened, publish once. Mark alone: it
+    had, publish nothing more."""
+    part = tmp_path / ".all.1616334600000000000.part"
+    shutil.copy(SAMPLE, part)
+    compressed = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
+    compress_file(part, compressed, Codec("gzip", 1))
+    os.rename(part, compressed_mark(part))
+    final = tmp_path / "all_1616334600-1616334660.pcap.gz"
+    if renamed:
+        os.rename(compressed, final)  # the crash came after this
+    restart_gzip_series(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+    assert gzip.decompress(final.read_bytes()) == SAMPLE.read_bytes()
+
+
+def test_stale_temporaries_of_a_series_named_alike_are_left_alone(tmp_path):
+    """`all` must not clean up after a series `all.x` writing beside it."""
+    theirs = tmp_path / f".all.x.1616334655000000000.part{COMPRESS_TMP_SUFFIX}"
+    theirs.write_bytes(b"in progress")
+    make_shipper(file_target("gzip -c -1", ".pcap.gz"), tmp_path / "all").start()
+    assert theirs.exists()

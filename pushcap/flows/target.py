@@ -140,13 +140,15 @@ class FlowTarget(CountsFailures):
         it is sent once, at its end, by this target: not cut in two records for one interval.
         Only when the interval length is the same; otherwise the predecessor sends what it
         has when it closes. Called on the push thread, before the predecessor is closed."""
-        if predecessor.interval_ns != self.interval_ns or predecessor.linktype != self.linktype:
-            return
+        if not isinstance(predecessor, FlowTarget) or predecessor.interval_ns != self.interval_ns \
+                or predecessor.linktype != self.linktype:
+            return  # a pcap target turned into flows (same Desc) has no interval to carry
         self.table, predecessor.table = predecessor.table, FlowTable(predecessor.table.max_flows)
         self._open, predecessor._open = predecessor._open, None
         self._floor = max(self._floor, predecessor._floor)
-        self.stats.flows_overflowed = self.table.overflow.flows  # already reported by it
-        self.stats.packets_overflowed = self.table.overflow.packets
+        # what the predecessor has reported already; the rest is this interval's, still to say
+        self.stats.flows_overflowed = predecessor.stats.flows_overflowed
+        self.stats.packets_overflowed = predecessor.stats.packets_overflowed
 
     def tick(self, now_ns: int) -> None:
         """Send the open interval once it has ended by the wall clock (quiet links included)."""

@@ -16,8 +16,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pushcap.push.pcapfile import parse_part_name
+
 CHUNK_BYTES = 1 << 20
 COMPRESS_TMP_SUFFIX = ".ztmp"  # `<part>.ztmp`: hidden like the part, never matched as a `.part`
+COMPRESSED_MARK_SUFFIX = ".zdone"  # `<part>.zdone`: the part, renamed once its copy is complete
 
 # codec -> (lowest level, highest level, default level); the defaults are the CLI tools' own
 _LEVELS = {"gzip": (1, 9, 6), "lz4": (1, 12, 1), "zstd": (1, 19, 3)}
@@ -133,8 +136,38 @@ def compressed_part(part: Path, codec: Codec | None) -> Path:
     return dst
 
 
+def compressed_mark(part: Path) -> Path:
+    """Where a part goes once its compressed copy is complete and about to be renamed to its
+    final name (where hard links fail): proof, after a crash, that the copy was made whole."""
+    return part.with_name(part.name + COMPRESSED_MARK_SUFFIX)
+
+
+def settle_marks(directory: Path, base: str) -> None:
+    """After a crash, sort out the marks of series `base` (see `compressed_mark`): a mark whose
+    compressed copy is still there becomes the part again (it is compressed and published anew,
+    once); a mark without it was published, and goes."""
+    if not directory.is_dir():
+        return
+    for mark in directory.glob(f".{base}.*{COMPRESSED_MARK_SUFFIX}"):
+        part = mark.with_name(mark.name[:-len(COMPRESSED_MARK_SUFFIX)])
+        if not _is_ours(part, base):
+            continue
+        if part.with_name(part.name + COMPRESS_TMP_SUFFIX).exists():
+            os.rename(mark, part)
+        else:
+            mark.unlink()
+
+
 def remove_stale(directory: Path, base: str) -> None:
-    """Delete compression temporaries of series `base` left by a crash (their part survives)."""
+    """Delete compression temporaries of series `base` left by a crash (their part survives,
+    or they were published under their final name as well)."""
     if directory.is_dir():
         for stale in directory.glob(f".{base}.*{COMPRESS_TMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+            if _is_ours(stale.with_name(stale.name[:-len(COMPRESS_TMP_SUFFIX)]), base):
+                stale.unlink(missing_ok=True)
+
+
+def _is_ours(part: Path, base: str) -> bool:
+    """Whether `part` is a temporary of series `base` itself, not of `<base>.x` beside it."""
+    parsed = parse_part_name(part)
+    return parsed is not None and parsed[0] == base

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +56,14 @@ def finish_name(prefix: Path, name: str, suffix: str = ".pcap") -> Path:
     return candidate
 
 
-def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap", keep: bool = False
-            ) -> Path:
+def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap", keep: bool = False,
+            before_rename: Callable[[], None] | None = None) -> Path:
     """Move a complete temporary file to its final name without ever replacing another file.
 
     `suffix` is the target's FileSuffix (`.pcap.gz` for a gzip PipeCmd...). keep: leave `part`
     as a second link to the final file (the caller removes it once it has removed what the final
-    file was made from); where hard links fail it is renamed all the same."""
+    file was made from); where hard links fail it is renamed all the same, and `before_rename`
+    runs just before that rename."""
     while True:
         final = finish_name(prefix, name, suffix)
         try:
@@ -71,6 +73,8 @@ def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap", keep: bo
         except OSError:
             if final.exists():
                 continue
+            if before_rename is not None:
+                before_rename()
             os.rename(part, final)  # filesystems without hard links
             return final
         if not keep:

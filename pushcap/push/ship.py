@@ -13,6 +13,7 @@ therefore never wait for the network.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from pushcap.push import pcapfile
 from pushcap.push.compress import (
     Codec,
     CompressError,
+    compressed_mark,
     compressed_part,
     parse_pipe_cmd,
     remove_stale,
@@ -63,15 +65,26 @@ class FileShipper:
     def deliver(self, part: Path, name: str) -> Path:
         """Publish a finished part, compressed first with a PipeCmd.
 
-        The compressed temporary is published as a hard link and unlinked only after the part:
-        a crash between publishing and removing the part leaves the part beside a temporary
-        that is the published file (same inode), and the next start drops that part instead
-        of publishing it again as `_2` (Series.repair_leftovers)."""
+        After a crash the next start must tell whether the compressed copy was published, or
+        the part would be published again as `_2` (Series.repair_leftovers):
+        - with hard links, the copy is linked to its final name and unlinked only after the
+          part: a part beside a copy that is a published file (same inode) is done;
+        - without them, the part is renamed to its mark (`compressed_mark`) before the copy is
+          renamed to its final name: a mark without its copy is done, a mark beside its copy
+          is not (the copy was never renamed)."""
         src = compressed_part(part, self.codec)
-        final = pcapfile.publish(src, self.part_prefix, name, self.target.file_suffix,
-                                 keep=src != part)
-        if src != part:
-            part.unlink()
+        if src == part:
+            final = pcapfile.publish(part, self.part_prefix, name, self.target.file_suffix)
+        else:
+            left = [part]
+
+            def mark() -> None:
+                left[0] = compressed_mark(part)
+                os.rename(part, left[0])
+
+            final = pcapfile.publish(src, self.part_prefix, name, self.target.file_suffix,
+                                     keep=True, before_rename=mark)
+            left[0].unlink()
             src.unlink(missing_ok=True)  # gone already where publish() had to rename
         self.files_published += 1
         return final

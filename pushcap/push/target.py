@@ -22,7 +22,7 @@ from pushcap.capture.bpf import BpfError, compile_shared
 from pushcap.config.model import ConfigError, SplitKind, TargetConfig
 from pushcap.failures import CountsFailures
 from pushcap.push import pcapfile
-from pushcap.push.compress import COMPRESS_TMP_SUFFIX
+from pushcap.push.compress import COMPRESS_TMP_SUFFIX, settle_marks
 from pushcap.push.naming import file_name
 from pushcap.push.pcapfile import PcapWriter
 from pushcap.push.ship import make_shipper
@@ -277,6 +277,7 @@ class Series(CountsFailures):
         """Finish this series' temporary files left by a crash: cut at the last whole record."""
         if not self.prefix.parent.is_dir():
             return
+        settle_marks(self.prefix.parent, self.prefix.name)
         for part in sorted(self.prefix.parent.glob(f".{self.prefix.name}.*{pcapfile.PART_SUFFIX}")):
             parsed = pcapfile.parse_part_name(part)
             if parsed is None or parsed[0] != self.prefix.name:

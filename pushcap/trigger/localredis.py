@@ -50,7 +50,7 @@ class LocalRedis:
         if setpriv:
             # Dies with the daemon even when the daemon cannot stop it (SIGKILL, OOM killer):
             # an orphan would hold the default port and outlive every later configuration.
-            # The signal follows the starting thread, which is the main one (Daemon.start).
+            # The signal follows the starting thread, which is the main one (Daemon.run).
             argv = [setpriv, "--pdeathsig", "TERM", *argv]
         self.proc = subprocess.Popen(
             argv,

@@ -49,6 +49,24 @@ def test_replay_prints_a_summary_and_writes_the_files(tmp_path):
     assert f"all: packets=10701 files={len(files)}" in proc.stdout
 
 
+def test_replay_leaves_a_running_daemons_temporaries_alone(tmp_path):
+    """A daemon writing into the same folder has open `.part` files (and compression
+    temporaries) that look like a crash's leftovers: a replay must not publish or delete them."""
+    lua = tmp_path / "push.lua"
+    lua.write_text('return { Target = { { Desc = "all", Mode = "File", Path = "o/all", '
+                   'PipeCmd = "gzip -c", FileSuffix = ".pcap.gz" } } }')
+    (tmp_path / "o").mkdir()
+    open_part = tmp_path / "o" / ".all.1616334600000000000.part"
+    compressing = tmp_path / "o" / ".all.1616334500000000000.part.ztmp"
+    open_part.write_bytes((PCAPS_DIR / "viber_mobile.pcap").read_bytes()[:5000])
+    compressing.write_bytes(b"\x1f\x8b in progress")
+    proc = run("replay", str(PCAPS_DIR / "viber_mobile.pcap"), "--lua", str(lua), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert open_part.read_bytes() == (PCAPS_DIR / "viber_mobile.pcap").read_bytes()[:5000]
+    assert compressing.read_bytes() == b"\x1f\x8b in progress"
+    assert len(list((tmp_path / "o").glob("all_*.pcap.gz"))) >= 1  # the replay's own files
+
+
 def test_check_refuses_an_rclone_remote_that_is_not_configured(tmp_path):
     lua = tmp_path / "push.lua"
     lua.write_text('return { Target = { { Desc = "s3", Mode = "rclone", '
