@@ -53,7 +53,7 @@ class LocalRedis:
             # The signal follows the starting thread, which is the main one (Daemon.run).
             argv = [setpriv, "--pdeathsig", "TERM", *argv]
         self.proc = subprocess.Popen(
-            argv,
+            argv, start_new_session=True,  # a Ctrl-C to the daemon's terminal is the daemon's
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
