@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pushcap.capture.batch import Batch, build_records
-from pushcap.capture.engine import LiveEngine
+from pushcap.capture.engine import CaptureStats, LiveEngine
 from pushcap.capture.ring import Ring
 from pushcap.config.model import DaemonConfig, InterfaceConfig, RingConfig, TargetConfig
 
@@ -42,4 +42,5 @@ def engine_with(tmp_path: Path, first: TargetConfig) -> LiveEngine:
     engine = LiveEngine(config, (first,))
     engine.rings["eth0"] = Ring("eth0", 1, 262144, 60, 1 << 30)
     engine.consumers["eth0"] = [engine._consumer("eth0", first, False)]
+    engine.capture_stats["eth0"] = CaptureStats()
     return engine

@@ -54,6 +54,16 @@ class CaptureStats:
     missed_by_push: int = 0
 
 
+def push_clock_ns(cursor, batches: list) -> int:
+    """The time a push step's `tick` closes windows by. Wall clock while the push thread has
+    read everything (a quiet link's window must end even with no packet after it); while it
+    lags, the newest packet it has read: the wall clock would close a window whose packets are
+    still waiting in the ring, and they would land in the next window's file."""
+    if cursor.caught_up or not batches or not len(batches[-1]):
+        return time.time_ns()
+    return int(batches[-1].ts_ns[-1])
+
+
 class LiveEngine:
     """Captures every configured interface until stop() is called."""
 
@@ -325,7 +335,8 @@ class LiveEngine:
     def _push_loop(self, name: str, cursor) -> None:
         stats = self.capture_stats[name]
         while True:
-            self.push_step(name, cursor.read(timeout_s=PUSH_POLL_S), time.time_ns())
+            batches = cursor.read(timeout_s=PUSH_POLL_S)
+            self.push_step(name, batches, push_clock_ns(cursor, batches))
             if cursor.missed_packets != stats.missed_by_push:
                 log.warning("event=push_behind interface=%s missed_packets=%d", name,
                             cursor.missed_packets - stats.missed_by_push)

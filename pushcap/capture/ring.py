@@ -131,3 +131,8 @@ class Cursor:
         self.seq = last_batch.seq + 1
         self.packet_no = last_no + len(last_batch)
         return [entry[0] for entry in entries]
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether this reader has read every batch appended so far."""
+        return self.seq >= self.ring.head_seq

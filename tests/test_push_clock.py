@@ -1,0 +1,52 @@
+"""The clock a push thread closes time-split files by.
+
+On a quiet link the wall clock must end a window with no packet after it; while the push thread
+is behind the ring, the wall clock is already past windows whose packets it has still to read,
+and closing by it would put those packets into the next window's file.
+"""
+
+from __future__ import annotations
+
+from engine_harness import S, batch_of, engine_with
+from oracle import read_pcap
+
+from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
+
+
+def test_a_lagging_push_thread_keeps_each_packet_in_its_window(tmp_path):
+    out = tmp_path / "out"
+    config = TargetConfig(1, "t", PushMode.FILE, str(out / "t"), SplitRule(SplitKind.TIME, S),
+                          NamingRule("--filename-epoch-nsec"), None)
+    engine = engine_with(tmp_path, config)
+    ring = engine.rings["eth0"]
+    base = 1_600_000_000 * S  # long past: the wall clock is beyond every window here
+    step = S // 100
+    # 100 batches in window 0 (more than one read takes), then 20 in window 1.
+    stamps = [base + i * step for i in range(120)]
+    cursor = ring.cursor()
+    for ts in stamps:
+        ring.append(batch_of([ts], [100]))
+    ring.close()
+    engine._push_loop("eth0", cursor)
+    files = sorted(out.glob("t_*.pcap"))
+    assert [f.name for f in files] == [f"t_{base}.pcap", f"t_{base + S}.pcap"]
+    in_first = [p[0] for p in read_pcap(files[0]).packets]
+    in_second = [p[0] for p in read_pcap(files[1]).packets]
+    assert in_first == [ts for ts in stamps if ts < base + S]
+    assert in_second == [ts for ts in stamps if ts >= base + S]
+
+
+def test_a_quiet_link_closes_its_window_by_the_wall_clock(tmp_path):
+    out = tmp_path / "out"
+    config = TargetConfig(1, "t", PushMode.FILE, str(out / "t"), SplitRule(SplitKind.TIME, S),
+                          NamingRule("--filename-epoch-nsec"), None)
+    engine = engine_with(tmp_path, config)
+    ring = engine.rings["eth0"]
+    base = 1_600_000_000 * S
+    cursor = ring.cursor()
+    ring.append(batch_of([base + 5], [100]))
+    engine.push_step("eth0", cursor.read(), base + 10)
+    assert not list(out.glob("t_*.pcap"))  # window still open
+    engine.push_step("eth0", cursor.read(), base + 3 * S)  # caught up, nothing new: wall clock
+    engine.consumers["eth0"][0].finish()
+    assert [f.name for f in out.glob("t_*.pcap")] == [f"t_{base}.pcap"]
