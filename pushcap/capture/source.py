@@ -21,6 +21,7 @@ import numpy as np
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
+from pushcap.capture.native_walk import native_walk
 from pushcap.capture.walk import record_starts
 
 log = logging.getLogger("pushcap.capture")
@@ -99,33 +100,50 @@ class PcapFileSource:
         """Read the file in windows of whole records, each window one Batch.
 
         The records are read once, straight into the batch's buffer; where each record starts
-        is found by `walk.record_starts` (vectorized), so libpcap is not needed to walk the file.
+        is found by the C walk (`native_walk`) or, where it was not built, by `walk.record_starts`
+        (vectorized); libpcap is not needed to walk the file.
         """
         position = 24
         window = _FIRST_WINDOW_BYTES
         while position < size:
             length = min(window, size - position)
             region = _pread_exact(fd, position, length, buffer)
-            offsets, end = record_starts(region, self._order, self._ts_pattern(region))
-            if len(offsets) > self.batch_packets:
-                end = int(offsets[self.batch_packets])
-                offsets = offsets[:self.batch_packets]
-            if not len(offsets):
+            batch = self._batch(region)
+            if batch is None:
                 if position + length >= size:
                     break  # a cut record at the end of the file
                 # One record larger than the window: read exactly that record next time.
                 window = max(window, RECORD_HEADER_BYTES + self._caplen_at(region))
                 continue
-            region = region[:end]
-            yield self._batch_from_region(region, offsets)
+            yield batch
+            end = len(batch.records)
             position += end
             # Aim the next window at batch_packets records of the sizes seen so far.
-            window = int(min(max(end / len(offsets) * self.batch_packets * 1.02 + 65536,
+            window = int(min(max(end / len(batch) * self.batch_packets * 1.02 + 65536,
                                  _MIN_WINDOW_BYTES), _MAX_WINDOW_BYTES))
         if position < size:
             self.truncated_bytes = size - position
             log.warning("event=truncated_capture file=%s whole_packets_kept=yes stray_bytes=%d",
                         self.name, self.truncated_bytes)
+
+    def _batch(self, region: np.ndarray) -> Batch | None:
+        """The whole records at the start of `region` (at most batch_packets) as a Batch whose
+        records are the region cut after the last of them; None if not one record is whole."""
+        native = native_walk()
+        if native is not None:
+            count, end, offsets, ts_ns, caplen, wirelen = native.walk(
+                region, self._order == ">", self._nano, self.batch_packets)
+            if not count:
+                return None
+            return Batch(region[:end], offsets, ts_ns, caplen, wirelen, self.linktype,
+                         self.snaplen)
+        offsets, end = record_starts(region, self._order, self._ts_pattern(region))
+        if len(offsets) > self.batch_packets:
+            end = int(offsets[self.batch_packets])
+            offsets = offsets[:self.batch_packets]
+        if not len(offsets):
+            return None
+        return self._batch_from_region(region[:end], offsets)
 
     def _caplen_at(self, region: np.ndarray) -> int:
         return struct.unpack_from(self._order + "I", region, 8)[0]
