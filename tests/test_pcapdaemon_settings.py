@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from pushcap.config.model import ConfigError
 from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
+from pushcap.config.pcapdaemon_flags import LOCAL_DIR
 from pushcap.config.toml import parse_daemon_config
 from pushcap.trigger.cloudshark import additional_tags
 from pushcap.trigger.delivery import capture_filename, write_into
 
 BASE = '[[interface]]\nname = "lo"\n'
+REPO = Path(__file__).resolve().parent.parent
 
 
-def settings(toml: str = "", argv: tuple[str, ...] = ()):
+def settings(toml: str = "", argv: tuple[str, ...] = (), **options):
     config = parse_daemon_config(tomllib.loads(toml + BASE), "t.toml")
     parser = argparse.ArgumentParser()
     parser.add_argument("--config")
     add_pcapdaemon_flags(parser)
-    return trigger_settings(config, parser.parse_args(list(argv)))
+    return trigger_settings(config, parser.parse_args(list(argv)), **options)
 
 
 def test_defaults_are_pcapdaemons():
@@ -121,6 +126,55 @@ def test_port_left_out_only_for_the_schemes_own():
 def test_bad_settings_name_the_culprit(toml, argv, culprit):
     with pytest.raises(ConfigError, match=culprit):
         settings(toml, argv)
+
+
+def test_writelocal_default_folder_outlives_the_service():
+    # /tmp would be the unit's PrivateTmp: emptied at every stop, invisible to operators
+    assert settings().local_dir == Path("/var/lib/pushcap/captures") == Path(LOCAL_DIR)
+    unit = (REPO / "etc" / "pushcap.service").read_text().splitlines()
+    assert "StateDirectory=pushcap" in unit and "StateDirectoryMode=0750" in unit
+    state_dir = Path("/var/lib/pushcap")
+    assert state_dir in Path(LOCAL_DIR).parents
+    shipped = tomllib.loads((REPO / "etc" / "pcapdaemon.toml").read_text())
+    assert "localdir" not in shipped["general"]  # the default applies, as documented there
+
+
+def test_writelocal_creates_the_default_folder_with_mode_0750(tmp_path):
+    folder = tmp_path / "state" / "captures"
+    umask = os.umask(0o077)  # mkdir's mode alone would give 0700 here
+    try:
+        s = settings("[general]\nwritelocal = true\n", default_local_dir=folder)
+    finally:
+        os.umask(umask)
+    assert s.write_local and s.local_dir == folder
+    for level in (folder, folder.parent):
+        assert stat.S_IMODE(level.stat().st_mode) == 0o750
+    assert settings("[general]\nwritelocal = true\n", default_local_dir=folder).local_dir == folder
+    typo = tmp_path / "captrues"  # a folder the config names must exist: a typo is no new folder
+    with pytest.raises(ConfigError, match="captrues does not exist"):
+        settings("", ("-writelocal", "-destdir", str(typo)), default_local_dir=folder)
+    assert not typo.exists()
+
+
+def test_a_check_does_not_create_the_default_folder(tmp_path):
+    folder = tmp_path / "captures"
+    s = settings("", ("-writelocal",), default_local_dir=folder, create_local_dir=False)
+    assert s.local_dir == folder and not folder.exists()
+
+
+def test_default_folder_that_cannot_be_created_is_a_clear_error(tmp_path):
+    (tmp_path / "state").write_text("a file where a folder should be")
+    with pytest.raises(ConfigError, match=r"t.toml: writelocal is on but its default folder "
+                       r".*/state/captures cannot be created: .*StateDirectory=pushcap"):
+        settings("[general]\nwritelocal = true\n", default_local_dir=tmp_path / "state/captures")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_a_folder_this_user_cannot_write_is_refused(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    with pytest.raises(ConfigError, match="cannot write into"):
+        settings("", ("-writelocal", "-destdir", str(folder)))
 
 
 def test_tags_and_file_names():

@@ -6,10 +6,18 @@ what is wrong with a value. check_field runs one rule and turns its FieldError i
 `<prefix>: <Field> <value as written in Lua>: <problem and fix>`, so every field module words its
 errors alike. Kept apart so the field rules (targets.py, file_fields.py, flows_fields.py) share it
 without importing each other.
+
+A value shown in a message may be a credential: an rclone Path can be a connection string with keys
+(`:s3,secret_access_key=...:bucket/x`) and a URL can carry `user:password@`. So every value passes
+through conceal() (the rclone scrubber plus the secrets found in the value itself, so a rule that
+echoes a piece of its value leaks nothing either) before it is quoted and cut to length, and a Path
+is shown as rclone_remote.display_path() shows it in logs: remote name and path, no parameters.
+pcapdaemon.py uses conceal() for its TOML values and flags too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +57,8 @@ def lua_repr(value: Any, limit: int = 80) -> str:
     if isinstance(value, str):
         import json  # error messages only: not on every start
 
-        text = json.dumps(value, ensure_ascii=False)
+        # concealed before the cut, which could otherwise leave half a secret unrecognisable
+        text = json.dumps(conceal(value), ensure_ascii=False)
         return text if len(text) <= limit else text[: limit - 4] + '..."'
     if isinstance(value, int | float):
         return repr(value)
@@ -60,13 +69,57 @@ def lua_repr(value: Any, limit: int = 80) -> str:
     return f"<a {type(value).__name__}>"
 
 
+def shown_value(field: str, value: Any) -> str:
+    """`value` for a message about `field`: lua_repr, a Path without its connection parameters."""
+    if field == "Path" and isinstance(value, bytes | str):
+        from pushcap.push.rclone_remote import display_path  # error messages only
+
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return lua_repr(display_path(text))
+    return lua_repr(value)
+
+
 def check_field(prefix: str, field: str, value: Any, parse: Callable[[Any], Any]) -> Any:
     try:
         return parse(value)
     except FieldError as e:
         if value is None:
             raise ConfigError(f"{prefix}: {field} is missing: {e}") from None
-        raise ConfigError(f"{prefix}: {field} {lua_repr(value)}: {e}") from None
+        raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+        problem = conceal(str(e), raw)  # a rule may quote part of the value (a host, a prefix)
+        raise ConfigError(f"{prefix}: {field} {shown_value(field, value)}: {problem}") from None
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+# Parameter names that hold credentials: the same rule as push/rclone_remote.py's scrubber.
+_SECRET_NAME = r"[A-Za-z0-9_-]*(?:key|secret|pass|token|credential|signature|sas_url)[A-Za-z0-9_-]*"
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/\s@'\"]+)@")
+_SECRET_PARAM = re.compile(rf"(?i)\b{_SECRET_NAME}\s*=\s*('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)")
+_MIN_SECRET_CHARS = 4  # shorter ones are still hidden where they appear as `name=value`
+# A URL user name this long is a token (`https://TOKEN@host`); a login name is shown, as it helps.
+_MIN_TOKEN_USER_CHARS = 20
+
+
+def secrets_in(text: str) -> set[str]:
+    """Credential values written in `text`: `name=value` parameters, URL passwords and tokens."""
+    found: set[str] = set()
+    for match in _URL_USERINFO.finditer(text):
+        user, colon, password = match[2].partition(":")
+        if colon:
+            found.update((match[2], password))
+        elif len(user) >= _MIN_TOKEN_USER_CHARS:
+            found.add(user)
+    found.update(m[1].strip("'\"") for m in _SECRET_PARAM.finditer(text))
+    return {s for s in found if len(s) >= _MIN_SECRET_CHARS}
+
+
+def conceal(text: str, *sources: str) -> str:
+    """`text` fit for an error message: no secret of its own or of `sources` (the raw values)."""
+    from pushcap.push.rclone_remote import scrub  # error messages only: not on every start
+
+    secrets = secrets_in(text).union(*(secrets_in(s) for s in sources))
+    return scrub(text, secrets)
 
 
 def field_text(value: Any, example: str, *, required: bool = True) -> str | None:

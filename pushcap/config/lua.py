@@ -12,10 +12,16 @@ bytes, tables as dicts down to the target fields), then its shape is checked her
 list of tables with named fields, no two targets with the same Desc, or the same Mode and Path
 (their files would overwrite each other). What each field may hold is pushcap.config.targets'
 business, which never sees Lua. load_targets / load_targets_text are the API other modules import.
+
+A Path may hold credentials (an rclone connection string, a URL with a password), and Lua's own
+messages quote the source (`unfinished string near '":s3,secret_access_key=...`). So values are
+shown through field_check.conceal / shown_value, and as a last guard every message leaving this
+module is concealed against the secrets written in the file's string literals.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,7 @@ from typing import Any
 from lupa.lua54 import LuaError, LuaRuntime, lua_type
 
 from pushcap import defaults
+from pushcap.config.field_check import conceal, shown_value
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
 
@@ -42,6 +49,8 @@ _HOOK_EVERY_INSTRUCTIONS = 1000
 # Config -> Target -> one target -> field values: tables below this depth are only named in
 # messages, never walked, so a self-referencing table cannot loop the conversion.
 _TABLE_DEPTH = 3
+# A Lua string literal in the source, roughly (long brackets [[...]] included): where secrets hide.
+_LUA_STRING = re.compile(rb"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|\[(=*)\[.*?\]\1\]", re.S)
 
 # The privileged driver: runs before the config with full Lua, builds the sandbox, loads the config
 # as text, installs the time hook and reports what happened as (status, detail).
@@ -136,7 +145,16 @@ def _load(data: bytes, source_name: str) -> tuple[TargetConfig, ...]:
             f"{source_name}: is precompiled Lua bytecode; pushcap only runs Lua source text"
             " (bytecode can escape the sandbox), give it the .lua source"
         )
-    return _validate_config(_run_sandboxed(data, source_name), source_name)
+    try:
+        return _validate_config(_run_sandboxed(data, source_name), source_name)
+    except ConfigError as e:
+        raise ConfigError(_conceal_source(str(e), data)) from None
+
+
+def _conceal_source(message: str, data: bytes) -> str:
+    """`message` without any secret written in a string literal of the config source."""
+    literals = [m[0].decode("utf-8", "replace") for m in _LUA_STRING.finditer(data)]
+    return conceal(message, *literals)
 
 
 def _run_sandboxed(data: bytes, source_name: str) -> Any:
@@ -164,7 +182,8 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
         if _STOP_MARKER in str(e):
             status, detail = "timeout", None
         else:
-            raise ConfigError(f"{source_name}: could not be evaluated: {e}") from None
+            message = conceal(str(e))
+            raise ConfigError(f"{source_name}: could not be evaluated: {message}") from None
     if status == "ok":
         return _to_python(detail, 0)
     if status == "timeout":
@@ -256,20 +275,19 @@ def _validate_config(config: Any, source_name: str) -> tuple[TargetConfig, ...]:
 
 def _check_unique(target: TargetConfig, earlier: list[TargetConfig], source_name: str) -> None:
     for other in earlier:
-        clash = "Desc" if other.desc == target.desc else None
-        if clash is None and (other.mode, other.path) == (target.mode, target.path):
-            clash = "Path"
-        if clash is None:
-            continue
-        value = target.desc if clash == "Desc" else target.path
-        if clash == "Desc":
+        if other.desc == target.desc:
+            clash, shown = "Desc", lua_repr(target.desc)
             fix = "each target needs its own Desc (it names the target's logs and metrics)"
-        elif target.mode is PushMode.FLOWS:
-            fix = "two flows targets sending to one address would mix their statistics"
+        elif (other.mode, other.path) == (target.mode, target.path):
+            clash, shown = "Path", shown_value("Path", target.path)  # never its parameters
+            if target.mode is PushMode.FLOWS:
+                fix = "two flows targets sending to one address would mix their statistics"
+            else:
+                fix = "two targets writing one prefix would overwrite each other's files"
         else:
-            fix = "two targets writing one prefix would overwrite each other's files"
+            continue
         raise ConfigError(
-            f'{source_name}: target {target.index} "{target.desc}": {clash} {lua_repr(value)}:'
+            f'{source_name}: target {target.index} "{target.desc}": {clash} {shown}:'
             f' is also used by target {other.index} "{other.desc}"; {fix}'
         )
 

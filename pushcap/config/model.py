@@ -103,8 +103,8 @@ class DaemonConfig:
     general: dict = field(default_factory=dict)  # pcapdaemon sections kept for the trigger path
     redis: dict = field(default_factory=dict)
     cloudshark: dict = field(default_factory=dict)
-    syslog: dict = field(default_factory=dict)
-    rclone: dict = field(default_factory=dict)  # [rclone] config file and extra flags
+    syslog: dict = field(default_factory=dict, repr=False)  # may hold a collector password
+    rclone: dict = field(default_factory=dict, repr=False)  # [rclone] config file, flags (keys)
     status_host: str = "127.0.0.1"  # [status]: loopback HTTP for `pushcap status` and /metrics
     status_port: int = 9107  # 0 turns the endpoint off
     log_dir: str | None = None  # [general] logdir: also write push_<Desc>.log per target

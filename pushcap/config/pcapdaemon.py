@@ -6,16 +6,26 @@ overrides the defaults (pcapdaemon's documented defaults, which pcapdaemon itsel
 apply; they live in pcapdaemon_flags.py with the flags). Nothing below `config/` reads TOML or
 flags; the trigger path only sees these types. [syslog] belongs to obs.py (logging), not to the
 trigger path.
+
+Messages name the file, `[section] key` and its line, or the flag; they never show a credential:
+a key named like one (auth, token...) is reported without its value, any other value goes through
+field_check.conceal (a Redis URL's password), and the error that names a bad token says where
+it came from, not what it was.
+
+writelocal's folder defaults to a place that outlives the service (systemd's PrivateTmp empties
+/tmp at every stop): /var/lib/pushcap/captures, below the unit's StateDirectory, created on use.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from pushcap.config.field_check import conceal
 from pushcap.config.model import ConfigError, DaemonConfig
 
 # The defaults (and the flags that show them) live in pcapdaemon_flags.py: building the
@@ -44,6 +54,7 @@ from pushcap.config.pcapdaemon_flags import (
 from pushcap.config.pcapdaemon_flags import (
     add_pcapdaemon_flags as add_pcapdaemon_flags,  # re-exported: it has always lived here
 )
+from pushcap.config.toml import SECRET_KEY, line_of
 
 REDIS_KEYS = {"host", "port", "channel", "auth", "user", "listen", "tls", "tlsverify", "cafile",
               "streammaxlen"}
@@ -52,6 +63,8 @@ CLOUDSHARK_KEYS = {"host", "port", "scheme", "timeout", "token", "upload", "veri
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+LOCAL_DIR_MODE = 0o750  # captures hold traffic: the service's user and group only
 
 
 @dataclass(frozen=True)
@@ -146,9 +159,14 @@ class TriggerSettings:
     cloudshark: CloudSharkSettings = field(default_factory=CloudSharkSettings)
 
 
-def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = None
+def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = None, *,
+                     default_local_dir: Path = Path(LOCAL_DIR), create_local_dir: bool = True
                      ) -> TriggerSettings:
-    """Merge defaults < TOML < flags into validated settings; ConfigError names the culprit."""
+    """Merge defaults < TOML < flags into validated settings; ConfigError names the culprit.
+
+    With writelocal on and no localdir / -destdir, captures go to `default_local_dir`, created
+    here (mode 0750) unless `create_local_dir` is false (a check that must change nothing).
+    """
     src = config.source_file
     gen = _Section(config.general, "general", None, src)  # shared: toml.py owns other keys
     flags = {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
@@ -165,10 +183,10 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     if max_packets < 1:
         raise ConfigError(f"-maxpackets {max_packets}: must be at least 1")
     write_local = flags.get("writelocal", gen.boolean("writelocal", False))
-    local_dir = Path(flags.get("destdir", gen.text("localdir", LOCAL_DIR)))
-    if write_local and not local_dir.is_dir():
-        raise ConfigError(f"{src}: writelocal is on but the folder {local_dir} does not exist "
-                          "(create it or set [general] localdir / -destdir)")
+    configured = flags.get("destdir", gen.optional_text("localdir"))
+    local_dir = default_local_dir if configured is None else Path(configured)
+    if write_local:
+        _ready_local_dir(local_dir, configured is None, create_local_dir, src)
     return TriggerSettings(
         node_name=config.node_name,
         max_packets=max_packets,
@@ -188,6 +206,41 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     )
 
 
+def _ready_local_dir(folder: Path, is_default: bool, create: bool, src: str) -> None:
+    """Make sure captures can be written to `folder` before the first one is taken.
+
+    The default folder is created, each missing level with mode 0750 (chmod after mkdir, which the
+    umask trims); a folder named in the config or on the command line must exist already, so that
+    a typo in it is reported instead of silently becoming a new folder.
+    """
+    fix = "set [general] localdir / -destdir to a folder the service's user can write"
+    if not folder.is_dir():
+        if not is_default:
+            raise ConfigError(f"{src}: writelocal is on but the folder {folder} does not exist "
+                              "(create it or set [general] localdir / -destdir)")
+        if not create:
+            return  # created when the daemon starts
+        missing = [level for level in (folder, *folder.parents) if not level.exists()]
+        try:
+            for level in reversed(missing):
+                try:
+                    level.mkdir(mode=LOCAL_DIR_MODE)
+                except FileExistsError:
+                    continue  # made meanwhile by someone else: theirs to set up
+                level.chmod(LOCAL_DIR_MODE)
+        except OSError as exc:
+            raise ConfigError(
+                f"{src}: writelocal is on but its default folder {folder} cannot be created: "
+                f"{exc.strerror or exc}; run pushcap from etc/pushcap.service (its "
+                "StateDirectory=pushcap provides /var/lib/pushcap), create the folder for the "
+                f"service's user with mode 0750, or {fix}") from None
+        if not folder.is_dir():
+            raise ConfigError(f"{src}: writelocal is on but {folder} is not a folder; {fix}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{src}: writelocal is on but this user cannot write into {folder}; "
+                          f"{fix}")
+
+
 def redis_settings(section: dict, args: argparse.Namespace | None, source: str
                    ) -> RedisSettings:
     """Only the Redis part (for `pushcap trigger`, which needs no interfaces or caps)."""
@@ -203,19 +256,26 @@ def _redis(sec: _Section, flags: dict) -> RedisSettings:
     username = sec.optional_text("user")
     password = sec.optional_text("auth")
     if "://" in host:  # redis://[user:pass@]host[:port] or rediss://...
-        url = urlsplit(host)
+        origin = "-redisnode" if "redisnode" in flags else sec.where("host")
+        try:
+            url = urlsplit(host)
+            url_port = url.port
+        except ValueError:  # a port that is not a number, a broken [IPv6] address
+            raise ConfigError(f"{origin}: not a valid redis:// or rediss:// URL (the value is "
+                              "not shown: it may hold a password)") from None
         if url.scheme not in ("redis", "rediss") or not url.hostname:
-            raise ConfigError(f"redis host {url.scheme}://{url.hostname}: use redis:// or "
-                              "rediss://")
+            raise ConfigError(f"{origin}: redis host {url.scheme}://{url.hostname}: use "
+                              "redis:// or rediss://")
         tls = tls or url.scheme == "rediss"
         username = unquote(url.username) if url.username else username
         password = unquote(url.password) if url.password else password
-        if url.port and "redisport" not in flags:
-            port = url.port
+        if url_port and "redisport" not in flags:
+            port = url_port
         host = url.hostname
     channel = flags.get("redischannel", sec.text("channel", REDIS_CHANNEL))
     if not _CHANNEL.match(channel):
-        raise ConfigError(f"redis channel {channel!r}: letters, digits and ._:/- only")
+        raise ConfigError(f"redis channel {conceal(repr(channel))}: letters, digits and ._:/- "
+                          "only")
     if not 1 <= port <= 65535:
         raise ConfigError(f"redis port {port}: must be 1..65535")
     return RedisSettings(
@@ -229,7 +289,7 @@ def _redis(sec: _Section, flags: dict) -> RedisSettings:
 def _cloudshark(sec: _Section, flags: dict) -> CloudSharkSettings:
     scheme = flags.get("csscheme", sec.text("scheme", CS_SCHEME))
     if scheme not in ("http", "https"):
-        raise ConfigError(f"[cloudshark] scheme {scheme!r}: use http or https")
+        raise ConfigError(f"[cloudshark] scheme {conceal(repr(scheme))}: use http or https")
     port = flags.get("csport", sec.integer("port", 0, 0, 65535)) or None
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"-csport {port}: must be 1..65535")
@@ -243,11 +303,15 @@ def _cloudshark(sec: _Section, flags: dict) -> CloudSharkSettings:
         retry_backoff_s=sec.seconds("retrybackoff", CS_RETRY_BACKOFF_S, minimum_s=0.0))
     if settings.timeout_s <= 0:
         raise ConfigError("CloudShark timeout must be above 0 s")
-    if settings.upload and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", settings.token):
-        raise ConfigError("CloudShark upload is on but the API token is missing or not a token "
+    if settings.upload and not settings.token:
+        raise ConfigError("CloudShark upload is on but the API token is missing "
                           "(set [cloudshark] token or -cstoken)")
+    if settings.upload and not _TOKEN.fullmatch(settings.token):
+        origin = "-cstoken" if "cstoken" in flags else sec.where("token")
+        raise ConfigError(f"{origin}: CloudShark upload is on but the API token is not a token: "
+                          "1-256 letters, digits, '_' or '-' (the value is not shown)")
     if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", settings.host):
-        raise ConfigError(f"CloudShark host {settings.host!r} is not a host name")
+        raise ConfigError(f"CloudShark host {conceal(repr(settings.host))} is not a host name")
     return settings
 
 
@@ -255,14 +319,22 @@ class _Section:
     """One TOML table with typed getters whose errors name `[section] key` and the file."""
 
     def __init__(self, values: dict, name: str, known: set[str] | None, source: str) -> None:
-        unknown = set(values) - known if known is not None else set()
-        if unknown:
-            raise ConfigError(f"{source}: [{name}] unknown key(s) {sorted(unknown)} "
-                              f"(known: {', '.join(sorted(known))})")
         self.values, self.name, self.source = values, name, source
+        unknown = sorted(set(values) - known) if known is not None else []
+        if unknown:  # named with its line, never with its value (a mistyped `auth` holds one)
+            raise ConfigError(f"{self.where(unknown[0])}: unknown key "
+                              f"(known: {', '.join(sorted(known or ()))})")
+
+    def where(self, key: str) -> str:
+        """`file: [section] key (line n)`, the line when the file's text was scanned."""
+        line = line_of(self.values, key)
+        return f"{self.source}: [{self.name}] {key}" + (f" (line {line})" if line else "")
 
     def _bad(self, key: str, want: str) -> ConfigError:
-        return ConfigError(f"{self.source}: [{self.name}] {key} = {self.values[key]!r}: {want}")
+        if SECRET_KEY.search(key):
+            return ConfigError(f"{self.where(key)}: {want} (the value is not shown: it is a "
+                               "credential)")
+        return ConfigError(f"{self.where(key)} = {conceal(repr(self.values[key]))}: {want}")
 
     def text(self, key: str, default: str) -> str:
         value = self.values.get(key, default)

@@ -15,7 +15,9 @@ MAX_TIMEOUT_S = 3600.0
 MAX_DURATION_S = 3600.0
 DEFAULT_TIMEOUT_S = 60.0
 SNAP_LENGTH_BYTES = 512
-LOCAL_DIR = "/tmp"
+# -writelocal's folder: below the unit's StateDirectory, so captures outlive the service (its
+# PrivateTmp would empty /tmp at every stop); created with mode 0750 when writelocal needs it.
+LOCAL_DIR = "/var/lib/pushcap/captures"
 FALLBACK_DIR = "out/trigger-fallback"  # pushcap: where a pcap goes when every upload attempt failed
 MAX_CONCURRENT = 8  # captures running at once
 MAX_QUEUED = 16  # accepted captures waiting for a worker; beyond that a request is refused
@@ -37,7 +39,8 @@ def _go_bool(text: str) -> bool:
         return True
     if value in {"0", "f", "false"}:
         return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+    # the value is not echoed: a token typed after `-upload` (`-upload TOKEN`) would be
+    raise argparse.ArgumentTypeError("not a boolean: use true or false (also 1/0, t/f)")
 
 
 def add_pcapdaemon_flags(parser: argparse.ArgumentParser, config_flag: bool = True) -> None:

@@ -2,6 +2,11 @@
 
 The pcapdaemon sections ([general], [cloudshark], [redis], [syslog]) are kept as validated dicts
 for the trigger path; `[[interface]]` and `[ring]` are what the capture engine needs.
+
+tomllib reports no line for a value, yet the sections are checked later (pcapdaemon.py), and a
+message that may not show a value (a token, a password) must at least say where it is. So a file's
+[general], [redis] and [cloudshark] come as LineTable: a dict that also knows each key's line, and
+whose repr leaves credentials out, since a DaemonConfig holding it may be logged whole.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 from pushcap import defaults
+from pushcap.config.field_check import conceal
 from pushcap.config.model import ConfigError, DaemonConfig, InterfaceConfig, RingConfig
 
 KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone",
@@ -20,18 +26,70 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
+# Line scanning for messages only: plain `[name]` headers and `key =` lines; anything fancier
+# (dotted keys, [a.b], a line inside a multi-line array) just leaves a key without a line.
+_TABLE_HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(?:#.*)?$")
+_OTHER_HEADER = re.compile(r"\s*\[")
+_KEY_LINE = re.compile(r"\s*([A-Za-z0-9_-]+|\"[^\"\\]*\"|'[^']*')\s*=")
+_LINED_SECTIONS = ("general", "redis", "cloudshark")
+SECRET_KEY = re.compile(r"auth|token|pass|secret|key|credential")  # keys whose values are hidden
+
+
+class LineTable(dict):
+    """A TOML table that also knows the line of each of its keys (for messages, not equality)."""
+
+    def __init__(self, values: dict, lines: dict[str, int]) -> None:
+        super().__init__(values)
+        self.lines = lines
+
+    def __repr__(self) -> str:
+        return repr({key: "***" if SECRET_KEY.search(key) else
+                     conceal(value) if isinstance(value, str) else value
+                     for key, value in self.items()})
+
+
+def line_of(table: dict, key: str) -> int | None:
+    """The line of `key` in the file `table` came from, when known."""
+    return getattr(table, "lines", {}).get(key)
+
+
+def key_lines(text: str) -> dict[str, dict[str, int]]:
+    """{table: {key: first line}} for the `[table]` sections of a TOML text (1-based lines)."""
+    found: dict[str, dict[str, int]] = {}
+    section: str | None = ""  # keys before any header belong to the root
+    open_quote: str | None = None  # inside a multi-line string: which delimiter ends it
+    for number, line in enumerate(text.splitlines(), 1):
+        if open_quote:
+            if line.count(open_quote) % 2:
+                open_quote = None
+            continue
+        if header := _TABLE_HEADER.match(line):
+            section = header[1]
+            continue
+        if _OTHER_HEADER.match(line):
+            section = None  # [[array]], [a.b] or an array's continuation: not tracked
+            continue
+        key = _KEY_LINE.match(line)
+        if key and section is not None:
+            found.setdefault(section, {}).setdefault(key[1].strip("\"'"), number)
+        open_quote = next((q for q in ('"""', "'''") if line.count(q) % 2), None)
+    return found
+
+
 def load_daemon_config(path: str | Path) -> DaemonConfig:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
+        raw = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: {exc}") from exc
-    return parse_daemon_config(raw, path.name)
+    return parse_daemon_config(raw, path.name, text)
 
 
-def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
+def parse_daemon_config(raw: dict, source: str, text: str | None = None) -> DaemonConfig:
+    """Validate the parsed file; `text`, when given, lets later messages name a key's line."""
     unknown = set(raw) - KNOWN_SECTIONS
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} "
@@ -39,7 +97,9 @@ def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
     for section in ("general", "cloudshark", "redis", "syslog", "ring", "rclone", "status"):
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
-    general = raw.get("general", {})
+    lines = key_lines(text) if text is not None else {}
+    tables = {name: LineTable(raw.get(name, {}), lines.get(name, {})) for name in _LINED_SECTIONS}
+    general = tables["general"]
     node = general.get("node", socket.gethostname())
     if not isinstance(node, str) or not node:
         raise ConfigError(f"{source}: [general] node must be a non-empty string")
@@ -54,8 +114,8 @@ def parse_daemon_config(raw: dict, source: str) -> DaemonConfig:
         ring=_ring(raw.get("ring", {}), source),
         log_level=level,
         general=general,
-        redis=raw.get("redis", {}),
-        cloudshark=raw.get("cloudshark", {}),
+        redis=tables["redis"],
+        cloudshark=tables["cloudshark"],
         syslog=raw.get("syslog", {}),
         rclone=raw.get("rclone", {}),
         **_status(raw.get("status", {}), source),
