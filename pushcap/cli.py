@@ -76,7 +76,7 @@ def cmd_check(args) -> int:
     from pushcap.config.pcapdaemon import trigger_settings
 
     config, targets = _load(args)
-    trigger_settings(config, args)  # the pcapdaemon sections and flags
+    trigger_settings(config, args, create_local_dir=False)  # checks; creates nothing
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
     for t in targets:
         names = interfaces_of(t, config)
@@ -130,7 +130,8 @@ def cmd_run(args) -> int:
     trigger = trigger_settings(config, args)
     daemon.add_service("local_redis", LocalRedisService(trigger.redis))
     # engine.rings is filled by engine.start(), which the daemon runs before services start.
-    daemon.add_service("trigger", TriggerService(trigger, daemon.engine.rings, config.interfaces))
+    daemon.add_service("trigger", TriggerService(trigger, daemon.engine.rings, config.interfaces,
+                                                 poll_timeout_ms=config.ring.poll_timeout_ms))
     return daemon.run()
 
 

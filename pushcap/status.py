@@ -127,12 +127,17 @@ def render_table(status: dict) -> str:
              "current_file")]
     for t in status["targets"]:
         rows.append((t["desc"], t["mode"], t["interface"], t.get("packets", 0),
-                     t.get("files", 0), t.get("bytes", 0), t.get("pending_files", "-"),
+                     t.get("files", 0), t.get("bytes", 0), _or_dash(t.get("files_pending")),
                      t.get("last_error") or "-", t.get("current_file") or "-"))
     lines += _table(rows)
     for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets"}):
         lines += ["", key, "  " + json.dumps(status[key], sort_keys=True)]
     return "\n".join(lines)
+
+
+def _or_dash(value) -> object:
+    """A missing or unknown count (a File target has no spool; a spool that cannot be listed)."""
+    return "-" if value is None else value
 
 
 def _table(rows: list[tuple]) -> list[str]:

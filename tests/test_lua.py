@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lua_config_helpers import NAME, SEED, load_error, one_target
+from lua_config_helpers import NAME, SEED, TARGET2_LINE, load_error, one_target
 
 from pushcap import defaults
 from pushcap.config.lua import load_targets, load_targets_text
 from pushcap.config.model import PushMode, SplitKind, SplitRule
 
 REPO = Path(__file__).resolve().parent.parent
+AT2 = f"{NAME}:{TARGET2_LINE}"  # where one_target() writes target 2
 
 
 def second(**fields: str):
@@ -101,8 +102,8 @@ def test_split_good(lua_value, expected):
     ],
 )
 def test_split_bad(lua_value, words):
-    message = load_error(one_target(Split=lua_value))
-    assert message.startswith(f'{NAME}: target 2 "t2": Split ')
+    message = load_error(one_target(Split=lua_value), line=True)
+    assert message.startswith(f'{AT2}: target 2 "t2": Split ')
     assert words in message
 
 
@@ -137,8 +138,8 @@ def test_filename_good(lua_value, mode, fmt):
     ],
 )
 def test_filename_bad(fields, words):
-    message = load_error(one_target(**fields))
-    assert message.startswith(f'{NAME}: target 2 "t2": FileName ')
+    message = load_error(one_target(**fields), line=True)
+    assert message.startswith(f'{AT2}: target 2 "t2": FileName ')
     assert words in message
 
 
@@ -177,8 +178,8 @@ def test_rclone_path_good(path):
     ],
 )
 def test_path_bad(mode, path, words):
-    message = load_error(one_target(Mode=f'"{mode}"', Path=f'"{path}"'))
-    assert message.startswith(f'{NAME}: target 2 "t2": Path ')
+    message = load_error(one_target(Mode=f'"{mode}"', Path=f'"{path}"'), line=True)
+    assert message.startswith(f'{AT2}: target 2 "t2": Path ')
     assert words in message
 
 
@@ -206,16 +207,16 @@ def test_path_bad(mode, path, words):
     ],
 )
 def test_field_errors_name_target_and_field(fields, prefix, words):
-    message = load_error(one_target(**fields))
-    assert message.startswith(f"{NAME}: {prefix}")
+    message = load_error(one_target(**fields), line=True)
+    assert message.startswith(f"{AT2}: {prefix}")
     assert words in message
 
 
 def test_filter_bpf_compiled_at_load_with_libpcap_message():
-    message = load_error(one_target(FilterBPF='"tcpp"'))
-    assert message == f'{NAME}: target 2 "t2": FilterBPF "tcpp": syntax error'
-    message = load_error(one_target(FilterBPF='"port 99999"'))
-    assert message.startswith(f'{NAME}: target 2 "t2": FilterBPF "port 99999": ')
+    message = load_error(one_target(FilterBPF='"tcpp"'), line=True)
+    assert message == f'{AT2}: target 2 "t2": FilterBPF "tcpp": syntax error'
+    message = load_error(one_target(FilterBPF='"port 99999"'), line=True)
+    assert message.startswith(f'{AT2}: target 2 "t2": FilterBPF "port 99999": ')
     assert "99999" in message.split(": ", 3)[3]
 
 
@@ -225,13 +226,15 @@ def test_filter_bpf_and_interface_good():
 
 
 def test_duplicate_desc():
-    message = load_error(one_target(Desc='"t1"'))
-    assert message.startswith(f'{NAME}: target 2 "t1": Desc "t1": is also used by target 1')
+    message = load_error(one_target(Desc='"t1"'), line=True)
+    assert message.startswith(
+        f'{AT2}: target 2 "t1": Desc "t1": is also used by target 1 "t1" (line 2); each target'
+    )
 
 
 def test_duplicate_path():
-    message = load_error(one_target(Path='"out/push/t1"'))
-    assert message.startswith(f'{NAME}: target 2 "t2": Path "out/push/t1": is also used by')
+    message = load_error(one_target(Path='"out/push/t1"'), line=True)
+    assert message.startswith(f'{AT2}: target 2 "t2": Path "out/push/t1": is also used by')
 
 
 @pytest.mark.parametrize(

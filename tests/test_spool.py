@@ -1,5 +1,6 @@
 """The rclone spool: order, the byte limit (oldest dropped loudly, never the newest or the file in
-flight), restart, and the settings that bound it."""
+flight), restart, notes (long destinations, the uploader's chosen name), and the settings that
+bound it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from pushcap.config.model import ConfigError
 from pushcap.push.rclone_remote import RcloneSettings, parse_settings
-from pushcap.push.spool import Spool, entry_name, parse_entry_name
+from pushcap.push.spool import NAME_MAX_BYTES, Spool, entry_name, parse_entry_name
 from pushcap.push.uploader import backoff_s
 
 
@@ -80,6 +81,62 @@ def test_newest_kept_even_when_alone_over_the_limit(tmp_path):
     assert spool.dropped_files == 1
 
 
+def test_newest_kept_when_a_failed_upload_applies_the_limit(tmp_path, caplog):
+    """The file in flight made room only for itself; when its upload fails the limit applies
+    again: the oldest goes (the one that failed), never the newest, and the log says which."""
+    spool = Spool(tmp_path / "q", 500, "target=t series=all")
+    spool.add(finished(tmp_path, "f0", 100), "b/all_0.pcap")
+    uploading = spool.oldest()
+    assert spool.begin(uploading)
+    spool.add(finished(tmp_path, "f1", 900), "b/all_1.pcap")  # alone over the limit: kept
+    assert [e.dest for e in spool.pending()] == ["b/all_0.pcap", "b/all_1.pcap"]
+    with caplog.at_level(logging.WARNING, logger="pushcap.push"):
+        spool.end(uploading, delivered=False)
+    assert [e.dest for e in spool.pending()] == ["b/all_1.pcap"]
+    assert spool.dropped_files == 1 and spool.dropped_bytes == 100
+    drops = [r.getMessage() for r in caplog.records if "event=spool_drop" in r.getMessage()]
+    assert len(drops) == 1 and "file=b/all_0.pcap " in drops[0]
+    assert "reason=spool_full" in drops[0] and "queued_bytes=1000 max_bytes=500" in drops[0]
+
+
+def test_long_destination_is_kept_in_a_note(tmp_path):
+    """A deep Path encodes to a name far over 255 bytes: the name stays bounded and readable,
+    the destination survives a restart whole, and the note goes with its entry."""
+    deep = "/".join(f"dir{i}-" + "\u00e9" * 40 for i in range(8))  # 2 bytes, 6 encoded each
+    dest = f"{deep}/all_1616334655-1616334755.pcap.zst"
+    assert len(entry_name(1, dest).encode()) <= NAME_MAX_BYTES
+    assert entry_name(1, dest).endswith("all_1616334655-1616334755.pcap.zst")
+    spool = Spool(tmp_path / "q", 10**9, "target=t")
+    spool.add(finished(tmp_path, "long", 10), dest)
+    spool.add(finished(tmp_path, "short", 10), "b/short")
+    assert [e.dest for e in Spool(tmp_path / "q", 10**9, "target=t").pending()] == \
+        [dest, "b/short"]
+    entry = spool.oldest()
+    assert spool.begin(entry)
+    spool.end(entry, delivered=True)
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == \
+        [e.path.name for e in spool.pending()]  # the note went with the entry
+    (tmp_path / "q" / "00000000000000000007.dest").write_text("x/orphan")  # crash leftover
+    spool.remove_leftovers()
+    assert [e.dest for e in spool.pending()] == ["b/short"]
+    assert not (tmp_path / "q" / "00000000000000000007.dest").exists()
+
+
+def test_recorded_final_name_survives_restart_and_goes_with_the_entry(tmp_path):
+    spool = Spool(tmp_path / "q", 10**9, "target=t")
+    spool.add(finished(tmp_path, "f0", 10), "b/all_1.pcap")
+    entry = spool.oldest()
+    assert spool.recorded_final(entry) is None
+    spool.record_final(entry, "b/all_1_2.pcap")
+    restarted = Spool(tmp_path / "q", 10**9, "target=t")
+    restarted.remove_leftovers()
+    again = restarted.oldest()
+    assert again.dest == "b/all_1.pcap" and restarted.recorded_final(again) == "b/all_1_2.pcap"
+    assert restarted.begin(again)
+    restarted.end(again, delivered=True)
+    assert not list((tmp_path / "q").iterdir())
+
+
 def test_file_in_flight_is_not_dropped(tmp_path):
     spool = Spool(tmp_path / "q", 1000, "target=t")
     spool.add(finished(tmp_path, "f0", 400), "b/0")
@@ -127,3 +184,23 @@ def test_backoff_grows_with_jitter_and_is_bounded():
         waits = [backoff_s(failures, settings) for _ in range(200)]
         assert low <= min(waits) and max(waits) <= high
         assert max(waits) - min(waits) > (high - low) / 4  # jittered, not a fixed delay
+
+
+def test_backoff_saturates_after_any_number_of_failures():
+    """A remote down for days: past about a thousand failures 2**n overflows a float; the wait
+    must stay at retry_max_s (the uploader thread must not die)."""
+    settings = RcloneSettings(retry_min_s=0.001, retry_max_s=300.0)
+    for failures in (30, 1025, 5000, 10**9):
+        assert 150.0 <= backoff_s(failures, settings) <= 300.0
+
+
+def test_leftover_removal_leaves_hidden_folders_alone(tmp_path):
+    """A hidden folder in the spool (a NAS's `.snapshot`) is nobody's move-in: removing crash
+    leftovers skips it instead of failing on it and keeping the real leftovers."""
+    spool = Spool(tmp_path / "q", 10**9, "target=t")
+    spool.add(finished(tmp_path, "f0", 10), "b/all_1.pcap")
+    (tmp_path / "q" / ".snapshot").mkdir()
+    (tmp_path / "q" / f".{entry_name(5, 'b/cut')}").write_bytes(b"cut by a crash")
+    spool.remove_leftovers()
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == \
+        [".snapshot", spool.oldest().path.name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lua_config_helpers import NAME, one_target
+from lua_config_helpers import NAME, TARGET2_LINE, one_target
 
 from pushcap import defaults
 from pushcap.config.lua import load_targets_text
@@ -11,6 +11,7 @@ from pushcap.config.model import ConfigError, PushMode, SplitKind, SplitRule, Ta
 
 FLOWS = {"Mode": '"flows"', "Path": '"udp://127.0.0.1:9000"'}
 PIPE_KNOWN = "cat, gzip -c [-1..-9], lz4 -c [-1..-9], zstd -c [-1..-19] [-T0]"
+AT2 = f"{NAME}:{TARGET2_LINE}: target 2"  # where target 2 of one_target() is written
 config = one_target  # target 1 valid, target 2 built from keyword fields (Lua expressions)
 
 
@@ -61,7 +62,8 @@ def test_no_pipe_cmd_is_plain_pcap():
 
 def test_unknown_compressor_message():
     assert error(PipeCmd='"bzip2 -c"') == (
-        f'{NAME}: target 2 "t2": PipeCmd "bzip2 -c": not a known compressor (known: {PIPE_KNOWN});'
+        f'{AT2} "t2": PipeCmd "bzip2 -c": not a known compressor '
+        f"(known: {PIPE_KNOWN});"
         " pushcap compresses in-process and never runs a command from the config"
     )
 
@@ -95,7 +97,7 @@ def test_unknown_compressor_message():
 )
 def test_pipe_cmd_bad(lua_value, words):
     message = error(PipeCmd=lua_value)
-    assert message.startswith(f'{NAME}: target 2 "t2": PipeCmd ')
+    assert message.startswith(f'{AT2} "t2": PipeCmd ')
     assert words in message
 
 
@@ -144,13 +146,13 @@ def test_file_suffix_good(command, suffix):
 def test_file_suffix_bad(command, suffix, words):
     pipe = lua_str(command) if command else None
     message = error(PipeCmd=pipe, FileSuffix=lua_str(suffix))
-    assert message.startswith(f'{NAME}: target 2 "t2": FileSuffix {lua_str(suffix)}: ')
+    assert message.startswith(f'{AT2} "t2": FileSuffix {lua_str(suffix)}: ')
     assert words in message
 
 
 def test_file_suffix_not_a_string():
     message = error(FileSuffix="{}")
-    assert message.startswith(f'{NAME}: target 2 "t2": FileSuffix <a table>: must be a string')
+    assert message.startswith(f'{AT2} "t2": FileSuffix <a table>: must be a string')
 
 
 def test_rclone_target_takes_pipe_cmd_and_suffix():
@@ -189,7 +191,7 @@ def test_flows_mode_is_case_insensitive_with_filter_and_interface():
 
 def test_flows_filter_is_still_compiled():
     message = error(**FLOWS, FilterBPF='"tcpp"')
-    assert message == f'{NAME}: target 2 "t2": FilterBPF "tcpp": syntax error'
+    assert message == f'{AT2} "t2": FilterBPF "tcpp": syntax error'
 
 
 @pytest.mark.parametrize(
@@ -234,13 +236,13 @@ def test_flows_path_good(path):
 )
 def test_flows_path_bad(path, words):
     message = error(**{**FLOWS, "Path": lua_str(path)})
-    assert message.startswith(f'{NAME}: target 2 "t2": Path {lua_str(path)}: ')
+    assert message.startswith(f'{AT2} "t2": Path {lua_str(path)}: ')
     assert words in message
 
 
 def test_flows_path_missing():
     message = error(Mode='"flows"', Path=None)
-    assert message.startswith(f'{NAME}: target 2 "t2": Path is missing: ')
+    assert message.startswith(f'{AT2} "t2": Path is missing: ')
     assert "udp://" in message
 
 
@@ -265,7 +267,7 @@ def test_flows_interval_good(lua_value, seconds):
 )
 def test_flows_interval_bad(lua_value, words):
     message = error(**FLOWS, Interval=lua_value)
-    assert message.startswith(f'{NAME}: target 2 "t2": Interval ')
+    assert message.startswith(f'{AT2} "t2": Interval ')
     assert words in message
 
 
@@ -281,7 +283,7 @@ def test_flows_interval_bad(lua_value, words):
 )
 def test_file_fields_refused_for_flows(field, lua_value):
     message = error(**FLOWS, **{field: lua_value})
-    assert message.startswith(f'{NAME}: target 2 "t2": {field} {lua_value}: has no meaning for')
+    assert message.startswith(f'{AT2} "t2": {field} {lua_value}: has no meaning for')
     assert "Mode flows" in message
 
 
@@ -291,7 +293,7 @@ def test_file_fields_refused_for_flows(field, lua_value):
 )
 def test_interval_refused_for_file_targets(fields):
     message = error(**fields, Interval="20")
-    assert message.startswith(f'{NAME}: target 2 "t2": Interval 20: is only for Mode flows')
+    assert message.startswith(f'{AT2} "t2": Interval 20: is only for Mode flows')
 
 
 def test_two_flows_targets_with_one_address_are_refused():
@@ -304,7 +306,7 @@ def test_two_flows_targets_with_one_address_are_refused():
     with pytest.raises(ConfigError) as info:
         load_targets_text(text, NAME)
     assert str(info.value).startswith(
-        f'{NAME}: target 2 "f2": Path "udp://[::1]:9000": is also used by target 1 "f1"; two flows'
+        f'{AT2} "f2": Path "udp://[::1]:9000": is also used by target 1 "f1" (line 2); two flows'
     )
 
 

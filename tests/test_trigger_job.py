@@ -1,8 +1,10 @@
-"""A capture job reads what reached the ring between the request and the job's start."""
+"""A capture job reads what reached the ring between the request and the job's start, and its
+window is decided by packet timestamps, not by when a batch reached the ring."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -36,6 +38,169 @@ def test_queued_request_gets_packets_that_arrived_before_the_job_started():
     request = parse_request(message, SETTINGS, (InterfaceConfig("eth0"),), None, received_ns)
     outcome = CaptureJob(request, "eth0", None, ring).run()
     assert outcome.packets == 15 and outcome.reason != "timeout"
+
+
+def request_for(received_ns: int, **fields):
+    message = json.dumps({"node": "n1", "interface": "eth0", **fields})
+    return parse_request(message, SETTINGS, (InterfaceConfig("eth0"),), None, received_ns)
+
+
+def test_packets_stamped_in_the_window_but_late_to_the_ring_are_kept():
+    """libpcap and the engine's coalescing hand packets to the ring after their timestamp: the
+    last ones of a `duration` window reach it after the deadline and must still be taken."""
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
+    received_ns = time.time_ns()
+    request = request_for(received_ns, duration=0.3, timeout=5, packets=100)
+    deadline_ns = received_ns + 300_000_000
+
+    def late_delivery() -> None:
+        time.sleep(max(0.0, (deadline_ns - time.time_ns()) / 1e9) + 0.05)
+        ring.append(batch_at([deadline_ns - 10_000_000, deadline_ns - 1, deadline_ns,
+                              deadline_ns + 10_000_000]))
+
+    thread = threading.Thread(target=late_delivery)
+    thread.start()
+    outcome = CaptureJob(request, "eth0", None, ring, late_s=0.2).run()
+    thread.join()
+    assert (outcome.packets, outcome.reason) == (2, "duration")  # [received, deadline) only
+    assert outcome.last_ts_ns == deadline_ns - 1
+    assert (outcome.window_start_ns, outcome.window_end_ns) == (received_ns, deadline_ns)
+    assert time.time_ns() - deadline_ns < 0.6e9  # read on for late_s, not longer
+
+
+def test_a_match_stamped_inside_the_timeout_but_late_to_the_ring_is_kept():
+    """A match stamped just before the timeout runs out reaches the ring after it, as the last
+    packets of a `duration` window do: it belongs to the capture and moves the timeout on."""
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
+    received_ns = time.time_ns()
+    request = request_for(received_ns, timeout=0.3, packets=100)
+    timeout_end_ns = received_ns + 300_000_000
+    second_ns = timeout_end_ns - 1 + 100_000_000  # 0.1 s after the first: inside the timeout
+
+    def late_delivery() -> None:
+        time.sleep(max(0.0, (timeout_end_ns - time.time_ns()) / 1e9) + 0.05)
+        ring.append(batch_at([timeout_end_ns - 1]))
+        time.sleep(max(0.0, (second_ns - time.time_ns()) / 1e9) + 0.05)
+        ring.append(batch_at([second_ns]))
+
+    thread = threading.Thread(target=late_delivery)
+    thread.start()
+    outcome = CaptureJob(request, "eth0", None, ring, late_s=0.2).run()
+    ended_ns = time.time_ns()
+    thread.join()
+    assert (outcome.packets, outcome.reason) == (2, "timeout")
+    assert (outcome.first_ts_ns, outcome.last_ts_ns) == (timeout_end_ns - 1, second_ns)
+    assert outcome.window_end_ns == second_ns + 300_000_000  # where the timeout ran out
+    assert 0.15e9 <= ended_ns - outcome.window_end_ns < 0.5e9  # read on for late_s, no longer
+
+
+def test_timeout_cuts_a_backlog_where_the_link_went_quiet():
+    """A queued job reads at once what came while it waited: the timeout is the first gap of
+    `timeout` between matches by their stamps, not by when the job got to read them."""
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
+    received_ns = time.time_ns() - 3 * 10**9
+    ring.append(batch_at([received_ns + 500_000_000]))
+    ring.append(batch_at([received_ns + 1_400_000_000]))  # 0.9 s later: inside the timeout
+    ring.append(batch_at([received_ns + 2_500_000_000, received_ns + 2_600_000_000]))
+    started = time.monotonic()
+    outcome = CaptureJob(request_for(received_ns, timeout=1, packets=100), "eth0", None, ring,
+                         late_s=0.2).run()
+    assert (outcome.packets, outcome.reason) == (2, "timeout")
+    assert outcome.window_end_ns == received_ns + 2_400_000_000
+    assert time.monotonic() - started < 0.1
+
+
+def test_duration_after_a_past_start_counts_from_the_request():
+    """The documented reading (message.py, job.py): a past `start` reaches back like `before`;
+    `duration` bounds the live part, from the request (pcapdaemon has no `start`)."""
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
+    received_ns = time.time_ns() - 5 * 10**9
+    start_s = (received_ns - 3 * 10**9) / 1e9
+    ring.append(batch_at([received_ns - 2 * 10**9, received_ns + 10**9, received_ns + 3 * 10**9]))
+    outcome = CaptureJob(request_for(received_ns, start=start_s, duration=2, timeout=30), "eth0",
+                         None, ring, late_s=0.2).run()
+    assert (outcome.window_start_ns, outcome.window_end_ns) == (int(start_s * 1e9),
+                                                                received_ns + 2 * 10**9)
+    assert (outcome.packets, outcome.reason) == (2, "duration")
+
+
+def test_duration_bounds_a_queued_capture_by_timestamp():
+    """A job that starts after its window ended serves it from the ring: only packets stamped
+    before request + duration belong to it, and it ends at once."""
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
+    received_ns = time.time_ns() - 3 * 10**9
+    ring.append(batch_at([received_ns + 500_000_000, received_ns + 999_999_999]))
+    ring.append(batch_at([received_ns + 10**9, received_ns + 1_500_000_000]))
+    request = request_for(received_ns, duration=1, timeout=5, packets=100)
+    started = time.monotonic()
+    outcome = CaptureJob(request, "eth0", None, ring, late_s=0.2).run()
+    assert (outcome.packets, outcome.reason) == (2, "duration")
+    assert outcome.last_ts_ns == received_ns + 999_999_999
+    assert time.monotonic() - started < 0.1
+
+
+def test_before_beyond_what_the_ring_keeps_is_capped_with_a_note():
+    ring = Ring("eth0", 1, 262144, max_seconds=10, max_bytes=1 << 30)
+    received_ns = time.time_ns()
+    ring.append(batch_at([received_ns - 9 * 10**9, received_ns + 1000]))
+    outcome = CaptureJob(request_for(received_ns, before=30, timeout=0.2), "eth0", None,
+                         ring).run()
+    assert outcome.packets == 2 and outcome.before_s == 10
+    assert outcome.window_start_ns == received_ns - 10 * 10**9
+    assert outcome.notes == ["before 30 s capped to 10 s: the ring keeps no more "
+                             "([ring] max_seconds)"]
+    outcome = CaptureJob(request_for(received_ns, before=5, timeout=0.2), "eth0", None,
+                         ring).run()
+    assert (outcome.packets, outcome.before_s, outcome.notes) == (1, 5, [])
+    start_s = (received_ns - 20 * 10**9) / 1e9
+    outcome = CaptureJob(request_for(received_ns, start=start_s, timeout=0.2), "eth0", None,
+                         ring).run()
+    assert outcome.window_start_ns == received_ns - 10 * 10**9
+    assert len(outcome.notes) == 1 and "the ring keeps 10 s" in outcome.notes[0]
+
+
+def ring_full_of(received_ns: int, max_bytes: int) -> Ring:
+    """A ring whose `max_bytes` gives out before its 60 s: 20 one-second batches of 10 packets
+    from 20 s before the request, of which it can hold only the last ones."""
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=max_bytes)
+    for second in range(20, 0, -1):
+        ring.append(batch_at([received_ns - second * 10**9 + i * 1000 for i in range(10)]))
+    return ring
+
+
+def test_lookback_past_what_a_full_ring_holds_is_noted():
+    per_batch = batch_at([0] * 10).memory_bytes
+    received_ns = time.time_ns()
+    ring = ring_full_of(received_ns, 10 * per_batch)
+    assert ring.evicted_packets == 100
+    outcome = CaptureJob(request_for(received_ns, before=15, timeout=0.2), "eth0", None,
+                         ring).run()
+    assert (outcome.packets, outcome.before_s) == (100, 15)
+    assert outcome.notes == [
+        "lookback short: the window starts 15 s before the request but the ring held packets "
+        f"only from 10 s before the request; it was full ([ring] max_bytes {10 * per_batch} before "
+        "max_seconds 60 s) and had dropped older ones"]
+    start_s = (received_ns - 12 * 10**9) / 1e9
+    outcome = CaptureJob(request_for(received_ns, start=start_s, timeout=0.2), "eth0", None,
+                         ring).run()
+    assert len(outcome.notes) == 1 and "starts 12 s before the request" in outcome.notes[0]
+    # Within what the ring holds: nothing to say.
+    outcome = CaptureJob(request_for(received_ns, before=10, timeout=0.2), "eth0", None,
+                         ring).run()
+    assert (outcome.packets, outcome.notes) == (100, [])
+
+
+def test_a_quiet_link_before_the_oldest_packet_is_not_a_short_lookback():
+    """Age eviction on a quiet link also leaves the oldest packet newer than the window start,
+    but nothing the window asks for was dropped: no note."""
+    ring = Ring("eth0", 1, 262144, max_seconds=10, max_bytes=1 << 30)
+    received_ns = time.time_ns()
+    ring.append(batch_at([received_ns - 30 * 10**9]))
+    ring.append(batch_at([received_ns - 5 * 10**9]))
+    assert ring.evicted_packets == 1
+    outcome = CaptureJob(request_for(received_ns, before=8, timeout=0.2), "eth0", None,
+                         ring).run()
+    assert (outcome.packets, outcome.notes) == (1, [])
 
 
 def test_deeply_nested_json_is_a_clear_rejection():

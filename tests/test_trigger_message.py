@@ -14,10 +14,10 @@ from pushcap.trigger.message import (
     MAX_MESSAGE_BYTES,
     Capture,
     TriggerError,
-    compile_node_regex,
     parse_request,
     request_id_of,
 )
+from pushcap.trigger.node_match import compile_node_regex
 
 NODE = "cap-east-01"
 SETTINGS = TriggerSettings(node_name=NODE, max_packets=1000, max_bytes=10_000_000,
@@ -150,9 +150,9 @@ def test_bpf():
 
 
 @pytest.mark.parametrize("field, good, bad", [
-    ("snap", [1, 64, 262144, 1500.0], [0, -1, 262145, "1500", True, 1.5, None.__class__]),
+    ("snap", [1, 64, 262144, 1500.0], [-1, 262145, "1500", True, 1.5, None.__class__]),
     ("packets", [1, 1000], [0, 1001, "5", False, 2.5]),
-    ("bytes", [1, 10_000_000], [0, 10_000_001, "100"]),
+    ("bytes", [1, 10_000_000], [-1, 10_000_001, "100", False]),
     ("alertid", [0, 655443], [-1, "abc", 1.5, [1]]),
 ])
 def test_integer_fields(field, good, bad):
@@ -170,10 +170,63 @@ def test_seconds_fields(field, cap):
     attr = f"{field}_s"
     assert getattr(parse(**{field: 0.5}), attr) == 0.5
     assert getattr(parse(**{field: cap}), attr) == cap
-    for value in (0, -1, cap + 1, "10", True):
+    for value in (-1, -0.5, cap + 1, "10", True):
         error = rejected(field, {"node": NODE, "interface": "eth0", field: value})
         if value == cap + 1:
             assert f"max{field}" in str(error)
+
+
+def test_zero_limits_mean_the_defaults_as_in_pcapdaemon():
+    """pcapdaemon (Go) cannot tell 0 from an absent field: publishers send 0 for "not set"."""
+    request = parse(timeout=0, duration=0, bytes=0, snap=0, before=0)
+    assert (request.timeout_s, request.duration_s) == (30, 600)
+    assert (request.max_bytes, request.snap, request.before_s) == (10_000_000, 512, 0)
+    assert parse(timeout=0.0, snap=0.0).snap == 512
+    rejected("packets", {"node": NODE, "interface": "eth0", "packets": 0})  # as pcapdaemon
+    for field in ("snap", "bytes"):
+        assert "0 (the default)" in str(rejected(field, {"node": NODE, "interface": "eth0",
+                                                         field: -1}))
+
+
+def test_unknown_names_in_a_list_are_skipped_with_a_note():
+    request = parse(interface=["eth9", "eth0", "eth9", "bond1"])
+    assert request.captures == (Capture("eth0"),)
+    assert len(request.notes) == 2
+    assert request.notes[0].startswith("interface 'eth9' skipped: not captured on this node")
+    assert "'bond1'" in request.notes[1] and "known: eth0, eth1, lo" in request.notes[1]
+    request = parse_request(json.dumps({"node": NODE, "alias": ["nosuch", "local"]}), SETTINGS,
+                            IFACES)
+    assert request.captures == (Capture("lo", "local"),)
+    assert request.notes == ("alias 'nosuch' skipped: not an alias on this node "
+                             "(known: local, main, public)",)
+    assert parse(interface=["eth0", "lo"]).notes == ()
+    error = rejected("interface", {"node": NODE, "interface": ["eth8", "eth9"]})
+    assert "'eth8', 'eth9' are not captured on this node (known: eth0, eth1, lo)" in str(error)
+    error = rejected("alias", {"node": NODE, "alias": ["x", "y"]})
+    assert "(known: local, main, public)" in str(error)
+
+
+@pytest.mark.parametrize("field", ["timeout", "duration", "before", "start", "end"])
+def test_numbers_beyond_a_float_are_rejected_by_field(field):
+    for raw in ("1" + "0" * 400, "-1" + "0" * 400, "1e400", "-1e400", "Infinity", "NaN"):
+        data = f'{{"node": "{NODE}", "interface": "eth0", "{field}": {raw}}}'
+        error = rejected(field, data)
+        assert len(str(error)) < 200, error
+
+
+@pytest.mark.parametrize("field", ["snap", "packets", "bytes", "alertid"])
+def test_huge_integers_are_rejected_by_field_in_a_short_message(field):
+    for raw in ("1" + "0" * 400, "1e400", "1e300"):
+        error = rejected(field, f'{{"node": "{NODE}", "interface": "eth0", "{field}": {raw}}}')
+        assert len(str(error)) < 200, error
+
+
+def test_too_deep_nesting_is_a_message_rejection():
+    deep = "[" * 100_000
+    rejected("message", f'{{"node": "{NODE}", "interface": "eth0", "tags": {deep[:60000]}')
+    # The rejection's result reads the requestid from the same message: that must not fail.
+    assert request_id_of(deep[:60000]) is None
+    assert request_id_of('{"requestid": "r1", "x": ' + "[" * 5000 + "]" * 5000 + "}") is None
 
 
 def test_before_and_window():

@@ -15,10 +15,18 @@ from pushcap.push.target import Series
 
 def series_prefix(target: TargetConfig, interface: str, several: bool) -> Path:
     """Output prefix of a target's series: `<Path>` or, when it reads several interfaces,
-    `<Path>_<interface>` (a pcap file holds one link type, so each interface has its own)."""
+    `<Path>_<interface>` (a pcap file holds one link type, so each interface has its own).
+    For rclone, the part of Path after the remote (`remote:` or `:backend,opts:`); the path
+    itself may hold colons (`remote:dir/a:b/all`), so it is split as rclone does."""
     base = target.path
     if target.mode is PushMode.RCLONE:
-        base = target.path.rpartition(":")[2].rstrip("/") or target.desc
+        from pushcap.push.rclone_remote import split_remote  # not loaded for File targets
+
+        try:
+            rel = split_remote(target.path)[1]
+        except ValueError:  # refused by the config check; the desc keeps `pushcap check` going
+            rel = ""
+        base = rel.rstrip("/") or target.desc
     return Path(f"{base}_{interface}" if several else base)
 
 

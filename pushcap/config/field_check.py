@@ -3,9 +3,11 @@
 A rule gets a field's plain value as lua.py hands it over (Lua strings as bytes, numbers, booleans,
 tables as dicts, other values as LuaOpaque); field_text reads a string field and FieldError says
 what is wrong with a value. check_field runs one rule and turns its FieldError into the ConfigError
-`<prefix>: <Field> <value as written in Lua>: <problem and fix>`, so every field module words its
-errors alike. Kept apart so the field rules (targets.py, file_fields.py, flows_fields.py) share it
-without importing each other.
+`<file>:<line>: target <i> "<Desc>": <Field> <value as written in Lua>: <problem and fix>`, so every
+field module words its errors alike; TargetPlace says where a target is (lua.py finds the lines,
+see lua_lines.py) and points at the field's own line when the operator wrote it in the target's
+table, else at the table's. Kept apart so the field rules (targets.py, file_fields.py,
+flows_fields.py) share it without importing each other.
 
 A value shown in a message may be a credential: an rclone Path can be a connection string with keys
 (`:s3,secret_access_key=...:bucket/x`) and a URL can carry `user:password@`. So every value passes
@@ -18,10 +20,12 @@ pcapdaemon.py uses conceal() for its TOML values and flags too.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pushcap.config.model import ConfigError
+from pushcap.push.secrets import SENSITIVE_NAME, scrub
 
 
 class LuaOpaque:
@@ -79,21 +83,54 @@ def shown_value(field: str, value: Any) -> str:
     return lua_repr(value)
 
 
-def check_field(prefix: str, field: str, value: Any, parse: Callable[[Any], Any]) -> Any:
+@dataclass(frozen=True)
+class TargetPlace:
+    """Where target `index` is written, for the start of its messages; a line is None if unknown.
+
+    `line` is its table's (the `{`), `field_lines` those of the fields written in that table, so a
+    message about a field points at the field, and one about the whole target, or a field that was
+    set elsewhere (a default, `t.Split = x`), at the table. Compilers' `file:line:` form, so editors
+    and operators can jump to it.
+    """
+
+    source_name: str
+    index: int
+    desc: str | None = None  # shown once it is known to be valid
+    line: int | None = None
+    field_lines: Mapping[str, int] = field(default_factory=dict)
+
+    def named(self, desc: str) -> TargetPlace:
+        return replace(self, desc=desc)
+
+    def line_of(self, name: str | None = None) -> int | None:
+        """The line of field `name` if written in the target's table, else the table's."""
+        return self.field_lines.get(name, self.line) if name is not None else self.line
+
+    def prefix(self, name: str | None = None) -> str:
+        """`<file>:<line>: target <i> "<Desc>"`, the line being field `name`'s (see line_of)."""
+        line = self.line_of(name)
+        where = self.source_name if line is None else f"{self.source_name}:{line}"
+        label = "" if self.desc is None else f' "{self.desc}"'
+        return f"{where}: target {self.index}{label}"
+
+
+def check_field(place: TargetPlace, name: str, value: Any, parse: Callable[[Any], Any]) -> Any:
+    """`parse(value)`, its FieldError raised as a ConfigError that names the place and field."""
     try:
         return parse(value)
     except FieldError as e:
+        prefix = place.prefix(name)
         if value is None:
-            raise ConfigError(f"{prefix}: {field} is missing: {e}") from None
+            raise ConfigError(f"{prefix}: {name} is missing: {e}") from None
         raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
         problem = conceal(str(e), raw)  # a rule may quote part of the value (a host, a prefix)
-        raise ConfigError(f"{prefix}: {field} {shown_value(field, value)}: {problem}") from None
+        raise ConfigError(f"{prefix}: {name} {shown_value(name, value)}: {problem}") from None
 
 
 # --- secrets ----------------------------------------------------------------------------------
 
-# Parameter names that hold credentials: the same rule as push/rclone_remote.py's scrubber.
-_SECRET_NAME = r"[A-Za-z0-9_-]*(?:key|secret|pass|token|credential|signature|sas_url)[A-Za-z0-9_-]*"
+# Parameter names that hold credentials: the scrubber's own rule (push/secrets.py).
+_SECRET_NAME = SENSITIVE_NAME
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/\s@'\"]+)@")
 _SECRET_PARAM = re.compile(rf"(?i)\b{_SECRET_NAME}\s*=\s*('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)")
 _MIN_SECRET_CHARS = 4  # shorter ones are still hidden where they appear as `name=value`
@@ -116,7 +153,6 @@ def secrets_in(text: str) -> set[str]:
 
 def conceal(text: str, *sources: str) -> str:
     """`text` fit for an error message: no secret of its own or of `sources` (the raw values)."""
-    from pushcap.push.rclone_remote import scrub  # error messages only: not on every start
 
     secrets = secrets_in(text).union(*(secrets_in(s) for s in sources))
     return scrub(text, secrets)

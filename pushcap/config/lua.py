@@ -13,6 +13,11 @@ list of tables with named fields, no two targets with the same Desc, or the same
 (their files would overwrite each other). What each field may hold is pushcap.config.targets'
 business, which never sees Lua. load_targets / load_targets_text are the API other modules import.
 
+A message about a target starts `<file>:<line>: target <i> "<Desc>"`, the line being the field's
+own when it is written in the target's table, else the table's: the config runs as a copy whose
+table constructors report themselves to the driver (lua_lines.py says how and why), so the line is
+found however the targets were built (table.insert, a literal list, a loop, a helper function).
+
 A Path may hold credentials (an rclone connection string, a URL with a password), and Lua's own
 messages quote the source (`unfinished string near '":s3,secret_access_key=...`). So values are
 shown through field_check.conceal / shown_value, and as a last guard every message leaving this
@@ -29,7 +34,8 @@ from typing import Any
 from lupa.lua54 import LuaError, LuaRuntime, lua_type
 
 from pushcap import defaults
-from pushcap.config.field_check import conceal, shown_value
+from pushcap.config.field_check import TargetPlace, conceal, shown_value
+from pushcap.config.lua_lines import Constructor, instrument, scan_constructors
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
 
@@ -74,8 +80,14 @@ local function refuse(what)
     .. "error and assert", 3)
 end
 
-return function(text, chunkname, now, max_s)
+return function(text, chunkname, now, max_s, marked_text)
   local aborted, stop_line = nil, nil
+  -- constructor number of each table the marked copy built (lua_lines.py); weak: no table is kept
+  local marks = setmetatable({}, {__mode = "k"})
+  local function mark(n, t)
+    if type(t) == "table" then marks[t] = n end
+    return t
+  end
   local str = copy(string)
   str.dump = nil
   string.dump = nil
@@ -98,20 +110,27 @@ return function(text, chunkname, now, max_s)
   setmetatable(env, {__index = function(_, k) if BLOCKED[k] then refuse(k) end end})
 
   local fn, err = load(text, chunkname, "t", env)
-  if not fn then return "syntax", err end
+  if not fn then return "syntax", err end  -- the file as written decides what is an error
+  local marked = marked_text and load(marked_text, chunkname, "t", env)
+  local args = pack()  -- as written: no arguments, or the marked copy: mark (not the config's ...)
+  if marked then fn, args = marked, pack(mark) end  -- else messages without a target's line
   local deadline = now() + max_s
   sethook(function()
     if not aborted and now() > deadline then
       aborted = "timeout"
-      local info = getinfo(2, "l")
+      local level, info = 2, getinfo(2, "Sl")
+      while info and info.source ~= chunkname do  -- the config's line, not mark's or pcall's
+        level = level + 1
+        info = getinfo(level, "Sl")
+      end
       stop_line = info and info.currentline
     end
     if aborted then error(STOP, 0) end
   end, "", HOOK_EVERY)
-  local ok, res = pcall(fn)
+  local ok, res = pcall(fn, unpack(args, 1, args.n))
   sethook()
   if aborted then return aborted, stop_line end
-  if ok then return "ok", res end
+  if ok then return "ok", res, marks end
   if res == MEMORY then return "memory", nil end
   return "error", tostring(res)
 end
@@ -146,7 +165,8 @@ def _load(data: bytes, source_name: str) -> tuple[TargetConfig, ...]:
             " (bytecode can escape the sandbox), give it the .lua source"
         )
     try:
-        return _validate_config(_run_sandboxed(data, source_name), source_name)
+        config, tables = _run_sandboxed(data, source_name)
+        return _validate_config(config, tables, source_name)
     except ConfigError as e:
         raise ConfigError(_conceal_source(str(e), data)) from None
 
@@ -157,8 +177,9 @@ def _conceal_source(message: str, data: bytes) -> str:
     return conceal(message, *literals)
 
 
-def _run_sandboxed(data: bytes, source_name: str) -> Any:
-    """Evaluate the chunk in a fresh runtime; return the value it returned, as Python data."""
+def _run_sandboxed(data: bytes, source_name: str) -> tuple[Any, dict[int, Constructor]]:
+    """Evaluate the chunk in a fresh runtime: the value it returned, as Python data, and the
+    constructor each table of Config.Target was written as, by its index there."""
     lua = LuaRuntime(
         encoding=None,
         register_eval=False,
@@ -170,12 +191,15 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
     driver_src = driver_src.replace("BLOCKED_TABLE", blocked).replace("STOP_MARKER", _STOP_MARKER)
     limit_s = f"{defaults.LUA_MAX_SECONDS:g} s"
     limit_mib = f"{defaults.LUA_MAX_MEMORY_BYTES / 2**20:g} MiB"
+    constructors = scan_constructors(data)
+    marked = instrument(data, constructors) if constructors else None
+    marks = None
     try:
         driver = lua.execute(driver_src.encode())
-        raw_status, detail = driver(
-            data, f"={_CHUNK_ID}".encode(), time.monotonic, defaults.LUA_MAX_SECONDS
+        raw_status, detail, *rest = driver(
+            data, f"={_CHUNK_ID}".encode(), time.monotonic, defaults.LUA_MAX_SECONDS, marked
         )
-        status = raw_status.decode()
+        status, marks = raw_status.decode(), rest[0] if rest else None
     except MemoryError:  # LuaMemoryError outside the chunk's pcall: same cause
         status, detail = "memory", None
     except LuaError as e:
@@ -185,7 +209,7 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
             message = conceal(str(e))
             raise ConfigError(f"{source_name}: could not be evaluated: {message}") from None
     if status == "ok":
-        return _to_python(detail, 0)
+        return _to_python(detail, 0), _target_tables(detail, marks, constructors)
     if status == "timeout":
         where = f", stopped at line {detail}" if isinstance(detail, int) and detail > 0 else ""
         raise ConfigError(f"{source_name}: ran longer than {limit_s} (infinite loop?){where}")
@@ -201,6 +225,21 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
     if status == "syntax" and "binary chunk" in message:
         message += " (pushcap only runs Lua source text)"
     raise ConfigError(message)
+
+
+def _target_tables(config: Any, marks: Any, found: list[Constructor]) -> dict[int, Constructor]:
+    """Config.Target's index -> the constructor its table came from, for the targets marked."""
+    if marks is None or lua_type(config) != "table":
+        return {}
+    targets = config[b"Target"]  # a table of the sandbox: no metatable, so a plain read
+    if lua_type(targets) != "table":
+        return {}
+    tables: dict[int, Constructor] = {}
+    for index, value in targets.items():
+        n = marks[value] if lua_type(value) == "table" else None
+        if isinstance(index, int) and isinstance(n, int) and 0 <= n < len(found):
+            tables[index] = found[n]
+    return tables
 
 
 def _to_python(value: Any, depth: int) -> Any:
@@ -245,7 +284,9 @@ def _as_list(table: Any, what: str, source_name: str) -> list[Any]:
     return [items[i] for i in range(1, len(items) + 1)]
 
 
-def _validate_config(config: Any, source_name: str) -> tuple[TargetConfig, ...]:
+def _validate_config(
+    config: Any, tables: dict[int, Constructor], source_name: str
+) -> tuple[TargetConfig, ...]:
     """The targets of the value the file returned; the first problem raises ConfigError."""
     if not isinstance(config, dict):
         got = "nothing" if config is None else lua_repr(config)
@@ -265,16 +306,23 @@ def _validate_config(config: Any, source_name: str) -> tuple[TargetConfig, ...]:
     raw_targets = _as_list(top["Target"], "Config.Target", source_name)
     if not raw_targets:
         raise ConfigError(f"{source_name}: Config.Target is empty; add at least one target")
-    targets: list[TargetConfig] = []
+    targets: list[tuple[TargetConfig, TargetPlace]] = []
     for index, raw in enumerate(raw_targets, start=1):
-        target = validate_target(_named_fields(raw, index, source_name), index, source_name)
-        _check_unique(target, targets, source_name)
-        targets.append(target)
-    return tuple(targets)
+        table = tables.get(index)
+        place = TargetPlace(source_name, index)
+        if table is not None:
+            place = TargetPlace(source_name, index, line=table.line, field_lines=table.keys)
+        target = validate_target(_named_fields(raw, place), place)
+        place = place.named(target.desc)
+        _check_unique(target, place, targets)
+        targets.append((target, place))
+    return tuple(target for target, _ in targets)
 
 
-def _check_unique(target: TargetConfig, earlier: list[TargetConfig], source_name: str) -> None:
-    for other in earlier:
+def _check_unique(
+    target: TargetConfig, place: TargetPlace, earlier: list[tuple[TargetConfig, TargetPlace]]
+) -> None:
+    for other, other_place in earlier:
         if other.desc == target.desc:
             clash, shown = "Desc", lua_repr(target.desc)
             fix = "each target needs its own Desc (it names the target's logs and metrics)"
@@ -286,15 +334,17 @@ def _check_unique(target: TargetConfig, earlier: list[TargetConfig], source_name
                 fix = "two targets writing one prefix would overwrite each other's files"
         else:
             continue
+        other_line = other_place.line_of(clash)
+        at = "" if other_line is None else f" (line {other_line})"
         raise ConfigError(
-            f'{source_name}: target {target.index} "{target.desc}": {clash} {shown}:'
-            f' is also used by target {other.index} "{other.desc}"; {fix}'
+            f"{place.prefix(clash)}: {clash} {shown}:"
+            f' is also used by target {other.index} "{other.desc}"{at}; {fix}'
         )
 
 
-def _named_fields(raw: Any, index: int, source_name: str) -> dict[str, Any]:
+def _named_fields(raw: Any, place: TargetPlace) -> dict[str, Any]:
     """One target's table as {field name: value}; per-field rules are targets.validate_target's."""
-    prefix = f"{source_name}: target {index}"
+    prefix = place.prefix()
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{prefix}: is {lua_repr(raw)}, not a table; write"

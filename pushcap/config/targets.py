@@ -18,7 +18,9 @@ Decisions on FMADIO's fields:
 - Mode "flows" is pushcap's own: flow statistics as JSON lines to Path = "udp://HOST:PORT" every
   `Interval` seconds; the file fields (Split, FileName, PipeCmd, FileSuffix) are refused there and
   Interval is refused elsewhere, since a field that is silently ignored is a misconfiguration.
-Every error is one ConfigError: `<file>: target <i> "<Desc>": <Field> <value>: <problem and fix>`.
+Every error is one ConfigError: `<file>:<line>: target <i> "<Desc>": <Field> <value>: <problem and
+fix>`, the line being the field's when it is written in the target's table, else the table's (a
+TargetPlace from lua.py; no line when it is not known).
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from typing import Any
 import pcapy
 
 from pushcap import defaults
-from pushcap.config.field_check import FieldError, LuaOpaque, check_field, field_text, lua_repr
+from pushcap.config.field_check import (
+    FieldError,
+    LuaOpaque,
+    TargetPlace,
+    check_field,
+    field_text,
+    lua_repr,
+)
 from pushcap.config.file_fields import parse_filename, parse_pipe_cmd, parse_split, parse_suffix
 from pushcap.config.flows_fields import (
     parse_interval,
@@ -44,6 +53,7 @@ __all__ = [
     "FILE_ONLY_FIELDS",
     "UNSUPPORTED_FIELDS",
     "LuaOpaque",
+    "TargetPlace",
     "lua_repr",
     "validate_target",
 ]
@@ -69,60 +79,63 @@ _RCLONE_RE = re.compile(
 # --- one target -------------------------------------------------------------------------------
 
 
-def validate_target(fields: dict[str, Any], index: int, source_name: str) -> TargetConfig:
-    """Target `index` from its named fields; the first wrong field raises ConfigError."""
-    prefix = f"{source_name}: target {index}"
-    desc = check_field(prefix, "Desc", fields.get("Desc"), _parse_desc)
-    prefix = f'{prefix} "{desc}"'
+def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
+    """The target at `place` from its named fields; the first wrong field raises ConfigError."""
+    desc = check_field(place, "Desc", fields.get("Desc"), _parse_desc)
+    place = place.named(desc)
     for name in sorted(fields):
         if name in UNSUPPORTED_FIELDS:
-            raise ConfigError(f"{prefix}: {name} is not supported yet by pushcap; remove it")
+            raise ConfigError(
+                f"{place.prefix(name)}: {name} is not supported yet by pushcap; remove it"
+            )
         if name not in FIELDS:
-            raise ConfigError(f"{prefix}: unknown field {name} (known: {', '.join(FIELDS)})")
+            raise ConfigError(
+                f"{place.prefix(name)}: unknown field {name} (known: {', '.join(FIELDS)})"
+            )
 
-    mode = check_field(prefix, "Mode", fields.get("Mode"), _parse_mode)
+    mode = check_field(place, "Mode", fields.get("Mode"), _parse_mode)
     if mode is PushMode.FLOWS:
-        return _validate_flows(fields, prefix, index, desc)
+        return _validate_flows(fields, place, desc)
     if "Interval" in fields:
-        check_field(prefix, "Interval", fields["Interval"], refuse_interval)
-    path = check_field(prefix, "Path", fields.get("Path"), lambda v: _parse_path(v, mode))
+        check_field(place, "Interval", fields["Interval"], refuse_interval)
+    path = check_field(place, "Path", fields.get("Path"), lambda v: _parse_path(v, mode))
     split_value = fields.get("Split", defaults.DEFAULT_SPLIT.encode())
-    split = check_field(prefix, "Split", split_value, parse_split)
+    split = check_field(place, "Split", split_value, parse_split)
     name_value = fields.get("FileName", defaults.DEFAULT_FILENAME.encode())
-    naming = check_field(prefix, "FileName", name_value, lambda v: parse_filename(v, split))
-    pipe_cmd = check_field(prefix, "PipeCmd", fields.get("PipeCmd"), parse_pipe_cmd)
+    naming = check_field(place, "FileName", name_value, lambda v: parse_filename(v, split))
+    pipe_cmd = check_field(place, "PipeCmd", fields.get("PipeCmd"), parse_pipe_cmd)
     suffix_value = fields.get("FileSuffix")
-    suffix = check_field(prefix, "FileSuffix", suffix_value, lambda v: parse_suffix(v, pipe_cmd))
+    suffix = check_field(place, "FileSuffix", suffix_value, lambda v: parse_suffix(v, pipe_cmd))
     return TargetConfig(
-        index=index,
+        index=place.index,
         desc=desc,
         mode=mode,
         path=path,
         split=split,
         naming=naming,
-        filter_bpf=check_field(prefix, "FilterBPF", fields.get("FilterBPF"), _parse_bpf),
-        interface=check_field(prefix, "Interface", fields.get("Interface"), _parse_interface),
+        filter_bpf=check_field(place, "FilterBPF", fields.get("FilterBPF"), _parse_bpf),
+        interface=check_field(place, "Interface", fields.get("Interface"), _parse_interface),
         pipe_cmd=pipe_cmd,
         file_suffix=suffix,
     )
 
 
-def _validate_flows(fields: dict[str, Any], prefix: str, index: int, desc: str) -> TargetConfig:
+def _validate_flows(fields: dict[str, Any], place: TargetPlace, desc: str) -> TargetConfig:
     """A Mode flows target: a UDP destination and an interval; the file fields are refused."""
     for name in FILE_ONLY_FIELDS:
         if name in fields:
-            check_field(prefix, name, fields[name], refuse_for_flows)
-    path = check_field(prefix, "Path", fields.get("Path"), parse_udp_path)
-    interval = check_field(prefix, "Interval", fields.get("Interval"), parse_interval)
+            check_field(place, name, fields[name], refuse_for_flows)
+    path = check_field(place, "Path", fields.get("Path"), parse_udp_path)
+    interval = check_field(place, "Interval", fields.get("Interval"), parse_interval)
     return TargetConfig(
-        index=index,
+        index=place.index,
         desc=desc,
         mode=PushMode.FLOWS,
         path=path,
         split=parse_split(defaults.DEFAULT_SPLIT.encode()),
         naming=parse_filename(defaults.DEFAULT_FILENAME.encode(), None),
-        filter_bpf=check_field(prefix, "FilterBPF", fields.get("FilterBPF"), _parse_bpf),
-        interface=check_field(prefix, "Interface", fields.get("Interface"), _parse_interface),
+        filter_bpf=check_field(place, "FilterBPF", fields.get("FilterBPF"), _parse_bpf),
+        interface=check_field(place, "Interface", fields.get("Interface"), _parse_interface),
         interval_s=interval,
     )
 

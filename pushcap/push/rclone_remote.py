@@ -9,13 +9,14 @@ transfers do not go through rclone-python's helpers, which build a shell command
 whole at DEBUG level; `configure_rclone_python()` still points that library at the same binary for
 any code that uses it.)
 
-Anything rclone prints can carry credentials (URLs with user:password, signed query strings,
-`:s3,secret_access_key=...:` strings); every message leaving this module goes through `scrub()`.
+Anything rclone prints can carry credentials; every message leaving this module goes through
+`secrets.scrub()`, with the secret values a runner knows of (environment, config file, [rclone]
+flags, the Path's connection string: `Rclone.hide`). (`scrub` and `known_secrets` stay importable
+from here: the config check imports `scrub` from this module.)
 """
 
 from __future__ import annotations
 
-import configparser
 import ctypes
 import functools
 import hashlib
@@ -34,6 +35,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 
 from pushcap.config.model import ConfigError
+from pushcap.push.secrets import known_secrets, scrub, spec_secrets
 
 log = logging.getLogger("pushcap.push")
 
@@ -170,45 +172,14 @@ def remote_name(spec: str) -> str | None:
     return None if spec.startswith(":") else spec[:-1].split(",", 1)[0]
 
 
-def join_remote(spec: str, rel: str) -> str:
-    return spec + rel
-
-
-# --- scrubbing ------------------------------------------------------------------------------
-_SENSITIVE = r"[A-Za-z0-9_-]*(?:key|secret|pass|password|token|credential|signature|sas_url)" \
-             r"[A-Za-z0-9_-]*"
-_SCRUB_PATTERNS = (
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
-    (re.compile(rf"(?i)\b({_SENSITIVE})=('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)"), r"\1=***"),
-    (re.compile(r"(?i)\b(authorization|x-amz-security-token)(\"?\s*[:=]\s*)[^\n]*"), r"\1\2***"),
-)
-_ENV_SECRET = re.compile(rf"(?i)^(RCLONE_CONFIG_\w+_{_SENSITIVE}|AWS_SECRET_ACCESS_KEY|"
-                         r"AWS_SESSION_TOKEN|RCLONE_CONFIG_PASS|RCLONE_PASSWORD_COMMAND)$")
-_CONF_SECRET = re.compile(rf"(?i)^{_SENSITIVE}$")
-
-
-def known_secrets(config_file: str | None = None) -> set[str]:
-    """Credential values this process could leak: from the environment and the config file."""
-    secrets = {v for k, v in os.environ.items() if _ENV_SECRET.match(k)}
-    conf = config_file or os.environ.get("RCLONE_CONFIG")
-    if conf and Path(conf).is_file():
-        parser = configparser.RawConfigParser()
-        try:
-            parser.read(conf)
-        except configparser.Error:
-            pass
-        for section in parser.sections():
-            secrets |= {v for k, v in parser.items(section) if _CONF_SECRET.match(k)}
-    return {s for s in secrets if len(s) >= 4}
-
-
-def scrub(text: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
-    """`text` without credentials: known values, URL passwords, key=value secrets."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    for pattern, replacement in _SCRUB_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+def path_secrets(path: str) -> set[str]:
+    """Secret option values in the connection string of `path` (`:webdav,headers='...':`);
+    here rather than in `secrets`, which knows connection strings but not how a Path splits."""
+    try:
+        spec = split_remote(path)[0]
+    except ValueError:
+        return set()
+    return spec_secrets(spec)
 
 
 # --- running rclone ---------------------------------------------------------------------------
@@ -237,10 +208,15 @@ class Rclone:
         self.settings = settings
         self.binary = rclone_binary()
         configure_rclone_python()
-        self.secrets = known_secrets(settings.config)
+        self.secrets = known_secrets(settings.config, settings.flags)
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._killed = False
+
+    def hide(self, path: str) -> None:
+        """Also scrub the secrets in the connection string of `path`, the Path this runner
+        serves (rclone quotes it whole when it cannot reach the remote)."""
+        self.secrets |= path_secrets(path)
 
     def argv(self, args: list[str]) -> list[str]:
         config = ["--config", self.settings.config] if self.settings.config else []
@@ -353,6 +329,7 @@ def check_remote(path: str, rclone_settings: dict | RcloneSettings | None, probe
         raise ConfigError(str(exc)) from None
     try:
         runner = Rclone(settings)
+        runner.hide(path)
         name = remote_name(spec)
         if name is not None:
             known = runner.listremotes()

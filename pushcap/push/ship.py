@@ -165,20 +165,23 @@ class RcloneShipper:
 
     def start(self, clean_stale: bool = True) -> None:
         """Start uploading (idempotent); whatever an earlier run left in the spool goes first.
-        Also removes compression temporaries a crash left (not done in the constructor, which
-        `pushcap check` runs beside a live daemon, nor at a reload: clean_stale False)."""
+        With clean_stale, also removes what a crash left: compression temporaries here, spool
+        move-ins and orphan notes in the uploader. Never in the constructor, which `pushcap
+        check` runs beside a live daemon, nor at a reload (clean_stale False), where they may
+        be a predecessor's live files."""
         if clean_stale:
             remove_stale(self.part_prefix.parent, self.part_prefix.name)
-        self.uploader.start()
+        self.uploader.start(clean_stale)
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Upload what is queued within `timeout_s`; the rest stays spooled for the next start."""
         self.uploader.close(timeout_s)
 
     def stats(self) -> dict:
-        """files_pending, bytes_pending, oldest_pending_age_s, dropped_files, dropped_bytes,
-        uploads_ok, uploads_failed, already_present, bytes_uploaded, upload_mb_per_s,
-        last_upload, last_error (scrubbed of credentials), last_error_age_s."""
+        """files_pending, bytes_pending, oldest_pending_age_s (None while the spool cannot be
+        listed), dropped_files, dropped_bytes, uploads_ok, uploads_failed, spool_errors,
+        already_present, bytes_uploaded, upload_mb_per_s, last_upload, last_error (scrubbed of
+        credentials), last_error_age_s."""
         return self.uploader.stats()
 
 

@@ -3,26 +3,37 @@
 One file at a time, so files arrive in time order. For each queued file:
 
 1. Find its final name: `<dest>` if free, else `<stem>_2<suffix>`, `_3`... (as File mode, nothing
-   is overwritten). If an object there already has the file's size and hash, an earlier run
-   delivered it and died before deleting the spool copy: the file counts as delivered and is not
-   uploaded again (no duplicate at the destination).
+   is overwritten), and record it in the spool (`Spool.record_final`) before anything moves
+   there. If the *recorded* name already holds an object of the file's size and (where the
+   backend has one) hash, an earlier run delivered it and died before deleting the spool copy:
+   the file counts as delivered and is not uploaded again (no duplicate at the destination).
+   An object under any other name is never taken for ours, however alike: on a backend without
+   hashes only the size can be compared, and skipping the upload would delete the only copy.
 2. `rclone copyto` to a hidden temporary object beside the destination
-   (`.<final basename>.<enqueue_ns>.pushcap-tmp`; the same name on every attempt, so a retry
-   replaces what a killed attempt left), then `rclone moveto` to the final name. This is the
-   atomic-upload approach for every backend: the final name appears only by the server-side move
-   of a complete object (a rename on SFTP/WebDAV/local, a copy on S3, which creates the object
-   whole), so a reader never sees a partial object under the final name.
+   (`.<final basename>.<enqueue_ns>.pushcap-tmp`, the basename cut to fit a file name; the same
+   name on every attempt, so a retry replaces what a killed attempt left), then `rclone moveto`
+   to the final name. This is the atomic-upload approach for every backend: the final name
+   appears only by the server-side move of a complete object (a rename on SFTP/WebDAV/local, a
+   copy on S3, which creates the object whole), so a reader never sees a partial object under
+   the final name.
 3. Verify the final object with `rclone lsjson --stat --hash`: same size and, where the backend
    reports one, the same md5/sha1/sha256 as the spool copy. Only then is the spool copy deleted.
 
 A failure keeps the file queued and waits `retry_min_s * 2**(failures-1)` (at most
-`retry_max_s`), half of it random jitter, before trying the oldest file again. Nothing here blocks
-the series: `deliver()` only renames into the spool and wakes this thread.
+`retry_max_s`; the exponent is capped, so an outage of any length cannot overflow it), half of
+it random jitter, before trying the oldest file again. A failing spool (listing or deleting
+raises: permissions, I/O errors, a damaged folder) is retried the same way, counted in
+`spool_errors` and `last_error`: only close() ends the thread. Nothing here blocks the series:
+`deliver()` only renames into the spool and wakes this thread.
+
+A spool folder has one uploader at a time in this process: a reload's successor waits for a
+predecessor still busy past its close() (see `Uploader._claim`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -35,18 +46,43 @@ from pushcap.push.rclone_remote import (
     display_path,
     same_content,
 )
+from pushcap.push.secrets import scrub
 from pushcap.push.spool import Spool, SpoolEntry
 
 log = logging.getLogger("pushcap.push")
 
 IDLE_POLL_S = 1.0  # an empty spool is looked at again this often even without a wake-up
 TMP_SUFFIX = ".pushcap-tmp"
+TMP_BASE_BYTES = 160  # of the final basename in a temporary name: with our number and
+# suffix, and the `.<hash>.partial` rclone adds while writing (local, sftp), under 255 bytes
+MAX_DOUBLINGS = 64  # retry_min_s * 2**64 is past any retry_max_s; 2.0**1024 would overflow
+KILL_JOIN_S = 10.0  # how long close() waits for the thread once it killed the upload in flight
+IDLE, GONE, DELIVERED, FAILED = "idle", "gone", "delivered", "failed"  # what one step did
+
+# The one uploader of each spool folder in this process (see Uploader._claim).
+_spool_owners: dict[Path, threading.Lock] = {}
+_spool_owners_lock = threading.Lock()
+
+
+def _spool_owner(directory: Path) -> threading.Lock:
+    with _spool_owners_lock:  # abspath, not resolve(): no file system access that could fail
+        return _spool_owners.setdefault(Path(os.path.abspath(directory)), threading.Lock())
 
 
 def backoff_s(failures: int, settings: RcloneSettings) -> float:
-    """Exponential backoff with equal jitter: spreads retries of many series after an outage."""
-    delay = min(settings.retry_max_s, settings.retry_min_s * 2 ** max(0, failures - 1))
+    """Exponential backoff with equal jitter: spreads retries of many series after an outage.
+    The exponent is capped, so a remote down for days (over a thousand failures) keeps the
+    thread retrying at `retry_max_s` instead of killing it with an OverflowError."""
+    doublings = min(max(0, failures - 1), MAX_DOUBLINGS)
+    delay = min(settings.retry_max_s, settings.retry_min_s * 2 ** doublings)
     return delay / 2 + random.uniform(0, delay / 2)
+
+
+def tmp_name(final_base: str, enqueue_ns: int) -> str:
+    """The hidden temporary object's name: the final basename cut (at a character) so the name
+    fits the 255 bytes most backends allow, plus the entry's number to keep it unique."""
+    base = final_base.encode()[:TMP_BASE_BYTES].decode("utf-8", "ignore")
+    return f".{base}.{enqueue_ns}{TMP_SUFFIX}"
 
 
 class Uploader:
@@ -59,8 +95,10 @@ class Uploader:
         self.remote_spec = remote_spec
         self.suffix = suffix
         self.label = label
+        runner.hide(remote_spec)  # its connection string's keys and headers, out of every error
         self.uploads_ok = 0
         self.uploads_failed = 0
+        self.spool_errors = 0  # the spool itself failed (listing, deleting): uploads wait
         self.already_present = 0
         self.bytes_uploaded = 0
         self.upload_seconds = 0.0
@@ -73,17 +111,15 @@ class Uploader:
         self._start_lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the thread (idempotent); it first resumes what a previous run left queued."""
+    def start(self, clean_stale: bool = True) -> None:
+        """Start the thread (idempotent). It takes the spool folder first (`_claim`), then, with
+        `clean_stale` (the first start in this process), removes crash leftovers, then resumes
+        what a previous run left queued. Never removes leftovers at a reload (clean_stale
+        False): there they may be a predecessor's live files, not a crash's."""
         with self._start_lock:
             if self._thread is not None:
                 return
-            self.spool.remove_leftovers()
-            pending = self.spool.pending()
-            if pending:
-                log.info("event=upload_resume %s files_pending=%d bytes_pending=%d", self.label,
-                         len(pending), sum(e.size for e in pending))
-            self._thread = threading.Thread(target=self._run, daemon=True,
+            self._thread = threading.Thread(target=self._run, args=(clean_stale,), daemon=True,
                                             name=f"upload-{self.label}")
             self._thread.start()
 
@@ -102,8 +138,17 @@ class Uploader:
         thread.join(timeout_s)
         if thread.is_alive():
             self.runner.kill()
-            thread.join(10.0)
-        pending = self.spool.pending()
+            thread.join(KILL_JOIN_S)
+        if thread.is_alive():  # busy outside rclone (hashing a large file, a hung disk)
+            log.warning("event=upload_stop_late %s (still busy %g s after its upload was killed; "
+                        "a successor on %s waits until it ends)", self.label, KILL_JOIN_S,
+                        self.spool.directory)
+        try:
+            pending = self.spool.pending()
+        except OSError as exc:
+            log.warning("event=upload_stop %s error=%r (cannot list %s)", self.label,
+                        self._scrubbed(exc), self.spool.directory)
+            return
         if pending:
             log.warning("event=upload_stop %s files_pending=%d bytes_pending=%d (kept in %s for "
                         "the next start)", self.label, len(pending), sum(e.size for e in pending),
@@ -114,6 +159,7 @@ class Uploader:
         stats.update(
             uploads_ok=self.uploads_ok,
             uploads_failed=self.uploads_failed,
+            spool_errors=self.spool_errors,
             already_present=self.already_present,
             bytes_uploaded=self.bytes_uploaded,
             upload_mb_per_s=round(self.bytes_uploaded / 1e6 / self.upload_seconds, 1)
@@ -126,54 +172,116 @@ class Uploader:
         return stats
 
     # --- the thread --------------------------------------------------------------------------
-    def _run(self) -> None:
-        failures = 0
-        while True:
-            entry = self.spool.oldest()
-            if entry is None:
-                if self._closing.is_set():
-                    return
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
-                continue
-            if not self.spool.begin(entry):
-                continue  # dropped by the byte limit meanwhile
-            delivered = False
-            try:
-                self._deliver(entry)
-                delivered = True
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one file
-                failures += 1
-                self._failed(entry, exc, failures)
-            finally:
-                self.spool.end(entry, delivered)
-            if delivered:
-                failures = 0
-            elif self._closing.is_set():
-                return  # shutting down and the remote fails: leave the rest spooled
-            else:
-                self._closing.wait(backoff_s(failures, self.runner.settings))
+    def _run(self, clean_stale: bool) -> None:
+        """Send the oldest file, again and again. Nothing ends this loop but close(): a failed
+        upload or a failing spool (a listing or a delete raising OSError, any bug) is logged,
+        counted and retried after a backoff, so files never stay queued until a restart."""
+        owner = self._claim()
+        if owner is None:
+            return
+        try:
+            failures = 0
+            resumed = False
+            while True:
+                try:
+                    if not resumed:
+                        resumed = True  # once: a leftover that cannot go must not hold uploads
+                        self._resume(clean_stale)
+                    outcome = self._send_oldest(failures + 1)
+                except Exception as exc:  # noqa: BLE001 - the thread must outlive the spool
+                    self._spool_failed(exc, failures + 1)
+                    outcome = FAILED
+                if outcome == IDLE:
+                    if self._closing.is_set():
+                        return
+                    self._wake.wait(IDLE_POLL_S)
+                    self._wake.clear()
+                elif outcome == DELIVERED:
+                    failures = 0
+                elif outcome == FAILED:
+                    failures += 1
+                    if self._closing.is_set():
+                        return  # shutting down and failing: leave the rest spooled
+                    self._closing.wait(backoff_s(failures, self.runner.settings))
+                # GONE (dropped by the byte limit meanwhile): the next file at once
+        finally:
+            owner.release()
+
+    def _claim(self) -> threading.Lock | None:
+        """Become the only uploader of the spool folder in this process (the folder's lock,
+        held until the thread ends); None if closed first. A reload's predecessor on the same
+        folder normally ended in its close(), but one busy past the kill (see close) is still
+        sending: two uploaders would send one queue at once and race on its notes, so this one
+        waits for it to end."""
+        owner = _spool_owner(self.spool.directory)
+        if owner.acquire(blocking=False):
+            return owner
+        log.warning("event=upload_wait %s spool=%s (the previous uploader of this spool is "
+                    "still busy; uploads start when it ends)", self.label, self.spool.directory)
+        while not owner.acquire(timeout=IDLE_POLL_S):
+            if self._closing.is_set():
+                return None
+        log.info("event=upload_wait_over %s", self.label)
+        return owner
+
+    def _resume(self, clean_stale: bool) -> None:
+        if clean_stale:
+            self.spool.remove_leftovers()
+        pending = self.spool.pending()
+        if pending:
+            log.info("event=upload_resume %s files_pending=%d bytes_pending=%d", self.label,
+                     len(pending), sum(e.size for e in pending))
+
+    def _send_oldest(self, attempt: int) -> str:
+        """IDLE, GONE, DELIVERED or FAILED (the upload; spool errors raise)."""
+        entry = self.spool.oldest()
+        if entry is None:
+            return IDLE
+        if not self.spool.begin(entry):
+            return GONE
+        delivered = False
+        try:
+            self._deliver(entry)
+            delivered = True
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive any one file
+            self._failed(entry, exc, attempt)
+        finally:
+            self.spool.end(entry, delivered)
+        return DELIVERED if delivered else FAILED
+
+    def _scrubbed(self, exc: Exception) -> str:
+        text = str(exc) if isinstance(exc, RcloneError) else f"{type(exc).__name__}: {exc}"
+        return scrub(text, self.runner.secrets)
 
     def _failed(self, entry: SpoolEntry, exc: Exception, failures: int) -> None:
         self.uploads_failed += 1
-        self.last_error = str(exc) if isinstance(exc, RcloneError) else \
-            f"{type(exc).__name__}: {exc}"
+        self.last_error = self._scrubbed(exc)
         self.last_error_ns = time.time_ns()
         log.warning("event=upload_failed %s file=%s failures=%d error=%r", self.label,
                     entry.dest, failures, self.last_error)
 
+    def _spool_failed(self, exc: Exception, failures: int) -> None:
+        self.spool_errors += 1
+        self.last_error = self._scrubbed(exc)
+        self.last_error_ns = time.time_ns()
+        log.error("event=upload_spool_error %s spool=%s failures=%d error=%r (queued files "
+                  "wait; retried after a backoff)", self.label, self.spool.directory, failures,
+                  self.last_error)
+
     def _deliver(self, entry: SpoolEntry) -> None:
         started = time.monotonic()
         hashes: dict[str, str] = {}
-        final, present = self._final_name(entry, hashes)
+        rel, present = self._final_name(entry, hashes)
+        final = self.remote_spec + rel
         shown = display_path(final)
         if present:
             self.already_present += 1
             log.info("event=upload_already_present %s file=%s bytes=%d", self.label, shown,
                      entry.size)
             return
-        folder, slash, base = final[len(self.remote_spec):].rpartition("/")
-        tmp = f"{self.remote_spec}{folder}{slash}.{base}.{entry.enqueue_ns}{TMP_SUFFIX}"
+        self.spool.record_final(entry, rel)  # before the move: the one name a rerun accepts
+        folder, slash, base = rel.rpartition("/")
+        tmp = f"{self.remote_spec}{folder}{slash}{tmp_name(base, entry.enqueue_ns)}"
         self.runner.copyto(entry.path, tmp)
         self.runner.moveto(tmp, final)
         uploaded = self.runner.stat(final)
@@ -190,16 +298,23 @@ class Uploader:
                  shown, entry.size, seconds, entry.age_s)
 
     def _final_name(self, entry: SpoolEntry, hashes: dict[str, str]) -> tuple[str, bool]:
-        """(free or identical final path, whether an identical object is already there)."""
+        """(final path below the remote root, whether the file is there already).
+
+        Already there only under the name recorded before an earlier move (see the module
+        docstring); else the first free name, never one that holds an object."""
+        recorded = self.spool.recorded_final(entry)
+        if recorded is not None:
+            existing = self.runner.stat(self.remote_spec + recorded)
+            if existing is None:
+                return recorded, False  # the move never happened (or the object was removed)
+            if same_content(entry.path, existing, hashes):
+                return recorded, True
         dest = entry.dest
         stem = dest[:-len(self.suffix)] if self.suffix and dest.endswith(self.suffix) else dest
         suffix = dest[len(stem):]
         n = 1
         while True:
-            candidate = self.remote_spec + (dest if n == 1 else f"{stem}_{n}{suffix}")
-            existing = self.runner.stat(candidate)
-            if existing is None:
+            candidate = dest if n == 1 else f"{stem}_{n}{suffix}"
+            if candidate != recorded and self.runner.stat(self.remote_spec + candidate) is None:
                 return candidate, False
-            if same_content(Path(entry.path), existing, hashes):
-                return candidate, True
             n += 1

@@ -3,6 +3,12 @@
 It subscribes to `<channel>:results` before publishing, so no answer can be missed, tags the
 request with a fresh `requestid`, and prints every result carrying it until `--wait` seconds
 pass (or `--expect` results came). Exit status: 0 when results came and none failed.
+
+Without `--wait`, the wait is what the request itself lets a node take: its capture time (`end`,
+or `start` + `duration`, or `timeout`), plus the node's worst case for delivering the file (every
+CloudShark attempt at its timeout and the backoffs between them, from `[cloudshark]` in `--config`
+or pcapdaemon's defaults), plus a margin. `before` adds nothing: the lookback is read at once.
+The wait is printed, so a user whose node is configured otherwise sees what to change.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,8 +30,10 @@ if TYPE_CHECKING:
     from pushcap.config.pcapdaemon import RedisSettings
 
 PASSWORD_ENV = "PUSHCAP_REDIS_PASSWORD"
-WAIT_MARGIN_S = 15.0  # beyond the capture's own limits: delivery and upload retries
+WAIT_MARGIN_S = 5.0  # beyond capture and upload: Redis round trips, late packets, a busy queue
 DEFAULT_CONFIG = "etc/pcapdaemon.toml"
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
@@ -55,8 +64,11 @@ def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
                          ("redischannel", {"metavar": "NAME"})):
         p.add_argument(f"-{name}", f"--{name}", dest=f"pd_{name}", default=None,
                        help="as pushcap run's flag", **kwargs)
-    p.add_argument("--wait", type=float, help="seconds to wait for results "
-                   f"(default: the capture's limits plus {WAIT_MARGIN_S:g})")
+    p.add_argument("--wait", type=float, help="seconds to wait for results (default: the "
+                   "request's capture time (end, start + duration, or timeout) + the config's "
+                   "CloudShark timeout x attempts + backoffs + "
+                   f"{WAIT_MARGIN_S:g}); a capture without --duration may run until the node's "
+                   "maxduration while matching packets keep coming")
     p.add_argument("--expect", type=int, help="stop once this many results came")
     p.add_argument("--json", action="store_true", help="print results as JSON lines")
     p.set_defaults(func=cmd_trigger)
@@ -78,19 +90,23 @@ def build_message(args: argparse.Namespace) -> dict:
     return message
 
 
-def _settings(args: argparse.Namespace) -> RedisSettings:
+def _load_config(path: Path) -> dict:
+    """The daemon's TOML as a dict ({} when there is none: flags and defaults apply)."""
+    if not path.is_file():
+        return {}
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _settings(args: argparse.Namespace, config: dict) -> RedisSettings:
     from pushcap.config.pcapdaemon import redis_settings
 
-    section: dict = {}
     path = Path(args.config)
-    if path.is_file():
-        import tomllib
-
-        try:
-            section = tomllib.loads(path.read_text()).get("redis", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
-    settings = redis_settings(section, args, path.name)
+    settings = redis_settings(config.get("redis", {}), args, path.name)
     if settings.password is None and os.environ.get(PASSWORD_ENV):
         from dataclasses import replace
 
@@ -98,20 +114,65 @@ def _settings(args: argparse.Namespace) -> RedisSettings:
     return settings
 
 
-def _wait_s(args: argparse.Namespace) -> float:
+def wait_s(args: argparse.Namespace, config: dict, now_s: float | None = None
+           ) -> tuple[float, str]:
+    """Seconds to wait for results, and how they were reckoned (printed for the user)."""
     if args.wait is not None:
-        return args.wait
+        return args.wait, "--wait"
+    capture_s, how = capture_s_of(args, config, time.time() if now_s is None else now_s)
+    upload_s = upload_allowance_s(config.get("cloudshark", {}))
+    return (capture_s + upload_s + WAIT_MARGIN_S,
+            f"{how} {capture_s:g} s + upload {upload_s:g} s + margin {WAIT_MARGIN_S:g} s")
+
+
+def capture_s_of(args: argparse.Namespace, config: dict, now_s: float) -> tuple[float, str]:
+    """The longest the request lets a capture last; 0 means "the default", as on the node."""
     if args.end is not None:
-        return max(0.0, args.end - time.time()) + WAIT_MARGIN_S
-    if args.duration is not None:
-        return args.duration + WAIT_MARGIN_S
-    return (args.timeout or 60.0) + WAIT_MARGIN_S
+        return max(0.0, args.end - now_s), "until end"
+    lead_s = max(0.0, args.start - now_s) if args.start is not None else 0.0
+    if args.duration:
+        return lead_s + args.duration, "duration"
+    timeout_s = args.timeout or _seconds(config.get("general", {}).get("defaulttimeout"))
+    if timeout_s is None:
+        from pushcap.config.pcapdaemon_flags import DEFAULT_TIMEOUT_S
+
+        timeout_s = DEFAULT_TIMEOUT_S
+    return lead_s + timeout_s, "timeout"
+
+
+def upload_allowance_s(section: dict) -> float:
+    """The node's worst case for one delivery: every CloudShark attempt at its timeout, plus
+    the backoffs between attempts (doubling, capped as cloudshark.py caps them)."""
+    from pushcap.config.pcapdaemon_flags import CS_RETRIES, CS_RETRY_BACKOFF_S, CS_TIMEOUT_S
+    from pushcap.trigger.cloudshark import MAX_BACKOFF_S
+
+    if section.get("upload") is False:
+        return 0.0  # a local file only: the margin covers it
+    timeout_s = _seconds(section.get("timeout")) or CS_TIMEOUT_S
+    retries = section.get("retries", CS_RETRIES)
+    retries = retries if isinstance(retries, int) and 0 <= retries <= 20 else CS_RETRIES
+    backoff_s = _seconds(section.get("retrybackoff"))
+    backoff_s = CS_RETRY_BACKOFF_S if backoff_s is None else backoff_s
+    waits_s = sum(min(backoff_s * 2**i, MAX_BACKOFF_S) for i in range(retries))
+    return (retries + 1) * timeout_s + waits_s
+
+
+def _seconds(value: object) -> float | None:
+    """A config number of seconds, or a Go duration ("90s", "1m30s"); None if neither."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        parts = _GO_DURATION.findall(value)
+        if parts and "".join(n + u for n, u in parts) == value:
+            return sum(float(n) * _GO_UNIT_S[u] for n, u in parts)
+    return None
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
     import redis  # here, not at the top: every `pushcap` command builds this parser
 
-    settings = _settings(args)
+    config = _load_config(Path(args.config))
+    settings = _settings(args, config)
     message = build_message(args)
     client = redis.Redis(**settings.client_kwargs(), socket_timeout=10)
     try:
@@ -125,11 +186,14 @@ def cmd_trigger(args: argparse.Namespace) -> int:
           f"({receivers} listening)", file=sys.stderr)
     if receivers == 0:
         print("pushcap: warning: no node is subscribed to the channel", file=sys.stderr)
-    results = _collect(pubsub, message["requestid"], _wait_s(args), args.expect, args.json)
+    wait, how = wait_s(args, config)
+    print(f"waiting up to {wait:g} s for results ({how}; --expect N ends the wait once N "
+          "came)", file=sys.stderr)
+    results = _collect(pubsub, message["requestid"], wait, args.expect, args.json)
     pubsub.close()
     client.close()
     if not results:
-        print("no results", file=sys.stderr)
+        print(f"no results within {wait:g} s (give --wait to wait longer)", file=sys.stderr)
         return 1
     return 0 if all(r.get("status") in ("ok", "empty") for r in results) else 1
 

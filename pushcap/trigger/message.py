@@ -3,32 +3,42 @@
 The message format is pcapdaemon's, so existing publishers work unchanged; pushcap adds `before`,
 `start`/`end` and `requestid`. Validation is complete before anything is captured: every bad
 message is refused with a TriggerError naming the field, so the publisher learns what to fix and
-the listener goes on with the next message. A message for another node is not an error: parse
-returns None and the caller stays quiet.
+the listener goes on with the next message; hostile input too (numbers beyond a float, nesting
+beyond the parser): nothing but TriggerError leaves `parse_request`. A message for another node
+is not an error: parse returns None and the caller stays quiet.
 
-Node regexes come from the network and run in this process, so only a safe subset is accepted
-(see `check_regex_cost`): Python's `re` cannot be interrupted, a bounded cost must be proved
-before the search runs.
+pcapdaemon's conventions are kept where publishers rely on them: a limit of 0 (`timeout`,
+`duration`, `bytes`, `snap`) means "use the default", as in Go where absent and 0 are one value;
+names in `interface`/`alias` this node lacks are skipped with a note (`notes`), and only a request
+naming none of its interfaces is refused, so a fleet-wide request with per-node names works.
+
+Times: `start`/`end` are epoch seconds; `before` reaches back from the request. `duration` bounds
+the live part of the capture, so it counts from the request, or from `start` when that lies in
+the future; a past `start` only reaches back into the ring, like `before` (start = now - 30 with
+duration 10 is [now - 30, now + 10)). pcapdaemon has no `start`: there, as here, a capture and
+its duration begin at the request. `end` cuts the window wherever `duration` would end it later.
+
+Node regexes come from the network and run in this process, so only a safe subset is accepted:
+node_match.py proves a bounded cost before the search runs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from re import _constants as sre_constants  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 
 from pushcap.capture.bpf import BpfError
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
+from pushcap.trigger.errors import TriggerError  # raised here; importers may take it from here
+from pushcap.trigger.node_match import compile_node_regex
 
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_REGEX_CHARS = 256
-MAX_REGEX_STEPS = 10_000_000  # bound on (len(node)+1) ** (repeats+1): a search that ends at once
 MAX_BPF_CHARS = 4096
 MAX_TEXT_CHARS = 1024
 MAX_SNAP_BYTES = 262144
@@ -38,15 +48,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Fields pcapdaemon accepts that have no meaning here (S3, packet debug): allowed, ignored.
 IGNORED_FIELDS = {"packetdebug", "folder", "bucket", "acl", "region", "endpoint", "encryption",
                   "aliasmatched", "alertstr"}
-
-
-class TriggerError(ValueError):
-    """A request that cannot be served; `field` names the culprit ("message" for the whole)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class CaptureRequest:
     snap: int
     packets: int
     max_bytes: int
-    timeout_s: float
-    duration_s: float
+    timeout_s: float  # since the live start or the last match: the first such gap ends it
+    duration_s: float  # from the request, or from `start` if that is ahead (module docstring)
     before_s: float = 0.0
     start_ns: int | None = None  # absolute window, epoch nanoseconds
     end_ns: int | None = None
@@ -77,6 +78,7 @@ class CaptureRequest:
     customer: str | None = None
     alertid: int | None = None
     log_request: bool = False
+    notes: tuple[str, ...] = ()  # what was adjusted or skipped, for every result and the log
 
 
 # A BPF check callback: compile `expr` for an interface or raise BpfError.
@@ -87,7 +89,7 @@ def request_id_of(data: bytes | str) -> str | None:
     """The `requestid` of a message that failed validation, if one can be read (for its result)."""
     try:
         value = json.loads(data).get("requestid")
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         return None
     return value if isinstance(value, str) and _SAFE_ID.match(value) else None
 
@@ -95,7 +97,21 @@ def request_id_of(data: bytes | str) -> str | None:
 def parse_request(data: bytes | str, settings: TriggerSettings,
                   interfaces: tuple[InterfaceConfig, ...], check_bpf: BpfCheck | None = None,
                   received_ns: int | None = None) -> CaptureRequest | None:
-    """Validate a raw message for this node; None when it is addressed to another node."""
+    """Validate a raw message for this node; None when it is addressed to another node.
+
+    Raises TriggerError and nothing else: a number or a nesting that breaks Python's own
+    limits somewhere no field check foresaw is still a refusal of the message, not a crash.
+    """
+    try:
+        return _parse(data, settings, interfaces, check_bpf, received_ns)
+    except (OverflowError, RecursionError, MemoryError) as exc:
+        raise TriggerError("message", f"cannot be validated ({type(exc).__name__}: {exc})"[:200]
+                           ) from None
+
+
+def _parse(data: bytes | str, settings: TriggerSettings,
+           interfaces: tuple[InterfaceConfig, ...], check_bpf: BpfCheck | None,
+           received_ns: int | None) -> CaptureRequest | None:
     if len(data) > MAX_MESSAGE_BYTES:
         raise TriggerError("message", f"larger than {MAX_MESSAGE_BYTES} bytes")
     try:
@@ -108,7 +124,7 @@ def parse_request(data: bytes | str, settings: TriggerSettings,
         return None
     received_ns = received_ns if received_ns is not None else time.time_ns()
     fields = _Fields(msg)
-    captures = _captures(fields, interfaces)
+    captures, notes = _captures(fields, interfaces)
     bpf = fields.text("bpf", MAX_BPF_CHARS) or None
     if bpf is not None and check_bpf is not None:
         for capture in captures:
@@ -116,6 +132,7 @@ def parse_request(data: bytes | str, settings: TriggerSettings,
                 check_bpf(bpf, capture.interface)
             except BpfError as exc:
                 raise TriggerError("bpf", f"{bpf!r} does not compile: {exc}") from None
+    # 0 is "not set" for every limit below, as in pcapdaemon (see the module docstring).
     timeout_s = fields.seconds("timeout", settings.default_timeout_s, settings.max_timeout_s,
                                "maxtimeout")
     duration_s = fields.seconds("duration", settings.max_duration_s, settings.max_duration_s,
@@ -130,20 +147,22 @@ def parse_request(data: bytes | str, settings: TriggerSettings,
         received_ns=received_ns,
         captures=captures,
         bpf=bpf,
-        snap=fields.integer("snap", settings.snap_length, 1, MAX_SNAP_BYTES),
+        snap=fields.integer("snap", settings.snap_length, 1, MAX_SNAP_BYTES, zero_is_default=True),
+        # `packets: 0` stays refused, as pcapdaemon refuses it ("between 1 and maxpackets").
         packets=fields.integer("packets", settings.max_packets, 1, settings.max_packets,
                                "maxpackets"),
-        max_bytes=fields.integer("bytes", settings.max_bytes, 1, settings.max_bytes, "maxbytes"),
+        max_bytes=fields.integer("bytes", settings.max_bytes, 1, settings.max_bytes, "maxbytes",
+                                 zero_is_default=True),
         timeout_s=timeout_s,
         duration_s=duration_s,
-        before_s=fields.seconds("before", 0.0, settings.max_duration_s, "maxduration",
-                                allow_zero=True),
+        before_s=fields.seconds("before", 0.0, settings.max_duration_s, "maxduration"),
         start_ns=start_ns,
         end_ns=end_ns,
         tags=_tags(fields),
         customer=fields.text("customer", 256) or None,
         alertid=alertid,
         log_request=fields.boolean("logrequest"),
+        notes=notes,
     )
 
 
@@ -164,87 +183,43 @@ def _for_this_node(msg: dict, node_name: str) -> bool:
     return pattern.search(node_name) is not None
 
 
-def compile_node_regex(expr: str, subject_chars: int) -> re.Pattern[str]:
-    """Compile `expr` only if a search over `subject_chars` characters provably ends quickly."""
-    if len(expr) > MAX_REGEX_CHARS:
-        raise TriggerError("nodere", f"longer than {MAX_REGEX_CHARS} characters")
-    try:
-        parsed = sre_parse.parse(expr)
-        pattern = re.compile(expr)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise TriggerError("nodere", f"{expr!r} does not compile: {exc}") from None
-    check_regex_cost(parsed, subject_chars, expr)
-    return pattern
+def _captures(fields: _Fields, interfaces: tuple[InterfaceConfig, ...]
+              ) -> tuple[tuple[Capture, ...], tuple[str, ...]]:
+    """`interface` xor `alias`, each a list (or one string); one capture per interface.
 
-
-_REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT,
-            getattr(sre_constants, "POSSESSIVE_REPEAT", sre_constants.MAX_REPEAT)}
-_REFUSED = {sre_constants.GROUPREF: "backreferences", sre_constants.GROUPREF_EXISTS:
-            "conditionals", sre_constants.ASSERT: "lookahead/lookbehind",
-            sre_constants.ASSERT_NOT: "lookahead/lookbehind"}
-
-
-def check_regex_cost(parsed, subject_chars: int, expr: str) -> None:
-    """Refuse what makes backtracking explode, so the search is bounded without a timeout.
-
-    Exponential blow-up needs a repeat over something that can match in several ways (a nested
-    repeat, an alternation, a backreference); those are refused inside a repeat. What is left is
-    polynomial: at most (n+1) ** (repeats + 1) steps for n characters, checked against a budget.
+    Names this node does not have are skipped with a note (pcapdaemon skipped them too); the
+    request is refused only when none of them is here, naming what is.
     """
-    repeats = _count_repeats(parsed, inside_repeat=False, expr=expr)
-    if (subject_chars + 1) ** (repeats + 1) > MAX_REGEX_STEPS:
-        raise TriggerError("nodere", f"{expr!r} has too many repetitions ({repeats}) to search "
-                           "in bounded time; simplify it")
-
-
-def _count_repeats(items, inside_repeat: bool, expr: str) -> int:
-    count = 0
-    for op, arg in items:
-        if op in _REFUSED:
-            raise TriggerError("nodere", f"{expr!r}: {_REFUSED[op]} are not allowed")
-        if op in _REPEATS:
-            low, high, body = arg
-            if inside_repeat:
-                raise TriggerError("nodere", f"{expr!r}: nested repetition can backtrack "
-                                   "forever; not allowed")
-            count += 1 if low != high else 0  # a fixed count like \d{3} offers no choice
-            count += _count_repeats(body, inside_repeat or high != 1, expr)
-        elif op is sre_constants.BRANCH:
-            if inside_repeat:
-                raise TriggerError("nodere", f"{expr!r}: alternation inside a repetition can "
-                                   "backtrack forever; use a character class")
-            count += max((_count_repeats(b, inside_repeat, expr) for b in arg[1]), default=0)
-        elif op is sre_constants.SUBPATTERN:
-            count += _count_repeats(arg[-1], inside_repeat, expr)
-        elif op is getattr(sre_constants, "ATOMIC_GROUP", None):
-            count += _count_repeats(arg, inside_repeat, expr)
-    return count
-
-
-def _captures(fields: _Fields, interfaces: tuple[InterfaceConfig, ...]) -> tuple[Capture, ...]:
-    """`interface` xor `alias`, each a list (or one string); one capture per interface."""
     names = fields.names("interface")
     aliases = fields.names("alias")
     if names and aliases:
         raise TriggerError("interface", "give interface or alias, not both")
     if not names and not aliases:
         raise TriggerError("interface", "one of interface or alias is required")
-    known = {i.name for i in interfaces}
+    known = sorted({i.name for i in interfaces})
+    known_aliases = sorted({a for i in interfaces for a in i.aliases})
     result: dict[str, Capture] = {}
+    unknown: list[str] = []
     for name in names:
-        if name not in known:
-            raise TriggerError("interface", f"{name!r} is not captured on this node "
-                               f"(known: {', '.join(sorted(known))})")
-        result.setdefault(name, Capture(name))
+        if name in known:
+            result.setdefault(name, Capture(name))
+        elif name not in unknown:
+            unknown.append(name)
     for alias in aliases:
         covered = [i.name for i in interfaces if alias in i.aliases]
-        if not covered:
-            known_aliases = sorted({a for i in interfaces for a in i.aliases})
-            raise TriggerError("alias", f"{alias!r} is not an alias on this node "
-                               f"(known: {', '.join(known_aliases) or 'none'})")
+        if not covered and alias not in unknown:
+            unknown.append(alias)
         for name in covered:
             result.setdefault(name, Capture(name, alias))
-    return tuple(result.values())
+    key, what, listed = (("interface", "captured on this node", known) if names else
+                         ("alias", "an alias on this node", known_aliases))
+    shown = ", ".join(map(repr, unknown))
+    if not result:
+        raise TriggerError(key, f"{shown} {'is' if len(unknown) == 1 else 'are'} not {what} "
+                           f"(known: {', '.join(listed) or 'none'})")
+    notes = tuple(f"{key} {name!r} skipped: not {what} (known: {', '.join(listed) or 'none'})"
+                  for name in unknown)
+    return tuple(result.values()), notes
 
 
 def _window(fields: _Fields, received_ns: int, max_duration_s: float
@@ -307,17 +282,25 @@ class _Fields:
         return value
 
     def number(self, key: str) -> float | None:
+        """A finite float. JSON brings ints of any size and 1e400 as inf: both are refused
+        here, by name, instead of overflowing in arithmetic further on."""
         value = self.msg.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise TriggerError(key, "must be a number")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise TriggerError(key, f"{_shown(value)} is too large") from None
+        if not math.isfinite(number):
+            raise TriggerError(key, f"{_shown(value)} is not a finite number")
+        return number
 
     def integer(self, key: str, default: int | None, low: int, high: int,
-                cap_name: str | None = None) -> int | None:
+                cap_name: str | None = None, zero_is_default: bool = False) -> int | None:
         value = self.msg.get(key)
-        if value is None:
+        if value is None or (zero_is_default and value == 0 and not isinstance(value, bool)):
             return default
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -325,19 +308,25 @@ class _Fields:
             raise TriggerError(key, "must be an integer")
         if not low <= value <= high:
             cap = f" ({cap_name})" if cap_name else ""
-            raise TriggerError(key, f"{value} is out of range {low}..{high}{cap}")
+            zero = "0 (the default) or " if zero_is_default else ""
+            raise TriggerError(key, f"{_shown(value)} is out of range {zero}{low}..{high}{cap}")
         return value
 
-    def seconds(self, key: str, default: float, high: float, cap_name: str,
-                allow_zero: bool = False) -> float:
+    def seconds(self, key: str, default: float, high: float, cap_name: str) -> float:
+        """Seconds in (0, high]; 0 means `default`, as an unset field did in pcapdaemon."""
         value = self.number(key)
-        if value is None:
+        if value is None or value == 0:
             return default
-        if value < 0 or (value == 0 and not allow_zero) or value > high:
-            low = "0" if allow_zero else "above 0"
-            raise TriggerError(key, f"{value:g} s is out of range: {low} up to {high:g} s "
-                               f"({cap_name})")
+        if value < 0 or value > high:
+            raise TriggerError(key, f"{value:g} s is out of range: 0 (the default) or up to "
+                               f"{high:g} s ({cap_name})")
         return value
+
+
+def _shown(value: object) -> str:
+    """A value for an error message, cut short: an integer can have thousands of digits."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def describe_request(request: CaptureRequest) -> str:

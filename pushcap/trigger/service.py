@@ -4,6 +4,11 @@ It only reads the rings the capture engine fills, so it can start after `LiveEng
 stop before `LiveEngine.stop()` without either side waiting on the other. Concurrency and memory
 are bounded by configuration: at most `max_concurrent` captures run, `max_queued` more wait, each
 holds at most `max_bytes` of pcap; a request beyond that is refused with a result saying so.
+
+Every message gets an answer: a request this node cannot serve is published as "rejected" with
+the field at fault, whatever made validation fail, and the listener goes on with the next one.
+What was adjusted on the way (an interface skipped, a lookback capped) is logged and carried in
+each result's `notes`, so a publisher never mistakes a partial capture for the one it asked for.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import threading
 import time
 from collections.abc import Mapping
 
+from pushcap import defaults
 from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Ring
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
 from pushcap.trigger.cloudshark import CloudSharkClient
 from pushcap.trigger.delivery import Deliverer
-from pushcap.trigger.job import CaptureJob, CaptureOutcome
+from pushcap.trigger.job import CaptureJob, CaptureOutcome, ring_latency_s
 from pushcap.trigger.listener import Listener
 from pushcap.trigger.message import (
     Capture,
@@ -41,10 +47,14 @@ class TriggerService:
     """Serves pcapdaemon-style capture requests from the given rings."""
 
     def __init__(self, settings: TriggerSettings, rings: Mapping[str, Ring],
-                 interfaces: tuple[InterfaceConfig, ...]) -> None:
+                 interfaces: tuple[InterfaceConfig, ...],
+                 poll_timeout_ms: float = defaults.POLL_TIMEOUT_MS) -> None:
+        """`poll_timeout_ms` must be the engine's `[ring] poll_timeout_ms`: it bounds how late
+        a packet reaches the rings, so how long a capture window is read on after its end."""
         self.settings = settings
         self.rings = rings
         self.interfaces = interfaces
+        self.late_s = ring_latency_s(poll_timeout_ms)
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(settings.max_concurrent + settings.max_queued)
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -100,11 +110,12 @@ class TriggerService:
         try:
             request = parse_request(data, settings, self.interfaces, self._check_bpf, received_ns)
         except TriggerError as exc:
-            log.warning("event=trigger_rejected field=%s error=%r", exc.field, exc.problem)
-            self._count("rejected")
-            self.publisher.publish(result_record(
-                settings.node_name, request_id_of(data), "rejected", field=exc.field,
-                error=str(exc)))
+            self._reject(data, exc.field, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a validator bug still owes the publisher an answer
+            log.exception("event=trigger_validation_failed")
+            self._reject(data, "message", f"message: could not be validated "
+                         f"({type(exc).__name__}: {exc})"[:300])
             return
         if request is None:
             log.debug("event=trigger_not_for_us node=%s", settings.node_name)
@@ -112,8 +123,20 @@ class TriggerService:
         if request.log_request and not settings.log_requests:
             log.info("event=trigger_message data=%r", _clip(data))
         log.info("event=trigger_accepted %s", describe_request(request))
+        for note in request.notes:
+            log.warning("event=trigger_note requestid=%s note=%r", request.request_id, note)
         for capture in request.captures:
             self._submit(request, capture)
+
+    def _reject(self, data: bytes | str, field: str, error: str) -> None:
+        log.warning("event=trigger_rejected field=%s error=%r", field, error)
+        self._count("rejected")
+        try:
+            request_id = request_id_of(data)
+        except Exception:  # noqa: BLE001 - the id is a courtesy; the rejection must go out
+            request_id = None
+        self.publisher.publish(result_record(self.settings.node_name, request_id, "rejected",
+                                             field=field, error=error))
 
     def _check_bpf(self, expr: str, interface: str) -> None:
         ring = self.rings.get(interface)
@@ -147,7 +170,7 @@ class TriggerService:
                 raise RuntimeError(f"interface {capture.interface} is configured but not "
                                    "being captured")
             outcome = CaptureJob(request, capture.interface, capture.alias, ring,
-                                 self._stop).run()
+                                 self._stop, self.late_s).run()
             self._finish(request, capture, outcome)
         except Exception as exc:  # noqa: BLE001 - a failed capture is a result, not a crash
             log.exception("event=trigger_failed requestid=%s interface=%s", request.request_id,
@@ -159,10 +182,16 @@ class TriggerService:
     def _finish(self, request: CaptureRequest, capture: Capture,
                 outcome: CaptureOutcome) -> None:
         stats = dict(packets=outcome.packets, bytes=outcome.nbytes, reason=outcome.reason,
-                     snap=outcome.snap, missed_packets=outcome.missed_packets or None)
+                     snap=outcome.snap, missed_packets=outcome.missed_packets or None,
+                     window_start_ns=outcome.window_start_ns,
+                     window_end_ns=outcome.window_end_ns, before_s=outcome.before_s,
+                     notes=outcome.notes)
         log.info("event=trigger_captured requestid=%s interface=%s packets=%d bytes=%d "
                  "reason=%s missed_packets=%d", request.request_id, capture.interface,
                  outcome.packets, outcome.nbytes, outcome.reason, outcome.missed_packets)
+        for note in outcome.notes:
+            log.warning("event=trigger_note requestid=%s interface=%s note=%r",
+                        request.request_id, capture.interface, note)
         if outcome.packets == 0:
             self._publish_capture(request, capture, "empty", **stats)
             return
@@ -177,13 +206,15 @@ class TriggerService:
             attempts=delivery.attempts or None)
 
     def _publish_capture(self, request: CaptureRequest, capture: Capture, status: str,
-                         **fields) -> None:
+                         notes: list[str] | None = None, **fields) -> None:
         self._count("captures")
         self._count(f"captures_{status}")
+        all_notes = [*request.notes, *(notes or ())]
         self.publisher.publish(result_record(
             self.settings.node_name, request.request_id, status, interface=capture.interface,
             alias=capture.alias, alertid=request.alertid, customer=request.customer,
-            latency_s=round((time.time_ns() - request.received_ns) / 1e9, 3), **fields))
+            latency_s=round((time.time_ns() - request.received_ns) / 1e9, 3),
+            notes=all_notes or None, **fields))
 
 
 def _clip(data: bytes | str) -> str:

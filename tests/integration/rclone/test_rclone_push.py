@@ -289,28 +289,6 @@ def test_sigkill_mid_upload_then_restart(tmp_path, s3_remote):
     assert files == {"all_1616334655.pcap": data}  # whole, once, no temporary object left
 
 
-def test_already_delivered_file_is_not_duplicated(tmp_path, s3_remote):
-    """A daemon killed after the move but before deleting its spool copy: the next run finds the
-    identical object and does not upload a second copy; a different file of the same name gets
-    `_2`."""
-    path = "pcs3:bucket/d/all"
-    (s3_remote.root / "bucket/d").mkdir(parents=True)
-    (s3_remote.root / "bucket/d/all_100.pcap").write_bytes(b"delivered before the crash")
-    shipper = make_shipper(make_target("dup", path), Path("bucket/d/all"), settings(tmp_path))
-    for body in (b"delivered before the crash", b"another file, same name"):
-        part = tmp_path / "x.part"
-        part.write_bytes(body)
-        shipper.deliver(part, "100")
-    shipper.start()
-    try:
-        wait_until(lambda: shipper.stats()["files_pending"] == 0, 20, "the spool to empty")
-    finally:
-        shipper.close(timeout_s=10)
-    assert s3_remote.files("bucket/d") == {"all_100.pcap": b"delivered before the crash",
-                                           "all_100_2.pcap": b"another file, same name"}
-    assert shipper.stats()["already_present"] == 1 and shipper.stats()["uploads_ok"] == 1
-
-
 def test_check_remote(tmp_path, s3_remote, rclone_env):
     fast = {"flags": FAST_RETRY["flags"]}
     check = functools.partial(check_remote, rclone_settings=fast)

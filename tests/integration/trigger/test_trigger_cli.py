@@ -73,6 +73,62 @@ def test_run_flags_and_trigger_command(tmp_path, redis_server, cloudshark):
     assert TOKEN not in proc.startup_log + log
 
 
+def test_trigger_waits_as_long_as_the_request_lets_the_capture_run(tmp_path, redis_server):
+    """A window that opens 17 s from now: the result comes after `timeout` + 15 s (the old
+    fixed wait); the command must still be there to print it."""
+    channel = "cli-wait"
+    proc = start_run(tmp_path, ["-redisnode", "127.0.0.1", "-redisport",
+                                str(redis_server.port), "-redischannel", channel])
+    try:
+        began = time.time()
+        trigger = subprocess.run(
+            [sys.executable, "-m", "pushcap.cli", "trigger", "--node", "cli-node",
+             "--interface", "lo", "--bpf", "udp and port 9", "--start", str(began + 17),
+             "--duration", "0.5", "--timeout", "1", "--json", "-redisport",
+             str(redis_server.port), "-redischannel", channel, "--expect", "1",
+             "--config", str(tmp_path / "missing.toml")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=90)
+        assert trigger.returncode == 0, trigger.stderr
+        [result] = [json.loads(line) for line in trigger.stdout.splitlines()]
+        assert (result["status"], result["reason"]) == ("empty", "duration")
+        assert time.time() - began >= 17
+        assert "waiting up to" in trigger.stderr and "upload" in trigger.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def trigger_args(*argv: str):
+    import argparse
+
+    from pushcap.trigger.command import add_trigger_parser
+
+    parser = argparse.ArgumentParser()
+    add_trigger_parser(parser.add_subparsers())
+    return parser.parse_args(["trigger", "--node", "n", "--interface", "lo", *argv])
+
+
+def test_default_wait_is_capture_time_plus_the_nodes_upload_budget():
+    from pushcap.trigger.command import WAIT_MARGIN_S, wait_s
+
+    now = 1_700_000_000.0
+    # pcapdaemon's CloudShark defaults: 4 attempts of 15 s, 1 + 2 + 4 s between them.
+    upload_s = 4 * 15 + 7
+    assert wait_s(trigger_args("--duration", "120", "--before", "60"), {}, now)[0] == \
+        120 + upload_s + WAIT_MARGIN_S
+    assert wait_s(trigger_args("--timeout", "5", "--start", str(now + 30)), {}, now)[0] == \
+        35 + upload_s + WAIT_MARGIN_S
+    assert wait_s(trigger_args("--end", str(now + 50), "--duration", "999"), {}, now)[0] == \
+        50 + upload_s + WAIT_MARGIN_S
+    config = {"general": {"defaulttimeout": "1m30s"},
+              "cloudshark": {"timeout": "30s", "retries": 1, "retrybackoff": 2}}
+    assert wait_s(trigger_args("--duration", "0"), config, now)[0] == \
+        90 + 2 * 30 + 2 + WAIT_MARGIN_S
+    assert wait_s(trigger_args(), {"cloudshark": {"upload": False}}, now)[0] == \
+        60 + WAIT_MARGIN_S  # pcapdaemon's default timeout; a local file needs no allowance
+    assert wait_s(trigger_args("--wait", "7", "--duration", "300"), {}, now) == (7, "--wait")
+
+
 def test_local_redis_is_started_only_when_redis_is_unconfigured():
     from trigger_harness import free_port
 

@@ -7,43 +7,26 @@ request's caps say.
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import pytest
 from oracle import capinfos_ok, read_pcap
-from trigger_harness import NODE, TOKEN, Harness, RedisServer
+from trigger_harness import (
+    NODE,
+    TOKEN,
+    UDP_HEADERS,
+    Harness,
+    RedisServer,
+    base,
+    payloads_of,
+    send,
+)
 
 from pushcap.config.model import InterfaceConfig
 from pushcap.trigger.cloudshark import additional_tags
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-UDP_HEADERS = 14 + 20 + 8  # lo is Ethernet-framed: Ethernet + IPv4 + UDP
-
-
-def send(port: int, tag: str, count: int, gap_s: float = 0.0, size: int = 0) -> list[bytes]:
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    payloads = [f"{tag}-{i:05d}-".encode() + b"x" * (size or i % 300) for i in range(count)]
-    for payload in payloads:
-        sender.sendto(payload, ("127.0.0.1", port))
-        if gap_s:
-            time.sleep(gap_s)
-    sender.close()
-    return payloads
-
-
-def payloads_of(path: str | Path) -> list[bytes]:
-    return [data[UDP_HEADERS:] for _, _, _, data in read_pcap(path).packets]
-
-
-def base(port: int, **fields) -> dict:
-    message = {"node": NODE, "interface": ["lo"], "bpf": f"udp and dst port {port}",
-               "timeout": 1}
-    message.update(fields)
-    return message
-
 
 def test_seed_example_message_uploads_exactly_the_packets_sent(harness, cloudshark, udp_port):
     h = harness(cloudshark=cloudshark)

@@ -1,4 +1,5 @@
-"""Helpers for the trigger tests: a restartable redis-server and a TriggerService harness."""
+"""Helpers for the trigger tests: a restartable redis-server, a TriggerService harness, and the
+UDP traffic and oracles the live tests share (what was sent, what a pcap or the ring holds)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import redis
+from oracle import read_pcap
 
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import CloudSharkSettings, RedisSettings, TriggerSettings
@@ -18,12 +21,61 @@ from pushcap.trigger.service import TriggerService
 
 NODE = "trigger-test-node"
 TOKEN = "test-token-123"
+UDP_HEADERS = 14 + 20 + 8  # lo is Ethernet-framed: Ethernet + IPv4 + UDP
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def send(port: int, tag: str, count: int, gap_s: float = 0.0, size: int = 0) -> list[bytes]:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payloads = [f"{tag}-{i:05d}-".encode() + b"x" * (size or i % 300) for i in range(count)]
+    for payload in payloads:
+        sender.sendto(payload, ("127.0.0.1", port))
+        if gap_s:
+            time.sleep(gap_s)
+    sender.close()
+    return payloads
+
+
+def payloads_of(path: str | Path) -> list[bytes]:
+    return [data[UDP_HEADERS:] for _, _, _, data in read_pcap(path).packets]
+
+
+def base(port: int, **fields) -> dict:
+    message = {"node": NODE, "interface": ["lo"], "bpf": f"udp and dst port {port}",
+               "timeout": 1}
+    message.update(fields)
+    return message
+
+
+def ring_payloads(ring, port: int, start_ns: int, end_ns: int) -> tuple[list[bytes], int]:
+    """Payloads of UDP datagrams to `port` stamped in [start_ns, end_ns), and how many to that
+    port the ring holds stamped at or after end_ns."""
+    inside: list[bytes] = []
+    after = 0
+    for ts, data in ring_datagrams(ring, port):
+        if start_ns <= ts < end_ns:
+            inside.append(data)
+        elif ts >= end_ns:
+            after += 1
+    return inside, after
+
+
+def ring_datagrams(ring, port: int) -> list[tuple[int, bytes]]:
+    """(timestamp, payload) of every UDP datagram to `port` the ring holds, oldest first."""
+    found: list[tuple[int, bytes]] = []
+    for batch in ring.snapshot():
+        records = np.frombuffer(batch.records, dtype=np.uint8)
+        for i in range(len(batch)):
+            data = records[batch.offsets[i] + 16: batch.offsets[i] + 16 + batch.caplen[i]]
+            if len(data) < UDP_HEADERS or int.from_bytes(data[36:38].tobytes(), "big") != port:
+                continue
+            found.append((int(batch.ts_ns[i]), data[UDP_HEADERS:].tobytes()))
+    return found
 
 
 class RedisServer:
@@ -79,7 +131,9 @@ class Harness:
         self.settings = TriggerSettings(**values)
         self.rings = rings if rings is not None else engine.rings
         self.interfaces = interfaces or (InterfaceConfig("lo", ("local", "both")),)
-        self.service = TriggerService(self.settings, self.rings, self.interfaces)
+        # As `pushcap run` must: the engine's poll timeout bounds how late packets reach a ring.
+        self.service = TriggerService(self.settings, self.rings, self.interfaces,
+                                      poll_timeout_ms=engine.config.ring.poll_timeout_ms)
         self.client = server.client()
         self.results = self.client.pubsub(ignore_subscribe_messages=True)
         self.results.subscribe(self.settings.redis.results_channel)

@@ -1,0 +1,93 @@
+"""Credentials in rclone's world: which values are secret, and text scrubbed of them.
+
+Anything rclone prints can carry credentials (URLs with user:password, signed query strings,
+`:s3,secret_access_key=...:` strings, `headers='Authorization,Bearer ...'` options). `scrub()`
+replaces the secret values it is given and, by pattern, the ones it can recognise without being
+told. The values come from where rclone reads them: the environment, the config file and the
+extra flags (`known_secrets`), and the connection string of a Path (`spec_secrets`).
+
+Only the standard library, nothing of `rclone_remote`: code that only needs to hide credentials
+(an error message of the config check) can use it without loading what runs rclone.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import os
+import re
+from pathlib import Path
+
+MIN_SECRET_CHARS = 4  # shorter values would blank out ordinary words; patterns still hide them
+
+# option names that carry a secret; headers and cookies too (`Authorization,Bearer <token>`)
+SENSITIVE_NAME = r"[A-Za-z0-9_-]*(?:key|secret|pass|password|token|credential|signature|sas_url|" \
+             r"header|cookie|authorization)[A-Za-z0-9_-]*"
+_SCRUB_PATTERNS = (
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+    (re.compile(rf"(?i)\b({SENSITIVE_NAME})=('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)"), r"\1=***"),
+    (re.compile(r"(?i)\b(authorization|cookie|x-amz-security-token)(\"?\s*[:=,]\s*)[^\n]*"),
+     r"\1\2***"),
+)
+# RCLONE_CONFIG_<REMOTE>_<OPTION>, RCLONE_<BACKEND>_<OPTION> and global flags (RCLONE_HEADER)
+_ENV_SECRET = re.compile(
+    rf"(?i)^(RCLONE_{SENSITIVE_NAME}|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)$")
+_CONF_SECRET = re.compile(rf"(?i)^{SENSITIVE_NAME}$")
+_SPEC_OPTION = re.compile(r"[,:]\s*([A-Za-z0-9_-]+)=('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[^,:]*)")
+
+
+def option_secrets(name: str, value: str) -> set[str]:
+    """What a message could quote of a secret option's value (none for other options): the
+    value and, for headers (a backend's `headers` list `Key,Value,...`, the `--header` flag's
+    `Key: Value`), each header's value and its last word (the token after `Bearer`)."""
+    if not _CONF_SECRET.match(name) or value.lower() in ("true", "false"):
+        return set()
+    found = {value}
+    if "header" in name.lower():
+        values = next(csv.reader([value]), [])[1::2] if name.lower().endswith("headers") \
+            else [value.partition(":")[2]]
+        found |= {part for v in values if v.strip() for part in (v.strip(), v.split()[-1])}
+    return found
+
+
+def spec_secrets(spec: str) -> set[str]:
+    """Secret option values in a `remote:` spec's connection string (`:webdav,headers='...':`,
+    `s3,secret_access_key=...:`); `rclone_remote.path_secrets` finds the spec of a Path."""
+    found: set[str] = set()
+    for name, value in _SPEC_OPTION.findall(spec.removeprefix(":")):
+        if value[:1] in "'\"" and len(value) > 1:
+            value = value[1:-1].replace(value[0] * 2, value[0])
+        found |= option_secrets(name, value)
+    return {s for s in found if len(s) >= MIN_SECRET_CHARS}
+
+
+def known_secrets(config_file: str | None = None, flags: tuple[str, ...] = ()) -> set[str]:
+    """Credential values this process could leak: from the environment, the config file and
+    the extra rclone flags (`--header "Authorization: Bearer ..."`, `--s3-secret-access-key`)."""
+    secrets = {s for name, value in os.environ.items() if _ENV_SECRET.match(name)
+               for s in option_secrets(name, value)}
+    conf = config_file or os.environ.get("RCLONE_CONFIG")
+    if conf and Path(conf).is_file():
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(conf)
+        except configparser.Error:
+            pass
+        for section in parser.sections():
+            secrets |= {s for item in parser.items(section) for s in option_secrets(*item)}
+    for i, flag in enumerate(flags):
+        name, eq, value = flag.partition("=")
+        if not eq and i + 1 < len(flags) and not flags[i + 1].startswith("-"):
+            value = flags[i + 1]
+        if name.startswith("--") and value:
+            secrets |= option_secrets(name[2:].replace("-", "_"), value)
+    return {s for s in secrets if len(s) >= MIN_SECRET_CHARS}
+
+
+def scrub(text: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
+    """`text` without credentials: known values, URL passwords, key=value secrets."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    for pattern, replacement in _SCRUB_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
