@@ -57,15 +57,36 @@ def batches(path, batch_packets: int) -> list:
              b.wirelen.tolist()) for b in PcapFileSource(path, batch_packets).batches()]
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_a_walk_resumed_chunk_by_chunk_equals_one_walk(seed):
+    """Replay walks each chunk as it is read: records cut by a chunk's end are resumed."""
+    rng = np.random.default_rng(2000 + seed)
+    order = "<" if seed % 2 else ">"
+    region = make_region(rng, order, int(rng.integers(50, 400)), evil=seed % 3 == 0)
+    whole = native_walk().walk(np.frombuffer(bytearray(region), dtype=np.uint8), order == ">",
+                               False, 10**6)
+    buf = np.frombuffer(bytearray(region), dtype=np.uint8)
+    walk = native_walk().window(buf, order == ">", False, 10**6)
+    available = 0
+    while available < len(region):
+        available = min(len(region), available + int(rng.integers(1, 3000)))
+        walk.advance(available)
+    end, *arrays = walk.result()
+    assert (walk.count, end) == whole[:2]
+    assert [a.tolist() for a in arrays] == [a.tolist() for a in whole[2:]]
+
+
 @pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("nano", [False, True])
-def test_files_read_alike_with_either_walk(tmp_path, monkeypatch, order, nano):
+@pytest.mark.parametrize("chunk_bytes", [1000, 1 << 20])
+def test_files_read_alike_with_either_walk(tmp_path, monkeypatch, order, nano, chunk_bytes):
     rng = np.random.default_rng(5)
     region = make_region(rng, order, 2500, evil=True)
     region += struct.pack(order + "IIII", 1, 2, 300000, 300000) + b"x" * 300000  # > a window
     region += region[:50]  # a record cut at the end of the file
     path = tmp_path / "t.pcap"
     pcap_file(path, order, nano, region)
+    monkeypatch.setattr(source_module, "CHUNK_BYTES", chunk_bytes)
     with_c = batches(path, 300)
     monkeypatch.setattr(source_module, "native_walk", lambda: None)
     with_numpy = batches(path, 300)

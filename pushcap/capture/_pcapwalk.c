@@ -22,15 +22,15 @@ static void store32le(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
-/* Walks the whole records of buf[0, n) from offset 0, at most max_records of them. For each:
- * its offset, timestamp in ns, caplen and wirelen. Headers are rewritten to little-endian with
- * a nanosecond fraction when the file is big-endian or has microseconds. Returns the number of
- * records; *end is the offset just past the last one (a record cut by n is not counted). */
-int64_t pcap_walk(uint8_t *buf, int64_t n, int big_endian, int nano, int64_t max_records,
-                  int64_t *offsets, int64_t *ts_ns, int64_t *caplen, int64_t *wirelen,
-                  int64_t *end)
+/* Walks the whole records of buf[pos, n), the record at pos being number `count`, until
+ * max_records in all. For each: its offset, timestamp in ns, caplen and wirelen. Headers are
+ * rewritten to little-endian with a nanosecond fraction when the file is big-endian or has
+ * microseconds. Returns the number of records so far; *end is the offset just past the last
+ * one (a record cut by n is not counted: a later call with more bytes resumes there). */
+int64_t pcap_walk(uint8_t *buf, int64_t n, int64_t pos, int64_t count, int big_endian, int nano,
+                  int64_t max_records, int64_t *offsets, int64_t *ts_ns, int64_t *caplen,
+                  int64_t *wirelen, int64_t *end)
 {
-    int64_t count = 0, pos = 0;
     while (count < max_records && pos + 16 <= n) {
         uint8_t *h = buf + pos;
         uint32_t sec = load32(h, big_endian), frac = load32(h + 4, big_endian);

@@ -21,7 +21,7 @@ import numpy as np
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
-from pushcap.capture.native_walk import native_walk
+from pushcap.capture.native_walk import CHUNK_BYTES, native_walk
 from pushcap.capture.walk import record_starts
 
 log = logging.getLogger("pushcap.capture")
@@ -107,8 +107,7 @@ class PcapFileSource:
         window = _FIRST_WINDOW_BYTES
         while position < size:
             length = min(window, size - position)
-            region = _pread_exact(fd, position, length, buffer)
-            batch = self._batch(region)
+            region, batch = self._read_window(fd, position, length, buffer)
             if batch is None:
                 if position + length >= size:
                     break  # a cut record at the end of the file
@@ -126,24 +125,36 @@ class PcapFileSource:
             log.warning("event=truncated_capture file=%s whole_packets_kept=yes stray_bytes=%d",
                         self.name, self.truncated_bytes)
 
-    def _batch(self, region: np.ndarray) -> Batch | None:
-        """The whole records at the start of `region` (at most batch_packets) as a Batch whose
-        records are the region cut after the last of them; None if not one record is whole."""
+    def _read_window(self, fd: int, position: int, length: int, buffer: _ReadBuffer | None
+                     ) -> tuple[np.ndarray, Batch | None]:
+        """Read `length` bytes at `position`; the whole records at their start (at most
+        batch_packets) as a Batch whose records are the region cut after the last of them, or
+        None if not one record is whole. The C walk runs chunk by chunk as the window is read
+        and stops reading once it has batch_packets records."""
+        region = _buffer_for(length, buffer)
         native = native_walk()
-        if native is not None:
-            count, end, offsets, ts_ns, caplen, wirelen = native.walk(
-                region, self._order == ">", self._nano, self.batch_packets)
-            if not count:
-                return None
-            return Batch(region[:end], offsets, ts_ns, caplen, wirelen, self.linktype,
-                         self.snaplen)
-        offsets, end = record_starts(region, self._order, self._ts_pattern(region))
-        if len(offsets) > self.batch_packets:
-            end = int(offsets[self.batch_packets])
-            offsets = offsets[:self.batch_packets]
-        if not len(offsets):
-            return None
-        return self._batch_from_region(region[:end], offsets)
+        if native is None:
+            _pread_into(fd, position, region)
+            offsets, end = record_starts(region, self._order, self._ts_pattern(region))
+            if len(offsets) > self.batch_packets:
+                end = int(offsets[self.batch_packets])
+                offsets = offsets[:self.batch_packets]
+            if not len(offsets):
+                return region, None
+            return region, self._batch_from_region(region[:end], offsets)
+        walk = native.window(region, self._order == ">", self._nano, self.batch_packets)
+        done = 0
+        while done < length:
+            chunk_end = min(done + CHUNK_BYTES, length)
+            _pread_into(fd, position + done, region[done:chunk_end])
+            done = chunk_end
+            if walk.advance(done):
+                break
+        if not walk.count:
+            return region, None
+        end, offsets, ts_ns, caplen, wirelen = walk.result()
+        return region, Batch(region[:end], offsets, ts_ns, caplen, wirelen, self.linktype,
+                             self.snaplen)
 
     def _caplen_at(self, region: np.ndarray) -> int:
         return struct.unpack_from(self._order + "I", region, 8)[0]
@@ -192,21 +203,23 @@ class PcapFileSource:
         return Batch(region, offsets, ts_ns, caplen, wirelen, self.linktype, self.snaplen)
 
 
-def _pread_exact(fd: int, position: int, length: int,
-                 buffer: _ReadBuffer | None = None) -> np.ndarray:
-    """`length` bytes at `position`, read straight into one buffer (not zero-filled first:
-    every byte is overwritten by the read): the reused one when given and large enough."""
+def _buffer_for(length: int, buffer: _ReadBuffer | None) -> np.ndarray:
+    """Where a window is read to: the reused buffer when given and large enough, else a fresh
+    one (not zero-filled first: every byte is overwritten by the read)."""
     buf = buffer.take(length) if buffer is not None else None
-    if buf is None:
-        buf = np.empty(length, dtype=np.uint8)
+    return buf if buf is not None else np.empty(length, dtype=np.uint8)
+
+
+def _pread_into(fd: int, position: int, buf: np.ndarray) -> None:
+    """Fill `buf` from the file at `position` (a short read is continued)."""
     view = memoryview(buf)
+    length = len(buf)
     done = 0
     while done < length:
         got = os.preadv(fd, [view[done:]], position + done)
         if got == 0:
             raise SourceError(f"file shrank while reading at offset {position + done}")
         done += got
-    return buf
 
 
 class _ReadBuffer:
