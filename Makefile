@@ -10,29 +10,20 @@ DEBS := python3 python3-venv gcc libc6-dev libpcap-dev tcpdump wireshark-common 
 	time zstd lz4
 LUA ?= etc/push_realtime.lua
 CONFIG ?= etc/pcapdaemon.toml
-NATIVE_WALK := pushcap/capture/_pcapwalk.so
+NATIVE := pushcap/capture/_native.so
 
 .PHONY: setup debs run test lint bench clean
 
 # compileall: pushcap is installed editable, so its modules are compiled from source at every
 # start unless their .pyc files exist, and PYTHONDONTWRITEBYTECODE=1 (this environment, some CI)
 # stops Python from writing them; it still reads them. Only stale files are recompiled.
-setup: debs $(VENV)/.installed $(NATIVE_WALK)
+setup: debs $(VENV)/.installed $(NATIVE)
 	$(PY) -m compileall -q pushcap
 
-# The pcap record walk in C (pushcap/capture/native_walk.py loads it with ctypes; without it the
-# numpy walk serves): about 0.1 s of CPU less per million replayed packets (issue 7).
-$(NATIVE_WALK): pushcap/capture/_pcapwalk.c | debs
-	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $<
-
-debs:
-	@bash tools/install_debs.sh $(DEBS)
-
-$(VENV)/.installed: pyproject.toml | debs
-	$(BASE_PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $@
+# The pcap record walk in C (pushcap/capture/native.py loads it with ctypes; without it the numpy
+# walk serves): issue 7, about 0.1 s of CPU less per million replayed packets.
+$(NATIVE): pushcap/capture/csrc/*.c | debs
+	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $^
 
 run: setup
 	$(VENV)/bin/pushcap run --lua $(LUA) --config $(CONFIG)
@@ -48,4 +39,4 @@ bench: setup
 	$(PY) tools/bench.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache $(NATIVE_WALK)
+	rm -rf $(VENV) out .pytest_cache $(NATIVE)

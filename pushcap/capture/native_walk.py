@@ -1,27 +1,22 @@
-"""The classic pcap record walk in C (`_pcapwalk.c`), called through ctypes as a window is read.
+"""The classic pcap record walk in C (`csrc/pcapwalk.c`), called through ctypes as a window is read.
 
 The numpy walk (`walk.record_starts` plus the header rewrite in `source.py`) is exact but costs
 about 0.1-0.14 s of CPU per million packets in numpy calls; the loop in C costs a few ms and does
 the header rewrite in the same pass. It walks each chunk of a window right after the chunk is
 read, while the chunk is still in the CPU's cache: walking a whole 5 MB window afterwards costs
-2-3x as much, one cache miss per record header. `make setup` builds the library with the
-system C compiler; where it is missing (a plain `pip install`, no compiler) the numpy walk serves,
-with the same result (tests/test_native_walk.py compares both with a sequential walk).
+2-3x as much, one cache miss per record header. Where the library is missing (`native`) the
+numpy walk serves, with the same result (tests/test_native_walk.py compares both with a
+sequential walk).
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
-import os
-from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from pushcap.capture.native import native_library
 
-LIBRARY = Path(__file__).with_name("_pcapwalk.so")
-DISABLE_ENV = "PUSHCAP_NUMPY_WALK"  # set to 1 to use the numpy walk (comparisons, debugging)
 CHUNK_BYTES = 1 << 20  # read and walked at a time: stays in a core's cache in between
 
 _I64 = ctypes.c_int64
@@ -85,17 +80,12 @@ class NativeWalk:
         return (walk.count, *walk.result())
 
 
-_loaded: list[NativeWalk | None] = []
+_walker: list[NativeWalk | None] = []
 
 
 def native_walk() -> NativeWalk | None:
-    """The C walk, or None where the library was not built (or PUSHCAP_NUMPY_WALK=1)."""
-    if not _loaded:
-        walker = None
-        if os.environ.get(DISABLE_ENV, "") not in ("1", "yes", "true"):
-            try:
-                walker = NativeWalk(ctypes.CDLL(str(LIBRARY)))
-            except OSError as exc:
-                log.debug("event=native_walk_unavailable library=%s error=%r", LIBRARY, str(exc))
-        _loaded.append(walker)
-    return _loaded[0]
+    """The C walk, or None where the library was not built (see `native`)."""
+    if not _walker:
+        library = native_library()
+        _walker.append(NativeWalk(library) if library is not None else None)
+    return _walker[0]
