@@ -13,12 +13,17 @@ from oracle import read_pcap
 from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
 
 
-def test_a_lagging_push_thread_keeps_each_packet_in_its_window(tmp_path):
+def one_second_files(tmp_path):
+    """An engine with one File target split every second, its output folder and its ring."""
     out = tmp_path / "out"
     config = TargetConfig(1, "t", PushMode.FILE, str(out / "t"), SplitRule(SplitKind.TIME, S),
                           NamingRule("--filename-epoch-nsec"), None)
     engine = engine_with(tmp_path, config)
-    ring = engine.rings["eth0"]
+    return engine, out, engine.rings["eth0"]
+
+
+def test_a_lagging_push_thread_keeps_each_packet_in_its_window(tmp_path):
+    engine, out, ring = one_second_files(tmp_path)
     base = 1_600_000_000 * S  # long past: the wall clock is beyond every window here
     step = S // 100
     # 100 batches in window 0 (more than one read takes), then 20 in window 1.
@@ -37,11 +42,7 @@ def test_a_lagging_push_thread_keeps_each_packet_in_its_window(tmp_path):
 
 
 def test_a_quiet_link_closes_its_window_by_the_wall_clock(tmp_path):
-    out = tmp_path / "out"
-    config = TargetConfig(1, "t", PushMode.FILE, str(out / "t"), SplitRule(SplitKind.TIME, S),
-                          NamingRule("--filename-epoch-nsec"), None)
-    engine = engine_with(tmp_path, config)
-    ring = engine.rings["eth0"]
+    engine, out, ring = one_second_files(tmp_path)
     base = 1_600_000_000 * S
     cursor = ring.cursor()
     ring.append(batch_of([base + 5], [100]))
