@@ -1,5 +1,5 @@
 """Driving the engine's push step batch by batch, without live capture: built batches and an
-engine with one interface, for the reload handover tests of pcap and flows targets."""
+engine with one interface, for the reload handover, push clock and trigger job tests."""
 
 from __future__ import annotations
 
@@ -44,3 +44,12 @@ def engine_with(tmp_path: Path, first: TargetConfig) -> LiveEngine:
     engine.consumers["eth0"] = [engine._consumer("eth0", first, False)]
     engine.capture_stats["eth0"] = CaptureStats()
     return engine
+
+
+def batch_at(ts_ns: list[int], size: int = 60) -> Batch:
+    """Zero-filled packets of one size at the given times (the ring and trigger tests)."""
+    ts = np.array(ts_ns, dtype=np.int64)
+    caplen = np.full(len(ts), size, dtype=np.int64)
+    records, offsets = build_records(ts, caplen, caplen, bytes(size * len(ts)),
+                                     np.arange(len(ts)) * size)
+    return Batch(records, offsets, ts, caplen, caplen.copy(), 1, 262144)

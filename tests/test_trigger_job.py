@@ -3,13 +3,14 @@ window is decided by packet timestamps, not by when a batch reached the ring."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 
-import numpy as np
+import pytest
+from engine_harness import batch_at
 
-from pushcap.capture.batch import Batch, build_records
 from pushcap.capture.ring import Ring
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
@@ -19,14 +20,6 @@ from pushcap.trigger.message import parse_request
 SETTINGS = TriggerSettings(node_name="n1", max_packets=1000, max_bytes=10_000_000,
                            max_timeout_s=120, max_duration_s=600, default_timeout_s=30,
                            snap_length=512)
-
-
-def batch_at(ts_ns: list[int], size: int = 60) -> Batch:
-    ts = np.array(ts_ns, dtype=np.int64)
-    caplen = np.full(len(ts), size, dtype=np.int64)
-    records, offsets = build_records(ts, caplen, caplen, bytes(size * len(ts)),
-                                     np.arange(len(ts)) * size)
-    return Batch(records, offsets, ts, caplen, caplen.copy(), 1, 262144)
 
 
 def test_queued_request_gets_packets_that_arrived_before_the_job_started():
@@ -69,45 +62,125 @@ def test_packets_stamped_in_the_window_but_late_to_the_ring_are_kept():
 
 
 def test_a_match_stamped_inside_the_timeout_but_late_to_the_ring_is_kept():
-    """A match stamped just before the timeout runs out reaches the ring after it, as the last
-    packets of a `duration` window do: it belongs to the capture and moves the timeout on."""
+    """`timeout` ends the window at the live start + timeout, as pcapdaemon's does: a match
+    stamped just before that reaches the ring after it and is kept; one stamped after it is not,
+    although it came within `timeout` of the match before (matches do not extend a timeout)."""
     ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
     received_ns = time.time_ns()
     request = request_for(received_ns, timeout=0.3, packets=100)
     timeout_end_ns = received_ns + 300_000_000
-    second_ns = timeout_end_ns - 1 + 100_000_000  # 0.1 s after the first: inside the timeout
+    after_ns = timeout_end_ns + 50_000_000
 
     def late_delivery() -> None:
         time.sleep(max(0.0, (timeout_end_ns - time.time_ns()) / 1e9) + 0.05)
         ring.append(batch_at([timeout_end_ns - 1]))
-        time.sleep(max(0.0, (second_ns - time.time_ns()) / 1e9) + 0.05)
-        ring.append(batch_at([second_ns]))
+        time.sleep(max(0.0, (after_ns - time.time_ns()) / 1e9) + 0.02)
+        ring.append(batch_at([after_ns]))
 
     thread = threading.Thread(target=late_delivery)
     thread.start()
     outcome = CaptureJob(request, "eth0", None, ring, late_s=0.2).run()
     ended_ns = time.time_ns()
     thread.join()
-    assert (outcome.packets, outcome.reason) == (2, "timeout")
-    assert (outcome.first_ts_ns, outcome.last_ts_ns) == (timeout_end_ns - 1, second_ns)
-    assert outcome.window_end_ns == second_ns + 300_000_000  # where the timeout ran out
-    assert 0.15e9 <= ended_ns - outcome.window_end_ns < 0.5e9  # read on for late_s, no longer
+    assert (outcome.packets, outcome.reason) == (1, "timeout")
+    assert outcome.last_ts_ns == timeout_end_ns - 1
+    assert (outcome.window_start_ns, outcome.window_end_ns) == (received_ns, timeout_end_ns)
+    assert 0.15e9 <= ended_ns - timeout_end_ns < 0.5e9  # read on for late_s, no longer
 
 
-def test_timeout_cuts_a_backlog_where_the_link_went_quiet():
-    """A queued job reads at once what came while it waited: the timeout is the first gap of
-    `timeout` between matches by their stamps, not by when the job got to read them."""
+def backlog(received_ns: int, seconds: float) -> Ring:
+    """A ring holding a busy link's matches every 0.1 s from the request on (stamped 0.05 s,
+    0.15 s, ... after it): no gap a timeout could ever see."""
     ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
-    received_ns = time.time_ns() - 3 * 10**9
-    ring.append(batch_at([received_ns + 500_000_000]))
-    ring.append(batch_at([received_ns + 1_400_000_000]))  # 0.9 s later: inside the timeout
-    ring.append(batch_at([received_ns + 2_500_000_000, received_ns + 2_600_000_000]))
+    for i in range(int(seconds * 10)):
+        ring.append(batch_at([received_ns + 50_000_000 + i * 100_000_000]))
+    return ring
+
+
+def test_timeout_cuts_a_busy_backlog_at_the_live_start_plus_timeout():
+    """A queued job reads at once what came while it waited: matches every 0.1 s never leave a
+    gap, yet `timeout` 1 ends the window 1 s after the request, by the packets' stamps."""
+    received_ns = time.time_ns() - 4 * 10**9
+    ring = backlog(received_ns, 3.5)
     started = time.monotonic()
     outcome = CaptureJob(request_for(received_ns, timeout=1, packets=100), "eth0", None, ring,
                          late_s=0.2).run()
-    assert (outcome.packets, outcome.reason) == (2, "timeout")
-    assert outcome.window_end_ns == received_ns + 2_400_000_000
+    assert (outcome.packets, outcome.reason) == (10, "timeout")
+    assert (outcome.window_start_ns, outcome.window_end_ns) == (received_ns,
+                                                                received_ns + 10**9)
+    assert outcome.last_ts_ns == received_ns + 950_000_000
     assert time.monotonic() - started < 0.1
+
+
+def test_duration_without_timeout_is_not_cut_by_the_default_timeout():
+    """A request that says how long (`duration` 3) has no timeout: the node's defaulttimeout
+    (0.5 s here) would end it at the first quiet half second, the request asked for 3 s."""
+    settings = dataclasses.replace(SETTINGS, default_timeout_s=0.5)
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
+    received_ns = time.time_ns()
+    message = json.dumps({"node": "n1", "interface": "eth0", "duration": 3})
+    request = parse_request(message, settings, (InterfaceConfig("eth0"),), None, received_ns)
+
+    def traffic() -> None:
+        for at_s in (0.2, 2.5):  # 2.3 s of silence between them
+            time.sleep(max(0.0, (received_ns + at_s * 1e9 - time.time_ns()) / 1e9))
+            ring.append(batch_at([time.time_ns()]))
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    outcome = CaptureJob(request, "eth0", None, ring, late_s=0.2).run()
+    ended_ns = time.time_ns()
+    thread.join()
+    assert (outcome.packets, outcome.reason) == (2, "duration")
+    assert outcome.window_end_ns == received_ns + 3 * 10**9
+    assert 3e9 <= ended_ns - received_ns < 3.6e9
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"end_after_s": 3}, "window"),
+    ({"duration": 3, "timeout": 0}, "duration"),  # 0 is pcapdaemon's "not given"
+])
+def test_end_or_duration_without_timeout_ignore_a_shorter_default(fields, reason):
+    """As the test above, served from the ring: 1.3 s without a match, more than the 0.5 s
+    default timeout, does not end a window the request bounded by `end` or `duration`."""
+    settings = dataclasses.replace(SETTINGS, default_timeout_s=0.5)
+    received_ns = time.time_ns() - 5 * 10**9
+    ring = Ring("eth0", 1, 262144, max_seconds=60, max_bytes=1 << 30)
+    for at_s in (0.2, 1.5, 2.9, 3.1):
+        ring.append(batch_at([received_ns + int(at_s * 1e9)]))
+    fields = dict(fields)
+    if "end_after_s" in fields:
+        fields["end"] = (received_ns + fields.pop("end_after_s") * 10**9) / 1e9
+    message = json.dumps({"node": "n1", "interface": "eth0", **fields})
+    request = parse_request(message, settings, (InterfaceConfig("eth0"),), None, received_ns)
+    outcome = CaptureJob(request, "eth0", None, ring, late_s=0.2).run()
+    assert (outcome.packets, outcome.reason) == (3, reason)
+
+
+@pytest.mark.parametrize("fields, end_s, reason", [
+    ({"timeout": 1, "duration": 2}, 1, "timeout"),
+    ({"timeout": 2, "duration": 1}, 1, "duration"),
+    ({"timeout": 1, "duration": 1}, 1, "duration"),  # a tie is named by the request's duration
+    ({"timeout": 1, "end_after_s": 2}, 1, "timeout"),
+    ({"timeout": 3, "end_after_s": 1.5}, 1.5, "window"),
+    ({"timeout": 1, "start_after_s": 1}, 2, "timeout"),  # from a start that lies ahead
+])
+def test_the_earlier_of_timeout_and_duration_or_end_ends_the_window(fields, end_s, reason):
+    """Both bound the live part (pcapdaemon's "N packets or T seconds, whichever first"): the
+    earlier end wins and the reason says which, on a busy link whose matches never pause."""
+    received_ns = time.time_ns() - 5 * 10**9
+    ring = backlog(received_ns, 4.5)
+    fields = dict(fields)
+    for key in ("end", "start"):
+        if f"{key}_after_s" in fields:
+            fields[key] = (received_ns + fields.pop(f"{key}_after_s") * 10**9) / 1e9
+    outcome = CaptureJob(request_for(received_ns, packets=1000, **fields), "eth0", None, ring,
+                         late_s=0.2).run()
+    end_ns = outcome.window_end_ns
+    assert outcome.reason == reason
+    assert abs(end_ns - (received_ns + end_s * 1e9)) < 1000  # `start`/`end` are float seconds
+    assert outcome.last_ts_ns < end_ns <= outcome.last_ts_ns + 100_000_000
+    assert outcome.packets == round((end_ns - outcome.window_start_ns) / 1e8)
 
 
 def test_duration_after_a_past_start_counts_from_the_request():
@@ -215,8 +288,6 @@ def test_deeply_nested_json_is_a_clear_rejection():
 
 
 def test_failed_local_write_falls_back_instead_of_losing_the_capture(tmp_path):
-    import dataclasses
-
     from pushcap.trigger.delivery import Deliverer
 
     blocked = tmp_path / "destdir"  # a file where the folder should be (root ignores modes)

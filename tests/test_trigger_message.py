@@ -14,6 +14,7 @@ from pushcap.trigger.message import (
     MAX_MESSAGE_BYTES,
     Capture,
     TriggerError,
+    describe_request,
     parse_request,
     request_id_of,
 )
@@ -63,6 +64,21 @@ def test_defaults_come_from_the_settings():
     assert (request.timeout_s, request.duration_s, request.before_s) == (30, 600, 0)
     assert request.bpf is None and request.tags == () and request.alertid is None
     assert len(request.request_id) == 32
+
+
+def test_default_timeout_only_when_the_request_says_nothing_of_how_long():
+    """`defaulttimeout` stands in for pcapdaemon's timeout; a request giving `duration` or `end`
+    said how long it wants, so it gets no timeout unless it gives one (0 is "not given")."""
+    now = time.time()
+    assert parse(duration=3).timeout_s is None
+    assert parse(duration=3, timeout=0).timeout_s is None
+    assert parse(end=now + 5).timeout_s is None
+    assert parse(start=now - 5, end=now + 5).timeout_s is None
+    assert parse(duration=3, timeout=5).timeout_s == 5
+    assert parse(end=now + 5, timeout=1).timeout_s == 1
+    assert parse(start=now + 5).timeout_s == 30
+    assert parse(duration=0, before=5).timeout_s == 30
+    assert "timeout_s=none duration_s=3 " in describe_request(parse(duration=3))
 
 
 def test_node_exact_any_and_other_nodes():

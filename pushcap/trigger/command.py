@@ -4,11 +4,15 @@ It subscribes to `<channel>:results` before publishing, so no answer can be miss
 request with a fresh `requestid`, and prints every result carrying it until `--wait` seconds
 pass (or `--expect` results came). Exit status: 0 when results came and none failed.
 
-Without `--wait`, the wait is what the request itself lets a node take: its capture time (`end`,
-or `start` + `duration`, or `timeout`), plus the node's worst case for delivering the file (every
-CloudShark attempt at its timeout and the backoffs between them, from `[cloudshark]` in `--config`
-or pcapdaemon's defaults), plus a margin. `before` adds nothing: the lookback is read at once.
-The wait is printed, so a user whose node is configured otherwise sees what to change.
+Without `--wait`, the wait is what the request itself lets a node take: its capture time, plus
+the node's worst case for delivering the file (every CloudShark attempt at its timeout and the
+backoffs between them, from `[cloudshark]` in `--config` or pcapdaemon's defaults), plus a margin.
+The capture time is where the node ends the window (job.py): the earliest of `end` and the live
+start (now, or `start` when ahead) + `duration` or + `timeout`; without any of the three, live
+start + `defaulttimeout` from `--config` (or pcapdaemon's). A `duration` or `end` given without
+`timeout` is not cut by the default timeout on the node, so not here either. `before` adds
+nothing: the lookback is read at once. The wait is printed, so a user whose node is configured
+otherwise sees what to change.
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--snap", type=int, help="bytes kept of each packet")
     p.add_argument("--packets", type=int, help="stop after this many packets")
     p.add_argument("--bytes", type=int, help="stop before the file exceeds this size")
-    p.add_argument("--timeout", type=float, help="stop after this many seconds without a packet")
-    p.add_argument("--duration", type=float, help="stop after this many seconds in any case")
+    p.add_argument("--timeout", type=float, help="stop this many seconds after the capture "
+                   "starts should --packets not be reached first (pcapdaemon's timeout)")
+    p.add_argument("--duration", type=float, help="capture this many seconds (the node's "
+                   "defaulttimeout then does not apply; --timeout, when given, still does)")
     p.add_argument("--before", type=float, help="seconds of lookback from the ring")
     p.add_argument("--start", type=float, help="window start, epoch seconds")
     p.add_argument("--end", type=float, help="window end, epoch seconds")
@@ -65,10 +71,9 @@ def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
         p.add_argument(f"-{name}", f"--{name}", dest=f"pd_{name}", default=None,
                        help="as pushcap run's flag", **kwargs)
     p.add_argument("--wait", type=float, help="seconds to wait for results (default: the "
-                   "request's capture time (end, start + duration, or timeout) + the config's "
-                   "CloudShark timeout x attempts + backoffs + "
-                   f"{WAIT_MARGIN_S:g}); a capture without --duration may run until the node's "
-                   "maxduration while matching packets keep coming")
+                   "request's capture time (the earliest of end, start + duration and start + "
+                   "timeout; start is now unless given) + the config's CloudShark timeout x "
+                   f"attempts + backoffs + {WAIT_MARGIN_S:g})")
     p.add_argument("--expect", type=int, help="stop once this many results came")
     p.add_argument("--json", action="store_true", help="print results as JSON lines")
     p.set_defaults(func=cmd_trigger)
@@ -126,18 +131,25 @@ def wait_s(args: argparse.Namespace, config: dict, now_s: float | None = None
 
 
 def capture_s_of(args: argparse.Namespace, config: dict, now_s: float) -> tuple[float, str]:
-    """The longest the request lets a capture last; 0 means "the default", as on the node."""
-    if args.end is not None:
-        return max(0.0, args.end - now_s), "until end"
+    """The longest the request lets a capture last, as the node reckons its window's end
+    (job.py): the earliest of `end`, lead + `duration` and lead + `timeout`, the default timeout
+    only when the request gives none of the three; 0 means "not given", as on the node."""
     lead_s = max(0.0, args.start - now_s) if args.start is not None else 0.0
+    ends: list[tuple[float, str]] = []
+    if args.end is not None:
+        ends.append((max(0.0, args.end - now_s), "until end"))
     if args.duration:
-        return lead_s + args.duration, "duration"
-    timeout_s = args.timeout or _seconds(config.get("general", {}).get("defaulttimeout"))
+        ends.append((lead_s + args.duration, "duration"))
+    if args.timeout:
+        ends.append((lead_s + args.timeout, "timeout"))
+    if ends:
+        return min(ends)
+    timeout_s = _seconds(config.get("general", {}).get("defaulttimeout"))
     if timeout_s is None:
         from pushcap.config.pcapdaemon_flags import DEFAULT_TIMEOUT_S
 
         timeout_s = DEFAULT_TIMEOUT_S
-    return lead_s + timeout_s, "timeout"
+    return lead_s + timeout_s, "defaulttimeout"
 
 
 def upload_allowance_s(section: dict) -> float:

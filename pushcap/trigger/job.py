@@ -1,25 +1,27 @@
 """One triggered capture of one interface, served from that interface's ring.
 
 The ring already holds what the interface saw, so a capture is a reader: it takes the batches
-from before the request that `before` (or `start`) asks for, then follows new batches through
-a cursor until `packets`, `bytes`, `timeout` or `duration` ends it. Selection (time window, BPF)
-and truncation to `snap` are done per batch with numpy and one `bytes.join`, never per packet in
-Python. The pcap is assembled in memory, as pcapdaemon does: nothing touches the filesystem here.
+from before the request that `before` (or `start`) asks for, then follows new batches through a
+cursor until `packets`, `bytes`, `timeout`, `duration` or `end` ends it. Selection (time window,
+BPF) and truncation to `snap` are done per batch with numpy and one `bytes.join`, never per
+packet in Python. The pcap is assembled in memory, as pcapdaemon does: nothing touches the
+filesystem here.
 
 The window is decided by packet timestamps, never by when a batch reached the ring: a window
-[start, end) holds exactly the packets stamped inside it. Its end is the first of two clocks:
-the deadline (`end`, or the live start + `duration`) and the timeout (`timeout` after the live
-start or after the last matching packet, so a capture ends at the first such gap between matches).
-Packets reach the ring late (libpcap holds a quiet link's packets up to its poll timeout, the
-engine then waits `COALESCE_MS` for more), so a window that ends by either clock is read on for
-that long after its end (`late_s`) before it is closed; a match stamped before a timeout's end
-that arrives meanwhile moves the timeout on, as it would have had it come in time.
+[start, end) holds exactly the packets stamped inside it. Its end is fixed when the job is made:
+the earliest of `end`, the live start + `duration` and the live start + `timeout` (pcapdaemon's
+"seconds to let capture last should the number of packets not get hit": matches do not move it),
+and the reason names which one it was; `packets` and `bytes` may end the capture sooner. A
+request giving `duration` or `end` without `timeout` has no timeout (message.py). Packets reach
+the ring late (libpcap holds a quiet link's packets up to its poll timeout, the engine then waits
+`COALESCE_MS` for more), so the window is read on for that long after its end (`late_s`) before
+it is closed.
 
-`duration` bounds the live part: it counts from the request, or from `start` when that lies in
-the future. A past `start`, like `before`, only reaches back into the ring: `start` = now - 30
-with `duration` 10 is the window [now - 30, now + 10). pcapdaemon's message has no `start` and
-no lookback: its capture begins at the request, and so does `duration` here unless `start` lies
-ahead, so a pcapdaemon request means the same on both.
+`duration` and `timeout` bound the live part: they count from the request, or from `start` when
+that lies in the future. A past `start`, like `before`, only reaches back into the ring: `start`
+= now - 30 with `duration` 10 is the window [now - 30, now + 10). pcapdaemon's message has no
+`start` and no lookback: its capture begins at the request, and so do `duration` and `timeout`
+here unless `start` lies ahead, so a pcapdaemon request means the same on both.
 
 A lookback the ring cannot serve is said so in `notes`, never silently shortened: `before` (or a
 past `start`) beyond `[ring] max_seconds` is capped to it, and a window reaching past the oldest
@@ -46,7 +48,7 @@ from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Cursor, Ring
 from pushcap.trigger.message import CaptureRequest
 
-POLL_S = 0.2  # longest wait on the ring before the clocks (timeout, duration, stop) are checked
+POLL_S = 0.2  # longest wait on the ring before `stop` is checked again
 LATE_SLACK_S = 0.1  # on top of poll + coalesce: the kernel's block timer, thread scheduling
 
 
@@ -93,7 +95,6 @@ class CaptureJob:
         self.ring = ring
         self.stop = stop or threading.Event()
         self.late_ns = int((ring_latency_s() if late_s is None else late_s) * 1e9)
-        self.timeout_ns = int(request.timeout_s * 1e9)
         # Not compile_shared(): its cache lives forever, and expressions from the network are
         # unbounded in number. Compiling costs a millisecond once per capture.
         self.bpf: BpfFilter | None = (BpfFilter(request.bpf, ring.linktype, ring.snaplen)
@@ -101,16 +102,10 @@ class CaptureJob:
         snap = min(request.snap, ring.snaplen) if ring.snaplen else request.snap
         self.outcome = CaptureOutcome(interface, alias, ring.linktype, snap)
         self._bytes = PCAP_FILE_HEADER_BYTES
-        req = request
-        self.window_start_ns = self._window_start(req)
-        # The live part starts at the request, or at `start` when that lies in the future.
-        live_start_ns = max(req.received_ns, req.start_ns or 0)
-        deadline_ns = live_start_ns + int(req.duration_s * 1e9)
-        self.deadline_ns = min(deadline_ns, req.end_ns) if req.end_ns is not None else deadline_ns
-        self.window_end_ns = req.end_ns
+        self.window_start_ns = self._window_start(request)
+        self.end_ns, self.end_reason = _window_end(request)
         self.outcome.window_start_ns = self.window_start_ns
-        self.outcome.window_end_ns = self.deadline_ns
-        self._quiet_since_ns = live_start_ns  # the timeout counts from here or the last match
+        self.outcome.window_end_ns = self.end_ns
 
     def _window_start(self, req: CaptureRequest) -> int:
         """`start`, or the request minus `before`; a lookback longer than the ring keeps is
@@ -136,9 +131,8 @@ class CaptureJob:
         started_ns = time.time_ns()
         cursor = self.ring.cursor()  # first, so nothing appended meanwhile falls between the two
         if not self._lookback(cursor.seq):
-            end_ns, reason = self._clock_end()
-            if end_ns + self.late_ns <= started_ns:
-                self._end(reason)  # wholly past: the ring had all of it
+            if self.end_ns + self.late_ns <= started_ns:
+                self._end(self.end_reason)  # wholly past: the ring had all of it
             else:
                 self._follow(cursor)
         self.outcome.missed_packets = cursor.missed_packets
@@ -182,61 +176,30 @@ class CaptureJob:
             f"full ([ring] max_bytes {self.ring.max_bytes} before max_seconds "
             f"{self.ring.max_ns / 1e9:g} s) and had dropped older ones")
 
-    def _deadline_reason(self) -> str:
-        return "window" if self.deadline_ns == self.window_end_ns else "duration"
-
-    def _clock_end(self) -> tuple[int, str]:
-        """Where the window ends as things stand, and the reason it would give: the deadline,
-        or the timeout after the live start or the last match when that comes first."""
-        timeout_end_ns = self._quiet_since_ns + self.timeout_ns
-        if timeout_end_ns < self.deadline_ns:
-            return timeout_end_ns, "timeout"
-        return self.deadline_ns, self._deadline_reason()
-
     def _follow(self, cursor: Cursor) -> bool:
-        while True:
-            if self.stop.is_set():
-                return self._end("stopped")
-            end_ns, _ = self._clock_end()
-            now_ns = time.time_ns()
-            if now_ns >= end_ns:
-                if self._settle(cursor):
-                    return True
-                continue  # a late match moved the timeout on
-            for batch in cursor.read(timeout_s=max(min(POLL_S, (end_ns - now_ns) / 1e9), 0.001)):
-                if self._take(batch):
-                    return True
-            if cursor.closed:
-                return self._end("closed")
-
-    def _settle(self, cursor: Cursor) -> bool:
-        """Past the window's end by the clock: read on for `late_s`, while packets stamped before
-        it may still be on their way into the ring (`_take` drops those stamped after it).
-        False when a late match moved the timeout past now: the capture goes on."""
+        """Take new batches until a cap is reached or the window's end is settled: past it by
+        the clock, read on for `late_s`, while packets stamped before it may still be on their
+        way into the ring (`_take` drops those stamped after it)."""
+        settled_ns = self.end_ns + self.late_ns
         while not self.stop.is_set():
-            end_ns, reason = self._clock_end()
             now_ns = time.time_ns()
-            if now_ns < end_ns:
-                return False
-            wait_s = (end_ns + self.late_ns - now_ns) / 1e9
-            batches = cursor.read(timeout_s=max(wait_s, 0.0))
+            wait_s = min(POLL_S, max(settled_ns - now_ns, 0) / 1e9)
+            batches = cursor.read(timeout_s=wait_s)
             for batch in batches:
                 if self._take(batch):
                     return True
-            if self._clock_end()[0] != end_ns:
-                continue
+            if cursor.closed:
+                return self._end(self.end_reason if now_ns >= self.end_ns else "closed")
             # Once settled, read on only while the ring still holds a backlog from before the
             # end (a busy link whose reads are capped at a number of batches).
             caught_up = not batches or (len(batches[-1]) > 0
-                                        and int(batches[-1].ts_ns[0]) >= end_ns)
-            if cursor.closed or (wait_s <= 0 and caught_up):
-                return self._end(reason)
+                                        and int(batches[-1].ts_ns[0]) >= self.end_ns)
+            if now_ns >= settled_ns and caught_up:
+                return self._end(self.end_reason)
         return self._end("stopped")
 
     def _end(self, reason: str) -> bool:
         self.outcome.reason = reason
-        if reason == "timeout":  # the window closed at the timeout, not at the deadline
-            self.outcome.window_end_ns = self._quiet_since_ns + self.timeout_ns
         return True
 
     def _take(self, batch: Batch) -> bool:
@@ -244,7 +207,7 @@ class CaptureJob:
         if not len(batch):
             return False
         ts = batch.ts_ns
-        mask = (ts >= self.window_start_ns) & (ts < self.deadline_ns)
+        mask = (ts >= self.window_start_ns) & (ts < self.end_ns)
         if not mask.any():
             return False
         if self.bpf is not None:
@@ -254,9 +217,6 @@ class CaptureJob:
             return False
         out = self.outcome
         reached = ""
-        cut = self._timeout_cut(ts[idx])
-        if cut < len(idx):
-            idx, reached = idx[:cut], "timeout"
         room = self.request.packets - out.packets
         if len(idx) >= room:
             idx, reached = idx[:room], "packets"
@@ -273,21 +233,26 @@ class CaptureJob:
             out.parts.append(records)
             out.packets += len(idx)
             self._bytes += len(records)
-            last_ts = int(ts[idx[-1]])
             out.first_ts_ns = out.first_ts_ns if out.first_ts_ns is not None else int(ts[idx[0]])
-            out.last_ts_ns = last_ts
-            self._quiet_since_ns = max(self._quiet_since_ns, last_ts)
+            out.last_ts_ns = int(ts[idx[-1]])
         if reached:
             return self._end(reached)
         return False
 
-    def _timeout_cut(self, ts: np.ndarray) -> int:
-        """How many of these matches come before the first gap of `timeout` (counted from the
-        live start or the last match): the timeout decided by timestamps, not by the clock of
-        the read, so a backlog read at once is cut where the link really went quiet."""
-        prev = np.maximum.accumulate(np.concatenate(([self._quiet_since_ns], ts[:-1])))
-        over = np.flatnonzero(ts - prev >= self.timeout_ns)
-        return int(over[0]) if len(over) else len(ts)
+
+def _window_end(req: CaptureRequest) -> tuple[int, str]:
+    """Where the window ends and the reason it will give: the earliest of `end`, the live
+    start + `duration` and the live start + `timeout`. The live part starts at the request, or
+    at `start` when that lies in the future. A tie is named by the most deliberate bound:
+    `end` (an absolute time), then `duration`, then `timeout` (often pcapdaemon's default)."""
+    live_start_ns = max(req.received_ns, req.start_ns or 0)
+    ends = [(live_start_ns + int(req.duration_s * 1e9), 1, "duration")]
+    if req.end_ns is not None:
+        ends.append((req.end_ns, 0, "window"))
+    if req.timeout_s is not None:
+        ends.append((live_start_ns + int(req.timeout_s * 1e9), 2, "timeout"))
+    end_ns, _, reason = min(ends)
+    return end_ns, reason
 
 
 def _relative(ts_ns: int, received_ns: int) -> str:

@@ -8,15 +8,24 @@ beyond the parser): nothing but TriggerError leaves `parse_request`. A message f
 is not an error: parse returns None and the caller stays quiet.
 
 pcapdaemon's conventions are kept where publishers rely on them: a limit of 0 (`timeout`,
-`duration`, `bytes`, `snap`) means "use the default", as in Go where absent and 0 are one value;
-names in `interface`/`alias` this node lacks are skipped with a note (`notes`), and only a request
-naming none of its interfaces is refused, so a fleet-wide request with per-node names works.
+`duration`, `bytes`, `snap`) means what leaving it out means, as in Go where absent and 0 are one
+value; names in `interface`/`alias` this node lacks are skipped with a note (`notes`), and only a
+request naming none of its interfaces is refused, so a fleet-wide request with per-node names
+works.
 
-Times: `start`/`end` are epoch seconds; `before` reaches back from the request. `duration` bounds
-the live part of the capture, so it counts from the request, or from `start` when that lies in
-the future; a past `start` only reaches back into the ring, like `before` (start = now - 30 with
-duration 10 is [now - 30, now + 10)). pcapdaemon has no `start`: there, as here, a capture and
-its duration begin at the request. `end` cuts the window wherever `duration` would end it later.
+Times: `start`/`end` are epoch seconds; `before` reaches back from the request. `timeout` and
+`duration` both bound the live part of the capture, so they count from the request, or from
+`start` when that lies in the future; a past `start` only reaches back into the ring, like
+`before` (start = now - 30 with duration 10 is [now - 30, now + 10)). pcapdaemon has no `start`:
+there, as here, a capture and its timeout begin at the request. `end` cuts the window wherever
+`duration` or `timeout` would end it later.
+
+`timeout` is pcapdaemon's "seconds to let capture last should the number of packets not get
+hit": a cap on the live time, not a gap between packets, so "50 packets or 15 s, whichever
+first" holds on a busy link too. Its default (`defaulttimeout`) exists for pcapdaemon requests,
+which say nothing else about how long to capture; a request giving `duration` or `end` has said
+it, so without an explicit `timeout` the default does not cut it short (`timeout_s` None), while
+one given explicitly still applies and the earlier end wins.
 
 Node regexes come from the network and run in this process, so only a safe subset is accepted:
 node_match.py proves a bounded cost before the search runs.
@@ -69,7 +78,9 @@ class CaptureRequest:
     snap: int
     packets: int
     max_bytes: int
-    timeout_s: float  # since the live start or the last match: the first such gap ends it
+    # Seconds from the live start (module docstring), matches or not; None: no timeout, the
+    # request's `duration`/`end` says how long (pcapdaemon's default would cut it short).
+    timeout_s: float | None
     duration_s: float  # from the request, or from `start` if that is ahead (module docstring)
     before_s: float = 0.0
     start_ns: int | None = None  # absolute window, epoch nanoseconds
@@ -133,11 +144,13 @@ def _parse(data: bytes | str, settings: TriggerSettings,
             except BpfError as exc:
                 raise TriggerError("bpf", f"{bpf!r} does not compile: {exc}") from None
     # 0 is "not set" for every limit below, as in pcapdaemon (see the module docstring).
-    timeout_s = fields.seconds("timeout", settings.default_timeout_s, settings.max_timeout_s,
-                               "maxtimeout")
-    duration_s = fields.seconds("duration", settings.max_duration_s, settings.max_duration_s,
-                                "maxduration")
+    timeout_s: float | None = fields.seconds("timeout", 0.0, settings.max_timeout_s, "maxtimeout")
+    duration_s = fields.seconds("duration", 0.0, settings.max_duration_s, "maxduration")
     start_ns, end_ns = _window(fields, received_ns, settings.max_duration_s)
+    if not timeout_s:
+        # The default timeout only for requests that say nothing of how long (module docstring).
+        timeout_s = None if duration_s or end_ns is not None else settings.default_timeout_s
+    duration_s = duration_s or settings.max_duration_s
     request_id = fields.text("requestid", 64)
     if request_id and not _SAFE_ID.match(request_id):
         raise TriggerError("requestid", "letters, digits and ._:- only, at most 64")
@@ -332,8 +345,9 @@ def _shown(value: object) -> str:
 def describe_request(request: CaptureRequest) -> str:
     """key=value summary for the log (no secrets live in a request)."""
     ifaces = ",".join(c.interface for c in request.captures)
+    timeout = "none" if request.timeout_s is None else f"{request.timeout_s:g}"
     return (f"requestid={request.request_id} interfaces={ifaces} bpf={request.bpf!r} "
             f"snap={request.snap} packets={request.packets} bytes={request.max_bytes} "
-            f"timeout_s={request.timeout_s:g} duration_s={request.duration_s:g} "
+            f"timeout_s={timeout} duration_s={request.duration_s:g} "
             f"before_s={request.before_s:g} alertid={request.alertid}")
 

@@ -120,10 +120,20 @@ def test_default_wait_is_capture_time_plus_the_nodes_upload_budget():
         35 + upload_s + WAIT_MARGIN_S
     assert wait_s(trigger_args("--end", str(now + 50), "--duration", "999"), {}, now)[0] == \
         50 + upload_s + WAIT_MARGIN_S
+    # `timeout` caps the capture as `duration` and `end` do: the earliest of them ends it.
+    assert wait_s(trigger_args("--duration", "120", "--timeout", "5"), {}, now)[0] == \
+        5 + upload_s + WAIT_MARGIN_S
+    assert wait_s(trigger_args("--end", str(now + 50), "--timeout", "10"), {}, now)[0] == \
+        10 + upload_s + WAIT_MARGIN_S
+    assert wait_s(trigger_args("--start", str(now + 30), "--duration", "20", "--timeout", "40"),
+                  {}, now)[0] == 50 + upload_s + WAIT_MARGIN_S
     config = {"general": {"defaulttimeout": "1m30s"},
               "cloudshark": {"timeout": "30s", "retries": 1, "retrybackoff": 2}}
     assert wait_s(trigger_args("--duration", "0"), config, now)[0] == \
         90 + 2 * 30 + 2 + WAIT_MARGIN_S
+    # A duration without a timeout is not cut by the node's defaulttimeout.
+    assert wait_s(trigger_args("--duration", "200"), config, now)[0] == \
+        200 + 2 * 30 + 2 + WAIT_MARGIN_S
     assert wait_s(trigger_args(), {"cloudshark": {"upload": False}}, now)[0] == \
         60 + WAIT_MARGIN_S  # pcapdaemon's default timeout; a local file needs no allowance
     assert wait_s(trigger_args("--wait", "7", "--duration", "300"), {}, now) == (7, "--wait")

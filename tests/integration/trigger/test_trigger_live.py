@@ -7,6 +7,7 @@ request's caps say.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from trigger_harness import (
     RedisServer,
     base,
     payloads_of,
+    ring_payloads,
     send,
 )
 
@@ -54,17 +56,40 @@ def test_seed_example_message_uploads_exactly_the_packets_sent(harness, cloudsha
     assert capinfos_ok(upload["path"]) == 50
 
 
-def test_timeout_ends_the_capture_after_the_last_packet(harness, cloudshark, udp_port):
+def test_timeout_ends_a_busy_capture_timeout_after_the_request(harness, engine, cloudshark,
+                                                               udp_port):
+    """pcapdaemon's `timeout` ("seconds to let capture last should the number of packets not get
+    hit"): matches every 50 ms never leave a quiet second, yet `timeout` 1 ends the capture 1 s
+    after the request, holding exactly the matches stamped in that second."""
     h = harness(cloudshark=cloudshark)
-    h.publish(base(udp_port, timeout=1.0, packets=1000))
-    time.sleep(0.3)
-    sent = send(udp_port, "quiet", 5, gap_s=0.1)
-    last_sent = time.time()
-    [result] = h.wait_results()
-    ended = time.time()
-    assert (result["status"], result["reason"], result["packets"]) == ("ok", "timeout", 5)
-    assert 0.9 <= ended - last_sent <= 2.5
-    assert payloads_of(cloudshark.uploads[0]["path"]) == sent
+    stop = threading.Event()
+
+    def stream() -> None:
+        deadline = time.monotonic() + 5  # bounded, should the capture never end
+        sent = 0
+        while not stop.is_set() and time.monotonic() < deadline:
+            send(udp_port, f"busy{sent:05d}", 1)
+            sent += 1
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    try:
+        time.sleep(0.3)  # the link is busy before the request and stays busy after it
+        sent_at = h.publish(base(udp_port, timeout=1, packets=1000))
+        [result] = h.wait_results()
+        took_s = time.time() - sent_at
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        sender.join()
+    assert (result["status"], result["reason"]) == ("ok", "timeout"), result
+    start_ns, end_ns = result["window_start_ns"], result["window_end_ns"]
+    assert end_ns - start_ns == 10**9
+    assert 1.0 <= took_s < 2.0, f"publish -> result took {took_s:.3f} s"
+    expected, after = ring_payloads(engine.rings["lo"], udp_port, start_ns, end_ns)
+    assert after > 0 and 10 <= len(expected) <= 21
+    assert payloads_of(cloudshark.uploads[0]["path"]) == expected
 
 
 def test_lookback_includes_traffic_from_before_the_request(harness, cloudshark, udp_port):

@@ -11,20 +11,18 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
+from engine_harness import batch_at
 from oracle import read_pcap
 from trigger_harness import (
     NODE,
     UDP_HEADERS,
     base,
     payloads_of,
-    ring_datagrams,
     ring_payloads,
     send,
 )
 
-from pushcap.capture.batch import Batch, build_records
 from pushcap.capture.ring import Ring
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -92,10 +90,13 @@ def test_hostile_numbers_and_nesting_are_rejected_and_the_service_goes_on(harnes
     assert h.service.stats()["rejected"] == len(HOSTILE)
 
 
-def test_duration_window_holds_exactly_the_packets_stamped_inside_it(harness, engine,
-                                                                     udp_port):
-    """The last packets of the window reach the ring after its deadline (libpcap's poll
-    timeout, the engine's coalescing): they belong to it; those stamped after it do not."""
+@pytest.mark.parametrize("fields, reason", [({"duration": 1, "timeout": 5}, "duration"),
+                                            ({"timeout": 1}, "timeout")])
+def test_timed_window_holds_exactly_the_packets_stamped_inside_it(harness, engine, udp_port,
+                                                                  fields, reason):
+    """The last packets of the window reach the ring after its end (libpcap's poll timeout, the
+    engine's coalescing): they belong to it; those stamped after it do not. `timeout`, like
+    `duration`, ends the window 1 s after the request on a link that never pauses."""
     h = harness(write_local=True)
     stop = threading.Event()
 
@@ -106,7 +107,7 @@ def test_duration_window_holds_exactly_the_packets_stamped_inside_it(harness, en
             sent += 1
             time.sleep(0.002)
 
-    h.publish(base(udp_port, duration=1, timeout=5))
+    h.publish(base(udp_port, **fields))
     sender = threading.Thread(target=stream)
     sender.start()
     try:
@@ -115,7 +116,7 @@ def test_duration_window_holds_exactly_the_packets_stamped_inside_it(harness, en
     finally:
         stop.set()
         sender.join()
-    assert (result["status"], result["reason"]) == ("ok", "duration"), result
+    assert (result["status"], result["reason"]) == ("ok", reason), result
     start_ns, end_ns = result["window_start_ns"], result["window_end_ns"]
     assert end_ns - start_ns == 10**9
     capture = read_pcap(result["path"])
@@ -139,47 +140,6 @@ def test_before_beyond_the_ring_is_capped_and_said(harness, engine, udp_port, ca
     h.publish(base(udp_port, before=1, timeout=0.3))
     [result] = h.wait_results()
     assert result["before_s"] == 1 and "notes" not in result
-
-
-def test_timeout_keeps_matches_stamped_inside_it_that_reach_the_ring_late(harness, engine,
-                                                                           udp_port):
-    """Datagrams each sent just inside the timeout after the one before: on a quiet link each
-    reaches the ring up to a poll timeout after its stamp, often after the timeout has run out
-    by the clock. By their stamps none is a gap of `timeout`: the capture must hold them all."""
-    h = harness(write_local=True)
-    timeout_s = 0.4
-    h.publish(base(udp_port, timeout=timeout_s, packets=1000))
-    time.sleep(0.2)
-    sent: list[bytes] = []
-    for i in range(6):
-        sent += send(udp_port, f"gap{i}", 1)
-        time.sleep(timeout_s - 0.012)
-    [result] = h.wait_results()
-    time.sleep(0.3)
-    send(udp_port, "after", 2)  # after the gap that ended it: not part of the capture
-    time.sleep(0.3)
-    assert (result["status"], result["reason"]) == ("ok", "timeout"), result
-    # The oracle: the ring's datagrams to the port, cut at the first gap of `timeout`.
-    expected: list[bytes] = []
-    last_ns = result["window_start_ns"]
-    for ts, data in ring_datagrams(engine.rings["lo"], udp_port):
-        if ts < last_ns:
-            continue
-        if ts - last_ns >= timeout_s * 1e9:
-            break
-        expected.append(data)
-        last_ns = ts
-    assert expected == sent, "the sender's gaps drifted past the timeout; rerun"
-    assert payloads_of(result["path"]) == expected
-    assert result["window_end_ns"] == last_ns + int(timeout_s * 1e9)
-
-
-def batch_at(ts_ns: list[int], size: int = 60) -> Batch:
-    ts = np.array(ts_ns, dtype=np.int64)
-    caplen = np.full(len(ts), size, dtype=np.int64)
-    records, offsets = build_records(ts, caplen, caplen, bytes(size * len(ts)),
-                                     np.arange(len(ts)) * size)
-    return Batch(records, offsets, ts, caplen, caplen.copy(), 1, 262144)
 
 
 def test_lookback_past_a_full_ring_is_said_in_the_result_and_the_log(harness, caplog):
