@@ -7,9 +7,12 @@ and closing by it would put those packets into the next window's file.
 
 from __future__ import annotations
 
+import time
+
 from engine_harness import S, batch_of, engine_with
 from oracle import read_pcap
 
+from pushcap.capture.engine import push_clock_ns
 from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
 
 
@@ -51,3 +54,30 @@ def test_a_quiet_link_closes_its_window_by_the_wall_clock(tmp_path):
     engine.push_step("eth0", cursor.read(), base + 3 * S)  # caught up, nothing new: wall clock
     engine.consumers["eth0"][0].finish()
     assert [f.name for f in out.glob("t_*.pcap")] == [f"t_{base}.pcap"]
+
+
+def test_packets_late_to_the_ring_stay_in_their_window(tmp_path, monkeypatch):
+    """The ring itself is 2.5 s behind the wire (a backlog in libpcap's buffer, a busy capture
+    thread) while the push thread keeps up with it: windows close by packet time carried on by
+    the wall clock, not by the wall clock alone, which would close them 2.5 s early."""
+    engine, out, ring = one_second_files(tmp_path)
+    wall = [1_700_000_000 * S]
+    monkeypatch.setattr(time, "time_ns", lambda: wall[0])  # the ring's and the engine's clock
+    lag_ns = 2_500_000_000
+    cursor = ring.cursor()
+    sent = []
+    for _ in range(60):  # 6 s, a poll every 100 ms
+        stamps = [wall[0] - lag_ns + i * 10_000_000 for i in range(10)]
+        sent += stamps
+        ring.append(batch_of(stamps, [100] * 10))
+        engine.push_step("eth0", cursor.read(), push_clock_ns(cursor))
+        wall[0] += 100_000_000
+    engine.consumers["eth0"][0].finish()
+    files = sorted(out.glob("t_*.pcap"))
+    held = {}
+    for f in files:
+        start = int(f.stem.split("_")[1])
+        held[start] = [p[0] for p in read_pcap(f).packets]
+    assert sum(map(len, held.values())) == len(sent)
+    for start, stamps in held.items():
+        assert all(start <= ts < start + S for ts in stamps), start

@@ -54,14 +54,19 @@ class CaptureStats:
     missed_by_push: int = 0
 
 
-def push_clock_ns(cursor, batches: list) -> int:
-    """The time a push step's `tick` closes windows by. Wall clock while the push thread has
-    read everything (a quiet link's window must end even with no packet after it); while it
-    lags, the newest packet it has read: the wall clock would close a window whose packets are
-    still waiting in the ring, and they would land in the next window's file."""
-    if cursor.caught_up or not batches or not len(batches[-1]):
+def push_clock_ns(cursor) -> int:
+    """The time a push step's `tick` closes windows by: packet time, carried on by the wall
+    clock. While the push thread lags the ring it is the newest packet read (the wall clock would
+    close a window whose packets still wait in the ring). Once it has read everything, it is that
+    packet's time plus the wall time since the ring got it: a quiet link's window still ends with
+    no packet after it, while packets that reached the ring late (a backlog in libpcap's buffer,
+    a busy capture thread) or a NIC clock off the system's are not put in a later window's file.
+    """
+    if cursor.newest_ts_ns is None:
         return time.time_ns()
-    return int(batches[-1].ts_ns[-1])
+    if not cursor.caught_up:
+        return cursor.newest_ts_ns
+    return cursor.newest_ts_ns + max(0, time.time_ns() - cursor.newest_appended_ns)
 
 
 class LiveEngine:
@@ -336,7 +341,7 @@ class LiveEngine:
         stats = self.capture_stats[name]
         while True:
             batches = cursor.read(timeout_s=PUSH_POLL_S)
-            self.push_step(name, batches, push_clock_ns(cursor, batches))
+            self.push_step(name, batches, push_clock_ns(cursor))
             if cursor.missed_packets != stats.missed_by_push:
                 log.warning("event=push_behind interface=%s missed_packets=%d", name,
                             cursor.missed_packets - stats.missed_by_push)

@@ -11,6 +11,7 @@ numpy arrays (32 bytes a packet): what holding them actually costs.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 from pushcap.capture.batch import Batch
@@ -24,7 +25,8 @@ class Ring:
         self.snaplen = snaplen
         self.max_ns = int(max_seconds * 1e9)
         self.max_bytes = max_bytes
-        self._entries: deque[tuple[Batch, int]] = deque()  # (batch, packet number of its first)
+        # (batch, packet number of its first, wall-clock ns it was appended at)
+        self._entries: deque[tuple[Batch, int, int]] = deque()
         self._cond = threading.Condition()
         self._next_seq = 0
         self._packets_total = 0
@@ -34,7 +36,8 @@ class Ring:
 
     def append(self, batch: Batch) -> None:
         with self._cond:
-            self._entries.append((batch.with_seq(self._next_seq), self._packets_total))
+            self._entries.append((batch.with_seq(self._next_seq), self._packets_total,
+                                  time.time_ns()))
             self._next_seq += 1
             self._packets_total += len(batch)
             self._bytes += batch.memory_bytes
@@ -75,7 +78,7 @@ class Ring:
         with self._cond:
             if not self._entries:
                 return 0, 0, 0
-            first, first_no = self._entries[0]
+            first, first_no, _ = self._entries[0]
             last = self._entries[-1][0]
             packets = self._packets_total - first_no
             span_ns = int(last.ts_ns[-1] - first.ts_ns[0]) if len(first) and len(last) else 0
@@ -90,12 +93,12 @@ class Ring:
         """A reader's position: at the newest data (default) or at the oldest batch held."""
         with self._cond:
             if from_start and self._entries:
-                batch, first_no = self._entries[0]
+                batch, first_no, _ = self._entries[0]
                 return Cursor(self, batch.seq, first_no)
             return Cursor(self, self._next_seq, self._packets_total)
 
     def _read(self, seq: int, timeout_s: float | None,
-              max_batches: int) -> tuple[list[tuple[Batch, int]], bool]:
+              max_batches: int) -> tuple[list[tuple[Batch, int, int]], bool]:
         with self._cond:
             if seq >= self._next_seq and not self._closed and timeout_s:
                 self._cond.wait_for(lambda: seq < self._next_seq or self._closed, timeout_s)
@@ -118,16 +121,23 @@ class Cursor:
         self.packet_no = packet_no
         self.missed_packets = 0
         self.closed = False
+        # The newest packet read so far: its timestamp, and when the ring got it (wall clock).
+        self.newest_ts_ns: int | None = None
+        self.newest_appended_ns = 0
 
     def read(self, timeout_s: float | None = None, max_batches: int = 64) -> list[Batch]:
         """The batches after this cursor (waiting up to timeout_s for one); advances it."""
         entries, self.closed = self.ring._read(self.seq, timeout_s, max_batches)
         if not entries:
             return []
-        first_batch, first_no = entries[0]
+        first_batch, first_no, _ = entries[0]
         if first_no > self.packet_no:
             self.missed_packets += first_no - self.packet_no
-        last_batch, last_no = entries[-1]
+        last_batch, last_no, _ = entries[-1]
+        for batch, _, appended_ns in reversed(entries):
+            if len(batch):
+                self.newest_ts_ns, self.newest_appended_ns = int(batch.ts_ns[-1]), appended_ns
+                break
         self.seq = last_batch.seq + 1
         self.packet_no = last_no + len(last_batch)
         return [entry[0] for entry in entries]
