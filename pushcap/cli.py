@@ -135,6 +135,13 @@ def cmd_run(args) -> int:
     return daemon.run()
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _status_address(args) -> tuple[str, int]:
     from pushcap.config.toml import load_daemon_config
 
@@ -208,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="run the push targets over a capture file")
     p.add_argument("file", type=Path)
     config_args(p, daemon=False)
-    p.add_argument("--batch-packets", type=int, default=8192)
+    p.add_argument("--batch-packets", type=_positive_int, default=8192)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
     return parser

@@ -92,3 +92,13 @@ def test_files_read_alike_with_either_walk(tmp_path, monkeypatch, order, nano, c
     with_numpy = batches(path, 300)
     assert with_c == with_numpy
     assert sum(len(b[1]) for b in with_c) == len(sequential(region, order)[0]) > 2500
+
+
+def test_the_walk_refuses_buffers_it_must_not_write_or_read_past():
+    data = struct.pack("<IIII", 1, 2, 4, 4) + b"abcd"
+    with pytest.raises(ValueError):
+        native_walk().window(np.frombuffer(data, dtype=np.uint8), False, False, 10)  # read-only
+    walk = native_walk().window(np.frombuffer(bytearray(data), dtype=np.uint8), False, False, 10)
+    with pytest.raises(ValueError):
+        walk.advance(len(data) + 1)
+    assert not walk.advance(len(data)) and walk.count == 1

@@ -28,8 +28,8 @@ class WindowWalk:
 
     def __init__(self, function, region: np.ndarray, big_endian: bool, nano: bool,
                  max_records: int) -> None:
-        if not region.flags.c_contiguous or region.dtype != np.uint8:
-            raise ValueError("region must be a contiguous uint8 array")
+        if not (region.flags.c_contiguous and region.flags.writeable) or region.dtype != np.uint8:
+            raise ValueError("region must be a writable contiguous uint8 array")  # C writes it
         self._function = function
         self._region = region
         self._address = region.__array_interface__["data"][0]
@@ -43,6 +43,8 @@ class WindowWalk:
 
     def advance(self, available: int) -> bool:
         """Walk on through the first `available` bytes; True once `max_records` are found."""
+        if not 0 <= available <= len(self._region):
+            raise ValueError(f"{available} bytes available in a region of {len(self._region)}")
         self.count = self._function(self._address, available, self._end.value, self.count,
                                     *self._flags, self._max, *self._rows,
                                     ctypes.byref(self._end))

@@ -113,3 +113,9 @@ def test_malformed_pcapng_is_a_clear_error_not_a_traceback(tmp_path):
     proc = run("replay", str(bad), "--lua", str(lua), cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "names interface 7" in proc.stderr
+
+
+def test_replay_refuses_a_batch_of_no_packets(tmp_path):
+    proc = run("replay", str(PCAPS_DIR / "viber_mobile.pcap"), "--batch-packets", "0",
+               cwd=tmp_path)
+    assert proc.returncode == 2 and "--batch-packets: must be at least 1" in proc.stderr
