@@ -27,6 +27,8 @@ TARGET_METRICS = [
     ("uploads_ok", "pushcap_target_uploads_ok", "counter", "Files uploaded"),
     ("uploads_failed", "pushcap_target_uploads_failed", "counter", "Failed upload attempts"),
     ("dropped_files", "pushcap_target_dropped_files", "counter", "Spooled files dropped"),
+    ("name_conflicts", "pushcap_target_name_conflicts", "counter",
+     "Uploads moved to the next free name: another writer had taken the chosen one"),
     ("errors", "pushcap_target_errors", "counter", "Failed steps of the target (write, upload)"),
     ("records_sent", "pushcap_flows_records_sent", "counter", "Flow records exported"),
     ("send_failures", "pushcap_flows_send_failures", "counter", "Flow datagrams not sent"),

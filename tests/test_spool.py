@@ -204,3 +204,12 @@ def test_leftover_removal_leaves_hidden_folders_alone(tmp_path):
     spool.remove_leftovers()
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == \
         [".snapshot", spool.oldest().path.name]
+
+
+def test_flags_that_let_a_move_overwrite_are_refused():
+    """`--no-check-dest` turns off the existence check that keeps an upload from replacing
+    another writer's object of the same name (uploader: `moveto --ignore-existing`)."""
+    for flags in (["--no-check-dest"], ["--bwlimit", "1M", "--no-check-dest=true"]):
+        with pytest.raises(ConfigError, match="--no-check-dest would let an upload replace"):
+            parse_settings({"flags": flags})
+    assert parse_settings({"flags": ["--bwlimit", "1M"]}).flags == ("--bwlimit", "1M")

@@ -55,6 +55,7 @@ EXIT_DIR_NOT_FOUND = 3
 EXIT_FILE_NOT_FOUND = 4
 HASHES = ("md5", "sha1", "sha256", "sha512")  # rclone hash names that hashlib computes too
 ERROR_CHARS = 400
+NO_CHECK_DEST = "--no-check-dest"  # turns off the existence check `moveto_if_free` relies on
 
 
 class RcloneError(Exception):
@@ -98,6 +99,9 @@ def parse_settings(section: dict | RcloneSettings | None) -> RcloneSettings:
     flags = section.get("flags", ())
     if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
         raise ConfigError('[rclone] flags must be a list of strings, e.g. ["--bwlimit", "10M"]')
+    if any(f == NO_CHECK_DEST or f.startswith(f"{NO_CHECK_DEST}=") for f in flags):
+        raise ConfigError(f"[rclone] flags: {NO_CHECK_DEST} would let an upload replace an "
+                          "object of the same name (another host's or target's file); remove it")
     section["flags"] = tuple(flags)
     for key in ("spool_max_bytes", "retry_min_s", "retry_max_s", "command_timeout_s"):
         value = section.get(key)
@@ -281,8 +285,14 @@ class Rclone:
     def copyto(self, local: Path, remote: str) -> None:
         self.run(["copyto", str(local), remote])
 
-    def moveto(self, src: str, dst: str) -> None:
-        self.run(["moveto", src, dst])
+    def moveto_if_free(self, src: str, dst: str) -> None:
+        """Move `src` to `dst` unless an object is at `dst`: then rclone leaves both alone and
+        still exits 0 (`--ignore-existing`: "Destination exists, skipping", "Not removing
+        source file"), so the caller learns which happened by whether `src` is still there.
+        A plain moveto would replace `dst`, another writer's file under the same name.
+        (The check and the move are two steps in rclone: this narrows the race, `stat` after
+        it tells the caller whether the object at `dst` is its own.)"""
+        self.run(["moveto", "--ignore-existing", src, dst])
 
     def deletefile(self, remote: str) -> None:
         self.run(["deletefile", remote], ok_codes=(0, EXIT_DIR_NOT_FOUND, EXIT_FILE_NOT_FOUND))

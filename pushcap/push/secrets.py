@@ -1,10 +1,11 @@
 """Credentials in rclone's world: which values are secret, and text scrubbed of them.
 
-Anything rclone prints can carry credentials (URLs with user:password, signed query strings,
-`:s3,secret_access_key=...:` strings, `headers='Authorization,Bearer ...'` options). `scrub()`
-replaces the secret values it is given and, by pattern, the ones it can recognise without being
-told. The values come from where rclone reads them: the environment, the config file and the
-extra flags (`known_secrets`), and the connection string of a Path (`spec_secrets`).
+Anything rclone prints can carry credentials (URLs with user:password or a token as user name,
+signed query strings such as Azure SAS `sig=`, `:s3,secret_access_key=...:` strings,
+`headers='Authorization,Bearer ...'` options). `scrub()` replaces the secret values it is given
+and, by pattern, the ones it can recognise without being told. The values come from where rclone
+reads them: the environment, the config file and the extra flags (`known_secrets`), and the
+connection string of a Path (`spec_secrets`).
 
 Only the standard library, nothing of `rclone_remote`: code that only needs to hide credentials
 (an error message of the config check) can use it without loading what runs rclone.
@@ -20,11 +21,20 @@ from pathlib import Path
 
 MIN_SECRET_CHARS = 4  # shorter values would blank out ordinary words; patterns still hide them
 
-# option names that carry a secret; headers and cookies too (`Authorization,Bearer <token>`)
-SENSITIVE_NAME = r"[A-Za-z0-9_-]*(?:key|secret|pass|password|token|credential|signature|sas_url|" \
-             r"header|cookie|authorization)[A-Za-z0-9_-]*"
+# option names that carry a secret; headers and cookies too (`Authorization,Bearer <token>`),
+# and `sig`, the signature of an Azure SAS URL, as a whole name only (not `design=`)
+SENSITIVE_NAME = r"(?:[A-Za-z0-9_-]*(?:key|secret|pass|password|token|credential|signature|" \
+             r"sas_url|header|cookie|authorization)[A-Za-z0-9_-]*|sig)"
+# A URL user name this long is a token (`https://TOKEN@host`), as is one in a token format
+# (GitHub, GitLab, Slack); a login name is shown, as it helps. The config check's rule too.
+MIN_TOKEN_USER_CHARS = 20
+_TOKEN_USER = (rf"[^/\s:@'\"]{{{MIN_TOKEN_USER_CHARS},}}"
+               r"|(?:gh[pousr]_|github_pat_|glpat-|xox[abprs]-)[^/\s:@'\"]+")
+_URL_CREDENTIALS = re.compile(
+    rf"[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^/\s:@'\"]+:([^/\s@'\"]+)|({_TOKEN_USER}))@")
 _SCRUB_PATTERNS = (
     (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+    (re.compile(rf"([a-zA-Z][a-zA-Z0-9+.-]*://)(?:{_TOKEN_USER})@"), r"\1***@"),
     (re.compile(rf"(?i)\b({SENSITIVE_NAME})=('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)"), r"\1=***"),
     (re.compile(r"(?i)\b(authorization|cookie|x-amz-security-token)(\"?\s*[:=,]\s*)[^\n]*"),
      r"\1\2***"),
@@ -36,13 +46,21 @@ _CONF_SECRET = re.compile(rf"(?i)^{SENSITIVE_NAME}$")
 _SPEC_OPTION = re.compile(r"[,:]\s*([A-Za-z0-9_-]+)=('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[^,:]*)")
 
 
+def url_secrets(text: str) -> set[str]:
+    """The passwords and token user names of the URLs in `text` (a `url` option's value is no
+    secret as a whole, but rclone may quote its credentials in a form the patterns miss)."""
+    return {m[1] or m[2] for m in _URL_CREDENTIALS.finditer(text)}
+
+
 def option_secrets(name: str, value: str) -> set[str]:
-    """What a message could quote of a secret option's value (none for other options): the
-    value and, for headers (a backend's `headers` list `Key,Value,...`, the `--header` flag's
-    `Key: Value`), each header's value and its last word (the token after `Bearer`)."""
+    """What a message could quote of an option's value: its URLs' credentials and, for a
+    secret option, the value and, for headers (a backend's `headers` list `Key,Value,...`, the
+    `--header` flag's `Key: Value`), each header's value and its last word (the token after
+    `Bearer`)."""
+    found = url_secrets(value)
     if not _CONF_SECRET.match(name) or value.lower() in ("true", "false"):
-        return set()
-    found = {value}
+        return found
+    found.add(value)
     if "header" in name.lower():
         values = next(csv.reader([value]), [])[1::2] if name.lower().endswith("headers") \
             else [value.partition(":")[2]]
@@ -64,7 +82,8 @@ def spec_secrets(spec: str) -> set[str]:
 def known_secrets(config_file: str | None = None, flags: tuple[str, ...] = ()) -> set[str]:
     """Credential values this process could leak: from the environment, the config file and
     the extra rclone flags (`--header "Authorization: Bearer ..."`, `--s3-secret-access-key`)."""
-    secrets = {s for name, value in os.environ.items() if _ENV_SECRET.match(name)
+    secrets = {s for name, value in os.environ.items()
+               if name.upper().startswith("RCLONE_") or _ENV_SECRET.match(name)
                for s in option_secrets(name, value)}
     conf = config_file or os.environ.get("RCLONE_CONFIG")
     if conf and Path(conf).is_file():
@@ -85,7 +104,8 @@ def known_secrets(config_file: str | None = None, flags: tuple[str, ...] = ()) -
 
 
 def scrub(text: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
-    """`text` without credentials: known values, URL passwords, key=value secrets."""
+    """`text` without credentials: known values, URL passwords and token user names,
+    key=value secrets (`sig=` of a SAS URL too)."""
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     for pattern, replacement in _SCRUB_PATTERNS:

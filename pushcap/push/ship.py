@@ -180,8 +180,8 @@ class RcloneShipper:
     def stats(self) -> dict:
         """files_pending, bytes_pending, oldest_pending_age_s (None while the spool cannot be
         listed), dropped_files, dropped_bytes, uploads_ok, uploads_failed, spool_errors,
-        already_present, bytes_uploaded, upload_mb_per_s, last_upload, last_error (scrubbed of
-        credentials), last_error_age_s."""
+        already_present, name_conflicts (names other writers took), bytes_uploaded,
+        upload_mb_per_s, last_upload, last_error (scrubbed of credentials), last_error_age_s."""
         return self.uploader.stats()
 
 

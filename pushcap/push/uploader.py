@@ -6,18 +6,30 @@ One file at a time, so files arrive in time order. For each queued file:
    is overwritten), and record it in the spool (`Spool.record_final`) before anything moves
    there. If the *recorded* name already holds an object of the file's size and (where the
    backend has one) hash, an earlier run delivered it and died before deleting the spool copy:
-   the file counts as delivered and is not uploaded again (no duplicate at the destination).
+   the file counts as delivered and is not uploaded again (no duplicate at the destination),
+   and the hidden temporary object is deleted if still there (on S3 a move is a copy and a
+   delete, and the run may have died between them).
    An object under any other name is never taken for ours, however alike: on a backend without
    hashes only the size can be compared, and skipping the upload would delete the only copy.
 2. `rclone copyto` to a hidden temporary object beside the destination
-   (`.<final basename>.<enqueue_ns>.pushcap-tmp`, the basename cut to fit a file name; the same
-   name on every attempt, so a retry replaces what a killed attempt left), then `rclone moveto`
-   to the final name. This is the atomic-upload approach for every backend: the final name
-   appears only by the server-side move of a complete object (a rename on SFTP/WebDAV/local, a
-   copy on S3, which creates the object whole), so a reader never sees a partial object under
-   the final name.
-3. Verify the final object with `rclone lsjson --stat --hash`: same size and, where the backend
+   (`.<dest basename>.<enqueue_ns>.pushcap-tmp`, the basename cut to fit a file name; the same
+   name on every attempt and for every final name tried, so a retry replaces what a killed
+   attempt left), then `rclone moveto --ignore-existing` to the final name. This is the
+   atomic-upload approach for every backend: the final name appears only by the server-side
+   move of a complete object (a rename on SFTP/WebDAV/local, a copy on S3, which creates the
+   object whole), so a reader never sees a partial object under the final name.
+3. Other writers share the remote: another host pushing the same Path (epoch-aligned windows give
+   the same names), another target whose Path names the same folder. They may take the chosen
+   name between our choice and our move, so the move never replaces an object: if the
+   temporary object is still there after it, the name was taken and the next free name is
+   recorded and tried (`event=upload_name_taken`, counted in `name_conflicts`).
+4. Verify the final object with `rclone lsjson --stat --hash`: same size and, where the backend
    reports one, the same md5/sha1/sha256 as the spool copy. Only then is the spool copy deleted.
+   An object that fails the check is not known to be ours (rclone's existence check and move
+   are two steps, so a writer that did not check could have replaced ours, or moved its own
+   in just before ours): it is left alone, and the file is uploaded again under the next free
+   name. On a backend without hashes a same-size object passes; the names keep apart files of
+   different sizes.
 
 A failure keeps the file queued and waits `retry_min_s * 2**(failures-1)` (at most
 `retry_max_s`; the exponent is capped, so an outage of any length cannot overflow it), half of
@@ -56,8 +68,10 @@ TMP_SUFFIX = ".pushcap-tmp"
 TMP_BASE_BYTES = 160  # of the final basename in a temporary name: with our number and
 # suffix, and the `.<hash>.partial` rclone adds while writing (local, sftp), under 255 bytes
 MAX_DOUBLINGS = 64  # retry_min_s * 2**64 is past any retry_max_s; 2.0**1024 would overflow
+MAX_NAME_CONFLICTS = 20  # names lost to other writers in one attempt before it counts as failed
 KILL_JOIN_S = 10.0  # how long close() waits for the thread once it killed the upload in flight
 IDLE, GONE, DELIVERED, FAILED = "idle", "gone", "delivered", "failed"  # what one step did
+OURS, TAKEN, REPLACED = "ours", "taken", "replaced"  # what one move did (Uploader._move)
 
 # The one uploader of each spool folder in this process (see Uploader._claim).
 _spool_owners: dict[Path, threading.Lock] = {}
@@ -78,10 +92,12 @@ def backoff_s(failures: int, settings: RcloneSettings) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-def tmp_name(final_base: str, enqueue_ns: int) -> str:
-    """The hidden temporary object's name: the final basename cut (at a character) so the name
-    fits the 255 bytes most backends allow, plus the entry's number to keep it unique."""
-    base = final_base.encode()[:TMP_BASE_BYTES].decode("utf-8", "ignore")
+def tmp_name(dest_base: str, enqueue_ns: int) -> str:
+    """The hidden temporary object's name: the destination's basename cut (at a character) so
+    the name fits the 255 bytes most backends allow, plus the entry's number to keep it unique
+    (also between hosts and targets writing one folder). From the destination, not the final
+    name: one name for every final name tried, so none is left behind when a name is lost."""
+    base = dest_base.encode()[:TMP_BASE_BYTES].decode("utf-8", "ignore")
     return f".{base}.{enqueue_ns}{TMP_SUFFIX}"
 
 
@@ -100,6 +116,7 @@ class Uploader:
         self.uploads_failed = 0
         self.spool_errors = 0  # the spool itself failed (listing, deleting): uploads wait
         self.already_present = 0
+        self.name_conflicts = 0  # chosen names another writer took or held (see module doc)
         self.bytes_uploaded = 0
         self.upload_seconds = 0.0
         self.last_error = ""
@@ -161,6 +178,7 @@ class Uploader:
             uploads_failed=self.uploads_failed,
             spool_errors=self.spool_errors,
             already_present=self.already_present,
+            name_conflicts=self.name_conflicts,
             bytes_uploaded=self.bytes_uploaded,
             upload_mb_per_s=round(self.bytes_uploaded / 1e6 / self.upload_seconds, 1)
             if self.upload_seconds else 0.0,
@@ -271,25 +289,31 @@ class Uploader:
     def _deliver(self, entry: SpoolEntry) -> None:
         started = time.monotonic()
         hashes: dict[str, str] = {}
-        rel, present = self._final_name(entry, hashes)
-        final = self.remote_spec + rel
-        shown = display_path(final)
-        if present:
-            self.already_present += 1
-            log.info("event=upload_already_present %s file=%s bytes=%d", self.label, shown,
-                     entry.size)
-            return
-        self.spool.record_final(entry, rel)  # before the move: the one name a rerun accepts
-        folder, slash, base = rel.rpartition("/")
+        folder, slash, base = entry.dest.rpartition("/")
         tmp = f"{self.remote_spec}{folder}{slash}{tmp_name(base, entry.enqueue_ns)}"
+        rel, present = self._recorded(entry, hashes)
+        if present:
+            self.runner.deletefile(tmp)  # a move on S3 is copy+delete: a crash between leaves it
+            self.already_present += 1
+            log.info("event=upload_already_present %s file=%s bytes=%d", self.label,
+                     display_path(self.remote_spec + rel), entry.size)
+            return
+        rel = rel or self._free_name(entry, set())
+        self.spool.record_final(entry, rel)  # before the move: the one name a rerun accepts
         self.runner.copyto(entry.path, tmp)
-        self.runner.moveto(tmp, final)
-        uploaded = self.runner.stat(final)
-        if uploaded is None or not same_content(entry.path, uploaded, hashes):
-            self.runner.deletefile(final)  # ours and wrong: never leave it under the final name
-            raise RcloneError(f"verification of {shown} failed: size or hash differs from the "
-                              "spool copy")
+        tried: set[str] = set()
+        while (outcome := self._move(entry, tmp, rel, hashes)) != OURS:
+            tried.add(rel)
+            if len(tried) > MAX_NAME_CONFLICTS:
+                raise RcloneError(f"{len(tried)} names for "
+                                  f"{display_path(self.remote_spec + entry.dest)} were taken by "
+                                  "other writers meanwhile; trying again later")
+            rel = self._free_name(entry, tried)
+            self.spool.record_final(entry, rel)
+            if outcome == REPLACED:  # our object left the temporary name: send it again
+                self.runner.copyto(entry.path, tmp)
         seconds = time.monotonic() - started
+        shown = display_path(self.remote_spec + rel)
         self.uploads_ok += 1
         self.bytes_uploaded += entry.size
         self.upload_seconds += seconds
@@ -297,24 +321,54 @@ class Uploader:
         log.info("event=upload_done %s file=%s bytes=%d seconds=%.2f queued_s=%.1f", self.label,
                  shown, entry.size, seconds, entry.age_s)
 
-    def _final_name(self, entry: SpoolEntry, hashes: dict[str, str]) -> tuple[str, bool]:
-        """(final path below the remote root, whether the file is there already).
+    def _move(self, entry: SpoolEntry, tmp: str, rel: str, hashes: dict[str, str]) -> str:
+        """Move the temporary object to `rel` without replacing anything: OURS once the object
+        there passes the check (only then may the spool copy go); TAKEN (the temporary object
+        is still there: the name was taken meanwhile) or REPLACED (moved, but what is there now
+        fails the check), with a warning. Either way another writer's file may be at `rel`, and
+        it is left alone."""
+        final = self.remote_spec + rel
+        self.runner.moveto_if_free(tmp, final)
+        if self.runner.stat(tmp) is not None:
+            outcome, why = TAKEN, "taken after it was chosen; the object there was left alone"
+        else:
+            uploaded = self.runner.stat(final)
+            if uploaded is not None and same_content(entry.path, uploaded, hashes):
+                return OURS
+            outcome, why = REPLACED, ("after the move the object there is not this file "
+                                      "(size or hash differs: another writer's, or a damaged "
+                                      "transfer); left alone")
+        self.name_conflicts += 1
+        log.warning("event=upload_name_taken %s file=%s spool_file=%s (%s; another host or "
+                    "target writes the same name; this file goes under the next free name)",
+                    self.label, display_path(final), entry.path, why)
+        return outcome
 
-        Already there only under the name recorded before an earlier move (see the module
-        docstring); else the first free name, never one that holds an object."""
+    def _recorded(self, entry: SpoolEntry, hashes: dict[str, str]) -> tuple[str | None, bool]:
+        """(the name to use, whether the file is there already) from the name recorded before
+        an earlier move: (None, False) when there is none, or when another object holds it.
+
+        Already there only under the recorded name (see the module docstring); a recorded name
+        still free is used again (the move never happened, or the object was removed)."""
         recorded = self.spool.recorded_final(entry)
-        if recorded is not None:
-            existing = self.runner.stat(self.remote_spec + recorded)
-            if existing is None:
-                return recorded, False  # the move never happened (or the object was removed)
-            if same_content(entry.path, existing, hashes):
-                return recorded, True
+        if recorded is None:
+            return None, False
+        existing = self.runner.stat(self.remote_spec + recorded)
+        if existing is None:
+            return recorded, False
+        return (recorded, True) if same_content(entry.path, existing, hashes) else (None, False)
+
+    def _free_name(self, entry: SpoolEntry, skip: set[str]) -> str:
+        """The first of `<dest>`, `<stem>_2<suffix>`... that holds no object and is not in
+        `skip` (names lost to other writers) nor the recorded name (an object not ours is
+        there, or `_recorded` would have used it)."""
+        skip = skip | {self.spool.recorded_final(entry)}
         dest = entry.dest
         stem = dest[:-len(self.suffix)] if self.suffix and dest.endswith(self.suffix) else dest
         suffix = dest[len(stem):]
         n = 1
         while True:
             candidate = dest if n == 1 else f"{stem}_{n}{suffix}"
-            if candidate != recorded and self.runner.stat(self.remote_spec + candidate) is None:
-                return candidate, False
+            if candidate not in skip and self.runner.stat(self.remote_spec + candidate) is None:
+                return candidate
             n += 1

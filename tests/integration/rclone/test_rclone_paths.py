@@ -137,3 +137,25 @@ def test_secret_helpers_stay_importable_from_rclone_remote():
     assert rclone_remote.scrub is secrets.scrub
     assert rclone_remote.known_secrets is secrets.known_secrets
     assert rclone_remote.path_secrets(":webdav,bearer_token=tok-123456:x") == {"tok-123456"}
+
+
+def test_url_token_user_and_sas_signature_are_scrubbed():
+    """rclone quotes URLs whole: a token given as the URL's user name (`https://ghp_...@host`)
+    and an Azure SAS URL's `sig=` must not show, in logs or in the config check alike; a login
+    name and the host stay readable, and a name merely containing `sig` is no secret."""
+    from pushcap.config.field_check import conceal
+
+    token, sig = "ghp_16C7e42F292c6912E7710c838347Ae178B4a", "Zm9vYmFyYmF6cXV4cXV1eA%3D%3D"
+    texts = [f'Failed to copy: Put "https://{token}@dav.example.com/x/.f.pushcap-tmp": refused',
+             f"error reading source root directory: https://acct.blob.core.windows.net/c?sp=r"
+             f"&st=2024&sig={sig}: 403 Forbidden",
+             "Put https://glpat-Ab12Cd34@git.example.com/x: 401"]  # short, in a token format
+    for text in texts:
+        for shown in (scrub(text), conceal(text)):
+            for leaked in (token, sig, "glpat-Ab12Cd34"):
+                assert leaked not in shown, shown
+            assert ".example.com/x" in shown or "windows.net/c?sp=r" in shown
+    assert scrub("sftp://bob@host.example/x design=a1b2") == "sftp://bob@host.example/x design=a1b2"
+    # rclone may quote the URL's credentials apart from it: the runner hides them by value
+    assert token in path_secrets(f":webdav,url='https://{token}@dav.example.com/':x/y")
+    assert "hunter22" in path_secrets(":webdav,url='https://bob:hunter22@dav.example.com/':x")
