@@ -14,14 +14,16 @@ list of tables with named fields, no two targets with the same Desc, or the same
 business, which never sees Lua. load_targets / load_targets_text are the API other modules import.
 
 A message about a target starts `<file>:<line>: target <i> "<Desc>"`, the line being the field's
-own when it is written in the target's table, else the table's: the config runs as a copy whose
-table constructors report themselves to the driver (lua_lines.py says how and why), so the line is
-found however the targets were built (table.insert, a literal list, a loop, a helper function).
+own when it is written in the target's table, else the table's. The file as written alone decides
+what loads and what fails; only when a target is refused does a copy whose table constructors
+report themselves to the driver run (lua_lines.py says how and why; its lines count only if it
+built the same value), so the line is found however the targets were built.
 
-A Path may hold credentials (an rclone connection string, a URL with a password), and Lua's own
-messages quote the source (`unfinished string near '":s3,secret_access_key=...`). So values are
-shown through field_check.conceal / shown_value, and as a last guard every message leaving this
-module is concealed against the secrets written in the file's string literals.
+A Path may hold credentials (an rclone connection string, a URL with a password), and a Lua
+syntax error quotes the token it stopped at, maybe a key whose `..` was forgotten. So values are
+shown through field_check.conceal / shown_value, a syntax error says `near <string>` for a string
+token, and as a last guard every message leaving this module is concealed against the secrets
+written in the file's string literals.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from lupa.lua54 import LuaError, LuaRuntime, lua_type
 
 from pushcap import defaults
 from pushcap.config.field_check import TargetPlace, conceal, shown_value
-from pushcap.config.lua_lines import Constructor, instrument, scan_constructors
+from pushcap.config.lua_lines import Constructor, instrument, scan_constructors, string_literals
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
 
@@ -55,8 +57,9 @@ _HOOK_EVERY_INSTRUCTIONS = 1000
 # Config -> Target -> one target -> field values: tables below this depth are only named in
 # messages, never walked, so a self-referencing table cannot loop the conversion.
 _TABLE_DEPTH = 3
-# A Lua string literal in the source, roughly (long brackets [[...]] included): where secrets hide.
-_LUA_STRING = re.compile(rb"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|\[(=*)\[.*?\]\1\]", re.S)
+# A Lua syntax error ends with the token it stopped at; a string token (`near '"..."'`, `near
+# '[[...]]'`) is the source as written, so a credential when a `..` was forgotten before it.
+_NEAR, _STRING_TOKEN = " near '", re.compile(r"[\"']|\[=*\[")
 
 # The privileged driver: runs before the config with full Lua, builds the sandbox, loads the config
 # as text, installs the time hook and reports what happened as (status, detail).
@@ -80,7 +83,7 @@ local function refuse(what)
     .. "error and assert", 3)
 end
 
-return function(text, chunkname, now, max_s, marked_text)
+return function(text, chunkname, now, max_s, marking)
   local aborted, stop_line = nil, nil
   -- constructor number of each table the marked copy built (lua_lines.py); weak: no table is kept
   local marks = setmetatable({}, {__mode = "k"})
@@ -110,10 +113,8 @@ return function(text, chunkname, now, max_s, marked_text)
   setmetatable(env, {__index = function(_, k) if BLOCKED[k] then refuse(k) end end})
 
   local fn, err = load(text, chunkname, "t", env)
-  if not fn then return "syntax", err end  -- the file as written decides what is an error
-  local marked = marked_text and load(marked_text, chunkname, "t", env)
-  local args = pack()  -- as written: no arguments, or the marked copy: mark (not the config's ...)
-  if marked then fn, args = marked, pack(mark) end  -- else messages without a target's line
+  if not fn then return "syntax", err end
+  local args = marking and pack(mark) or pack()  -- the marked copy's ... (not the config's)
   local deadline = now() + max_s
   sethook(function()
     if not aborted and now() > deadline then
@@ -165,51 +166,59 @@ def _load(data: bytes, source_name: str) -> tuple[TargetConfig, ...]:
             " (bytecode can escape the sandbox), give it the .lua source"
         )
     try:
-        config, tables = _run_sandboxed(data, source_name)
-        return _validate_config(config, tables, source_name)
+        config = _run_sandboxed(data, source_name)
+        try:
+            return _validate_config(config, {}, source_name)
+        except ConfigError:
+            tables = _marked_tables(data, config)  # a target is refused: find where it is written
+            if tables:
+                _validate_config(config, tables, source_name)  # the same error, with its line
+            raise
     except ConfigError as e:
         raise ConfigError(_conceal_source(str(e), data)) from None
 
 
 def _conceal_source(message: str, data: bytes) -> str:
     """`message` without any secret written in a string literal of the config source."""
-    literals = [m[0].decode("utf-8", "replace") for m in _LUA_STRING.finditer(data)]
-    return conceal(message, *literals)
+    # one text: one pass of the secret patterns, however many literals a file of 1 MiB holds
+    literals = b"\n".join(string_literals(data)).decode("utf-8", "replace")
+    return conceal(message, literals)
 
 
-def _run_sandboxed(data: bytes, source_name: str) -> tuple[Any, dict[int, Constructor]]:
-    """Evaluate the chunk in a fresh runtime: the value it returned, as Python data, and the
-    constructor each table of Config.Target was written as, by its index there."""
+def _evaluate(text: bytes, max_s: float, *, marking: bool) -> tuple[str, Any, Any]:
+    """Run `text` in a fresh runtime: the driver's (status, detail, marks), still Lua values (they
+    keep the runtime alive); `marking`: `text` is instrument's copy. LuaError: the driver failed."""
     lua = LuaRuntime(
-        encoding=None,
-        register_eval=False,
-        register_builtins=False,
+        encoding=None, register_eval=False, register_builtins=False,
         max_memory=defaults.LUA_MAX_MEMORY_BYTES,
-    )
+    )  # fmt: skip
     blocked = "{" + ",".join(f'["{n}"]=true' for n in BLOCKED_GLOBALS) + "}"
     driver_src = _DRIVER.replace("HOOK_EVERY", str(_HOOK_EVERY_INSTRUCTIONS))
     driver_src = driver_src.replace("BLOCKED_TABLE", blocked).replace("STOP_MARKER", _STOP_MARKER)
-    limit_s = f"{defaults.LUA_MAX_SECONDS:g} s"
-    limit_mib = f"{defaults.LUA_MAX_MEMORY_BYTES / 2**20:g} MiB"
-    constructors = scan_constructors(data)
-    marked = instrument(data, constructors) if constructors else None
-    marks = None
     try:
         driver = lua.execute(driver_src.encode())
-        raw_status, detail, *rest = driver(
-            data, f"={_CHUNK_ID}".encode(), time.monotonic, defaults.LUA_MAX_SECONDS, marked
-        )
-        status, marks = raw_status.decode(), rest[0] if rest else None
+        chunkname = f"={_CHUNK_ID}".encode()
+        raw_status, detail, *rest = driver(text, chunkname, time.monotonic, max_s, marking)
+        return raw_status.decode(), detail, rest[0] if rest else None
     except MemoryError:  # LuaMemoryError outside the chunk's pcall: same cause
-        status, detail = "memory", None
+        return "memory", None, None
     except LuaError as e:
         if _STOP_MARKER in str(e):
-            status, detail = "timeout", None
-        else:
-            message = conceal(str(e))
-            raise ConfigError(f"{source_name}: could not be evaluated: {message}") from None
+            return "timeout", None, None
+        raise
+
+
+def _run_sandboxed(data: bytes, source_name: str) -> Any:
+    """Evaluate the file as written in a fresh runtime: the value it returned, as Python data."""
+    limit_s = f"{defaults.LUA_MAX_SECONDS:g} s"
+    limit_mib = f"{defaults.LUA_MAX_MEMORY_BYTES / 2**20:g} MiB"
+    try:
+        status, detail, _ = _evaluate(data, defaults.LUA_MAX_SECONDS, marking=False)
+    except LuaError as e:
+        message = conceal(str(e))
+        raise ConfigError(f"{source_name}: could not be evaluated: {message}") from None
     if status == "ok":
-        return _to_python(detail, 0), _target_tables(detail, marks, constructors)
+        return _to_python(detail, 0)
     if status == "timeout":
         where = f", stopped at line {detail}" if isinstance(detail, int) and detail > 0 else ""
         raise ConfigError(f"{source_name}: ran longer than {limit_s} (infinite loop?){where}")
@@ -219,12 +228,41 @@ def _run_sandboxed(data: bytes, source_name: str) -> tuple[Any, dict[int, Constr
             " (runaway loop or huge string?)"
         )
     message = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    near = message.find(_NEAR) if status == "syntax" else -1  # the first: Lua's, not the token's
+    if near >= 0 and _STRING_TOKEN.match(message, near + len(_NEAR)):
+        message = message[:near] + " near <string>"  # the line stays: it says where to look
     message = message.replace(_CHUNK_ID, source_name)
     if not message.startswith(source_name):
         message = f"{source_name}: {message}"
     if status == "syntax" and "binary chunk" in message:
         message += " (pushcap only runs Lua source text)"
     raise ConfigError(message)
+
+
+def _marked_tables(data: bytes, config: Any) -> dict[int, Constructor]:
+    """Config.Target's index -> its table's constructor, from a run of the marked copy; {} if the
+    source does not scan, or that run fails or returns other than `config`, the value as written
+    (math.random, pairs order). Scan and run share one LUA_MAX_SECONDS, past it no line."""
+    deadline = time.monotonic() + defaults.LUA_MAX_SECONDS
+    found = scan_constructors(data, deadline)
+    if not found:
+        return {}
+    try:
+        marked = instrument(data, found)
+        status, value, marks = _evaluate(marked, deadline - time.monotonic(), marking=True)
+        if status != "ok" or _fingerprint(_to_python(value, 0)) != _fingerprint(config):
+            return {}
+        return _target_tables(value, marks, found)
+    except (LuaError, MemoryError):
+        return {}
+
+
+def _fingerprint(value: Any) -> str:
+    """A _to_python value as text two runs can compare: LuaOpaque by kind, not identity."""
+    if isinstance(value, dict):
+        pairs = sorted(repr((_fingerprint(k), _fingerprint(v))) for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    return repr(value)  # bytes, numbers and booleans by value and type, LuaOpaque as <a kind>
 
 
 def _target_tables(config: Any, marks: Any, found: list[Constructor]) -> dict[int, Constructor]:

@@ -13,29 +13,42 @@ function points at that constructor.
 
 Only text outside strings and comments is touched and no line break is added before the end, so
 Lua's own line numbers, messages and the values the config builds are those of the file as
-written; the config runs as a function called without arguments, so its `...` stays empty. The scan
-only needs to tell strings and comments from code (the source was already loaded as it is, so it
-is valid Lua); if what it finds does not add up, nothing is marked and messages have no line.
+written; the config runs as a function called without arguments, so its `...` stays empty. Still,
+the marked copy is only a second opinion: lua.py runs the file as written, which alone decides what
+loads and what fails (Lua errors, time and memory limits: marking costs a call and a table entry
+per constructor), and runs the marked copy only to place a target's error, using its lines only if
+it built the same value. The scan only needs to tell strings and comments from code (the file as
+written ran, so it is valid Lua); if what it finds does not add up, nothing is marked and messages
+have no line. string_literals serves lua.py's last guard against secrets in messages, on any file.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["MARK_NAME", "Constructor", "instrument", "scan_constructors"]
+__all__ = ["MARK_NAME", "Constructor", "instrument", "scan_constructors", "string_literals"]
 
-# The local the rewritten chunk receives MARK in (its `...`); not a global, so _G never shows it.
+# The local the rewritten chunk receives MARK in (its `...`); not a global, so _G never shows it,
+# and numbered if the config writes this name, which then stays the config's own (nil).
 MARK_NAME = "__pushcap_mark"
 
+# A token, or the opening bracket of a long string or comment, which _lex reads to its end with
+# str.find. Each byte is read once, so the scan is linear in the file's size whatever it holds: no
+# pattern here can fail after reading far (a short string's closing quote is optional, `open` if
+# missing) or backtrack. (Patterns that could made 1 MiB of unclosed `[[` take minutes, and 40
+# `\z` in an unclosed string 2^40 tries, all of it in Python, outside the Lua time budget.)
 _TOKEN = re.compile(
     rb"""
       (?P<space>[ \t\n\r\f\v]+)
-    | (?P<comment>--(?:\[(?P<ceq>=*)\[.*?\](?P=ceq)\]|[^\r\n]*))
-    | (?P<string>\[(?P<seq>=*)\[.*?\](?P=seq)\]
-        | "(?:[^"\\\r\n]|\\z\s*|\\(?:\r\n|\n\r|.))*"
-        | '(?:[^'\\\r\n]|\\z\s*|\\(?:\r\n|\n\r|.))*')
+    | (?P<comment>--(?!\[=*\[)[^\r\n]*)
+    | (?P<long>(?:--)?\[=*\[)
+    | (?P<string>"(?:[^"\\\r\n]+|\\z\s*|\\(?:\r\n|\n\r|.))*(?P<dq>")?
+        | '(?:[^'\\\r\n]+|\\z\s*|\\(?:\r\n|\n\r|.))*(?P<sq>')?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<number>\.?[0-9](?:[eEpP][+-]|[0-9A-Za-z_.])*)
     | (?P<op>\.\.\.|\.\.|[=~<>]=|//|::|<<|>>|.)
@@ -47,7 +60,8 @@ _LINE_BREAK = re.compile(rb"\r\n|\n\r|\n|\r")
 _BLOCK_OPEN = frozenset((b"function", b"do", b"if", b"repeat"))  # each closed by one end/until
 _BLOCK_CLOSE = frozenset((b"end", b"until"))
 _FIELD_START = frozenset((b"{", b",", b";"))  # what comes before a field in a constructor
-_BLOCK = "block"
+_BLOCK = "block"  # also the bottom of scan_constructors' stack: the chunk
+_OPENING = {b")": b"(", b"]": b"["}
 
 
 @dataclass
@@ -60,86 +74,128 @@ class Constructor:
     keys: dict[str, int] = field(default_factory=dict)  # field -> line (the last one wins)
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    text: bytes
-    at: int
+# (kind, text, offset): a plain tuple, as a 1 MiB file may hold a million tokens
+_Token = tuple[str, bytes, int]
+_CHECK_BYTES = 1 << 16  # source bytes between two looks at the clock
 
 
-def scan_constructors(data: bytes) -> list[Constructor]:
-    """Every table constructor of `data`, in source order; [] when the scan does not add up."""
+class _OutOfTime(Exception):
+    """The scan is still going at its deadline."""
+
+
+def scan_constructors(data: bytes, deadline: float = math.inf) -> list[Constructor]:
+    """Every table constructor of `data`, in source order; [] when the scan does not add up, or
+    is still going at time.monotonic() `deadline`: the lines are not worth more than the run. The
+    scan is linear, but a 1 MiB file can hold a million tokens, a second or more of Python."""
     breaks = [m.end() for m in _LINE_BREAK.finditer(data)]
 
     def line_of(offset: int) -> int:
         return bisect_right(breaks, offset) + 1
 
-    tokens = [
-        _Token(m.lastgroup or "op", m[0], m.start())
-        for m in _TOKEN.finditer(data)
-        if m.lastgroup not in ("space", "comment")
-    ]
+    try:
+        tokens = list(_lex(data, deadline))
+    except _OutOfTime:
+        return []
+    if any(kind == "open" for kind, _, _ in tokens):
+        return []  # not valid Lua: Lua refuses it, so nothing runs marked
     found: list[Constructor] = []
-    stack: list[int | bytes | str] = []  # a constructor's index, b"(", b"[" or _BLOCK
-    for j, token in enumerate(tokens):
-        in_table = bool(stack) and isinstance(stack[-1], int)
-        after_separator = (
-            j > 0 and tokens[j - 1].kind == "op" and tokens[j - 1].text in _FIELD_START
-        )
-        if token.kind == "name":
-            if token.text in _BLOCK_OPEN:
+    stack: list[int | bytes | str] = [_BLOCK]  # a constructor's index, b"(", b"[" or _BLOCK
+    after_separator = False  # the token before is `{`, `,` or `;`
+    check_at = _CHECK_BYTES
+    for j, (kind, text, at) in enumerate(tokens):
+        if at >= check_at:
+            check_at = at + _CHECK_BYTES
+            if time.monotonic() > deadline:
+                return []
+        top = stack[-1]
+        in_table = type(top) is int
+        if kind == "name":
+            if text in _BLOCK_OPEN:
                 stack.append(_BLOCK)
-            elif token.text in _BLOCK_CLOSE:
-                if not stack or stack.pop() != _BLOCK:
+            elif text in _BLOCK_CLOSE:
+                if len(stack) == 1 or stack.pop() != _BLOCK:
                     return []
             elif in_table and after_separator and _is_op(tokens, j + 1, b"="):
-                found[stack[-1]].keys[token.text.decode()] = line_of(token.at)  # type: ignore[index]
-            continue
-        if token.kind != "op":
-            continue
-        if token.text == b"{":
-            found.append(Constructor(line_of(token.at), token.at))
-            stack.append(len(found) - 1)
-        elif token.text == b"}":
-            if not in_table:
-                return []
-            found[stack.pop()].close_at = token.at  # type: ignore[index]
-        elif token.text in (b"(", b"["):
-            if token.text == b"[" and in_table and after_separator:
-                key = _bracket_key(tokens, j)
-                if key is not None:
-                    found[stack[-1]].keys[key] = line_of(token.at)  # type: ignore[index]
-            stack.append(token.text)
-        elif token.text in (b")", b"]"):
-            if not stack or stack.pop() != token.text.replace(b")", b"(").replace(b"]", b"["):
-                return []
-    return [] if stack else found
+                found[top].keys[text.decode()] = line_of(at)  # type: ignore[index]
+        elif kind == "op":
+            if text == b"{":
+                found.append(Constructor(line_of(at), at))
+                stack.append(len(found) - 1)
+            elif text == b"}":
+                if not in_table:
+                    return []
+                found[stack.pop()].close_at = at  # type: ignore[index]
+            elif text == b"(" or text == b"[":
+                if text == b"[" and in_table and after_separator:
+                    key = _bracket_key(tokens, j)
+                    if key is not None:
+                        found[top].keys[key] = line_of(at)  # type: ignore[index]
+                stack.append(text)
+            elif text == b")" or text == b"]":
+                if stack.pop() != _OPENING[text]:
+                    return []
+        after_separator = kind == "op" and text in _FIELD_START
+    return found if stack == [_BLOCK] else []
+
+
+def string_literals(data: bytes) -> list[bytes]:
+    """The string literals written in `data`, quotes included, and any left open (a syntax error)
+    running to where Lua gave up on it: where a secret may be written."""
+    return [text for kind, text, _ in _lex(data) if kind == "string" or kind == "open"]
+
+
+def _lex(data: bytes, deadline: float = math.inf) -> Iterator[_Token]:
+    """The tokens of `data` but spaces and comments, in order; a string, long string or long
+    comment left open comes out as one "open" token, and the scan goes on after it."""
+    pos, check_at = 0, _CHECK_BYTES
+    while pos < len(data):
+        for m in _TOKEN.finditer(data, pos):
+            kind, at = m.lastgroup, m.start()
+            if at >= check_at:
+                check_at = at + _CHECK_BYTES
+                if time.monotonic() > deadline:
+                    raise _OutOfTime
+            if kind == "long":
+                break  # read to its end here, then tokens again from there
+            if kind == "string" and m["dq"] is None and m["sq"] is None:
+                kind = "open"  # a line break or the end of the file before the closing quote
+            if kind != "space" and kind != "comment":
+                yield (kind, m[0], at)  # type: ignore[misc]
+        else:
+            return
+        # `[==[` or `--[==[`: the first `]==]` closes it, as in Lua's own lexer
+        start, opener = m.start(), m[0]
+        close = data.find(b"]" + opener.strip(b"-[") + b"]", m.end())
+        pos = close + len(opener.lstrip(b"-")) if close >= 0 else len(data)
+        if close < 0 or opener[:1] == b"[":
+            yield ("open" if close < 0 else "string", data[start:pos], start)
 
 
 def _is_op(tokens: list[_Token], j: int, text: bytes) -> bool:
-    return j < len(tokens) and tokens[j].kind == "op" and tokens[j].text == text
+    return j < len(tokens) and tokens[j][0] == "op" and tokens[j][1] == text
 
 
 def _bracket_key(tokens: list[_Token], j: int) -> str | None:
     """The name in `["Split"] = ...` starting at tokens[j]; None for any other key."""
     if not (_is_op(tokens, j + 2, b"]") and _is_op(tokens, j + 3, b"=")):
         return None
-    literal = tokens[j + 1]
-    if literal.kind != "string" or literal.text[:1] not in (b'"', b"'") or b"\\" in literal.text:
+    kind, text, _ = tokens[j + 1]
+    if kind != "string" or text[:1] not in (b'"', b"'") or b"\\" in text:
         return None  # a long string or one with escapes: not worth decoding for a line number
     try:
-        return literal.text[1:-1].decode("utf-8")
+        return text[1:-1].decode("utf-8")
     except UnicodeDecodeError:
         return None
 
 
 def instrument(data: bytes, constructors: list[Constructor]) -> bytes:
-    """`data` with constructor n written `(MARK(n, {...}))`, MARK taken from the chunk's `...`.
+    """`data` with constructor n written `(MARK(n, {...}))`, MARK a local set from the chunk's `...`
+    and named by _unused_name, so no name the config writes is MARK: it reads nil as before.
 
     Same lines as `data`: nothing added before its end holds a line break. The config runs as a
     function called with nothing, so its own `...` is empty, as when it runs as written.
     """
-    mark = MARK_NAME.encode()
+    mark = _unused_name(data)
     inserts: list[tuple[int, int, bytes]] = []  # (offset, closing first, text inserted before it)
     for n, c in enumerate(constructors):
         inserts.append((c.open_at, 1, b"(%s(%d," % (mark, n)))
@@ -151,3 +207,11 @@ def instrument(data: bytes, constructors: list[Constructor]) -> bytes:
         done = offset
     parts += (data[done:], b"\nend)()")  # on its own line: the file may end in a -- comment
     return b"".join(parts)
+
+
+def _unused_name(data: bytes) -> bytes:
+    """MARK_NAME, or MARK_NAME with a number, whichever `data` nowhere holds as a whole name."""
+    base = MARK_NAME.encode()
+    taken = set(re.findall(rb"(?<![A-Za-z0-9_])%s[A-Za-z0-9_]*" % base, data))
+    names = (base + (b"%d" % n if n else b"") for n in range(len(taken) + 1))
+    return next(name for name in names if name not in taken)  # one of len(taken) + 1 is free
