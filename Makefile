@@ -25,6 +25,15 @@ setup: debs $(VENV)/.installed $(NATIVE)
 $(NATIVE): pushcap/capture/csrc/*.c | debs
 	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $^
 
+debs:
+	@bash tools/install_debs.sh $(DEBS)
+
+$(VENV)/.installed: pyproject.toml | debs
+	$(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
 run: setup
 	$(VENV)/bin/pushcap run --lua $(LUA) --config $(CONFIG)
 
