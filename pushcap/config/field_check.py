@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pushcap.config.model import ConfigError
-from pushcap.push.secrets import SENSITIVE_NAME, scrub
+from pushcap.push.secrets import SENSITIVE_NAME, scrub, url_secrets
 
 
 class LuaOpaque:
@@ -129,24 +129,15 @@ def check_field(place: TargetPlace, name: str, value: Any, parse: Callable[[Any]
 
 # --- secrets ----------------------------------------------------------------------------------
 
-# Parameter names that hold credentials: the scrubber's own rule (push/secrets.py).
-_SECRET_NAME = SENSITIVE_NAME
-_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/\s@'\"]+)@")
-_SECRET_PARAM = re.compile(rf"(?i)\b{_SECRET_NAME}\s*=\s*('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)")
+# `name=value` parameters whose name says credential: the scrubber's own rule (push/secrets.py).
+_SECRET_PARAM = re.compile(rf"(?i)\b{SENSITIVE_NAME}\s*=\s*('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)")
 _MIN_SECRET_CHARS = 4  # shorter ones are still hidden where they appear as `name=value`
-# A URL user name this long is a token (`https://TOKEN@host`); a login name is shown, as it helps.
-_MIN_TOKEN_USER_CHARS = 20
 
 
 def secrets_in(text: str) -> set[str]:
-    """Credential values written in `text`: `name=value` parameters, URL passwords and tokens."""
-    found: set[str] = set()
-    for match in _URL_USERINFO.finditer(text):
-        user, colon, password = match[2].partition(":")
-        if colon:
-            found.update((match[2], password))
-        elif len(user) >= _MIN_TOKEN_USER_CHARS:
-            found.add(user)
+    """Credential values written in `text`: `name=value` parameters, URL passwords and token
+    user names (the scrubber's URL rule, `secrets.url_secrets`)."""
+    found = url_secrets(text)
     found.update(m[1].strip("'\"") for m in _SECRET_PARAM.finditer(text))
     return {s for s in found if len(s) >= _MIN_SECRET_CHARS}
 
