@@ -1,8 +1,9 @@
 """A live interface read with libpcap, batch by batch.
 
 pcapy-ng's `next_batch()` hands over many packets per call (their bytes and a table of
-timestamps, offsets and lengths); the records of a batch are assembled from that by the kernel
-(`batch.records_from_slices`), and trickles are coalesced into batches of thousands.
+timestamps, offsets and lengths); the records of a batch are assembled from that in one C pass
+(`native_records`; without the library, by the kernel: `batch.records_from_slices`), and
+trickles are coalesced into batches of thousands.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pcapy
 
 from pushcap import defaults, iov
 from pushcap.capture.batch import Batch, build_records, records_from_slices
+from pushcap.capture.native_records import native_records
 from pushcap.capture.source import SourceError
 
 # libpcap's DLT_ values that differ from the LINKTYPE_ values files must carry (raw IP and kin).
@@ -111,6 +113,14 @@ class LiveSource:
     def _batch(self, chunks: list[tuple[bytes, bytes]]) -> Batch:
         """One Batch from libpcap's chunks: the packets of every chunk go into the records
         straight from the chunk's buffer (no join of the chunks first)."""
+        builder = native_records()
+        if builder is not None:
+            try:
+                records, offsets, ts_ns, caplen = builder.from_chunks(chunks)
+            except ValueError as exc:
+                raise SourceError(f"interface {self.name}: {exc}") from exc
+            return Batch(records, offsets, ts_ns, caplen, caplen.copy(), self.linktype,
+                         self.snaplen)
         metas = [np.frombuffer(meta, dtype=np.uint32).reshape(-1, 4) for _, meta in chunks]
         fields = np.concatenate(metas).astype(np.int64)
         ts_ns = fields[:, 0] * 1_000_000_000 + fields[:, 1] * 1000

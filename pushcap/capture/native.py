@@ -1,9 +1,11 @@
 """pushcap's small C library (`csrc/`), loaded once.
 
 Only what numpy cannot do well is in C: the walk over a pcap file's records, a chain of
-dependent loads (`native_walk`). The numpy version stays (`walk.py`) and gives the same result:
-it serves where the library was not built (a plain `pip install`, no C compiler) or
-PUSHCAP_NO_NATIVE=1 asks for it (comparisons, debugging). `make setup` builds it.
+dependent loads (`native_walk`), and interleaving a header before every packet of a live batch,
+one small copy per packet (`native_records`). The numpy versions stay (`walk.py`,
+`batch.records_from_slices`) and give the same result: they serve where the library was not
+built (a plain `pip install`, no C compiler) or PUSHCAP_NO_NATIVE=1 asks for it (comparisons,
+debugging). `make setup` builds it.
 
 Measured and left out: libpcap's bpf_filter() called in a C loop over a batch took 0.032 s of
 CPU per million packets for `tcp`, the numpy run of the same program (`bpf.py`) 0.018 s.
