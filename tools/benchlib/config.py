@@ -30,6 +30,7 @@ L1_TRACE_PACKETS = 200_000
 L1_RATES_PPS = (25_000, 50_000, 100_000, 200_000, 400_000, 600_000, 800_000)
 L1_STEP_S = 3.0  # how long each rate is sent (whole loops of the L1 trace, at least one)
 L1_DRAIN_S = 1.0  # after the sender ends, before the capture is stopped
+L1_RING_BYTES = 256 * MIB  # pushcap's default ring bound (what L1's daemon runs with)
 SAMPLE_INTERVAL_S = 0.02
 PCAP_HEADER_BYTES = 24
 RECORD_HEADER_BYTES = 16

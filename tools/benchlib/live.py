@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from . import config
-from .config import L1_DRAIN_S, LIVE_TCP_EQUIVALENT, STARTED_TIMEOUT_S
+from .config import L1_DRAIN_S, L1_RING_BYTES, LIVE_TCP_EQUIVALENT, STARTED_TIMEOUT_S
 from .inputs import ensure_trace, lua_text, pushcap_argv
-from .measure import count_pcap, ratio
+from .measure import count_pcap, prime_pages, ratio
 
 
 # --- L1: live capture on a veth pair ---------------------------------------------------------
@@ -197,6 +197,9 @@ def bench_l1(packets: int, rates: tuple[int, ...], step_s: float, trace_dir: Pat
                         continue
                     work = scratch / f"l1-{who}-{rate}"
                     work.mkdir(parents=True)
+                    # Both tools get what pushcap may write at this rate (two targets) plus
+                    # its ring, primed right before (see measure.prime_pages).
+                    prime_pages(work, 2 * loops * trace.stat().st_size + L1_RING_BYTES)
                     try:
                         run = (l1_pushcap if who == "pushcap" else l1_tcpdump)(
                             lab, trace, rate, loops, work)

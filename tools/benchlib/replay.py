@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .inputs import lua_text, pushcap_argv
-from .measure import Usage, count_pcap, median_usage, ratio, ratios, run_measured
+from .measure import Usage, count_pcap, median_usage, prime_pages, ratio, ratios, run_measured
 
 
 # --- replay scenarios --------------------------------------------------------------------------
@@ -60,25 +60,6 @@ def warm(trace: Path) -> None:
     with trace.open("rb", buffering=0) as f:
         while f.read(16 << 20):
             pass
-
-
-_PRIME_CHUNK = bytes(16 << 20)
-_PRIME_MAX_BYTES = 2 << 30
-
-
-def prime_pages(work: Path, nbytes: int) -> None:
-    """Write and delete `nbytes` where the outputs go, right before a measured run.
-
-    On a VM whose host hands out guest memory on first touch (and takes freed pages back),
-    writing a file costs up to twice as much kernel time when its pages come fresh from the
-    host; whether they do depends on what ran seconds before. Both tools get the same priming,
-    so neither pays for the hypervisor by chance (it halved the spread of R4 here)."""
-    path = work / "prime.tmp"
-    left = min(nbytes, _PRIME_MAX_BYTES)
-    with path.open("wb", buffering=0) as f:
-        while left > 0:
-            left -= f.write(memoryview(_PRIME_CHUNK)[:min(left, len(_PRIME_CHUNK))])
-    path.unlink()
 
 
 def run_pushcap_replay(sc: ReplayScenario, trace: Path, work: Path) -> tuple[Usage, str]:
