@@ -4,6 +4,11 @@ RING_MAX_SECONDS = 60.0
 RING_MAX_BYTES = 256 * 1024 * 1024
 BATCH_PACKETS = 8192
 POLL_TIMEOUT_MS = 100
+# libpcap's kernel buffer per interface (tcpdump -B): what absorbs the capture thread's pauses.
+# 64 MiB is ~0.15 s at 800k packets/s of 566-byte packets; the upper bound keeps it under
+# libpcap's int and under what a mistyped value could lock away in kernel memory.
+KERNEL_BUFFER_BYTES = 64 * 1024 * 1024
+KERNEL_BUFFER_MAX_BYTES = 1 << 30
 COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long for more packets
 LIVE_SNAPLEN_BYTES = 262144  # capture whole packets; truncation is an output choice, not capture's
 

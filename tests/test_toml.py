@@ -59,6 +59,13 @@ def test_seed_example_verbatim_has_a_toml_error_reported_with_its_line(tmp_path)
         load_daemon_config(path)
 
 
+def test_kernel_buffer_defaults_to_64_mib_and_takes_the_configured_size():
+    lo = {"interface": [{"name": "lo"}]}
+    assert parse_daemon_config(lo, "t").ring.kernel_buffer_bytes == 64 << 20
+    raw = {**lo, "ring": {"kernel_buffer_bytes": 8 << 20}}
+    assert parse_daemon_config(raw, "t").ring.kernel_buffer_bytes == 8 << 20
+
+
 def test_alias_shared_by_two_interfaces():
     config = parse_daemon_config({"interface": [{"name": "eth0", "alias": "wan"},
                                                 {"name": "eth1", "alias": ["wan", "x"]}]}, "t")
@@ -72,6 +79,10 @@ def test_alias_shared_by_two_interfaces():
     ({"interface": [{"name": "lo", "speed": 1}]}, "unknown key"),
     ({"interface": [{"name": "lo"}], "ring": {"max_bytes": 10}}, r"\[ring\] max_bytes"),
     ({"interface": [{"name": "lo"}], "ring": {"max_secs": 10}}, "unknown key"),
+    ({"interface": [{"name": "lo"}], "ring": {"kernel_buffer_bytes": 4096}},
+     r"\[ring\] kernel_buffer_bytes = 4096: must be a number >= 1048576"),
+    ({"interface": [{"name": "lo"}], "ring": {"kernel_buffer_bytes": 1 << 31}},
+     r"\[ring\] kernel_buffer_bytes = 2147483648: must be at most 1073741824"),
     ({"interface": [{"name": "lo"}], "bogus": {}}, "unknown section"),
     ({"interface": [{"name": "lo"}], "general": {"loglevel": "loud"}}, "loglevel"),
 ])

@@ -291,7 +291,8 @@ class LiveEngine:
 
     def _open(self, name: str) -> LiveSource:
         ring_cfg = self.config.ring
-        source = LiveSource(name, ring_cfg.batch_packets, ring_cfg.poll_timeout_ms)
+        source = LiveSource(name, ring_cfg.batch_packets, ring_cfg.poll_timeout_ms,
+                            buffer_bytes=ring_cfg.kernel_buffer_bytes)
         self.sources[name] = source
         return source
 

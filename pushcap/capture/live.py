@@ -35,7 +35,7 @@ class LiveSource:
 
     def __init__(self, interface: str, batch_packets: int = defaults.BATCH_PACKETS,
                  poll_timeout_ms: int = defaults.POLL_TIMEOUT_MS, promisc: bool = True,
-                 buffer_bytes: int = 64 * 1024 * 1024) -> None:
+                 buffer_bytes: int = defaults.KERNEL_BUFFER_BYTES) -> None:
         self.name = interface
         self.batch_packets = batch_packets
         self.snaplen = defaults.LIVE_SNAPLEN_BYTES

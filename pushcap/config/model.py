@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pushcap import defaults
+
 
 class ConfigError(Exception):
     """A configuration file or option is invalid; the message names file, line, target and field."""
@@ -89,6 +91,7 @@ class RingConfig:
     max_bytes: int
     batch_packets: int  # packets per next_batch() call
     poll_timeout_ms: int  # libpcap read timeout: how late a quiet link's packets may reach the ring
+    kernel_buffer_bytes: int = defaults.KERNEL_BUFFER_BYTES  # libpcap's buffer (tcpdump -B)
 
 
 @dataclass(frozen=True)

@@ -167,22 +167,37 @@ def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
     return tuple(result)
 
 
-def _number(section: dict, key: str, default: float, source: str, minimum: float) -> float:
+def _number(section: dict, key: str, default: float, source: str, minimum: float,
+            maximum: float | None = None) -> float:
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be a number >= {minimum:g}")
+        raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be a number >= "
+                          f"{_plain(minimum)}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be at most {_plain(maximum)}")
     return value
 
 
+def _plain(bound: float) -> str:
+    """A bound as an operator would write it in the file (1048576, not 1.04858e+06)."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+RING_KEYS = ("max_seconds", "max_bytes", "batch_packets", "poll_timeout_ms", "kernel_buffer_bytes")
+
+
 def _ring(section: dict, source: str) -> RingConfig:
-    extra = set(section) - {"max_seconds", "max_bytes", "batch_packets", "poll_timeout_ms"}
+    extra = set(section) - set(RING_KEYS)
     if extra:
-        raise ConfigError(f"{source}: [ring] unknown key(s) {sorted(extra)} (known: max_seconds, "
-                          "max_bytes, batch_packets, poll_timeout_ms)")
+        raise ConfigError(f"{source}: [ring] unknown key(s) {sorted(extra)} (known: "
+                          f"{', '.join(RING_KEYS)})")
     return RingConfig(
         max_seconds=float(_number(section, "max_seconds", defaults.RING_MAX_SECONDS, source, 1)),
         max_bytes=int(_number(section, "max_bytes", defaults.RING_MAX_BYTES, source, 1 << 20)),
         batch_packets=int(_number(section, "batch_packets", defaults.BATCH_PACKETS, source, 1)),
         poll_timeout_ms=int(_number(section, "poll_timeout_ms", defaults.POLL_TIMEOUT_MS,
                                     source, 1)),
+        kernel_buffer_bytes=int(_number(section, "kernel_buffer_bytes",
+                                        defaults.KERNEL_BUFFER_BYTES, source, 1 << 20,
+                                        defaults.KERNEL_BUFFER_MAX_BYTES)),
     )

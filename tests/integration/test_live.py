@@ -29,11 +29,12 @@ def udp_payload(packet_data: bytes) -> bytes:
     return packet_data[14 + 20 + 8:]  # Ethernet (lo is DLT_EN10MB) + IPv4 + UDP
 
 
-def start_daemon(tmp_path: Path, lua_text: str, ring_seconds: int = 30) -> subprocess.Popen:
+def start_daemon(tmp_path: Path, lua_text: str, ring_seconds: int = 30,
+                 ring_extra: str = "") -> subprocess.Popen:
     (tmp_path / "push.lua").write_text(lua_text)
     (tmp_path / "daemon.toml").write_text(
         '[[interface]]\nname = "lo"\nalias = ["local"]\n'
-        f"[ring]\nmax_seconds = {ring_seconds}\npoll_timeout_ms = 50\n")
+        f"[ring]\nmax_seconds = {ring_seconds}\npoll_timeout_ms = 50\n{ring_extra}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(tmp_path / "push.lua"),
          "--config", str(tmp_path / "daemon.toml")],
@@ -94,6 +95,27 @@ def test_live_capture_holds_exactly_the_sent_traffic(tmp_path):
     everything = [p for f in sorted(out.glob("all_*.pcap")) for p in read_pcap(f).packets]
     assert len(everything) >= len(sent)
     assert all(p[1] == p[2] for p in everything), "live caplen must equal wire length"
+
+
+def packet_socket_mappings(pid: int) -> list[int]:
+    """Sizes of the packet-socket rings mapped into a process (libpcap maps its kernel buffer:
+    the kernel's own account of how large the capture buffer is)."""
+    sizes = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        if line.rstrip().endswith("]") and "socket:[" in line:
+            start, end = line.split()[0].split("-")
+            sizes.append(int(end, 16) - int(start, 16))
+    return sizes
+
+
+def test_the_configured_kernel_buffer_is_what_the_kernel_maps(tmp_path):
+    listener = free_udp_port()
+    proc = start_daemon(tmp_path, lua(tmp_path / "out", listener.getsockname()[1]),
+                        ring_extra="kernel_buffer_bytes = 12582912\n")
+    try:
+        assert packet_socket_mappings(proc.pid) == [12 << 20]
+    finally:
+        stop_daemon(proc)
 
 
 def test_time_split_closes_quiet_window_without_more_packets(tmp_path):
