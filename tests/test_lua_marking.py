@@ -138,6 +138,29 @@ def test_a_syntax_error_names_a_string_token_without_quoting_it(literal, error):
     assert KEY not in message and KEY[:8] not in message
 
 
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("3f9a0c71be44d2", "malformed number near <number>"),  # a hex key pasted unquoted
+        (".5e9z8k", "malformed number near <number>"),
+        ("AKIDsecretName x", "'}' expected near 'x'"),  # the key parses: a name, then x
+        ("x AKIDsecretName", "'}' expected near <name>"),
+    ],
+)
+def test_a_syntax_error_does_not_quote_a_secret_pasted_without_quotes(value, error):
+    secret = max(value.split(), key=len)
+    message = load_error(f'return {{Target = {{\n {{Desc = "s3", Password = {value}}}}}}}\n')
+    assert message == f"{NAME}:2: {error}"
+    assert secret not in message and secret[:6] not in message
+
+
+def test_keywords_fields_and_short_names_are_still_quoted():
+    """What a typo stops at is usually a keyword, a field or a short name: shown as it helps."""
+    message = load_error('return {Target = {{Desc = "x" Mode = "File"}}}\n')
+    assert message == f"{NAME}:1: '}}' expected near 'Mode'"
+    assert load_error("local t = {1 then}\n") == f"{NAME}:1: '}}' expected near 'then'"
+
+
 def test_other_tokens_are_still_quoted():
     assert load_error("local t = {a b}\n") == f"{NAME}:1: '}}' expected near 'b'"
     with pytest.raises(ConfigError, match=r"near '='$"):
