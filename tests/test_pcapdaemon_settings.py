@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -162,11 +166,50 @@ def test_a_check_does_not_create_the_default_folder(tmp_path):
     assert s.local_dir == folder and not folder.exists()
 
 
-def test_default_folder_that_cannot_be_created_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("create", [True, False])
+def test_default_folder_that_cannot_be_created_is_a_clear_error(tmp_path, create):
+    """Also for a check (create=False), which must not say OK where the daemon's start fails."""
     (tmp_path / "state").write_text("a file where a folder should be")
     with pytest.raises(ConfigError, match=r"t.toml: writelocal is on but its default folder "
                        r".*/state/captures cannot be created: .*StateDirectory=pushcap"):
-        settings("[general]\nwritelocal = true\n", default_local_dir=tmp_path / "state/captures")
+        settings("[general]\nwritelocal = true\n", default_local_dir=tmp_path / "state/captures",
+                 create_local_dir=create)
+
+
+CHECK_AS_OTHER_USER = """
+import argparse, sys
+from pushcap.config.model import ConfigError
+from pushcap.config.pcapdaemon import trigger_settings
+from pushcap.config.toml import parse_daemon_config
+config = parse_daemon_config({"interface": [{"name": "lo"}]}, "t.toml")
+try:
+    trigger_settings(config, argparse.Namespace(pd_writelocal=True),
+                     default_local_dir=__import__("pathlib").Path(sys.argv[1]),
+                     create_local_dir=False)
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the check as another user")
+def test_a_check_by_a_user_who_cannot_create_the_default_folder_is_refused():
+    """`pushcap check` run by a user without StateDirectory: `run` would fail, so check does."""
+    base = Path(tempfile.mkdtemp(prefix="pushcap-state-"))
+    try:
+        base.chmod(0o755)  # root's folder: nobody may look in, not write
+        probe = subprocess.run([sys.executable, "-c", "import pushcap"], user="nobody",
+                               capture_output=True, timeout=60)
+        if probe.returncode:
+            pytest.skip("user nobody cannot read this checkout")
+        folder = base / "pushcap" / "captures"
+        out = subprocess.run([sys.executable, "-c", CHECK_AS_OTHER_USER, str(folder)],
+                             user="nobody", capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert f"default folder {folder} cannot be created: this user cannot write into " \
+               f"{base}" in out.stdout
+        assert not folder.parent.exists()
+    finally:
+        shutil.rmtree(base)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
