@@ -27,7 +27,8 @@ M1_QUICK_BOUND_BYTES = 256 * 1024
 M1_BASE_ALLOWANCE_BYTES = 100 * MB
 M1_FACTOR = 1.10
 L1_TRACE_PACKETS = 200_000
-L1_RATES_PPS = (25_000, 50_000, 100_000, 200_000, 400_000, 600_000, 800_000)
+L1_RATES_PPS = (25_000, 50_000, 100_000, 200_000, 400_000, 600_000, 800_000, 1_000_000, 1_200_000,
+                1_500_000)
 L1_STEP_S = 3.0  # how long each rate is sent (whole loops of the L1 trace, at least one)
 L1_DRAIN_S = 1.0  # after the sender ends, before the capture is stopped
 L1_RING_BYTES = 256 * MIB  # pushcap's default ring bound (what L1's daemon runs with)
