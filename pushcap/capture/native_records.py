@@ -13,6 +13,7 @@ same records.
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 
@@ -62,12 +63,8 @@ class NativeRecords:
         return records, arrays[0], arrays[1], arrays[2]
 
 
-_builder: list[NativeRecords | None] = []
-
-
+@functools.cache
 def native_records() -> NativeRecords | None:
     """The C builder, or None where the library was not built (see `native`)."""
-    if not _builder:
-        library = native_library()
-        _builder.append(NativeRecords(library) if library is not None else None)
-    return _builder[0]
+    library = native_library()
+    return NativeRecords(library) if library is not None else None

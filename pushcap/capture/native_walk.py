@@ -12,6 +12,7 @@ sequential walk).
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 
@@ -82,12 +83,8 @@ class NativeWalk:
         return (walk.count, *walk.result())
 
 
-_walker: list[NativeWalk | None] = []
-
-
+@functools.cache
 def native_walk() -> NativeWalk | None:
     """The C walk, or None where the library was not built (see `native`)."""
-    if not _walker:
-        library = native_library()
-        _walker.append(NativeWalk(library) if library is not None else None)
-    return _walker[0]
+    library = native_library()
+    return NativeWalk(library) if library is not None else None
