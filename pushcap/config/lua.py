@@ -21,14 +21,13 @@ built the same value), so the line is found however the targets were built.
 
 A Path may hold credentials (an rclone connection string, a URL with a password), and a Lua
 syntax error quotes the token it stopped at, maybe a key whose `..` was forgotten. So values are
-shown through field_check.conceal / shown_value, a syntax error says `near <string>` for a string
-token, and as a last guard every message leaving this module is concealed against the secrets
-written in the file's string literals.
+shown through field_check.conceal / shown_value, a syntax error names a token that could be a
+secret by its kind only (lua_tokens.py), and as a last guard every message leaving this module
+is concealed against the secrets written in the file's string literals.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,9 @@ from lupa.lua54 import LuaError, LuaRuntime, lua_type
 from pushcap import defaults
 from pushcap.config.field_check import TargetPlace, conceal, shown_value
 from pushcap.config.lua_lines import Constructor, instrument, scan_constructors, string_literals
+from pushcap.config.lua_tokens import conceal_syntax_token
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
-from pushcap.config.targets import FIELDS, UNSUPPORTED_FIELDS, LuaOpaque, lua_repr, validate_target
+from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
 
 __all__ = ["load_targets", "load_targets_text"]
 
@@ -57,20 +57,6 @@ _HOOK_EVERY_INSTRUCTIONS = 1000
 # Config -> Target -> one target -> field values: tables below this depth are only named in
 # messages, never walked, so a self-referencing table cannot loop the conversion.
 _TABLE_DEPTH = 3
-# A Lua syntax error ends with the token it stopped at; a string token (`near '"..."'`, `near
-# '[[...]]'`) is the source as written, so a credential when a `..` was forgotten before it. So is
-# a secret pasted without quotes: `Key = 3f9a...` is a malformed number, `Key = AKIA.. x` stops
-# near a name. Names are quoted only when they cannot be a secret: Lua's keywords, the target
-# fields, and names of up to 4 characters (a typo's `b`, `cfg`); punctuation always is.
-_NEAR, _STRING_TOKEN = " near '", re.compile(r"[\"']|\[=*\[")
-_NUMBER_TOKEN = re.compile(r"\.?[0-9]")
-_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*'$")
-_SHOWN_NAME_CHARS = 4
-_SHOWN_NAMES = frozenset((
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
-    "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
-    "Config", "Target", "table", "insert", *FIELDS, *UNSUPPORTED_FIELDS,
-))  # fmt: skip
 
 # The privileged driver: runs before the config with full Lua, builds the sandbox, loads the config
 # as text, installs the time hook and reports what happened as (status, detail).
@@ -240,32 +226,13 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
         )
     message = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
     if status == "syntax":
-        message = _token_concealed(message)
+        message = conceal_syntax_token(message)
     message = message.replace(_CHUNK_ID, source_name)
     if not message.startswith(source_name):
         message = f"{source_name}: {message}"
     if status == "syntax" and "binary chunk" in message:
         message += " (pushcap only runs Lua source text)"
     raise ConfigError(message)
-
-
-def _token_concealed(message: str) -> str:
-    """A syntax error with the token it quotes replaced by its kind where the token could be a
-    credential (see _NAME_TOKEN); the line stays: it says where to look."""
-    near = message.find(_NEAR)  # the first: Lua's, not one inside the token
-    if near < 0:
-        return message
-    start = near + len(_NEAR)
-    token = message[start:]
-    if _STRING_TOKEN.match(token):
-        return message[:near] + " near <string>"
-    if _NUMBER_TOKEN.match(token):
-        return message[:near] + " near <number>"
-    if _NAME_TOKEN.fullmatch(token):
-        name = token[:-1]
-        if len(name) > _SHOWN_NAME_CHARS and name not in _SHOWN_NAMES:
-            return message[:near] + " near <name>"
-    return message
 
 
 def _marked_tables(data: bytes, config: Any) -> dict[int, Constructor]:
