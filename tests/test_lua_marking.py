@@ -154,6 +154,28 @@ def test_a_syntax_error_does_not_quote_a_secret_pasted_without_quotes(value, err
     assert secret not in message and secret[:6] not in message
 
 
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ('"/x/" .. AKIDsecretName', "attempt to concatenate a nil value (global <name>)"),
+        ("wJalrXUtnFEMI/K7MDENG", "attempt to perform arithmetic on a nil value (global <name>)"),
+        ("314159265358979", 'target 1 "s3": Path <number>: must be a string, e.g.'),
+    ],
+)
+def test_a_runtime_or_field_error_does_not_name_a_secret_pasted_without_quotes(path, error):
+    target = f'{{Desc = "s3", Mode = "File", Path = {path}}}'
+    message = load_error(f"return {{Target = {{\n {target}}}}}\n")
+    assert message.startswith(NAME) and error in message
+    assert "secret" not in message and "JalrX" not in message and "14159" not in message
+
+
+def test_a_short_or_library_name_in_a_runtime_error_is_still_named():
+    assert load_error("local c = cfg.Target\n") == \
+        f"{NAME}:1: attempt to index a nil value (global 'cfg')"
+    assert load_error("local s = string.nope('x')\n") == \
+        f"{NAME}:1: attempt to call a nil value (field 'nope')"
+
+
 def test_keywords_fields_and_short_names_are_still_quoted():
     """What a typo stops at is usually a keyword, a field or a short name: shown as it helps."""
     message = load_error('return {Target = {{Desc = "x" Mode = "File"}}}\n')

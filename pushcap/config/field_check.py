@@ -74,7 +74,10 @@ def lua_repr(value: Any, limit: int = 80) -> str:
 
 
 def shown_value(field: str, value: Any) -> str:
-    """`value` for a message about `field`: lua_repr, a Path without its connection parameters."""
+    """`value` for a message about `field`: lua_repr, a Path without its connection parameters;
+    a number given as Path is not shown (a numeric key pasted without quotes)."""
+    if field == "Path" and isinstance(value, int | float) and not isinstance(value, bool):
+        return "<number>"
     if field == "Path" and isinstance(value, bytes | str):
         from pushcap.push.rclone_remote import display_path  # error messages only
 

@@ -37,7 +37,7 @@ from lupa.lua54 import LuaError, LuaRuntime, lua_type
 from pushcap import defaults
 from pushcap.config.field_check import TargetPlace, conceal, shown_value
 from pushcap.config.lua_lines import Constructor, instrument, scan_constructors, string_literals
-from pushcap.config.lua_tokens import conceal_syntax_token
+from pushcap.config.lua_tokens import conceal_tokens
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
 
@@ -225,8 +225,7 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
             " (runaway loop or huge string?)"
         )
     message = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
-    if status == "syntax":
-        message = conceal_syntax_token(message)
+    message = conceal_tokens(message, syntax=status == "syntax")
     message = message.replace(_CHUNK_ID, source_name)
     if not message.startswith(source_name):
         message = f"{source_name}: {message}"
