@@ -79,8 +79,15 @@ def test_records_equal_the_struct_oracle_and_the_fallback(sizes, monkeypatch):
 @pytest.mark.parametrize("bad", ["offset", "caplen"])
 def test_a_row_pointing_outside_its_packets_is_refused(bad):
     data = bytes(100)
-    rows = [(1, 0, 0, 40), (1, 1, 40, 60)]
+    rows = [(1, 0, 0, 10), (1, 1, 40, 60)]  # 70 bytes in all: within the 100 handed over
     rows[1] = (1, 1, 90, 60) if bad == "offset" else (1, 1, 40, 61)
     meta = b"".join(struct.pack("=IIII", *row) for row in rows)
     with pytest.raises(SourceError, match="fake0: libpcap meta row 1 points outside"):
         stand_in()._batch([(data, meta)])
+
+
+def test_a_table_claiming_more_bytes_than_it_came_with_is_refused_before_any_allocation():
+    """8192 rows of caplen 2**32-1 would size a 32 TiB buffer if the table were trusted."""
+    meta = struct.pack("=IIII", 1, 0, 0, 0xFFFFFFFF) * 8192
+    with pytest.raises(SourceError, match="claims more packet bytes than it handed over"):
+        stand_in()._batch([(bytes(100), meta)])

@@ -176,6 +176,25 @@ def test_default_folder_that_cannot_be_created_is_a_clear_error(tmp_path, create
                  create_local_dir=create)
 
 
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+@pytest.mark.parametrize("create", [True, False])
+def test_a_default_folder_behind_a_broken_symlink_is_refused(tmp_path, link, create):
+    state = tmp_path / "state"
+    state.symlink_to(tmp_path / "nowhere" / "deeper" if link == "dangling" else state)
+    with pytest.raises(ConfigError, match=r"default folder .*/state/captures cannot be created"):
+        settings("[general]\nwritelocal = true\n", default_local_dir=state / "captures",
+                 create_local_dir=create)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_braces_in_the_config_file_name_are_only_text(tmp_path):
+    (tmp_path / "state").write_text("a file where a folder should be")
+    config = parse_daemon_config(tomllib.loads(BASE), "site{a}.toml")
+    with pytest.raises(ConfigError, match=r"^site\{a\}\.toml: writelocal is on"):
+        trigger_settings(config, argparse.Namespace(pd_writelocal=True),
+                         default_local_dir=tmp_path / "state" / "captures")
+
+
 CHECK_AS_OTHER_USER = """
 import argparse, sys
 from pushcap.config.model import ConfigError

@@ -47,6 +47,8 @@ class NativeRecords:
         packets = sum(counts)
         captured = sum(int(np.frombuffer(meta, dtype=np.uint32)[3::4].sum(dtype=np.int64))
                        for _, meta in chunks)
+        if captured > sum(len(data) for data, _ in chunks):  # before sizing anything by it
+            raise ValueError("libpcap's meta table claims more packet bytes than it handed over")
         records = np.empty(captured + RECORD_HEADER_BYTES * packets, dtype=np.uint8)
         arrays = np.empty((3, packets), dtype=np.int64)
         rows = [arrays[i].ctypes.data for i in range(3)]
@@ -65,6 +67,10 @@ class NativeRecords:
 
 @functools.cache
 def native_records() -> NativeRecords | None:
-    """The C builder, or None where the library was not built (see `native`)."""
+    """The C builder, or None where the library was not built (see `native`) or predates it
+    (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
     library = native_library()
-    return NativeRecords(library) if library is not None else None
+    try:
+        return NativeRecords(library) if library is not None else None
+    except AttributeError:
+        return None

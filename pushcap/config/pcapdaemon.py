@@ -218,17 +218,22 @@ def _ready_local_dir(folder: Path, is_default: bool, create: bool, src: str) -> 
         if not is_default:
             raise ConfigError(f"{src}: writelocal is on but the folder {folder} does not exist "
                               "(create it or set [general] localdir / -destdir)")
-        missing = [level for level in (folder, *folder.parents) if not level.exists()]
-        cannot = (f"{src}: writelocal is on but its default folder {folder} cannot be created: "
-                  "{why}; run pushcap from etc/pushcap.service (its StateDirectory=pushcap "
-                  "provides /var/lib/pushcap), create the folder for the service's user with "
-                  f"mode 0750, or {fix}")
+        # lexists: a dangling symlink is a level that exists (mkdir fails on it), not a gap
+        missing = [level for level in (folder, *folder.parents) if not os.path.lexists(level)]
+
+        def cannot(why: object) -> ConfigError:
+            return ConfigError(
+                f"{src}: writelocal is on but its default folder {folder} cannot be created: "
+                f"{why}; run pushcap from etc/pushcap.service (its StateDirectory=pushcap "
+                "provides /var/lib/pushcap), create the folder for the service's user with mode "
+                f"0750, or {fix}")
+
         if not create:  # a check: would the daemon's start be able to create it?
             existing = folder.parents[len(missing) - 1] if missing else folder
-            if not existing.is_dir():
-                raise ConfigError(cannot.format(why=f"{existing} is not a folder"))
+            if not existing.is_dir():  # a file, a dangling symlink or a symlink loop
+                raise cannot(f"{existing} is not a folder")
             if not os.access(existing, os.W_OK | os.X_OK):
-                raise ConfigError(cannot.format(why=f"this user cannot write into {existing}"))
+                raise cannot(f"this user cannot write into {existing}")
             return  # created when the daemon starts
         try:
             for level in reversed(missing):
@@ -238,7 +243,7 @@ def _ready_local_dir(folder: Path, is_default: bool, create: bool, src: str) -> 
                     continue  # made meanwhile by someone else: theirs to set up
                 level.chmod(LOCAL_DIR_MODE)
         except OSError as exc:
-            raise ConfigError(cannot.format(why=exc.strerror or exc)) from None
+            raise cannot(exc.strerror or exc) from None
         if not folder.is_dir():
             raise ConfigError(f"{src}: writelocal is on but {folder} is not a folder; {fix}")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -11,6 +11,7 @@ whose repr leaves credentials out, since a DaemonConfig holding it may be logged
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import tomllib
@@ -170,7 +171,8 @@ def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
 def _number(section: dict, key: str, default: float, source: str, minimum: float,
             maximum: float | None = None) -> float:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value < minimum:
         raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be a number >= "
                           f"{_plain(minimum)}")
     if maximum is not None and value > maximum:
