@@ -31,6 +31,7 @@ L1_RATES_PPS = (25_000, 50_000, 100_000, 200_000, 400_000, 600_000, 800_000, 1_0
                 1_500_000)
 L1_STEP_S = 3.0  # how long each rate is sent (whole loops of the L1 trace, at least one)
 L1_DRAIN_S = 1.0  # after the sender ends, before the capture is stopped
+L1_TRIES = 2  # captures per tool at a rate before it counts as lossy there (see bench_l1)
 L1_RING_BYTES = 256 * MIB  # pushcap's default ring bound (what L1's daemon runs with)
 SAMPLE_INTERVAL_S = 0.02
 PCAP_HEADER_BYTES = 24

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import config
-from .config import L1_DRAIN_S, L1_RING_BYTES, LIVE_TCP_EQUIVALENT, STARTED_TIMEOUT_S
+from .config import L1_DRAIN_S, L1_RING_BYTES, L1_TRIES, LIVE_TCP_EQUIVALENT, STARTED_TIMEOUT_S
 from .inputs import ensure_trace, lua_text, pushcap_argv
 from .measure import count_pcap, prime_pages, ratio
 
@@ -172,7 +172,11 @@ def l1_unavailable() -> str | None:
 
 def bench_l1(packets: int, rates: tuple[int, ...], step_s: float, trace_dir: Path,
              scratch: Path) -> dict:
-    """Rising rates; each tool stops at its first lossy rate. One run per rate and tool."""
+    """Rising rates; each tool stops at its first lossy rate. A rate counts as lossless for a
+    tool if one of L1_TRIES captures at it lost nothing: on a 2-core VM one scheduling pause of
+    the capture (pushcap's or tcpdump's) costs a few thousand packets by chance, and a single try
+    made the verdict flip from run to run (tcpdump lossy at 800k pps in one run, clean at 1.2M in
+    the next)."""
     reason = l1_unavailable()
     if reason:
         return {"skipped": reason}
@@ -195,31 +199,19 @@ def bench_l1(packets: int, rates: tuple[int, ...], step_s: float, trace_dir: Pat
                 for who in ("pushcap", "tcpdump"):
                     if lossy[who]:
                         continue
-                    work = scratch / f"l1-{who}-{rate}"
-                    work.mkdir(parents=True)
-                    # Both tools get what pushcap may write at this rate (two targets) plus
-                    # its ring, primed right before (see measure.prime_pages).
-                    prime_pages(work, 2 * loops * trace.stat().st_size + L1_RING_BYTES)
-                    try:
-                        run = (l1_pushcap if who == "pushcap" else l1_tcpdump)(
-                            lab, trace, rate, loops, work)
-                    finally:
-                        shutil.rmtree(work, ignore_errors=True)
                     per_loop = tcp_in_trace if who == "pushcap" else tcp_live_in_trace
-                    expected_tcp = per_loop * loops if run["failed"] == 0 else None
-                    ok = run["captured_tcp"] == expected_tcp and run["failed"] == 0
-                    if who == "pushcap":
-                        ok = ok and run["captured_all"] == run["sent"]
-                    run.update(tool=who, rate_pps=rate, loops=loops, expected_tcp=expected_tcp,
-                               lossless=ok)
-                    steps.append(run)
-                    print(f"  L1 {who:8s} rate={rate:>8,} pps actual={run['actual_pps']:>10,.0f}"
-                          f" sent={run['sent']:>9,} lossless={ok}", file=sys.stderr)
-                    if ok:
+                    for attempt in range(1, L1_TRIES + 1):
+                        run = _l1_try(lab, who, trace, rate, loops, per_loop,
+                                      scratch / f"l1-{who}-{rate}-{attempt}")
+                        run["attempt"] = attempt
+                        steps.append(run)
+                        if run["lossless"]:
+                            break
+                    if run["lossless"]:
                         best_actual[who] = max(best_actual[who], round(run["actual_pps"]))
-                    if ok and run["actual_pps"] >= 0.9 * rate:
-                        best[who] = max(best[who], rate)
-                    elif not ok:
+                        if run["actual_pps"] >= 0.9 * rate:
+                            best[who] = max(best[who], rate)
+                    else:
                         lossy[who] = True
                 if all(lossy.values()):
                     break
@@ -235,6 +227,28 @@ def bench_l1(packets: int, rates: tuple[int, ...], step_s: float, trace_dir: Pat
             "best_lossless_pps": best, "ratio": ratio(best["pushcap"], best["tcpdump"]),
             "best_lossless_actual_pps": best_actual,
             "hit_top_rate": {k: not v for k, v in lossy.items()}, "steps": steps}
+
+
+def _l1_try(lab: VethLab, who: str, trace: Path, rate: int, loops: int, tcp_per_loop: int,
+            work: Path) -> dict:
+    """One capture by `who` while the trace is sent `loops` times at `rate`: what it caught and
+    whether that is every packet (pushcap: both targets; tcpdump: its 'tcp')."""
+    work.mkdir(parents=True)
+    # Both tools get what pushcap may write at this rate (two targets) plus its ring, primed
+    # right before (see measure.prime_pages).
+    prime_pages(work, 2 * loops * trace.stat().st_size + L1_RING_BYTES)
+    try:
+        run = (l1_pushcap if who == "pushcap" else l1_tcpdump)(lab, trace, rate, loops, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    expected_tcp = tcp_per_loop * loops if run["failed"] == 0 else None
+    ok = run["captured_tcp"] == expected_tcp and run["failed"] == 0
+    if who == "pushcap":
+        ok = ok and run["captured_all"] == run["sent"]
+    run.update(tool=who, rate_pps=rate, loops=loops, expected_tcp=expected_tcp, lossless=ok)
+    print(f"  L1 {who:8s} rate={rate:>8,} pps actual={run['actual_pps']:>10,.0f}"
+          f" sent={run['sent']:>9,} lossless={ok}", file=sys.stderr)
+    return run
 
 
 def _tcpdump_select_count(trace: Path, bpf: str, work: Path) -> int:
