@@ -97,6 +97,28 @@ def test_live_capture_holds_exactly_the_sent_traffic(tmp_path):
     assert all(p[1] == p[2] for p in everything), "live caplen must equal wire length"
 
 
+def test_packets_up_to_the_loopback_mtu_are_captured_whole(tmp_path):
+    """lo's MTU is 64 KiB: a batch mixes tiny and near-64 KiB packets, each copied whole into its
+    record (caplen = wire length), in order."""
+    listener = free_udp_port()
+    port = listener.getsockname()[1]
+    out = tmp_path / "out"
+    proc = start_daemon(tmp_path, lua(out, port))
+    sizes = [1, 1472, 9000, 30000, 65000, 0, 65507, 200] * 3  # 65507: IPv4's largest UDP payload
+    sent = [bytes([i % 251]) * n + b"%03d" % i for i, n in enumerate(sizes)]
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for payload in sent:
+            sender.sendto(payload[:65507], ("127.0.0.1", port))
+            time.sleep(0.002)
+        time.sleep(0.5)
+    finally:
+        err = stop_daemon(proc)
+    packets = [p for f in sorted(out.glob("udp_*.pcap")) for p in read_pcap(f).packets]
+    assert [udp_payload(p[3]) for p in packets] == [payload[:65507] for payload in sent], err
+    assert all(p[1] == p[2] == len(p[3]) for p in packets), "caplen, wire length and bytes agree"
+
+
 def packet_socket_mappings(pid: int) -> list[int]:
     """Sizes of the packet-socket rings mapped into a process (libpcap maps its kernel buffer:
     the kernel's own account of how large the capture buffer is)."""
