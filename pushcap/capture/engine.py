@@ -102,12 +102,13 @@ class LiveEngine:
                              self.config.rclone, repair, start)
 
     def start(self) -> None:
+        ring_cfg = self.config.ring
         for iface in self.config.interfaces:
             source = self._open(iface.name)
             check_filters(tuple(t for t, _ in self._bindings[iface.name]), source.linktype,
                           source.snaplen)
-            ring = Ring(iface.name, source.linktype, source.snaplen, self.config.ring.max_seconds,
-                        self.config.ring.max_bytes)
+            ring = Ring(iface.name, source.linktype, source.snaplen, ring_cfg.max_seconds,
+                        ring_cfg.max_bytes)
             self.rings[iface.name] = ring
             self.capture_stats[iface.name] = CaptureStats()
             self.consumers[iface.name] = [self._consumer(iface.name, t, several)
@@ -118,8 +119,10 @@ class LiveEngine:
             cursor = ring.cursor()
             self._spawn(f"capture-{iface.name}", self._capture_loop, iface.name, source, ring)
             self._spawn(f"push-{iface.name}", self._push_loop, iface.name, cursor)
-            log.info("event=capture_start interface=%s linktype=%d targets=%d", iface.name,
-                     source.linktype, len(self.consumers[iface.name]))
+            log.info("event=capture_start interface=%s linktype=%d targets=%d ring_max_s=%g "
+                     "ring_max_bytes=%d kernel_buffer_bytes=%d", iface.name, source.linktype,
+                     len(self.consumers[iface.name]), ring_cfg.max_seconds, ring_cfg.max_bytes,
+                     ring_cfg.kernel_buffer_bytes)
 
     def reload(self, targets: tuple[TargetConfig, ...]) -> None:
         """Hand new targets to every push thread; raises ConfigError and changes nothing if they

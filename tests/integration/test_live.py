@@ -136,6 +136,8 @@ def test_the_configured_kernel_buffer_is_what_the_kernel_maps(tmp_path):
                         ring_extra="kernel_buffer_bytes = 12582912\n")
     try:
         assert packet_socket_mappings(proc.pid) == [12 << 20]
+        assert "event=capture_start interface=lo " in proc.startup_log
+        assert " kernel_buffer_bytes=12582912" in proc.startup_log  # said at start, as applied
     finally:
         stop_daemon(proc)
 
