@@ -17,7 +17,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from pushcap import obs  # noqa: E402
+from pushcap import defaults, obs  # noqa: E402
 from pushcap.capture.consumers import interfaces_of, series_prefix  # noqa: E402
 from pushcap.capture.replay import replay  # noqa: E402
 from pushcap.capture.source import SourceError  # noqa: E402
@@ -77,6 +77,7 @@ def cmd_check(args) -> int:
 
     config, targets = _load(args)
     trigger_settings(config, args, create_local_dir=False)  # checks; creates nothing
+    _check_devices(config)
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
     for t in targets:
         names = interfaces_of(t, config)
@@ -94,6 +95,19 @@ def cmd_check(args) -> int:
           f"{config.ring.max_bytes} B per interface")
     print(f"OK: {args.lua} ({len(targets)} targets) and {args.config}")
     return 0
+
+
+def _check_devices(config) -> None:
+    """`run` cannot start without each interface: say so now, with what there is instead."""
+    from pushcap.capture.live import capture_devices
+
+    devices = capture_devices()
+    if devices is None:
+        return
+    missing = [i.name for i in config.interfaces if i.name not in devices]
+    if missing:
+        raise ConfigError(f"{config.source_file}: [[interface]] {', '.join(missing)}: no such "
+                          f"capture device on this host (libpcap has: {', '.join(devices)})")
 
 
 def cmd_replay(args) -> int:
@@ -135,10 +149,10 @@ def cmd_run(args) -> int:
     return daemon.run()
 
 
-def _positive_int(text: str) -> int:
+def _batch_packets(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if not 1 <= value <= defaults.MAX_BATCH_PACKETS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {defaults.MAX_BATCH_PACKETS}, not {value}")
     return value
 
 
@@ -215,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="run the push targets over a capture file")
     p.add_argument("file", type=Path)
     config_args(p, daemon=False)
-    p.add_argument("--batch-packets", type=_positive_int, default=8192)
+    p.add_argument("--batch-packets", type=_batch_packets, default=8192)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
     return parser

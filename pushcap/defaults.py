@@ -3,6 +3,7 @@
 RING_MAX_SECONDS = 60.0
 RING_MAX_BYTES = 256 * 1024 * 1024
 BATCH_PACKETS = 8192
+MAX_BATCH_PACKETS = 1 << 20  # a batch's per-packet arrays are sized for this many up front
 POLL_TIMEOUT_MS = 100
 # libpcap's kernel buffer per interface (tcpdump -B): what absorbs the capture thread's pauses.
 # 64 MiB is ~0.15 s at 800k packets/s of 566-byte packets; the upper bound keeps it under

@@ -13,6 +13,10 @@ INTERFACE_METRICS = [  # (status key, metric name, kind, help)
     ("if_drops", "pushcap_interface_if_drops", "counter", "Packets the interface dropped"),
     ("push_missed_packets", "pushcap_interface_push_missed_packets", "counter",
      "Packets evicted from the ring before the push targets read them"),
+    ("capturing", "pushcap_interface_capturing", "gauge",
+     "1 while the interface is captured, 0 while it is down and being reopened"),
+    ("reopens", "pushcap_interface_reopens", "counter",
+     "Times the interface was captured again after it failed"),
     ("ring_bytes", "pushcap_ring_bytes", "gauge", "Bytes held in the ring"),
     ("ring_seconds", "pushcap_ring_seconds", "gauge", "Seconds of traffic held in the ring"),
 ]

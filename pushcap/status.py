@@ -30,8 +30,11 @@ def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> 
             "packets_captured": ring.packets_total, "kernel_drops": cap.kernel_drops,
             "if_drops": cap.if_drops, "push_missed_packets": cap.missed_by_push,
             "ring_packets": packets, "ring_bytes": nbytes, "ring_seconds": span_ns / 1e9,
-            "ring_max_bytes": ring.max_bytes,
+            "ring_max_bytes": ring.max_bytes, "capturing": int(cap.error is None),
+            "reopens": cap.reopens,
         }
+        if cap.error is not None:
+            interfaces[name]["capture_error"] = cap.error
     targets = []
     for name, consumers in engine.consumers.items():
         for consumer in consumers:
@@ -116,11 +119,12 @@ def fetch(host: str, port: int, path: str = "/status", method: str = "GET",
 def render_table(status: dict) -> str:
     """The human view of /status, one table per part."""
     lines = [f"node {status['node']}  reloads {status['reloads']}", "", "interfaces"]
-    rows = [("name", "captured", "kernel_drops", "if_drops", "push_missed", "ring_s", "ring_MB")]
+    rows = [("name", "captured", "kernel_drops", "if_drops", "push_missed", "ring_s", "ring_MB",
+             "capture_error")]
     for name, i in status["interfaces"].items():
         rows.append((name, i["packets_captured"], i["kernel_drops"], i["if_drops"],
                      i["push_missed_packets"], f"{i['ring_seconds']:.1f}",
-                     f"{i['ring_bytes'] / 1e6:.1f}"))
+                     f"{i['ring_bytes'] / 1e6:.1f}", _or_dash(i.get("capture_error"))))
     lines += _table(rows)
     lines += ["", "targets"]
     rows = [("desc", "mode", "iface", "packets", "files", "bytes", "pending", "last_error",

@@ -75,6 +75,10 @@ def test_alias_shared_by_two_interfaces():
 @pytest.mark.parametrize("raw, message", [
     ({}, "at least one"),
     ({"interface": [{"name": "lo"}, {"name": "lo"}]}, "listed twice"),
+    ({"interface": [{"name": "a" * 16}]},
+     "name 'aaaaaaaaaaaaaaaa' is longer than an interface name can be \\(15 characters"),
+    ({"interface": [{"name": "lo"}], "ring": {"batch_packets": 1 << 21}},
+     r"\[ring\] batch_packets = 2097152: must be at most 1048576"),
     ({"interface": [{"name": "lo; rm -rf /"}]}, "must be an interface name"),
     ({"interface": [{"name": "lo", "speed": 1}]}, "unknown key"),
     ({"interface": [{"name": "lo"}], "ring": {"max_bytes": 10}}, r"\[ring\] max_bytes"),

@@ -48,10 +48,16 @@ def _output_of(consumer) -> str | None:
 
 @dataclass
 class CaptureStats:
+    """An interface's capture counters since the daemon started (over every libpcap handle it
+    had: a reopened handle counts from 0, so a closed one's last figures are kept in `base`)."""
+
     received: int = 0
     kernel_drops: int = 0
     if_drops: int = 0
     missed_by_push: int = 0
+    error: str | None = None  # why the interface is not being captured right now
+    reopens: int = 0
+    base: tuple[int, int, int] = (0, 0, 0)
 
 
 def push_clock_ns(cursor) -> int:
@@ -304,10 +310,27 @@ class LiveEngine:
         thread.start()
         self._threads.append(thread)
 
-    def _capture_loop(self, name: str, source: LiveSource, ring: Ring) -> None:
+    def _capture_loop(self, name: str, source: LiveSource | None, ring: Ring) -> None:
+        """Capture until stopped. A failed handle (the interface went down or away) is closed
+        and the interface reopened with backoff for as long as the daemon runs: a link that comes
+        back is captured again, and `stats.error` says why it is not meanwhile."""
+        stats = self.capture_stats[name]
         backoff_s = 1.0
         last_stats = time.monotonic()
         while not self._stop.is_set():
+            if source is None:
+                try:
+                    source = self._open(name)
+                except SourceError as exc:
+                    stats.error = str(exc)
+                    log.error("event=capture_reopen_failed interface=%s error=%r retry_in_s=%g",
+                              name, str(exc), backoff_s)
+                    if self._stop.wait(backoff_s):
+                        break
+                    backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
+                    continue
+                stats.error, stats.reopens = None, stats.reopens + 1
+                log.warning("event=capture_reopened interface=%s reopens=%d", name, stats.reopens)
             try:
                 for batch in source.batches():
                     ring.append(batch)
@@ -316,17 +339,18 @@ class LiveEngine:
                         self._update_capture_stats(name, source)
                     backoff_s = 1.0
             except SourceError as exc:
+                stats.error = str(exc)
                 log.error("event=capture_error interface=%s error=%r retry_in_s=%g", name,
                           str(exc), backoff_s)
+                self._update_capture_stats(name, source)
+                stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
+                source.close()
+                source = None
                 if self._stop.wait(backoff_s):
                     break
                 backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
-                try:
-                    source = self._open(name)
-                except SourceError as reopen_exc:
-                    log.error("event=capture_reopen_failed interface=%s error=%r", name,
-                              str(reopen_exc))
-        self._update_capture_stats(name, source)
+        if source is not None:
+            self._update_capture_stats(name, source)
         ring.close()
 
     def _update_capture_stats(self, name: str, source: LiveSource) -> None:
@@ -335,6 +359,9 @@ class LiveEngine:
         except Exception:  # noqa: BLE001 - a closed handle has no stats; nothing to report
             return
         stats = self.capture_stats[name]
+        base_received, base_dropped, base_if_dropped = stats.base
+        received, dropped = received + base_received, dropped + base_dropped
+        if_dropped += base_if_dropped
         grew = dropped + if_dropped > stats.kernel_drops + stats.if_drops
         stats.received, stats.kernel_drops, stats.if_drops = received, dropped, if_dropped
         log.log(logging.WARNING if grew else logging.DEBUG,

@@ -23,6 +23,22 @@ from pushcap.capture.source import SourceError
 
 # libpcap's DLT_ values that differ from the LINKTYPE_ values files must carry (raw IP and kin).
 DLT_TO_LINKTYPE = {12: 101, 14: 101, 15: 102, 16: 103}
+# pcap_activate()'s errors: pcapy-ng returns the code instead of raising, and a handle that did
+# not activate fails later with a misleading "F_GETFL: Bad file descriptor".
+ACTIVATE_ERRORS = {
+    -1: "libpcap could not open it", -5: "no such device",
+    -8: "permission denied (capture needs root or CAP_NET_RAW)", -9: "the interface is not up",
+    -6: "monitor mode is not supported", -11: "promiscuous mode is not permitted",
+}
+
+
+def capture_devices() -> tuple[str, ...] | None:
+    """The devices libpcap can capture on this host (interfaces and pseudo-devices such as
+    `any`), or None where it cannot list them."""
+    try:
+        return tuple(pcapy.findalldevs())
+    except pcapy.PcapError:
+        return None
 
 
 class LiveSource:
@@ -45,12 +61,16 @@ class LiveSource:
             handle.set_promisc(1 if promisc else 0)
             handle.set_timeout(poll_timeout_ms)
             handle.set_buffer_size(buffer_bytes)
-            handle.activate()
+            code = handle.activate()
+            if code < 0:
+                raise SourceError(f"interface {interface}: "
+                                  f"{ACTIVATE_ERRORS.get(code, f'libpcap error {code}')}")
             handle.setnonblock(1)  # wait in select() instead, so stop() is seen within a poll
-        except pcapy.PcapError as exc:
+            fd = handle.getfd()
+        except (pcapy.PcapError, ValueError) as exc:
             raise SourceError(f"interface {interface}: {exc}") from exc
         self._handle = handle
-        self._fd = handle.getfd()
+        self._fd = fd
         self._poll_timeout_s = poll_timeout_ms / 1000
         dlt = handle.datalink()
         self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
@@ -59,6 +79,13 @@ class LiveSource:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def close(self) -> None:
+        """Release libpcap's handle (its kernel buffer) once this source has failed for good."""
+        try:
+            self._handle.close()
+        except pcapy.PcapError:  # already closed
+            pass
 
     def stats(self) -> tuple[int, int, int]:
         """(received, dropped by the kernel, dropped by the interface) as libpcap reports them."""

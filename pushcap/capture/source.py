@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,11 @@ def open_file_source(path: str | Path, batch_packets: int = defaults.BATCH_PACKE
     """Open a classic pcap or pcapng file as a source, choosing the reader by its magic."""
     path = Path(path)
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            what = "a folder" if stat.S_ISDIR(mode) else "a pipe or device, not a regular file"
+            raise SourceError(f"{path}: is {what}; replay reads a capture file (it reads at "
+                              "offsets), e.g. `zcat x.pcap.gz > x.pcap` first")
         with path.open("rb") as f:
             head = f.read(4)
     except OSError as exc:

@@ -24,6 +24,7 @@ from pushcap.config.model import ConfigError, DaemonConfig, InterfaceConfig, Rin
 KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone",
                   "status"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+MAX_INTERFACE_NAME_CHARS = 15  # Linux's IFNAMSIZ less the NUL; aliases may be longer
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
@@ -84,6 +85,8 @@ def load_daemon_config(path: str | Path) -> DaemonConfig:
         raw = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name}: is not UTF-8 text (a TOML file was expected)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: {exc}") from exc
     return parse_daemon_config(raw, path.name, text)
@@ -154,6 +157,9 @@ def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not SAFE_NAME.match(name):
             raise ConfigError(f"{where}: name {name!r} must be an interface name")
+        if len(name) > MAX_INTERFACE_NAME_CHARS:
+            raise ConfigError(f"{where}: name {name!r} is longer than an interface name can be "
+                              f"({MAX_INTERFACE_NAME_CHARS} characters on Linux)")
         extra = set(entry) - {"name", "alias"}
         if extra:
             raise ConfigError(f"{where} ({name}): unknown key(s) {sorted(extra)}")
@@ -196,7 +202,8 @@ def _ring(section: dict, source: str) -> RingConfig:
     return RingConfig(
         max_seconds=float(_number(section, "max_seconds", defaults.RING_MAX_SECONDS, source, 1)),
         max_bytes=int(_number(section, "max_bytes", defaults.RING_MAX_BYTES, source, 1 << 20)),
-        batch_packets=int(_number(section, "batch_packets", defaults.BATCH_PACKETS, source, 1)),
+        batch_packets=int(_number(section, "batch_packets", defaults.BATCH_PACKETS, source, 1,
+                                  defaults.MAX_BATCH_PACKETS)),
         poll_timeout_ms=int(_number(section, "poll_timeout_ms", defaults.POLL_TIMEOUT_MS,
                                     source, 1)),
         kernel_buffer_bytes=int(_number(section, "kernel_buffer_bytes",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -115,7 +116,52 @@ def test_malformed_pcapng_is_a_clear_error_not_a_traceback(tmp_path):
     assert "names interface 7" in proc.stderr
 
 
-def test_replay_refuses_a_batch_of_no_packets(tmp_path):
-    proc = run("replay", str(PCAPS_DIR / "viber_mobile.pcap"), "--batch-packets", "0",
+@pytest.mark.parametrize("count", ["0", "99999999999"])
+def test_replay_refuses_a_batch_of_no_or_of_too_many_packets(tmp_path, count):
+    """0 looped for ever; a huge count sized the batch arrays into a MemoryError traceback."""
+    proc = run("replay", str(PCAPS_DIR / "viber_mobile.pcap"), "--batch-packets", count,
                cwd=tmp_path)
-    assert proc.returncode == 2 and "--batch-packets: must be at least 1" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert f"--batch-packets: must be 1 to 1048576, not {count}" in proc.stderr
+
+
+def test_check_refuses_an_interface_this_host_does_not_have(tmp_path):
+    """`run` could not start: check says so, with the devices libpcap does have."""
+    (tmp_path / "d.toml").write_text('[[interface]]\nname = "lo"\n'
+                                     '[[interface]]\nname = "nosuch0"\n')
+    proc = run("check", "--config", str(tmp_path / "d.toml"))
+    assert proc.returncode == 1
+    assert "d.toml: [[interface]] nosuch0: no such capture device on this host (libpcap has: " \
+        in proc.stderr and "lo" in proc.stderr.split("libpcap has:")[1]
+
+
+def test_run_names_a_missing_interface_plainly(tmp_path):
+    (tmp_path / "d.toml").write_text('[[interface]]\nname = "nosuch0"\n[status]\nport = 0\n')
+    proc = run("run", "--config", str(tmp_path / "d.toml"), "--lua",
+               str(REPO / "etc/push_realtime.lua"), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "pushcap: error: interface nosuch0: no such device" in proc.stderr
+    assert "Traceback" not in proc.stderr and "F_GETFL" not in proc.stderr
+
+
+def test_a_config_that_is_not_text_is_a_clear_error(tmp_path):
+    proc = run("check", "--config", str(PCAPS_DIR / "viber_mobile.pcap"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "viber_mobile.pcap: is not UTF-8 text (a TOML file was expected)" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["pipe", "folder"])
+def test_replay_of_a_pipe_or_a_folder_says_what_it_needs(tmp_path, kind):
+    """It reads at offsets: a pipe read twice gave a bogus 'not a pcap file (magic ...)'."""
+    (tmp_path / "r.lua").write_text(
+        f'return {{ Target = {{ {{ Desc = "a", Mode = "File", Path = "{tmp_path}/o/a" }} }} }}\n')
+    source = tmp_path / "in"
+    if kind == "pipe":
+        os.mkfifo(source)
+    else:
+        source.mkdir()
+    proc = run("replay", str(source), "--lua", str(tmp_path / "r.lua"), "--quiet",
+               cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    what = "a pipe or device, not a regular file" if kind == "pipe" else "a folder"
+    assert f"in: is {what}; replay reads a capture file" in proc.stderr

@@ -1,0 +1,113 @@
+"""An interface that goes away and comes back is captured again (a veth pair the test makes),
+status says why it is not captured meanwhile, and no packet from before or after is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from oracle import read_pcap
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                       reason="needs root and iproute2 to make a veth pair"),
+]
+
+ETHERTYPE = 0x88B5  # IEEE "local experimental": nothing else on the link sends it
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+def make_pair(capture: str, peer: str) -> None:
+    ip("link", "add", capture, "type", "veth", "peer", "name", peer)
+    ip("link", "set", capture, "up")
+    ip("link", "set", peer, "up")
+
+
+def send_frames(peer: str, tag: bytes, count: int) -> list[bytes]:
+    """`count` numbered Ethernet frames out of `peer`; their payloads."""
+    payloads = [tag + b"-%04d" % i + bytes(40) for i in range(count)]
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((peer, 0))
+        for payload in payloads:
+            s.send(b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + ETHERTYPE.to_bytes(2, "big")
+                   + payload)
+            time.sleep(0.001)
+    return payloads
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LogReader:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(proc.stderr), daemon=True).start()
+
+    def wait_for(self, needle: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(needle in line for line in list(self.lines)):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"no {needle!r} in the log:\n" + "".join(self.lines))
+
+
+def status(toml: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "pushcap.cli", "status", "--json", "--config",
+                          str(toml)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_an_interface_that_goes_away_and_comes_back_is_captured_again(tmp_path):
+    tag = os.getpid() % 100000
+    capture, peer = f"pcrt{tag}", f"pcrp{tag}"
+    make_pair(capture, peer)
+    out = tmp_path / "out"
+    (tmp_path / "push.lua").write_text(
+        f'return {{ Target = {{ {{ Desc = "all", Mode = "File", Path = "{out}/all", '
+        f'Split = "--split-time 60e9", FilterBPF = "ether proto {ETHERTYPE}" }} }} }}\n')
+    toml = tmp_path / "daemon.toml"
+    toml.write_text(f'[[interface]]\nname = "{capture}"\n[ring]\npoll_timeout_ms = 50\n'
+                    f"[status]\nport = {free_port()}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pushcap.cli", "run", "--lua",
+                             str(tmp_path / "push.lua"), "--config", str(toml)],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    log = LogReader(proc)
+    try:
+        log.wait_for("event=started")
+        before = send_frames(peer, b"before", 50)
+        time.sleep(0.5)
+        ip("link", "del", capture)  # the peer goes with it
+        log.wait_for(f"event=capture_error interface={capture}")
+        down = status(toml)["interfaces"][capture]
+        assert down["capturing"] == 0 and down["capture_error"], down
+        make_pair(capture, peer)
+        log.wait_for(f"event=capture_reopened interface={capture}", timeout_s=40)
+        after = send_frames(peer, b"after", 50)
+        time.sleep(0.5)
+        up = status(toml)["interfaces"][capture]
+        assert up["capturing"] == 1 and up["reopens"] == 1 and "capture_error" not in up, up
+        assert proc.poll() is None, "".join(log.lines)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=40)
+        subprocess.run(["ip", "link", "del", capture], capture_output=True, timeout=30)
+    got = [p[3][14:] for f in sorted(out.glob("all_*.pcap")) for p in read_pcap(f).packets]
+    assert got == before + after, "".join(log.lines)
