@@ -16,6 +16,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pushcap.capture.engine import LiveEngine
+from pushcap.target_counters import consumer_status, counters
 
 log = logging.getLogger("pushcap.status")
 
@@ -37,26 +38,26 @@ def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> 
             interfaces[name]["capture_error"] = cap.error
     targets = []
     for name, consumers in engine.consumers.items():
+        by_desc: dict[str, list] = {}  # a changed target waiting for its file end has two
         for consumer in consumers:
-            entry = {"desc": consumer.target.desc, "mode": consumer.target.mode.value,
-                     "interface": name, **_consumer_status(consumer),
-                     "errors": getattr(consumer, "errors", 0)}
-            if getattr(consumer, "last_error", None):
-                entry["last_error"] = consumer.last_error
+            by_desc.setdefault(consumer.target.desc, []).append(consumer)
+        for desc, group in by_desc.items():
+            newest = group[-1]
+            entry = {"desc": desc, "mode": newest.target.mode.value, "interface": name,
+                     **consumer_status(newest)}
+            earlier = engine.retired_counts.totals(name, desc)
+            for consumer in group[:-1]:
+                earlier.update(counters(consumer))
+            for key, value in earlier.items():
+                entry[key] = entry.get(key, 0) + value
+            if getattr(newest, "last_error", None):
+                entry["last_error"] = newest.last_error
             targets.append(entry)
     status = {"time": time.time(), "node": engine.config.node_name, "reloads": engine.reloads,
               "interfaces": interfaces, "targets": targets}
     for key, snapshot in extras.items():
         status[key] = snapshot()
     return status
-
-
-def _consumer_status(consumer) -> dict:
-    status = getattr(consumer, "status", None)
-    if status is not None:
-        return status()
-    stats = getattr(consumer, "stats", None)
-    return dict(vars(stats)) if stats is not None and hasattr(stats, "__dict__") else {}
 
 
 class _Handler(BaseHTTPRequestHandler):

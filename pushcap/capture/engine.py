@@ -24,6 +24,7 @@ from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Ring
 from pushcap.capture.source import SourceError
 from pushcap.config.model import DaemonConfig, TargetConfig
+from pushcap.target_counters import RetiredCounts
 
 log = logging.getLogger("pushcap.engine")
 
@@ -92,6 +93,7 @@ class LiveEngine:
         self._threads: list[threading.Thread] = []
         self._retirements: dict[str, threading.Thread] = {}  # output -> its latest retirement
         self._retire_lock = threading.Lock()
+        self.retired_counts = RetiredCounts()  # what replaced or removed consumers counted
 
     def _bind(self, targets: tuple[TargetConfig, ...]) -> Bindings:
         bindings: Bindings = {i.name: [] for i in self.config.interfaces}
@@ -254,6 +256,8 @@ class LiveEngine:
         files are delivered in order and never by two series at once, whatever the reloads."""
         if old is None and successor is None:
             return
+        if old is not None:
+            self.retired_counts.closing(name, old)
         with self._retire_lock:
             waits_for = {self._retirements.get(_output_of(c)) for c in (old, successor)
                          if c is not None} - {None}
@@ -273,6 +277,8 @@ class LiveEngine:
                 self._guarded(old, "close")
                 log.info("event=target_stop target=%s interface=%s", old.target.desc, name)
         finally:
+            if old is not None:
+                self.retired_counts.closed(name, old)
             if successor is not None:
                 self._start_successor(successor)
 

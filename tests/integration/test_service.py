@@ -142,10 +142,15 @@ def test_reload_under_traffic_switches_at_the_file_boundary_exactly_once(tmp_pat
         answer = daemon.cli("reload")
         assert answer.returncode == 1 and "tcpp" in answer.stdout
         time.sleep(1.0)
-    finally:
         sent = sender.stop()
         time.sleep(0.5)
+        status = json.loads(daemon.cli("status", "--json").stdout)
+    finally:
+        sent = sender.stop()
         assert daemon.stop() == 0
+    # The changed target's counters go on across the switch (a reset looks like lost traffic)
+    entries = [t for t in status["targets"] if t["desc"] == "seq"]
+    assert len(entries) == 1 and entries[0]["packets"] == sent, entries
     before = sorted(out.glob("before_*.pcap"))
     after = sorted(out.glob("after_*.pcap"))
     assert before and after, daemon.text()
