@@ -11,7 +11,7 @@ from walk_helpers import make_region, sequential
 
 from pushcap.capture import source as source_module
 from pushcap.capture.native_walk import native_walk
-from pushcap.capture.source import PcapFileSource
+from pushcap.capture.source import PcapFileSource, SourceError
 
 MAGIC_US, MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 
@@ -82,7 +82,7 @@ def test_a_walk_resumed_chunk_by_chunk_equals_one_walk(seed):
 def test_files_read_alike_with_either_walk(tmp_path, monkeypatch, order, nano, chunk_bytes):
     rng = np.random.default_rng(5)
     region = make_region(rng, order, 2500, evil=True)
-    region += struct.pack(order + "IIII", 1, 2, 300000, 300000) + b"x" * 300000  # > a window
+    region += struct.pack(order + "IIII", 1, 2, 262144, 262144) + b"x" * 262144  # > a window
     region += region[:50]  # a record cut at the end of the file
     path = tmp_path / "t.pcap"
     pcap_file(path, order, nano, region)
@@ -102,3 +102,41 @@ def test_the_walk_refuses_buffers_it_must_not_write_or_read_past():
     with pytest.raises(ValueError):
         walk.advance(len(data) + 1)
     assert not walk.advance(len(data)) and walk.count == 1
+
+
+@pytest.mark.parametrize("batch_packets", [300, 5000])  # 5000: the record is inside a window
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_record_longer_than_libpcap_allows_is_corruption_named_by_its_offset(
+        tmp_path, monkeypatch, native, order, batch_packets):
+    """tcpdump -r stops there ("invalid packet capture length"); copied on, the record made an
+    output file libpcap cannot read. The packets before it are all delivered first."""
+    rng = np.random.default_rng(9)
+    good = make_region(rng, order, 700, evil=False)
+    tail = struct.pack(order + "IIII", 1, 2, 262145, 262145) + b"x" * 262145
+    path = tmp_path / "t.pcap"
+    pcap_file(path, order, False, good + tail + good)
+    if not native:
+        monkeypatch.setattr(source_module, "native_walk", lambda: None)
+    got = []
+    with pytest.raises(SourceError, match=rf"t.pcap: the record at offset {24 + len(good)} "
+                       r"claims 262145 captured bytes, more than libpcap's limit of 262144"):
+        for batch in PcapFileSource(path, batch_packets).batches():
+            got.append(len(batch))
+    assert sum(got) == len(sequential(good, order)[0]) == 700
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_microsecond_field_of_a_second_or_more_carries_into_the_seconds(
+        tmp_path, monkeypatch, native, order):
+    """usec 5,000,000 as 5e9 ns wrapped at 2**32 (.705032704) in the rewritten header."""
+    record = struct.pack(order + "IIII", 100, 5_000_000, 4, 4) + b"abcd"
+    path = tmp_path / "t.pcap"
+    pcap_file(path, order, False, record * 3)
+    if not native:
+        monkeypatch.setattr(source_module, "native_walk", lambda: None)
+    (batch,) = list(PcapFileSource(path, 300).batches())
+    assert batch.ts_ns.tolist() == [105 * 10**9] * 3
+    assert [struct.unpack_from("<II", batch.records, int(o)) for o in batch.offsets] == \
+        [(105, 0)] * 3

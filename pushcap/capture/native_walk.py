@@ -19,6 +19,10 @@ import numpy as np
 from pushcap.capture.native import native_library
 
 CHUNK_BYTES = 1 << 20  # read and walked at a time: stays in a core's cache in between
+# libpcap's MAXIMUM_SNAPLEN: a record claiming more is corrupt (tcpdump -r stops there with
+# "invalid packet capture length"), and copied into an output file it would make that file
+# unreadable to libpcap. The walk stops before such a record; source.py says where it is.
+MAX_RECORD_CAPLEN = 262144
 
 _I64 = ctypes.c_int64
 
@@ -48,7 +52,7 @@ class WindowWalk:
             raise ValueError(f"{available} bytes available in a region of {len(self._region)}")
         self.count = self._function(self._address, available, self._end.value, self.count,
                                     *self._flags, self._max, *self._rows,
-                                    ctypes.byref(self._end))
+                                    ctypes.byref(self._end), MAX_RECORD_CAPLEN)
         return self.count >= self._max
 
     def result(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -69,7 +73,7 @@ class NativeWalk:
         self._function.restype = _I64
         self._function.argtypes = [ctypes.c_void_p, _I64, _I64, _I64, ctypes.c_int,
                                    ctypes.c_int, _I64, ctypes.c_void_p, ctypes.c_void_p,
-                                   ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(_I64)]
+                                   ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(_I64), _I64]
 
     def window(self, region: np.ndarray, big_endian: bool, nano: bool,
                max_records: int) -> WindowWalk:

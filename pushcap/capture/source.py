@@ -22,7 +22,7 @@ import numpy as np
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
-from pushcap.capture.native_walk import CHUNK_BYTES, native_walk
+from pushcap.capture.native_walk import CHUNK_BYTES, MAX_RECORD_CAPLEN, native_walk
 from pushcap.capture.walk import record_starts
 
 log = logging.getLogger("pushcap.capture")
@@ -115,6 +115,12 @@ class PcapFileSource:
             length = min(window, size - position)
             region, batch = self._read_window(fd, position, length, buffer)
             if batch is None:
+                if length >= RECORD_HEADER_BYTES and self._caplen_at(region) > MAX_RECORD_CAPLEN:
+                    raise SourceError(
+                        f"{self.path}: the record at offset {position} claims "
+                        f"{self._caplen_at(region)} captured bytes, more than libpcap's limit of "
+                        f"{MAX_RECORD_CAPLEN}: the file is corrupt from there (the packets "
+                        "before it were replayed)")
                 if position + length >= size:
                     break  # a cut record at the end of the file
                 # One record larger than the window: read exactly that record next time.
@@ -145,6 +151,11 @@ class PcapFileSource:
             if len(offsets) > self.batch_packets:
                 end = int(offsets[self.batch_packets])
                 offsets = offsets[:self.batch_packets]
+            ends = np.append(offsets[1:], end)
+            corrupt = np.flatnonzero(ends - offsets - RECORD_HEADER_BYTES > MAX_RECORD_CAPLEN)
+            if len(corrupt):  # stop before it, as the C walk does
+                end = int(offsets[corrupt[0]])
+                offsets = offsets[:corrupt[0]]
             if not len(offsets):
                 return region, None
             return region, self._batch_from_region(region[:end], offsets)
@@ -197,13 +208,11 @@ class PcapFileSource:
         ts_ns = sec.astype(np.int64)
         ts_ns *= 1_000_000_000
         ts_ns += frac
-        if self._order == "<":
-            if not self._nano:
-                u32[offsets + 4] = frac
-        else:
+        if self._order == ">" or not self._nano:  # a fraction of a second or more carries
             le = np.ndarray((len(region) - 3,), dtype="<u4", buffer=region, strides=(1,))
-            le[offsets] = sec
-            le[offsets + 4] = frac
+            le[offsets] = ts_ns // 1_000_000_000
+            le[offsets + 4] = ts_ns % 1_000_000_000
+        if self._order == ">":
             le[offsets + 8] = caplen
             le[offsets + 12] = wirelen
         return Batch(region, offsets, ts_ns, caplen, wirelen, self.linktype, self.snaplen)

@@ -25,31 +25,33 @@ static void store32le(uint8_t *p, uint32_t v)
 /* Walks the whole records of buf[pos, n), the record at pos being number `count`, until
  * max_records in all. For each: its offset, timestamp in ns, caplen and wirelen. Headers are
  * rewritten to little-endian with a nanosecond fraction when the file is big-endian or has
- * microseconds. Returns the number of records so far; *end is the offset just past the last
- * one (a record cut by n is not counted: a later call with more bytes resumes there). */
+ * microseconds (a fraction of a second or more carries into the seconds, as ts_ns has it).
+ * Returns the number of records so far; *end is the offset just past the last one. The walk
+ * stops before a record cut by n (a later call with more bytes resumes there) and before one
+ * whose caplen exceeds max_caplen (corrupt: the caller reads that header and says so). */
 int64_t pcap_walk(uint8_t *buf, int64_t n, int64_t pos, int64_t count, int big_endian, int nano,
                   int64_t max_records, int64_t *offsets, int64_t *ts_ns, int64_t *caplen,
-                  int64_t *wirelen, int64_t *end)
+                  int64_t *wirelen, int64_t *end, int64_t max_caplen)
 {
     while (count < max_records && pos + 16 <= n) {
         uint8_t *h = buf + pos;
         uint32_t sec = load32(h, big_endian), frac = load32(h + 4, big_endian);
         uint32_t cap = load32(h + 8, big_endian), wire = load32(h + 12, big_endian);
         int64_t next = pos + 16 + (int64_t)cap;
-        if (next > n)
+        if (next > n || (int64_t)cap > max_caplen)
             break;
-        int64_t frac_ns = nano ? (int64_t)frac : (int64_t)frac * 1000;
+        int64_t ts = (int64_t)sec * 1000000000 + (nano ? (int64_t)frac : (int64_t)frac * 1000);
         offsets[count] = pos;
-        ts_ns[count] = (int64_t)sec * 1000000000 + frac_ns;
+        ts_ns[count] = ts;
         caplen[count] = cap;
         wirelen[count] = wire;
+        if (big_endian || !nano) {
+            store32le(h, (uint32_t)(ts / 1000000000));
+            store32le(h + 4, (uint32_t)(ts % 1000000000));
+        }
         if (big_endian) {
-            store32le(h, sec);
-            store32le(h + 4, (uint32_t)frac_ns);
             store32le(h + 8, cap);
             store32le(h + 12, wire);
-        } else if (!nano) {
-            store32le(h + 4, (uint32_t)frac_ns);
         }
         count++;
         pos = next;
