@@ -59,7 +59,7 @@ class Daemon:
         """Re-read the Lua targets; the old ones keep running if the new file is refused."""
         with self._reload_lock:
             try:
-                targets = load_targets(self.lua_path)
+                targets = load_targets(self.lua_path, self.config.interface_names())
                 self.engine.reload(targets)
                 obs.add_target_logs(self.config, targets)
             except ConfigError as exc:

@@ -29,6 +29,7 @@ is concealed against the secrets written in the file's string literals.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,18 @@ end
 """
 
 
-def load_targets(path: str | Path) -> tuple[TargetConfig, ...]:
-    """Read, run and validate push_realtime.lua; messages name the file as given in `path`."""
+def load_targets(path: str | Path, captured: Collection[str] | None = None
+                 ) -> tuple[TargetConfig, ...]:
+    """Read, run and validate push_realtime.lua; messages name the file as given in `path`.
+    `captured`: the interface names and aliases of pcapdaemon.toml, which an `Interface` field
+    must name (checked here, so its message has the field's line)."""
     source_name = str(path)
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{source_name}: cannot read: {e.strerror or e}") from None
-    return _load(data, source_name)
+    return _load(data, source_name, captured)
 
 
 def load_targets_text(text: str, source_name: str) -> tuple[TargetConfig, ...]:
@@ -151,7 +155,8 @@ def load_targets_text(text: str, source_name: str) -> tuple[TargetConfig, ...]:
     return _load(text.encode("utf-8", "surrogateescape"), source_name)
 
 
-def _load(data: bytes, source_name: str) -> tuple[TargetConfig, ...]:
+def _load(data: bytes, source_name: str, captured: Collection[str] | None = None
+          ) -> tuple[TargetConfig, ...]:
     if len(data) > _MAX_FILE_BYTES:
         raise ConfigError(
             f"{source_name}: larger than {_MAX_FILE_BYTES // 1024} KiB; a push config is a few KB,"
@@ -165,11 +170,11 @@ def _load(data: bytes, source_name: str) -> tuple[TargetConfig, ...]:
     try:
         config = _run_sandboxed(data, source_name)
         try:
-            return _validate_config(config, {}, source_name)
+            return _validate_config(config, {}, source_name, captured)
         except ConfigError:
             tables = _marked_tables(data, config)  # a target is refused: find where it is written
             if tables:
-                _validate_config(config, tables, source_name)  # the same error, with its line
+                _validate_config(config, tables, source_name, captured)  # same error, its line
             raise
     except ConfigError as e:
         raise ConfigError(_conceal_source(str(e), data)) from None
@@ -318,7 +323,8 @@ def _as_list(table: Any, what: str, source_name: str) -> list[Any]:
 
 
 def _validate_config(
-    config: Any, tables: dict[int, Constructor], source_name: str
+    config: Any, tables: dict[int, Constructor], source_name: str,
+    captured: Collection[str] | None = None,
 ) -> tuple[TargetConfig, ...]:
     """The targets of the value the file returned; the first problem raises ConfigError."""
     if not isinstance(config, dict):
@@ -347,6 +353,10 @@ def _validate_config(
             place = TargetPlace(source_name, index, line=table.line, field_lines=table.keys)
         target = validate_target(_named_fields(raw, place), place)
         place = place.named(target.desc)
+        if captured is not None and target.interface is not None \
+                and target.interface not in captured:
+            raise ConfigError(f'{place.prefix("Interface")}: Interface "{target.interface}" is '
+                              f"not captured (pcapdaemon.toml has: {', '.join(sorted(captured))})")
         _check_unique(target, place, targets)
         targets.append((target, place))
     return tuple(target for target, _ in targets)

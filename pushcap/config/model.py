@@ -112,6 +112,10 @@ class DaemonConfig:
     status_port: int = 9107  # 0 turns the endpoint off
     log_dir: str | None = None  # [general] logdir: also write push_<Desc>.log per target
 
+    def interface_names(self) -> frozenset[str]:
+        """Every name and alias a target's Interface may use."""
+        return frozenset(n for i in self.interfaces for n in (i.name, *i.aliases))
+
     def resolve_interface(self, name_or_alias: str) -> tuple[str, ...]:
         """Interface names that a name or alias refers to (an alias may cover several)."""
         by_name = [i.name for i in self.interfaces if i.name == name_or_alias]

@@ -171,7 +171,9 @@ def test_bad_interface_is_a_clear_error(tmp_path):
          "daemon.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
         env={**os.environ})
     assert proc.returncode == 1
-    assert 'target 1 "x": Interface "wan"' in proc.stderr
+    # the field's line, as for every other field error (README: errors name file and line)
+    assert 'push.lua:1: target 1 "x": Interface "wan" is not captured (pcapdaemon.toml has: ' \
+        'lo)' in proc.stderr, proc.stderr
 
 
 def test_sigkill_leftover_is_repaired_and_published_on_next_start(tmp_path):
