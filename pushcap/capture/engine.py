@@ -16,20 +16,17 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 from pushcap import defaults
+from pushcap.capture.capture_thread import CaptureStats, capture_until_stopped, update_capture_stats
 from pushcap.capture.consumers import check_filters, interfaces_of, make_consumer
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Ring
-from pushcap.capture.source import SourceError
 from pushcap.config.model import DaemonConfig, TargetConfig
 from pushcap.target_counters import RetiredCounts
 
 log = logging.getLogger("pushcap.engine")
 
-STATS_INTERVAL_S = 10.0
-REOPEN_BACKOFF_MAX_S = 30.0
 PUSH_POLL_S = 0.2
 ERROR_LOG_INTERVAL_S = 10.0  # a failing target logs at most this often
 
@@ -45,20 +42,6 @@ def _output_of(consumer) -> str | None:
     """Where a consumer's files go (its temporary/spool prefix); None for flows."""
     prefix = getattr(consumer, "prefix", None)
     return str(prefix) if prefix is not None else None
-
-
-@dataclass
-class CaptureStats:
-    """An interface's capture counters since the daemon started (over every libpcap handle it
-    had: a reopened handle counts from 0, so a closed one's last figures are kept in `base`)."""
-
-    received: int = 0
-    kernel_drops: int = 0
-    if_drops: int = 0
-    missed_by_push: int = 0
-    error: str | None = None  # why the interface is not being captured right now
-    reopens: int = 0
-    base: tuple[int, int, int] = (0, 0, 0)
 
 
 def push_clock_ns(cursor) -> int:
@@ -316,63 +299,9 @@ class LiveEngine:
         thread.start()
         self._threads.append(thread)
 
-    def _capture_loop(self, name: str, source: LiveSource | None, ring: Ring) -> None:
-        """Capture until stopped. A failed handle (the interface went down or away) is closed
-        and the interface reopened with backoff for as long as the daemon runs: a link that comes
-        back is captured again, and `stats.error` says why it is not meanwhile."""
-        stats = self.capture_stats[name]
-        backoff_s = 1.0
-        last_stats = time.monotonic()
-        while not self._stop.is_set():
-            if source is None:
-                try:
-                    source = self._open(name)
-                except SourceError as exc:
-                    stats.error = str(exc)
-                    log.error("event=capture_reopen_failed interface=%s error=%r retry_in_s=%g",
-                              name, str(exc), backoff_s)
-                    if self._stop.wait(backoff_s):
-                        break
-                    backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
-                    continue
-                stats.error, stats.reopens = None, stats.reopens + 1
-                log.warning("event=capture_reopened interface=%s reopens=%d", name, stats.reopens)
-            try:
-                for batch in source.batches():
-                    ring.append(batch)
-                    if time.monotonic() - last_stats >= STATS_INTERVAL_S:
-                        last_stats = time.monotonic()
-                        self._update_capture_stats(name, source)
-                    backoff_s = 1.0
-            except SourceError as exc:
-                stats.error = str(exc)
-                log.error("event=capture_error interface=%s error=%r retry_in_s=%g", name,
-                          str(exc), backoff_s)
-                self._update_capture_stats(name, source)
-                stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
-                source.close()
-                source = None
-                if self._stop.wait(backoff_s):
-                    break
-                backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
-        if source is not None:
-            self._update_capture_stats(name, source)
-        ring.close()
-
-    def _update_capture_stats(self, name: str, source: LiveSource) -> None:
-        try:
-            received, dropped, if_dropped = source.stats()
-        except Exception:  # noqa: BLE001 - a closed handle has no stats; nothing to report
-            return
-        stats = self.capture_stats[name]
-        base_received, base_dropped, base_if_dropped = stats.base
-        received, dropped = received + base_received, dropped + base_dropped
-        if_dropped += base_if_dropped
-        grew = dropped + if_dropped > stats.kernel_drops + stats.if_drops
-        stats.received, stats.kernel_drops, stats.if_drops = received, dropped, if_dropped
-        log.log(logging.WARNING if grew else logging.DEBUG,
-                "event=capture_stats interface=%s received=%d kernel_drops=%d if_drops=%d",
-                name, received, dropped, if_dropped)
+    def _capture_loop(self, name: str, source: LiveSource, ring: Ring) -> None:
+        capture_until_stopped(name, source, ring, self.capture_stats[name],
+                              lambda: self._open(name), self._stop)
 
     def _push_loop(self, name: str, cursor) -> None:
         stats = self.capture_stats[name]
@@ -425,7 +354,7 @@ class LiveEngine:
 
     def refresh_stats(self) -> None:
         for name, source in self.sources.items():
-            self._update_capture_stats(name, source)
+            update_capture_stats(name, source, self.capture_stats[name])
 
     def stop(self, timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S) -> bool:
         """Stop capture, drain every ring into its consumers, finish open files."""

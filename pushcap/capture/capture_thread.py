@@ -1,0 +1,94 @@
+"""One interface's capture thread: libpcap's batches into the ring, for as long as the daemon
+runs. A failed handle (the interface went down or away) is closed and the interface reopened with
+backoff, so a link that comes back is captured again; meanwhile `CaptureStats.error` says why it
+is not (status, metrics)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pushcap.capture.live import LiveSource
+from pushcap.capture.ring import Ring
+from pushcap.capture.source import SourceError
+
+log = logging.getLogger("pushcap.engine")
+
+STATS_INTERVAL_S = 10.0
+REOPEN_BACKOFF_MAX_S = 30.0
+
+
+@dataclass
+class CaptureStats:
+    """An interface's capture counters since the daemon started (over every libpcap handle it
+    had: a reopened handle counts from 0, so a closed one's last figures are kept in `base`)."""
+
+    received: int = 0
+    kernel_drops: int = 0
+    if_drops: int = 0
+    missed_by_push: int = 0
+    error: str | None = None  # why the interface is not being captured right now
+    reopens: int = 0
+    base: tuple[int, int, int] = (0, 0, 0)
+
+
+def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stats: CaptureStats,
+                          open_source: Callable[[], LiveSource], stop: threading.Event) -> None:
+    """Capture `name` into `ring` until `stop`; then close the ring (its readers drain it)."""
+    backoff_s = 1.0
+    last_stats = time.monotonic()
+    while not stop.is_set():
+        if source is None:
+            try:
+                source = open_source()
+            except SourceError as exc:
+                stats.error = str(exc)
+                log.error("event=capture_reopen_failed interface=%s error=%r retry_in_s=%g",
+                          name, str(exc), backoff_s)
+                if stop.wait(backoff_s):
+                    break
+                backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
+                continue
+            stats.error, stats.reopens = None, stats.reopens + 1
+            log.warning("event=capture_reopened interface=%s reopens=%d", name, stats.reopens)
+        try:
+            for batch in source.batches():
+                ring.append(batch)
+                if time.monotonic() - last_stats >= STATS_INTERVAL_S:
+                    last_stats = time.monotonic()
+                    update_capture_stats(name, source, stats)
+                backoff_s = 1.0
+        except SourceError as exc:
+            stats.error = str(exc)
+            log.error("event=capture_error interface=%s error=%r retry_in_s=%g", name,
+                      str(exc), backoff_s)
+            update_capture_stats(name, source, stats)
+            stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
+            source.close()
+            source = None
+            if stop.wait(backoff_s):
+                break
+            backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
+    if source is not None:
+        update_capture_stats(name, source, stats)
+    ring.close()
+
+
+def update_capture_stats(name: str, source: LiveSource, stats: CaptureStats) -> None:
+    """libpcap's figures for the current handle, on top of the closed handles' (`base`); a
+    warning when drops grew."""
+    try:
+        received, dropped, if_dropped = source.stats()
+    except Exception:  # noqa: BLE001 - a closed handle has no stats; nothing to report
+        return
+    base_received, base_dropped, base_if_dropped = stats.base
+    received, dropped = received + base_received, dropped + base_dropped
+    if_dropped += base_if_dropped
+    grew = dropped + if_dropped > stats.kernel_drops + stats.if_drops
+    stats.received, stats.kernel_drops, stats.if_drops = received, dropped, if_dropped
+    log.log(logging.WARNING if grew else logging.DEBUG,
+            "event=capture_stats interface=%s received=%d kernel_drops=%d if_drops=%d",
+            name, received, dropped, if_dropped)
