@@ -133,11 +133,21 @@ def render_table(status: dict) -> str:
     for t in status["targets"]:
         rows.append((t["desc"], t["mode"], t["interface"], t.get("packets", 0),
                      t.get("files", 0), t.get("bytes", 0), _or_dash(t.get("files_pending")),
-                     t.get("last_error") or "-", t.get("current_file") or "-"))
+                     _error_with_age(t), t.get("current_file") or "-"))
     lines += _table(rows)
     for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets"}):
         lines += ["", key, "  " + json.dumps(status[key], sort_keys=True)]
     return "\n".join(lines)
+
+
+def _error_with_age(target: dict) -> str:
+    """The last error, and how long ago it was where known: an upload error stays in status
+    after the remote recovered, and without its age it reads as a live failure."""
+    error = target.get("last_error")
+    if not error:
+        return "-"
+    age = target.get("last_error_age_s")
+    return f"({age:.0f} s ago) {error}" if isinstance(age, int | float) else error
 
 
 def _or_dash(value) -> object:
