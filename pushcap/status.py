@@ -136,7 +136,11 @@ def render_table(status: dict) -> str:
                      _error_with_age(t), t.get("current_file") or "-"))
     lines += _table(rows)
     for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets"}):
-        lines += ["", key, "  " + json.dumps(status[key], sort_keys=True)]
+        part = status[key]
+        if isinstance(part, dict) and all(not isinstance(v, dict | list) for v in part.values()):
+            lines += ["", key, *_table([(name, part[name]) for name in sorted(part)])]
+        else:  # nested figures: as JSON, which says what nests in what
+            lines += ["", key, "  " + json.dumps(part, sort_keys=True)]
     return "\n".join(lines)
 
 

@@ -25,3 +25,11 @@ def test_an_error_without_an_age_and_no_error():
     assert target_row(render_table(snapshot(last_error="disk full"))).split()[7:9] == \
         ["disk", "full"]
     assert target_row(render_table(snapshot())).split()[7] == "-"
+
+
+def test_a_flat_service_section_is_a_table_not_a_json_blob():
+    status = {**snapshot(), "trigger": {"captures": 18, "rejected": 33, "redis": "ok"}}
+    lines = [line.strip() for line in render_table(status).splitlines()]
+    part = lines[lines.index("trigger") + 1:]
+    assert [line.split() for line in part] == [["captures", "18"], ["redis", "ok"],
+                                               ["rejected", "33"]]
