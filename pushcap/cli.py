@@ -49,10 +49,7 @@ def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
     from pushcap.config.toml import load_daemon_config
 
     config = load_daemon_config(args.config)
-    targets = load_targets(args.lua, config.interface_names())
-    for target in targets:
-        interfaces_of(target, config)  # every Interface must name a captured interface
-    return config, targets
+    return config, load_targets(args.lua, config.interface_names())  # checks every Interface
 
 
 def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, ...],

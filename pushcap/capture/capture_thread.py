@@ -50,7 +50,7 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
                           name, str(exc), backoff_s)
                 if stop.wait(backoff_s):
                     break
-                backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
+                backoff_s = _longer(backoff_s)
                 continue
             stats.error, stats.reopens = None, stats.reopens + 1
             log.warning("event=capture_reopened interface=%s reopens=%d", name, stats.reopens)
@@ -71,10 +71,14 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
             source = None
             if stop.wait(backoff_s):
                 break
-            backoff_s = min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
+            backoff_s = _longer(backoff_s)
     if source is not None:
         update_capture_stats(name, source, stats)
     ring.close()
+
+
+def _longer(backoff_s: float) -> float:
+    return min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
 
 
 def update_capture_stats(name: str, source: LiveSource, stats: CaptureStats) -> None:

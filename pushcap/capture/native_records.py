@@ -17,11 +17,11 @@ import functools
 
 import numpy as np
 
+from pushcap.capture.batch import RECORD_HEADER_BYTES
 from pushcap.capture.native import native_library
 
 _I64 = ctypes.c_int64
 META_ROW_BYTES = 16  # four native uint32 per packet: sec, usec, offset, caplen
-RECORD_HEADER_BYTES = 16
 
 
 class NativeRecords:

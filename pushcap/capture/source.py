@@ -115,12 +115,12 @@ class PcapFileSource:
             length = min(window, size - position)
             region, batch = self._read_window(fd, position, length, buffer)
             if batch is None:
-                if length >= RECORD_HEADER_BYTES and self._caplen_at(region) > MAX_RECORD_CAPLEN:
+                caplen = self._caplen_at(region) if length >= RECORD_HEADER_BYTES else 0
+                if caplen > MAX_RECORD_CAPLEN:
                     raise SourceError(
-                        f"{self.path}: the record at offset {position} claims "
-                        f"{self._caplen_at(region)} captured bytes, more than libpcap's limit of "
-                        f"{MAX_RECORD_CAPLEN}: the file is corrupt from there (the packets "
-                        "before it were replayed)")
+                        f"{self.path}: the record at offset {position} claims {caplen} captured "
+                        f"bytes, more than libpcap's limit of {MAX_RECORD_CAPLEN}: the file is "
+                        "corrupt from there (the packets before it were replayed)")
                 if position + length >= size:
                     break  # a cut record at the end of the file
                 # One record larger than the window: read exactly that record next time.
