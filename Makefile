@@ -23,7 +23,7 @@ setup: debs $(VENV)/.installed $(NATIVE)
 # The pcap record walk in C (pushcap/capture/native.py loads it with ctypes; without it the numpy
 # walk serves): issue 7, about 0.1 s of CPU less per million replayed packets.
 $(NATIVE): pushcap/capture/csrc/*.c | debs
-	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $^
+	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $^ -lpcap
 
 debs:
 	@bash tools/install_debs.sh $(DEBS)

@@ -1,8 +1,10 @@
 """The unit that moves through pushcap: a batch of packets as ready-to-write pcap records.
 
-`records` holds the packets exactly as they appear in a little-endian nanosecond pcap file
-(magic 0xa1b23c4d): for each packet a 16-byte header (ts_sec u32, ts_nsec u32, caplen u32,
-wirelen u32) followed by caplen bytes. Writing a run of consecutive selected packets to a file is
+`records` holds the packets exactly as they appear in a little-endian pcap file: for each packet
+a 16-byte header (ts_sec u32, ts fraction u32, caplen u32, wirelen u32) followed by caplen bytes.
+The fraction is in nanoseconds (magic 0xa1b23c4d) for live capture and pcapng, and in the input
+file's own unit for a classic pcap file (`nano`): a replay then writes the input's records without
+rewriting a byte, as `tcpdump -r IN -w OUT` does. Writing a run of consecutive selected packets to a file is
 therefore one slice and one write; the per-packet numpy arrays give random access for filters,
 splitting and triggers without a Python object per packet.
 """
@@ -18,13 +20,16 @@ from pushcap import iov
 
 RECORD_HEADER_BYTES = 16
 PCAP_MAGIC_NS = 0xA1B23C4D
+PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_FILE_HEADER = struct.Struct("<IHHiIII")  # magic, major, minor, thiszone, sigfigs, snaplen, dlt
 PCAP_FILE_HEADER_BYTES = PCAP_FILE_HEADER.size
 
 
-def pcap_file_header(linktype: int, snaplen: int) -> bytes:
-    """The 24-byte header every pushcap output file starts with (LE, nanosecond timestamps)."""
-    return PCAP_FILE_HEADER.pack(PCAP_MAGIC_NS, 2, 4, 0, 0, snaplen, linktype)
+def pcap_file_header(linktype: int, snaplen: int, nano: bool = True) -> bytes:
+    """The 24-byte header every pushcap output file starts with (LE; `nano`: the records'
+    timestamp fraction is in ns, else µs; see `Batch.nano`)."""
+    return PCAP_FILE_HEADER.pack(PCAP_MAGIC_NS if nano else PCAP_MAGIC_US, 2, 4, 0, 0, snaplen,
+                                 linktype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +38,8 @@ class Batch:
 
     offsets[i] is where packet i's 16-byte record header starts in `records`; its data starts at
     offsets[i] + 16 and is caplen[i] bytes long. ts_ns is int64 nanoseconds since the epoch.
-    `seq` is the ring sequence number (set by the ring; 0 outside one).
+    `seq` is the ring sequence number (set by the ring; 0 outside one). `nano`: the headers in
+    `records` hold a nanosecond fraction (else microseconds; ts_ns is in ns either way).
     """
 
     records: bytes | bytearray | np.ndarray  # uint8 buffer; never modified once the batch exists
@@ -44,6 +50,7 @@ class Batch:
     linktype: int
     snaplen: int
     seq: int = 0
+    nano: bool = True
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -69,7 +76,7 @@ class Batch:
             return self
         part = slice(start, stop)
         return Batch(self.records, self.offsets[part], self.ts_ns[part], self.caplen[part],
-                     self.wirelen[part], self.linktype, self.snaplen, self.seq)
+                     self.wirelen[part], self.linktype, self.snaplen, self.seq, self.nano)
 
     def tail(self, start: int) -> Batch:
         """The packets from `start` on."""
@@ -77,7 +84,7 @@ class Batch:
 
     def with_seq(self, seq: int) -> Batch:
         return Batch(self.records, self.offsets, self.ts_ns, self.caplen, self.wirelen,
-                     self.linktype, self.snaplen, seq)
+                     self.linktype, self.snaplen, seq, self.nano)
 
 
 def build_records(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,

@@ -37,3 +37,43 @@ def native_library() -> ctypes.CDLL | None:
                 log.debug("event=native_unavailable library=%s error=%r", LIBRARY, str(exc))
         _loaded.append(library)
     return _loaded[0]
+
+
+class _PyBuffer(ctypes.Structure):
+    """CPython's Py_buffer (Include/pybuffer.h), as PyObject_GetBuffer fills it."""
+
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int),
+                ("ndim", ctypes.c_int), ("format", ctypes.c_char_p),
+                ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
+
+
+_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+_get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+_get_buffer.restype = ctypes.c_int
+_release_buffer = ctypes.pythonapi.PyBuffer_Release
+_release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
+_release_buffer.restype = None
+_PYBUF_C_CONTIGUOUS = 0x0020 | 0x0008 | 0x0004  # PyBUF_C_CONTIGUOUS: strides, nd, format
+
+
+def buffer_address(obj, itemsize: int = 1) -> tuple[int, int]:
+    """(address, length in items) of any C-contiguous buffer: bytes, bytearray, memoryview,
+    mmap, a numpy array. For handing packet buffers and per-packet columns to the C library
+    without numpy and without a copy, read-only buffers included (a mapped capture file),
+    which ctypes' own `from_buffer` refuses.
+
+    The address is valid while the caller keeps `obj` alive and unresized (the buffer is
+    released before returning; the objects passed here are never resized while in use).
+    Raises ValueError for a buffer that is not contiguous or whose items are not `itemsize`
+    bytes wide.
+    """
+    view = _PyBuffer()
+    _get_buffer(obj, ctypes.byref(view), _PYBUF_C_CONTIGUOUS)  # raises for non-buffers
+    try:
+        if view.len and view.itemsize != itemsize:
+            raise ValueError(f"buffer items are {view.itemsize} bytes, not {itemsize}")
+        return view.buf or 0, view.len // itemsize if view.len else 0
+    finally:
+        _release_buffer(ctypes.byref(view))

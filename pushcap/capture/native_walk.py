@@ -2,9 +2,9 @@
 
 The numpy walk (`walk.record_starts` plus the header rewrite in `source.py`) is exact but costs
 about 0.1-0.14 s of CPU per million packets in numpy calls; the loop in C costs a few ms and does
-the header rewrite in the same pass. It walks each chunk of a window right after the chunk is
-read, while the chunk is still in the CPU's cache: walking a whole 5 MB window afterwards costs
-2-3x as much, one cache miss per record header. Where the library is missing (`native`) the
+a big-endian file's header rewrite in the same pass. A big-endian file is read chunk by chunk and
+each chunk walked right after it is read, while it is still in the CPU's cache (walking a whole
+5 MB window afterwards costs 2-3x as much); a little-endian file is mapped and walked in place. Where the library is missing (`native`) the
 numpy walk serves, with the same result (tests/test_native_walk.py compares both with a
 sequential walk).
 """
@@ -33,8 +33,10 @@ class WindowWalk:
 
     def __init__(self, function, region: np.ndarray, big_endian: bool, nano: bool,
                  max_records: int) -> None:
-        if not (region.flags.c_contiguous and region.flags.writeable) or region.dtype != np.uint8:
-            raise ValueError("region must be a writable contiguous uint8 array")  # C writes it
+        if not region.flags.c_contiguous or region.dtype != np.uint8:
+            raise ValueError("region must be a contiguous uint8 array")
+        if big_endian and not region.flags.writeable:
+            raise ValueError("a big-endian region must be writable")  # C rewrites its headers
         self._function = function
         self._region = region
         self._address = region.__array_interface__["data"][0]
@@ -56,8 +58,8 @@ class WindowWalk:
         return self.count >= self._max
 
     def result(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(end, offsets, ts_ns, caplen, wirelen) of the whole records found; their headers are
-        rewritten in place to the batch format (little-endian, ns)."""
+        """(end, offsets, ts_ns, caplen, wirelen) of the whole records found; big-endian
+        headers are rewritten in place to little-endian."""
         count, arrays = self.count, self._arrays
         if count < self._max // 2:  # a short last window: do not hold the unused slots
             arrays = arrays[:, :count].copy()

@@ -92,9 +92,13 @@ class PcapWriter:
     bytes_written: int = 0
     first_ts_ns: int = 0
     last_ts_ns: int = 0
+    nano: bool = True
 
     @classmethod
-    def create(cls, prefix: Path, start_ns: int, linktype: int, snaplen: int) -> PcapWriter:
+    def create(cls, prefix: Path, start_ns: int, linktype: int, snaplen: int,
+               nano: bool = True) -> PcapWriter:
+        """A new temporary file whose header says `nano` (ns) or µs timestamps: the unit of
+        the records that will be written into it (`Batch.nano`)."""
         prefix.parent.mkdir(parents=True, exist_ok=True)
         n = 0
         while True:  # never reuse a temporary name: an earlier file may still be finishing
@@ -104,9 +108,9 @@ class PcapWriter:
                 break
             except FileExistsError:
                 n += 1
-        writer = cls(part, start_ns)
+        writer = cls(part, start_ns, nano=nano)
         writer._file = handle
-        writer._file.write(pcap_file_header(linktype, snaplen))
+        writer._file.write(pcap_file_header(linktype, snaplen, nano))
         writer.bytes_written = PCAP_FILE_HEADER_BYTES
         return writer
 

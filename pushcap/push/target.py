@@ -151,7 +151,7 @@ class Series(CountsFailures):
                 return
             if self._writer is None:
                 self._window = window
-                self._open(window * split_ns)
+                self._open(window * split_ns, batch.nano)
             self._write(batch, selected[start:end])
 
     def _consume_bytes(self, batch: Batch, selected: np.ndarray) -> None:
@@ -163,11 +163,15 @@ class Series(CountsFailures):
                 if self.retiring:
                     self.retired_at = int(selected[start])
                     return
-                self._open(int(batch.ts_ns[selected[start]]))
+                self._open(int(batch.ts_ns[selected[start]]), batch.nano)
             self._write(batch, selected[start:end])
 
     def _write(self, batch: Batch, idx: np.ndarray) -> None:
         """Write packets `idx` (ascending) as one slice per run of consecutive packets."""
+        if batch.nano != self._writer.nano:  # one source never mixes them; a file must not
+            raise ValueError(f"{self.label}: records with "
+                             f"{'ns' if batch.nano else 'µs'} timestamps for a file in "
+                             f"{'ns' if self._writer.nano else 'µs'}")
         breaks = np.flatnonzero(np.diff(idx) != 1) + 1
         first = idx[np.concatenate(([0], breaks))]
         last = idx[np.concatenate((breaks - 1, [len(idx) - 1]))]
@@ -180,8 +184,8 @@ class Series(CountsFailures):
         self.stats.bytes += nbytes
 
     # --- files -------------------------------------------------------------------------------
-    def _open(self, start_ns: int) -> None:
-        self._writer = PcapWriter.create(self.prefix, start_ns, self.linktype, self.snaplen)
+    def _open(self, start_ns: int, nano: bool) -> None:
+        self._writer = PcapWriter.create(self.prefix, start_ns, self.linktype, self.snaplen, nano)
         self.stats.current_file = self._writer.part.name
 
     def _finish(self) -> None:
