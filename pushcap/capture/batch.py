@@ -4,19 +4,18 @@
 a 16-byte header (ts_sec u32, ts fraction u32, caplen u32, wirelen u32) followed by caplen bytes.
 The fraction is in nanoseconds (magic 0xa1b23c4d) for live capture and pcapng, and in the input
 file's own unit for a classic pcap file (`nano`): a replay then writes the input's records without
-rewriting a byte, as `tcpdump -r IN -w OUT` does. Writing a run of consecutive selected packets to a file is
-therefore one slice and one write; the per-packet numpy arrays give random access for filters,
-splitting and triggers without a Python object per packet.
+rewriting a byte, as `tcpdump -r IN -w OUT` does. Writing a run of consecutive selected packets
+to a file is therefore one slice and one write; the per-packet int64 columns give random access
+for filters, splitting and triggers without a Python object per packet.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from pushcap import iov
+if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it (see `columns`)
+    import numpy as np
 
 RECORD_HEADER_BYTES = 16
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -32,7 +31,6 @@ def pcap_file_header(linktype: int, snaplen: int, nano: bool = True) -> bytes:
                                  linktype)
 
 
-@dataclass(frozen=True, eq=False)
 class Batch:
     """Packets of one interface in arrival order.
 
@@ -40,20 +38,62 @@ class Batch:
     offsets[i] + 16 and is caplen[i] bytes long. ts_ns is int64 nanoseconds since the epoch.
     `seq` is the ring sequence number (set by the ring; 0 outside one). `nano`: the headers in
     `records` hold a nanosecond fraction (else microseconds; ts_ns is in ns either way).
+
+    The per-packet columns may be given as numpy int64 arrays or as int64 memoryviews (a replay
+    builds them without numpy, see `native_walk`); `offsets`, `ts_ns`, `caplen` and `wirelen`
+    always read as numpy arrays (a memoryview is wrapped, without a copy, on first use), while
+    `columns` hands them over as given, to the C code that needs no numpy. A batch is never
+    modified once it exists (the wrapping only caches a view of the same memory).
     """
 
-    records: bytes | bytearray | np.ndarray  # uint8 buffer; never modified once the batch exists
-    offsets: np.ndarray  # int64
-    ts_ns: np.ndarray  # int64
-    caplen: np.ndarray  # int64
-    wirelen: np.ndarray  # int64
-    linktype: int
-    snaplen: int
-    seq: int = 0
-    nano: bool = True
+    __slots__ = ("records", "_offsets", "_ts_ns", "_caplen", "_wirelen", "linktype", "snaplen",
+                 "seq", "nano")
+
+    def __init__(self, records, offsets, ts_ns, caplen, wirelen, linktype: int, snaplen: int,
+                 seq: int = 0, nano: bool = True) -> None:
+        self.records = records  # uint8 buffer: bytes, bytearray, memoryview or numpy array
+        self._offsets, self._ts_ns, self._caplen, self._wirelen = offsets, ts_ns, caplen, wirelen
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.seq = seq
+        self.nano = nano
+
+    def __repr__(self) -> str:
+        return (f"Batch({len(self)} packets, {self.nbytes} bytes, linktype={self.linktype}, "
+                f"seq={self.seq})")
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self._offsets)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self._array("_offsets")
+
+    @property
+    def ts_ns(self) -> np.ndarray:
+        return self._array("_ts_ns")
+
+    @property
+    def caplen(self) -> np.ndarray:
+        return self._array("_caplen")
+
+    @property
+    def wirelen(self) -> np.ndarray:
+        return self._array("_wirelen")
+
+    @property
+    def columns(self) -> tuple:
+        """(offsets, ts_ns, caplen, wirelen) as given: int64 arrays or memoryviews."""
+        return self._offsets, self._ts_ns, self._caplen, self._wirelen
+
+    def _array(self, slot: str) -> np.ndarray:
+        value = getattr(self, slot)
+        if isinstance(value, memoryview):
+            import numpy as np
+
+            value = np.frombuffer(value, dtype=np.int64)
+            setattr(self, slot, value)
+        return value
 
     @property
     def nbytes(self) -> int:
@@ -63,8 +103,7 @@ class Batch:
     @property
     def memory_bytes(self) -> int:
         """What holding this batch costs: the records plus the per-packet arrays."""
-        arrays = (self.offsets, self.ts_ns, self.caplen, self.wirelen)
-        return len(self.records) + sum(a.nbytes for a in arrays)
+        return len(self.records) + sum(memoryview(a).nbytes for a in self.columns)
 
     def record_ends(self) -> np.ndarray:
         """Offset just past each packet's record."""
@@ -75,16 +114,15 @@ class Batch:
         if start == 0 and stop >= len(self):
             return self
         part = slice(start, stop)
-        return Batch(self.records, self.offsets[part], self.ts_ns[part], self.caplen[part],
-                     self.wirelen[part], self.linktype, self.snaplen, self.seq, self.nano)
+        return Batch(self.records, *(column[part] for column in self.columns), self.linktype,
+                     self.snaplen, self.seq, self.nano)
 
     def tail(self, start: int) -> Batch:
         """The packets from `start` on."""
         return self.rows(start, len(self))
 
     def with_seq(self, seq: int) -> Batch:
-        return Batch(self.records, self.offsets, self.ts_ns, self.caplen, self.wirelen,
-                     self.linktype, self.snaplen, seq, self.nano)
+        return Batch(self.records, *self.columns, self.linktype, self.snaplen, seq, self.nano)
 
 
 def build_records(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,
@@ -94,6 +132,8 @@ def build_records(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,
 
     Returns (records, record_offsets). See `records_from_slices`.
     """
+    from pushcap import iov
+
     records, record_offsets = records_from_slices(ts_ns, caplen, wirelen,
                                                   iov.slices(data, data_offsets, caplen))
     if records is None:
@@ -110,6 +150,10 @@ def records_from_slices(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarr
     kernel from one iovec array (`iov.gather`), so nothing runs per packet in Python. Records
     are None where the kernel cannot do that (no memfd): `build_records` then joins in Python.
     """
+    import numpy as np
+
+    from pushcap import iov
+
     n = len(caplen)
     if n == 0:
         return b"", np.zeros(0, dtype=np.int64)
@@ -126,6 +170,8 @@ def records_from_slices(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarr
 
 def _headers(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray) -> np.ndarray:
     """The 16-byte record headers (ts_sec, ts_nsec, caplen, wirelen; little-endian) as rows."""
+    import numpy as np
+
     headers = np.empty((len(caplen), 4), dtype="<u4")
     headers[:, 0] = ts_ns // 1_000_000_000
     headers[:, 1] = ts_ns % 1_000_000_000

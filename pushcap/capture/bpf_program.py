@@ -11,9 +11,10 @@ read, and tested, without the numpy machinery that runs them over a batch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _MEMWORDS = 16
 _SKF_LL_OFF = 0xFFE00000  # Linux-only negative offsets (SKF_LL_OFF, SKF_NET_OFF, SKF_AD_OFF)

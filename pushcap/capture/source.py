@@ -25,13 +25,14 @@ import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.native_walk import CHUNK_BYTES, MAX_RECORD_CAPLEN, native_walk
-from pushcap.capture.walk import record_starts
+
+if TYPE_CHECKING:  # numpy is imported where it is used: a mapped file is replayed without it
+    import numpy as np
 
 log = logging.getLogger("pushcap.capture")
 
@@ -126,7 +127,7 @@ class PcapFileSource:
         while position < size:
             length = min(window, size - position)
             if mapped is not None:
-                region, batch = self._map_window(mapped.array[position:position + length])
+                region, batch = self._map_window(mapped.view[position:position + length])
             else:
                 region, batch = self._read_window(fd, position, length, buffer)
             if batch is None:
@@ -175,16 +176,18 @@ class PcapFileSource:
                 break
         return region, self._walked_batch(region, walk)
 
-    def _map_window(self, region: np.ndarray) -> tuple[np.ndarray, Batch | None]:
+    def _map_window(self, region: memoryview) -> tuple[memoryview, Batch | None]:
         """`_read_window` for a window of a mapped (little-endian) file: nothing to read."""
         native = native_walk()
         if native is None:
-            return region, self._numpy_walk(region)
+            import numpy as np
+
+            return region, self._numpy_walk(np.frombuffer(region, dtype=np.uint8))
         walk = native.window(region, False, self._nano, self.batch_packets)
         walk.advance(len(region))
         return region, self._walked_batch(region, walk)
 
-    def _walked_batch(self, region: np.ndarray, walk) -> Batch | None:
+    def _walked_batch(self, region, walk) -> Batch | None:
         if not walk.count:
             return None
         end, offsets, ts_ns, caplen, wirelen = walk.result()
@@ -194,6 +197,10 @@ class PcapFileSource:
     def _numpy_walk(self, region: np.ndarray) -> Batch | None:
         """The whole records at the start of `region` (at most batch_packets), found with numpy
         lanes (where the C walk was not built)."""
+        import numpy as np
+
+        from pushcap.capture.walk import record_starts
+
         offsets, end = record_starts(region, self._order, self._ts_pattern(region))
         if len(offsets) > self.batch_packets:
             end = int(offsets[self.batch_packets])
@@ -207,10 +214,10 @@ class PcapFileSource:
             return None
         return self._batch_from_region(region[:end], offsets)
 
-    def _caplen_at(self, region: np.ndarray) -> int:
+    def _caplen_at(self, region) -> int:
         return struct.unpack_from(self._order + "I", region, 8)[0]
 
-    def _ts_pattern(self, region: np.ndarray) -> tuple[bytes, int]:
+    def _ts_pattern(self, region) -> tuple[bytes, int]:
         """Bytes every record header of this stretch of the file most likely holds, and where.
 
         The three high-order bytes of ts_sec change once every 256 s: searching for them finds
@@ -227,6 +234,8 @@ class PcapFileSource:
         Headers of a big-endian file are rewritten in place, field for field. The header
         fields are read and written through uint32 views at any byte offset (no copy).
         """
+        import numpy as np
+
         ends = np.empty_like(offsets)
         ends[:-1] = offsets[1:]
         ends[-1] = len(region)
@@ -256,6 +265,8 @@ class PcapFileSource:
 def _buffer_for(length: int, buffer: _ReadBuffer | None) -> np.ndarray:
     """Where a window is read to: the reused buffer when given and large enough, else a fresh
     one (not zero-filled first: every byte is overwritten by the read)."""
+    import numpy as np
+
     buf = buffer.take(length) if buffer is not None else None
     return buf if buf is not None else np.empty(length, dtype=np.uint8)
 
@@ -284,6 +295,8 @@ class _ReadBuffer:
     """
 
     def __init__(self, capacity: int = _MAX_WINDOW_BYTES) -> None:
+        import numpy as np
+
         self._map = mmap.mmap(-1, capacity)
         self._array = np.frombuffer(self._map, dtype=np.uint8)
 
@@ -294,7 +307,7 @@ class _ReadBuffer:
 
 
 class _MappedFile:
-    """A capture file mapped read-only, as one uint8 array.
+    """A capture file mapped read-only, as one byte memoryview (`view`).
 
     Pages the reader has passed are unmapped as it goes (`drop_before`), so the process's RSS
     stays at about `_DROP_BYTES` of the file however large it is. That is safe even for batches
@@ -303,7 +316,7 @@ class _MappedFile:
 
     def __init__(self, fd: int, size: int) -> None:
         self._map = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        self.array = np.frombuffer(self._map, dtype=np.uint8)
+        self.view = memoryview(self._map)
         self._dropped = 0
 
     def drop_before(self, position: int) -> None:

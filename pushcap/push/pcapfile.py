@@ -13,14 +13,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pushcap.capture.batch import (
     PCAP_FILE_HEADER_BYTES,
     pcap_file_header,
 )
-from pushcap.iov import writev_slices
+
+if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
+    import numpy as np
 
 log = logging.getLogger("pushcap.push")
 
@@ -119,11 +120,20 @@ class PcapWriter:
         """Append whole records (already in the file's format): records[starts[i]:ends[i]]
         for each run of consecutive packets, straight from the batch to the kernel. Returns
         the bytes written."""
+        from pushcap.iov import writev_slices
+
+        return self.write_with(lambda fd: writev_slices(fd, records, starts, ends), packets,
+                               first_ts_ns, last_ts_ns)
+
+    def write_with(self, write_records: Callable[[int], int], packets: int, first_ts_ns: int,
+                   last_ts_ns: int) -> int:
+        """Append `packets` whole records with `write_records(fd)`, which returns the bytes it
+        wrote or raises. Returns the bytes written."""
         self._file.flush()  # keep order with anything written through the buffer
         fd = self._file.fileno()
         try:
-            nbytes = writev_slices(fd, records, starts, ends)
-        except OSError:
+            nbytes = write_records(fd)
+        except (OSError, ValueError):
             # Disk full or I/O error: cut back to the last whole record so the file stays valid
             # and later writes (once there is room again) continue it.
             os.ftruncate(fd, self.bytes_written)

@@ -1,8 +1,9 @@
 """A push target's file series on one interface: select, split, write, publish.
 
-`Series.consume()` works per batch: one vectorized BPF evaluation (shared between targets with
-the same filter), split points from numpy, and each run of consecutive selected packets written
-as one slice of the batch's record buffer. No Python runs per packet.
+`Series.consume()` works per batch: one BPF evaluation over the batch (the compiled program is
+shared between targets with the same filter), split points, and each run of consecutive selected
+packets written as one slice of the batch's record buffer, all in C where the library is built
+(`selection.py`). No Python runs per packet.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from pushcap import defaults
-from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
+from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import BpfError, compile_shared
 from pushcap.config.model import ConfigError, SplitKind, TargetConfig
 from pushcap.failures import CountsFailures
@@ -25,8 +24,15 @@ from pushcap.push import pcapfile
 from pushcap.push.compress import COMPRESS_TMP_SUFFIX, settle_marks
 from pushcap.push.naming import file_name
 from pushcap.push.pcapfile import PcapWriter
+from pushcap.push.selection import (
+    Selection,
+    byte_segments,
+    first_past_window,
+    select,
+    time_segments,
+    write,
+)
 from pushcap.push.ship import make_shipper
-from pushcap.push.split import byte_segments, time_segments
 
 log = logging.getLogger("pushcap.push")
 
@@ -108,11 +114,8 @@ class Series(CountsFailures):
         if self.retiring and self.target.split.kind is SplitKind.TIME and self._writer:
             # The boundary is the window's end in packet time, whatever the filter selects:
             # every packet after it belongs to the successor.
-            windows = np.maximum.accumulate(
-                np.maximum(batch.ts_ns // self.target.split.value, self._window))
-            beyond = np.flatnonzero(windows > self._window)
-            if len(beyond):
-                cut = int(beyond[0])
+            cut = first_past_window(batch, self.target.split.value, self._window)
+            if cut is not None:
                 try:
                     self._consume(batch.rows(0, cut))
                 finally:  # even after a failed write the successor takes over at the boundary
@@ -124,63 +127,53 @@ class Series(CountsFailures):
     def _consume(self, batch: Batch) -> None:
         if not len(batch):
             return
-        if self._filter is None:
-            selected = np.arange(len(batch))
-        else:
-            selected = np.flatnonzero(self._filter.match(batch))
-            if not len(selected):
-                return
-        self._unwritten = len(selected)
+        selected = select(batch, self._filter)
+        if selected is None:
+            return
+        self._unwritten = selected.count
         try:
             if self.target.split.kind is SplitKind.TIME:
-                self._consume_time(batch, selected)
+                self._consume_time(selected)
             else:
-                self._consume_bytes(batch, selected)
+                self._consume_bytes(selected)
         except OSError:
             self.stats.lost_packets += self._unwritten  # the file was cut back to a whole record
             raise
 
-    def _consume_time(self, batch: Batch, selected: np.ndarray) -> None:
+    def _consume_time(self, selected: Selection) -> None:
         split_ns = self.target.split.value
         floor = self._window if self._writer else self._last_closed_window + 1
-        for start, end, window in time_segments(batch.ts_ns[selected], split_ns, floor):
+        for start, end, window in time_segments(selected, split_ns, floor):
             if self._writer is not None and window != self._window:
                 self._finish()
             if self._writer is None and self.retiring:
-                self.retired_at = int(selected[start])  # the file boundary: hand over here
+                self.retired_at = selected.index(start)  # the file boundary: hand over here
                 return
             if self._writer is None:
                 self._window = window
-                self._open(window * split_ns, batch.nano)
-            self._write(batch, selected[start:end])
+                self._open(window * split_ns, selected.batch.nano)
+            self._write(selected, start, end)
 
-    def _consume_bytes(self, batch: Batch, selected: np.ndarray) -> None:
-        sizes = batch.caplen[selected] + RECORD_HEADER_BYTES
+    def _consume_bytes(self, selected: Selection) -> None:
         used = self._writer.bytes_written if self._writer else 0
-        for start, end, new_file in byte_segments(sizes, used, self.target.split.value):
+        for start, end, new_file in byte_segments(selected, used, self.target.split.value):
             if new_file:
                 self._finish()
                 if self.retiring:
-                    self.retired_at = int(selected[start])
+                    self.retired_at = selected.index(start)
                     return
-                self._open(int(batch.ts_ns[selected[start]]), batch.nano)
-            self._write(batch, selected[start:end])
+                self._open(selected.ts(start), selected.batch.nano)
+            self._write(selected, start, end)
 
-    def _write(self, batch: Batch, idx: np.ndarray) -> None:
-        """Write packets `idx` (ascending) as one slice per run of consecutive packets."""
-        if batch.nano != self._writer.nano:  # one source never mixes them; a file must not
+    def _write(self, selected: Selection, start: int, end: int) -> None:
+        """Write positions [start, end) of the selection into the open file."""
+        if selected.batch.nano != self._writer.nano:  # one source never mixes them
             raise ValueError(f"{self.label}: records with "
-                             f"{'ns' if batch.nano else 'µs'} timestamps for a file in "
+                             f"{'ns' if selected.batch.nano else 'µs'} timestamps for a file in "
                              f"{'ns' if self._writer.nano else 'µs'}")
-        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-        first = idx[np.concatenate(([0], breaks))]
-        last = idx[np.concatenate((breaks - 1, [len(idx) - 1]))]
-        starts = batch.offsets[first]
-        ends = batch.offsets[last] + RECORD_HEADER_BYTES + batch.caplen[last]
-        nbytes = self._writer.write(batch.records, starts, ends, len(idx),
-                                    int(batch.ts_ns[idx[0]]), int(batch.ts_ns[idx[-1]]))
-        self._unwritten -= len(idx)
-        self.stats.packets += len(idx)
+        nbytes = write(self._writer, selected, start, end)
+        self._unwritten -= end - start
+        self.stats.packets += end - start
         self.stats.bytes += nbytes
 
     # --- files -------------------------------------------------------------------------------
