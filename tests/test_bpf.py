@@ -215,7 +215,7 @@ def test_programs_libpcap_would_not_run_are_refused(monkeypatch: pytest.MonkeyPa
 
 
 def test_backward_jump_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A loop that never ends is cut after 64 backward jumps (libpcap's MAX_BACKWARD_JUMPS)."""
+    """A loop that never ends is cut after 64 backward jumps (the numpy evaluator's guard)."""
     loop = [(0x04, 0, 0, 1),                 # 0: A += 1
             (0x15, 1, 0, 60),                # 1: A == 60 ? -> 3 : -> 2
             (0x05, 0, 0, 0xFFFFFFFD),        # 2: ja 0

@@ -22,7 +22,9 @@ bounds check. The opcodes, the validation and the analyses of the program alone 
 Semantics follow libpcap's `bpf_filter()` (pcapint_filter_with_aux_data) exactly: a load that does
 not fit in the captured bytes, or a division by zero, makes the program return 0 (reject) for that
 packet; `len` is the wire length; shifts by 32 or more give 0; a `ret` value is a snap length and
-only "nonzero" matters here. Backward jumps are limited to 64 per packet as in libpcap.
+only "nonzero" matters here. Backward jumps are cut after 64 per packet: a guard of ours, not
+libpcap's (1.10's bpf_filter() has none); pcap_compile's one loop, protochain's, moves forward
+through the packet and ends within it, so the guard only matters to hand-made programs.
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ Only the standard library, nothing of `rclone_remote`: code that only needs to h
 
 from __future__ import annotations
 
-import configparser
-import csv
 import os
 import re
 from pathlib import Path
@@ -62,6 +60,8 @@ def option_secrets(name: str, value: str) -> set[str]:
         return found
     found.add(value)
     if "header" in name.lower():
+        import csv  # here, as configparser below: a replay's start should not pay for them
+
         values = next(csv.reader([value]), [])[1::2] if name.lower().endswith("headers") \
             else [value.partition(":")[2]]
         found |= {part for v in values if v.strip() for part in (v.strip(), v.split()[-1])}
@@ -87,6 +87,8 @@ def known_secrets(config_file: str | None = None, flags: tuple[str, ...] = ()) -
                for s in option_secrets(name, value)}
     conf = config_file or os.environ.get("RCLONE_CONFIG")
     if conf and Path(conf).is_file():
+        import configparser
+
         parser = configparser.RawConfigParser()
         try:
             parser.read(conf)
