@@ -31,12 +31,13 @@ def test_lanes_equal_the_sequential_walk(seed):
 
 
 def test_a_reused_read_buffer_yields_the_same_batches(tmp_path, monkeypatch):
-    """Replay reads every window into one buffer: each batch, while it is current, holds what a
-    batch with a buffer of its own holds (also when one record outgrows the buffer)."""
+    """Replay reads every window of a big-endian file into one buffer (a little-endian one is
+    mapped): each batch, while it is current, holds what a batch with a buffer of its own holds
+    (also when one record outgrows the buffer)."""
     rng = np.random.default_rng(7)
-    region = make_region(rng, "<", 3000, evil=False)
+    region = make_region(rng, ">", 3000, evil=False)
     path = tmp_path / "t.pcap"
-    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1) + region)
+    path.write_bytes(struct.pack(">IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1) + region)
     fresh = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
              for b in PcapFileSource(path, 100).batches()]
     seen = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
@@ -47,3 +48,28 @@ def test_a_reused_read_buffer_yields_the_same_batches(tmp_path, monkeypatch):
     seen = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
             for b in PcapFileSource(path, 100).batches(reuse_buffer=True)]
     assert seen == fresh
+
+
+def test_batches_kept_after_their_pages_were_dropped_still_read_right(tmp_path, monkeypatch):
+    """A mapped file's pages behind the reader are unmapped (the RSS stays small); a batch
+    still held reads its records back from the page cache, unchanged, and the file itself is
+    never written."""
+    rng = np.random.default_rng(8)
+    region = make_region(rng, "<", 3000, evil=False)
+    path = tmp_path / "t.pcap"
+    original = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1) + region
+    path.write_bytes(original)
+    monkeypatch.setattr(source_module, "_DROP_BYTES", 8192)
+    dropped = []
+    real_madvise = source_module.mmap.mmap.madvise
+
+    class Spy(source_module.mmap.mmap):
+        def madvise(self, option, start=0, length=None):
+            dropped.append((option, start, length))
+            return real_madvise(self, option, start, length)
+
+    monkeypatch.setattr(source_module.mmap, "mmap", Spy)
+    kept = list(PcapFileSource(path, 100).batches(reuse_buffer=True))
+    assert len(dropped) > 10 and all(o == source_module.mmap.MADV_DONTNEED for o, _, _ in dropped)
+    assert b"".join(bytes(b.records) for b in kept) == region
+    assert path.read_bytes() == original

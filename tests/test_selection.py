@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from oracle import PCAPS_DIR
 
-from pushcap.capture import native_bpf as native_bpf_module
+from pushcap.capture import bpf as bpf_module
 from pushcap.capture.replay import replay
 from pushcap.config.lua import load_targets
 from pushcap.push import selection as selection_module
@@ -136,7 +136,7 @@ def test_native_and_numpy_targets_write_the_same_files(name, tmp_path, write_lua
                         name=f"{out.name}.lua")
         if not native:
             monkeypatch.setattr(selection_module, "native_runs", lambda: None)
-            monkeypatch.setattr(native_bpf_module, "native_bpf", lambda: None)
+            monkeypatch.setattr(bpf_module, "native_bpf", lambda: None)
         summary = replay(PCAPS_DIR / name, load_targets(lua), batch_packets=37)
         results.append(({f"t{i}": (s.stats.packets, s.stats.files) for i, s in
                           enumerate(summary.series)}, target_files(out)))

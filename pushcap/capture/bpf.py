@@ -17,6 +17,7 @@ import pcapy
 
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf_program import BpfError, check_program
+from pushcap.capture.native_bpf import native_bpf
 
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
     import numpy as np
@@ -61,6 +62,12 @@ class BpfFilter:
         check_program(list(self.program))
         self._numpy: NumpyProgram | None = None
         self._native: NativeProgram | None = None
+        native = native_bpf()
+        if native is not None:  # prepared (and checked again, by C) now: a bad one fails here
+            try:
+                self._native = native.prepare(self.program)
+            except ValueError as exc:
+                raise BpfError(str(exc)) from None
 
     def __repr__(self) -> str:
         return f"BpfFilter({self.expression!r}, linktype={self.linktype})"
@@ -68,15 +75,11 @@ class BpfFilter:
     def select(self, batch: Batch) -> memoryview | np.ndarray:
         """Indices of the packets the filter accepts, ascending: an int64 memoryview from C, or
         a numpy array where the library was not built."""
-        from pushcap.capture.native_bpf import native_bpf
-
         native = native_bpf()
-        if native is None:
+        if native is None or self._native is None:
             import numpy as np
 
             return np.flatnonzero(self.match(batch))
-        if self._native is None:
-            self._native = native.prepare(self.program)
         offsets, _, caplen, wirelen = batch.columns
         out = memoryview(bytearray(8 * len(batch))).cast("q")
         count = native.select(self._native, batch.records, offsets, caplen, wirelen, out)

@@ -1,8 +1,8 @@
 """Capture files as packet sources, each yielding Batches (a live interface: live.py).
 
 Why not pcapy for files too: `next_batch()` gives caplen and microseconds only. Output files must
-agree with the input packet for packet (nanoseconds, wire length), so classic pcap files are read
-here. A little-endian file (nearly all) is mapped read-only and its batches are windows of the
+agree with the input packet for packet (every digit of the timestamp, wire length), so classic
+pcap files are read here. A little-endian file (nearly all) is mapped read-only and its batches are windows of the
 mapping: its records are already in the batch format (`Batch.nano` tells their timestamp unit),
 so they reach the output files without being copied into the process or rewritten. Reading them
 with `read()` instead cost a kernel copy of every byte (0.065 s of CPU per 566 MB, against 0.008 s
@@ -12,8 +12,8 @@ headers are rewritten to little-endian there. Where records start is found by th
 pcapng is an interchange format, not the hot path).
 
 A mapped file that another process cuts shorter during a replay kills the reader (SIGBUS), as it
-would any program that maps files; pushcap itself only ever appends to its files while they are
-open (a disk-full cut-back happens in its own process, before anything reads the file).
+would any program that maps files. pushcap's own writers only ever shorten a file still being
+written (`.part`, to drop a record cut by a full disk), never a finished one.
 """
 
 from __future__ import annotations

@@ -37,14 +37,15 @@ def proc_status() -> dict[str, int]:
 def m1_child(trace: Path, bound_bytes: int) -> dict:
     """Fill a Ring past `bound_bytes` from the trace and measure this process.
 
-    The file source slices an mmap of the trace: each batch's `records` is a `bytes` copy (and
-    a µs file is rewritten to ns, another copy), so the ring holds its own memory. The mmap's
-    pages are file-backed RSS while the source is open; they are released when the source's
-    generator is closed, before the measurement, so what remains is the ring plus the
-    interpreter's base. Both the base before filling and the breakdown are reported.
+    The file source's batches are windows of the mapped trace (file-backed pages, dropped
+    behind the reader); a live batch owns its memory, so each batch is copied into buffers of
+    its own before it enters the ring, as live capture builds them. The mapping is released
+    when the source's generator is closed, before the measurement, so what remains is the ring
+    plus the interpreter's base. Both the base before filling and the breakdown are reported.
     """
     import numpy as np
 
+    from pushcap.capture.batch import Batch
     from pushcap.capture.ring import Ring
     from pushcap.capture.source import open_file_source
 
@@ -55,7 +56,9 @@ def m1_child(trace: Path, bound_bytes: int) -> dict:
     fed_bytes = 0
     batches = source.batches()
     for batch in batches:
-        ring.append(batch)
+        ring.append(Batch(np.array(batch.records, dtype=np.uint8),
+                          *(np.array(column, dtype=np.int64) for column in batch.columns),
+                          batch.linktype, batch.snaplen, nano=batch.nano))
         fed_bytes += batch.nbytes
     during = proc_status()
     batches.close()
