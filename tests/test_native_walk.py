@@ -146,3 +146,67 @@ def test_a_microsecond_field_of_a_second_or_more_carries_into_the_seconds(
     # The header keeps the file's own fields (as `tcpdump -r IN -w OUT` copies them).
     assert [struct.unpack_from("<II", batch.records, int(o)) for o in batch.offsets] == \
         [(100, 5_000_000)] * 3 and not batch.nano
+
+
+def walk_until(region: bytes, limit: int) -> tuple[list[int], int]:
+    """The sequential walk, stopping as pcap_walk does: at a cut record, before a record
+    claiming more than libpcap's 262144 bytes, or after `limit` records."""
+    offsets, pos = [], 0
+    while len(offsets) < limit and pos + 16 <= len(region):
+        caplen = struct.unpack_from("<I", region, pos + 8)[0]
+        if caplen > 262144 or pos + 16 + caplen > len(region):
+            break
+        offsets.append(pos)
+        pos += 16 + caplen
+    return offsets, pos
+
+
+def chained_fakes(rng, packets: int) -> bytes:
+    """Records whose payloads are chains of fake, empty, entirely plausible records: a lane
+    guessing a start inside one walks fake records until it falls back onto the real chain,
+    so it lands on the next lane's start having recorded records that do not exist."""
+    ts = 1_700_000_000
+    parts = []
+    for _ in range(packets):
+        fakes = int(rng.integers(0, 120))
+        payload = struct.pack("<IIII", ts, 5, 0, 0) * fakes
+        parts.append(struct.pack("<IIII", ts, int(rng.integers(0, 10**6)), len(payload),
+                                 len(payload)) + payload)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_lanes_walk_equals_the_sequential_walk(seed):
+    """A mapped region is walked in 16 lanes from guessed starts: guesses fooled by payloads
+    full of fake headers (evil), a record cut at the end, an oversized record in the middle and
+    a batch limit anywhere must all give exactly the sequential walk's records and end."""
+    rng = np.random.default_rng(3000 + seed)
+    region = (make_region(rng, "<", int(rng.integers(300, 3000)), evil=seed % 3 == 1)
+              if seed % 3 else chained_fakes(rng, int(rng.integers(300, 3000))))
+    if seed % 4 == 1:  # a record libpcap would refuse, somewhere inside
+        at = walk_until(region, 10**9)[0][int(rng.integers(1, 250))]
+        region = (region[:at] + struct.pack("<IIII", 1, 2, 300000, 300000) + bytes(300000)
+                  + region[at:])
+    if seed % 5 == 2:
+        region = region[:len(region) - int(rng.integers(1, 40))]  # a record cut at the end
+    limit = [10**6, int(rng.integers(1, 2000)), 1][seed % 3]
+    want_offsets, want_end = walk_until(region, limit)
+    buf = np.frombuffer(region, dtype=np.uint8)  # read-only, as a mapping is
+    walk = native_walk().window(buf, False, seed % 2 == 0, limit)
+    walk.walk_in_lanes(bytearray(3 * 8 * (len(region) // 16 + 17)))
+    end, offsets, ts_ns, caplen, wirelen = walk.result()
+    assert (walk.count, end) == (len(want_offsets), want_end)
+    assert offsets.tolist() == want_offsets
+    fields = [struct.unpack_from("<IIII", region, o) for o in want_offsets]
+    unit = 1 if seed % 2 == 0 else 1000
+    assert ts_ns.tolist() == [sec * 10**9 + frac * unit for sec, frac, _, _ in fields]
+    assert caplen.tolist() == [f[2] for f in fields]
+    assert wirelen.tolist() == [f[3] for f in fields]
+
+
+def test_the_lanes_walk_walks_plainly_with_too_little_scratch():
+    rng = np.random.default_rng(77)
+    region = make_region(rng, "<", 2000, evil=True)
+    walk = native_walk().window(np.frombuffer(region, dtype=np.uint8), False, False, 10**6)
+    walk.walk_in_lanes(bytearray(64))
+    assert walk.result()[1].tolist() == walk_until(region, 10**6)[0]

@@ -31,8 +31,9 @@ class WindowWalk:
     and are int64 memoryviews: a replay runs without numpy (see `batch.Batch.columns`)."""
 
     def __init__(self, function, region, big_endian: bool, nano: bool,
-                 max_records: int) -> None:
+                 max_records: int, lanes_function=None) -> None:
         self._function = function
+        self._lanes_function = lanes_function
         self._region = region  # kept alive: the C code reads (and may write) it
         self._address, self._length = buffer_address(region)  # any contiguous byte buffer
         if big_endian and memoryview(region).readonly:
@@ -54,6 +55,19 @@ class WindowWalk:
                                     ctypes.byref(self._end), MAX_RECORD_CAPLEN)
         return self.count >= self._max
 
+    def walk_in_lanes(self, scratch) -> None:
+        """Walk the whole region, which is in memory already and little-endian, at once: in
+        lanes whose loads are in flight together (`pcap_walk_lanes`: a mapped file, which no
+        read has brought into the cache). `scratch`: a writable buffer of 1.5 times the
+        region's size, reused from window to window, of which only as much as the region's
+        records need is touched (less makes the C code walk plainly)."""
+        if self._flags[0]:
+            raise ValueError("the lanes walk reads little-endian regions only")
+        address, length = buffer_address(scratch)
+        self.count = self._lanes_function(self._address, self._length, self._flags[1],
+                                          self._max, *self._rows, ctypes.byref(self._end),
+                                          MAX_RECORD_CAPLEN, address, length // 8)
+
     def result(self) -> tuple[int, memoryview, memoryview, memoryview, memoryview]:
         """(end, offsets, ts_ns, caplen, wirelen) of the whole records found; big-endian
         headers are rewritten in place to little-endian."""
@@ -74,9 +88,14 @@ class NativeWalk:
         self._function.argtypes = [ctypes.c_void_p, _I64, _I64, _I64, ctypes.c_int,
                                    ctypes.c_int, _I64, ctypes.c_void_p, ctypes.c_void_p,
                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(_I64), _I64]
+        self._lanes = library.pcap_walk_lanes
+        self._lanes.restype = _I64
+        self._lanes.argtypes = [ctypes.c_void_p, _I64, ctypes.c_int, _I64, ctypes.c_void_p,
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.POINTER(_I64), _I64, ctypes.c_void_p, _I64]
 
     def window(self, region, big_endian: bool, nano: bool, max_records: int) -> WindowWalk:
-        return WindowWalk(self._function, region, big_endian, nano, max_records)
+        return WindowWalk(self._function, region, big_endian, nano, max_records, self._lanes)
 
     def walk(self, region, big_endian: bool, nano: bool, max_records: int
              ) -> tuple[int, int, memoryview, memoryview, memoryview, memoryview]:
@@ -88,6 +107,10 @@ class NativeWalk:
 
 @functools.cache
 def native_walk() -> NativeWalk | None:
-    """The C walk, or None where the library was not built (see `native`)."""
+    """The C walk, or None where the library was not built (see `native`) or predates the
+    lanes walk (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
     library = native_library()
-    return NativeWalk(library) if library is not None else None
+    try:
+        return NativeWalk(library) if library is not None else None
+    except AttributeError:
+        return None

@@ -2,14 +2,16 @@
 
 Why not pcapy for files too: `next_batch()` gives caplen and microseconds only. Output files must
 agree with the input packet for packet (every digit of the timestamp, wire length), so classic
-pcap files are read here. A little-endian file (nearly all) is mapped read-only and its batches are windows of the
-mapping: its records are already in the batch format (`Batch.nano` tells their timestamp unit),
-so they reach the output files without being copied into the process or rewritten. Reading them
-with `read()` instead cost a kernel copy of every byte (0.065 s of CPU per 566 MB, against 0.008 s
-of page faults for the mapping). A big-endian file is read window by window into a buffer and its
-headers are rewritten to little-endian there. Where records start is found by the C walk
-(native_walk.py) or vectorized lanes (walk.py). pcapng is parsed in pcapng.py (per-block Python:
-pcapng is an interchange format, not the hot path).
+pcap files are read here. A little-endian file (nearly all) is mapped read-only and its batches
+are windows of the mapping: its records are already in the batch format (`Batch.nano` tells
+their timestamp unit), so they reach the output files without being copied into the process or
+rewritten. Reading them with `read()` instead cost a kernel copy of every byte (0.065 s of CPU
+per 566 MB, against 0.008 s of page faults for the mapping). Where its records start is found
+by the C walk in lanes (native_walk.py). A big-endian file is read window by window into a
+buffer, walked chunk by chunk as it is read, and its headers are rewritten to little-endian
+there. Where the C library was not built, vectorized lanes in numpy find the records (walk.py).
+pcapng is parsed in pcapng.py (per-block Python: pcapng is an interchange format, not the hot
+path).
 
 A mapped file that another process cuts shorter during a replay kills the reader (SIGBUS), as it
 would any program that maps files. pushcap's own writers only ever shorten a file still being
@@ -127,7 +129,8 @@ class PcapFileSource:
         while position < size:
             length = min(window, size - position)
             if mapped is not None:
-                region, batch = self._map_window(mapped.view[position:position + length])
+                region, batch = self._map_window(mapped.view[position:position + length],
+                                                 mapped.scratch)
             else:
                 region, batch = self._read_window(fd, position, length, buffer)
             if batch is None:
@@ -176,15 +179,16 @@ class PcapFileSource:
                 break
         return region, self._walked_batch(region, walk)
 
-    def _map_window(self, region: memoryview) -> tuple[memoryview, Batch | None]:
-        """`_read_window` for a window of a mapped (little-endian) file: nothing to read."""
+    def _map_window(self, region: memoryview, scratch) -> tuple[memoryview, Batch | None]:
+        """`_read_window` for a window of a mapped (little-endian) file: nothing to read, and
+        walked in lanes (see `WindowWalk.walk_in_lanes`)."""
         native = native_walk()
         if native is None:
             import numpy as np
 
             return region, self._numpy_walk(np.frombuffer(region, dtype=np.uint8))
         walk = native.window(region, False, self._nano, self.batch_packets)
-        walk.advance(len(region))
+        walk.walk_in_lanes(scratch)
         return region, self._walked_batch(region, walk)
 
     def _walked_batch(self, region, walk) -> Batch | None:
@@ -318,6 +322,10 @@ class _MappedFile:
         self._map = mmap.mmap(fd, size, prot=mmap.PROT_READ)
         self.view = memoryview(self._map)
         self._dropped = 0
+        # The lanes walk's scratch for the largest window: anonymous pages, only those a
+        # window's records reach are ever touched.
+        self.scratch = mmap.mmap(-1, (max(_MAX_WINDOW_BYTES, MAX_RECORD_CAPLEN + 16) // 16
+                                      + 64) * 3 * 8)
 
     def drop_before(self, position: int) -> None:
         """Unmap the whole pages before `position` (in steps of `_DROP_BYTES`)."""
