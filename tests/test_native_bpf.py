@@ -24,7 +24,7 @@ from oracle import PCAPS_DIR, assert_same_packets, read_pcap, tcpdump_select
 from test_bpf import FILTERS, RANDOM_FILTERS, Capture
 from test_bpf_evaluator import SPLIT_FILTERS, _layered_packets
 
-from pushcap.capture import native_bpf as native_bpf_module
+from pushcap.capture import native as native_module
 from pushcap.capture.bpf import BpfError, BpfFilter
 from pushcap.capture.bpf_program import check_program
 from pushcap.capture.native_bpf import NativeBpf, NativeProgram, native_bpf
@@ -453,7 +453,7 @@ def test_programs_libpcap_would_not_run_are_refused(nb: NativeBpf, program) -> N
 def test_missing_or_stale_library_gives_none(monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         for library in (None, object()):  # not built; built before bpf_select existed
-            monkeypatch.setattr(native_bpf_module, "native_library", lambda lib=library: lib)
+            monkeypatch.setattr(native_module, "native_library", lambda lib=library: lib)
             native_bpf.cache_clear()
             assert native_bpf() is None
     finally:

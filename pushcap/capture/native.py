@@ -18,7 +18,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ LIBRARY = Path(__file__).with_name("_native.so")
 DISABLE_ENV = "PUSHCAP_NO_NATIVE"
 
 _loaded: list[ctypes.CDLL | None] = []
+T = TypeVar("T")
 
 
 def native_library() -> ctypes.CDLL | None:
@@ -39,6 +42,17 @@ def native_library() -> ctypes.CDLL | None:
                 log.debug("event=native_unavailable library=%s error=%r", LIBRARY, str(exc))
         _loaded.append(library)
     return _loaded[0]
+
+
+def bind(make: Callable[[ctypes.CDLL], T]) -> T | None:
+    """`make(library)`: the wrapper of some of the library's functions, or None where the
+    library was not built (or is turned off) or predates them (a `_native.so` left from an
+    older checkout, which `make setup` rebuilds): the caller then takes its numpy path."""
+    library = native_library()
+    try:
+        return make(library) if library is not None else None
+    except AttributeError:  # a function the library does not have
+        return None
 
 
 class _PyBuffer(ctypes.Structure):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-from pushcap.capture.native import buffer_address, native_library
+from pushcap.capture.native import bind, buffer_address
 
 _I64 = ctypes.c_int64
 _JA = 0x05  # BPF_JMP | BPF_JA
@@ -119,8 +119,4 @@ class NativeBpf:
 def native_bpf() -> NativeBpf | None:
     """The C interpreter, or None where the library was not built (see `native`) or predates it
     (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
-    library = native_library()
-    try:
-        return NativeBpf(library) if library is not None else None
-    except AttributeError:
-        return None
+    return bind(NativeBpf)

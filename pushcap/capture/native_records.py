@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from pushcap.capture.batch import RECORD_HEADER_BYTES
-from pushcap.capture.native import native_library
+from pushcap.capture.native import bind
 
 _I64 = ctypes.c_int64
 META_ROW_BYTES = 16  # four native uint32 per packet: sec, usec, offset, caplen
@@ -69,8 +69,4 @@ class NativeRecords:
 def native_records() -> NativeRecords | None:
     """The C builder, or None where the library was not built (see `native`) or predates it
     (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
-    library = native_library()
-    try:
-        return NativeRecords(library) if library is not None else None
-    except AttributeError:
-        return None
+    return bind(NativeRecords)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-from pushcap.capture.native import buffer_address, native_library
+from pushcap.capture.native import bind, buffer_address
 
 CHUNK_BYTES = 1 << 20  # read and walked at a time: stays in a core's cache in between
 # libpcap's MAXIMUM_SNAPLEN: a record claiming more is corrupt (tcpdump -r stops there with
@@ -109,8 +109,4 @@ class NativeWalk:
 def native_walk() -> NativeWalk | None:
     """The C walk, or None where the library was not built (see `native`) or predates the
     lanes walk (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
-    library = native_library()
-    try:
-        return NativeWalk(library) if library is not None else None
-    except AttributeError:
-        return None
+    return bind(NativeWalk)

@@ -12,7 +12,7 @@ import ctypes
 import functools
 import os
 
-from pushcap.capture.native import buffer_address, native_library
+from pushcap.capture.native import bind, buffer_address
 
 _I64 = ctypes.c_int64
 _P = ctypes.c_void_p
@@ -86,8 +86,4 @@ def _indices(idx, end: int) -> int | None:
 @functools.cache
 def native_runs() -> NativeRuns | None:
     """The C functions, or None where the library was not built (or predates them)."""
-    library = native_library()
-    try:
-        return NativeRuns(library) if library is not None else None
-    except AttributeError:
-        return None
+    return bind(NativeRuns)

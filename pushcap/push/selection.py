@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES, RECORD_HEADER_BYTES, Batch
+from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf import BpfFilter
+from pushcap.push import split
 from pushcap.push.native_runs import native_runs
 from pushcap.push.pcapfile import PcapWriter
 
@@ -48,10 +49,8 @@ def time_segments(sel: Selection, split_ns: int, floor_window: int
     `floor_window` and never going back (see `split.time_segments`)."""
     native = native_runs()
     if native is None:
-        from pushcap.push.split import time_segments as numpy_segments
-
         ts = sel.batch.ts_ns if sel.idx is None else sel.batch.ts_ns[sel.idx]
-        yield from numpy_segments(ts, split_ns, floor_window)
+        yield from split.time_segments(ts, split_ns, floor_window)
         return
     ts = sel.batch.columns[1]
     pos, window = 0, floor_window
@@ -68,24 +67,12 @@ def byte_segments(sel: Selection, used_bytes: int, max_bytes: int
     `split.byte_segments`); `used_bytes`: the size of the open file, 0 when none is open."""
     native = native_runs()
     if native is None:
-        from pushcap.push.split import byte_segments as numpy_segments
-
         caplen = sel.batch.caplen if sel.idx is None else sel.batch.caplen[sel.idx]
-        return numpy_segments(caplen + RECORD_HEADER_BYTES, used_bytes, max_bytes)
+        return split.byte_segments(caplen + RECORD_HEADER_BYTES, used_bytes, max_bytes)
     caplen = sel.batch.columns[2]
-    segments: list[tuple[int, int, bool]] = []
-    pos, new_file = 0, used_bytes == 0
-    used = used_bytes or PCAP_FILE_HEADER_BYTES
-    while pos < sel.count:
-        end = native.bytes_end(caplen, sel.idx, pos, sel.count, max_bytes - used)
-        if end == pos:
-            if used > PCAP_FILE_HEADER_BYTES:  # no room left: next file
-                new_file, used = True, PCAP_FILE_HEADER_BYTES
-                continue
-            end = pos + 1  # one packet larger than the limit gets a file of its own
-        segments.append((pos, end, new_file))
-        pos, new_file, used = end, True, PCAP_FILE_HEADER_BYTES  # the next run starts a file
-    return segments
+    return split.byte_runs(sel.count, used_bytes, max_bytes,
+                           lambda pos, budget: native.bytes_end(caplen, sel.idx, pos,
+                                                                sel.count, budget))
 
 
 def first_past_window(batch: Batch, split_ns: int, window: int) -> int | None:
