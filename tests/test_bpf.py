@@ -215,15 +215,41 @@ def test_programs_libpcap_would_not_run_are_refused(monkeypatch: pytest.MonkeyPa
 
 
 def test_backward_jump_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A loop that never ends is cut after 64 backward jumps (the numpy evaluator's guard)."""
+    """A loop that never ends is cut after 65536 backward jumps (the numpy evaluator's guard;
+    libpcap has none, and no compiled filter needs more than caplen / 8 of them)."""
     loop = [(0x04, 0, 0, 1),                 # 0: A += 1
             (0x15, 1, 0, 60),                # 1: A == 60 ? -> 3 : -> 2
             (0x05, 0, 0, 0xFFFFFFFD),        # 2: ja 0
             (0x06, 0, 0, 1)]                 # 3: accept
     monkeypatch.setattr(bpf.pcapy, "compile", lambda *args: _FakeProgram(loop))
     assert BpfFilter("loop to 60", DLT_EN10MB).match(_as_batch([bytes(20)]))[0]
-    loop[1] = (0x15, 1, 0, 70)
-    assert not BpfFilter("loop to 70", DLT_EN10MB).match(_as_batch([bytes(20)]))[0]
+    loop[1] = (0x15, 1, 0, 65536)  # reached at jump 65535: still inside the guard
+    assert BpfFilter("loop to 65536", DLT_EN10MB).match(_as_batch([bytes(20)]))[0]
+    loop[1] = (0x15, 1, 0, 65538)
+    assert not BpfFilter("loop to 65538", DLT_EN10MB).match(_as_batch([bytes(20)]))[0]
+
+
+def ip6_with_extension_headers(count: int) -> bytes:
+    """Ethernet, IPv6, `count` 8-byte destination-options headers, then a TCP header."""
+    exts = b"".join(bytes([60 if i + 1 < count else 6, 0]) + b"\x01\x04\x00\x00\x00\x00"
+                    for i in range(count))
+    tcp = struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 0x50, 2, 1024, 0, 0)
+    ip6 = struct.pack("!IHBB", 6 << 28, len(exts) + len(tcp), 60 if count else 6, 64) + bytes(32)
+    return bytes(12) + b"\x86\xdd" + ip6 + exts + tcp
+
+
+def test_protochain_follows_as_many_extension_headers_as_libpcap() -> None:
+    """Each extension header is a backward jump of protochain's loop: a hostile packet with
+    hundreds of them is followed to its TCP header, by numpy and C alike, as libpcap does."""
+    counts = [0, 1, 63, 64, 65, 100, 300, 2000]
+    packets = [ip6_with_extension_headers(n) for n in counts]
+    program = pcapy.compile(DLT_EN10MB, 262144, "ip6 protochain 6", 1, 0)
+    libpcap = [i for i, p in enumerate(packets) if program.filter(p)]  # one call a packet
+    assert libpcap == list(range(len(counts)))
+    filt = BpfFilter("ip6 protochain 6", DLT_EN10MB)
+    batch = _as_batch(packets)
+    assert np.flatnonzero(filt.match(batch)).tolist() == libpcap
+    assert list(filt.select(batch)) == libpcap
 
 
 def test_ret_a_accepts_on_nonzero_accumulator(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -166,3 +166,19 @@ def test_a_replay_of_push_targets_never_imports_numpy(tmp_path, write_lua):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False, cwd=REPO, env=env)
     assert (out.returncode, out.stdout.strip()) == (0, "False"), out.stderr
+
+
+def test_selection_indices_outside_the_batch_are_refused_before_any_read(tmp_path):
+    """A selection's indices are checked against the batch in C, never used to read past it."""
+    rng = np.random.default_rng(4)
+    records, offsets, caplen = batch_like(rng, 10)
+    runs = native_runs()
+    bad = np.array([1, 2, 10], dtype=np.int64)  # 10: one past the last packet
+    with pytest.raises(ValueError):
+        runs.window_end(np.arange(10, dtype=np.int64), bad, 0, 3, 100, 0)
+    with pytest.raises(ValueError):
+        runs.bytes_end(caplen, bad, 0, 3, 10**6)
+    with open(tmp_path / "x", "wb") as f, pytest.raises(ValueError):
+        runs.write_records(f.fileno(), records, offsets, caplen, bad, 0, 3)
+    with pytest.raises(ValueError):
+        runs.bytes_end(caplen, None, -1, 3, 10**6)

@@ -22,9 +22,12 @@ bounds check. The opcodes, the validation and the analyses of the program alone 
 Semantics follow libpcap's `bpf_filter()` (pcapint_filter_with_aux_data) exactly: a load that does
 not fit in the captured bytes, or a division by zero, makes the program return 0 (reject) for that
 packet; `len` is the wire length; shifts by 32 or more give 0; a `ret` value is a snap length and
-only "nonzero" matters here. Backward jumps are cut after 64 per packet: a guard of ours, not
-libpcap's (1.10's bpf_filter() has none); pcap_compile's one loop, protochain's, moves forward
-through the packet and ends within it, so the guard only matters to hand-made programs.
+only "nonzero" matters here. libpcap (1.10's bpf_filter()) puts no limit on backward jumps;
+pcap_compile's one loop, protochain's, moves at least 8 bytes forward through the packet at each
+jump, so it ends within caplen / 8 <= 32768 jumps. The guard here, 65536 jumps per packet, can
+therefore never change a compiled filter's answer (65 or more IPv6 extension headers, which a
+hostile packet may carry, are followed as libpcap follows them); it only ends a hand-made
+endless loop.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from pushcap.capture.bpf_program import (
     liveness,
 )
 
-_MAX_BACKWARD_JUMPS = 64
+_MAX_BACKWARD_JUMPS = 1 << 16  # above any compiled filter's need: see the module docstring
 _U32 = np.uint32
 
 # A group is the packets at one instruction: their positions in the batch (None: all of them)

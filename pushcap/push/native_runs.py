@@ -26,37 +26,38 @@ class NativeRuns:
     def __init__(self, library: ctypes.CDLL) -> None:
         self._window_end = library.window_end
         self._window_end.restype = _I64
-        self._window_end.argtypes = [_P, _P, _I64, _I64, _I64, _I64]
+        self._window_end.argtypes = [_P, _I64, _P, _I64, _I64, _I64, _I64]
         self._bytes_end = library.bytes_end
         self._bytes_end.restype = _I64
-        self._bytes_end.argtypes = [_P, _P, _I64, _I64, _I64]
+        self._bytes_end.argtypes = [_P, _I64, _P, _I64, _I64, _I64]
         self._write_records = library.write_records
         self._write_records.restype = _I64
-        self._write_records.argtypes = [ctypes.c_int, _P, _I64, _P, _P, _P, _I64, _I64]
+        self._write_records.argtypes = [ctypes.c_int, _P, _I64, _P, _P, _I64, _P, _I64, _I64]
 
     def window_end(self, ts_ns, idx, pos: int, end: int, split_ns: int, window: int) -> int:
         """First position in [pos, end) whose packet's window (ts // split_ns) is past
         `window`, or end."""
-        return self._window_end(_column(ts_ns, idx, end), _indices(idx, end), pos, end,
-                                split_ns, window)
+        address, n = buffer_address(ts_ns, 8)
+        return _checked(self._window_end(address, n, _indices(idx, pos, end, n), pos, end,
+                                         split_ns, window))
 
     def bytes_end(self, caplen, idx, pos: int, end: int, budget: int) -> int:
         """Largest p in [pos, end] whose records [pos, p) (headers included) fit `budget`."""
-        return self._bytes_end(_column(caplen, idx, end), _indices(idx, end), pos, end, budget)
+        address, n = buffer_address(caplen, 8)
+        return _checked(self._bytes_end(address, n, _indices(idx, pos, end, n), pos, end,
+                                        budget))
 
     def write_records(self, fd: int, records, offsets, caplen, idx, pos: int, end: int) -> int:
         """Write the records of positions [pos, end) to `fd`; the bytes written. OSError as
         the system call had it (the file may then hold part of them: the caller cuts it back);
-        ValueError for a record outside `records`."""
+        ValueError for a record outside `records` or a position outside the batch."""
         address, length = buffer_address(records)
         offsets_at, n = buffer_address(offsets, 8)
         caplen_at, n_caplen = buffer_address(caplen, 8)
         if n_caplen != n:
             raise ValueError(f"{n} offsets but {n_caplen} caplens")
-        if idx is None and end > n:
-            raise ValueError(f"position {end} of a batch of {n}")
-        wrote = self._write_records(fd, address, length, offsets_at, caplen_at,
-                                    _indices(idx, end), pos, end)
+        wrote = self._write_records(fd, address, length, offsets_at, caplen_at, n,
+                                    _indices(idx, pos, end, n), pos, end)
         if wrote == _OUTSIDE_BUFFER:
             raise ValueError("a record lies outside the batch's buffer")
         if wrote < 0:
@@ -64,23 +65,25 @@ class NativeRuns:
         return wrote
 
 
-def _column(values, idx, end: int) -> int:
-    """The address of a per-packet column, checked to hold `end` packets when there is no
-    selection (a selection's indices come from the batch itself)."""
-    address, n = buffer_address(values, 8)
-    if idx is None and end > n:
-        raise ValueError(f"position {end} of a batch of {n}")
-    return address
-
-
-def _indices(idx, end: int) -> int | None:
-    """The address of `idx` after checking that it holds `end` positions."""
+def _indices(idx, pos: int, end: int, n: int) -> int | None:
+    """The address of `idx` after checking that it holds positions [pos, end) (without a
+    selection, that the batch of n does); C checks each index against n."""
+    if not 0 <= pos <= end:
+        raise ValueError(f"positions {pos} to {end}")
     if idx is None:
+        if end > n:
+            raise ValueError(f"position {end} of a batch of {n}")
         return None
-    address, n = buffer_address(idx, 8)
-    if end > n:
-        raise ValueError(f"position {end} of a selection of {n}")
+    address, count = buffer_address(idx, 8)
+    if end > count:
+        raise ValueError(f"position {end} of a selection of {count}")
     return address
+
+
+def _checked(result: int) -> int:
+    if result < 0:
+        raise ValueError("a selection index outside the batch, or a bad split")
+    return result
 
 
 @functools.cache

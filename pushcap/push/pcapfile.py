@@ -170,17 +170,21 @@ def repair_part(part: Path) -> tuple[int, int, int] | None:
     """
     from pushcap.capture.source import SourceError, open_file_source
 
+    packets, first_ts, last_ts, end = 0, 0, 0, PCAP_FILE_HEADER_BYTES
     try:
         source = open_file_source(part)
-        packets, first_ts, last_ts, end = 0, 0, 0, PCAP_FILE_HEADER_BYTES
-        for batch in source.batches():
+    except SourceError:  # not even a whole file header: nothing was captured into it
+        source = None
+    try:
+        for batch in source.batches() if source is not None else ():
             if not packets:
                 first_ts = int(batch.ts_ns[0])
             packets += len(batch)
             last_ts = int(batch.ts_ns[-1])
             end += batch.nbytes
-    except SourceError:  # not even a whole file header: nothing was captured into it
-        packets = 0
+    except SourceError as exc:  # a corrupt record: the whole ones before it are kept
+        log.warning("event=repair_corrupt file=%s kept_packets=%d error=%r", part.name,
+                    packets, str(exc))
     if packets == 0:
         part.unlink()
         return None

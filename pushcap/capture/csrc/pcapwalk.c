@@ -176,7 +176,7 @@ int64_t pcap_walk_lanes(const uint8_t *buf, int64_t n, int nano, int64_t max_rec
             uint32_t sec = load32(buf + ln->pos, 0), frac = load32(buf + ln->pos + 4, 0);
             slot[0] = ln->pos;
             slot[1] = (int64_t)sec * 1000000000 + (nano ? (int64_t)frac : (int64_t)frac * 1000);
-            slot[2] = cap | (int64_t)load32(buf + ln->pos + 12, 0) << 32;
+            slot[2] = (int64_t)((uint64_t)load32(buf + ln->pos + 12, 0) << 32 | (uint64_t)cap);
             ln->pos += 16 + cap;
             moving = 1;
         }

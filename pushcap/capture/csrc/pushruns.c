@@ -14,31 +14,41 @@
 #define IOV_CHUNK 1024 /* Linux's IOV_MAX: slices per writev() */
 
 #define AT(idx, p) ((idx) ? (idx)[p] : (p))
+/* Whether a selection's position p names a packet of a batch of n: indices are checked, never
+ * trusted, before a column is read at them. */
+#define BAD_AT(idx, p, n) ((uint64_t)AT(idx, p) >= (uint64_t)(n))
 #define OUTSIDE_BUFFER INT64_MIN /* write_records: a record lies outside the batch's buffer */
 
-/* First position p in [pos, end) whose packet lies in a later time window than `window`
- * (ts_ns // split_ns > window, floor division), or end. */
-int64_t window_end(const int64_t *ts_ns, const int64_t *idx, int64_t pos, int64_t end,
-                   int64_t split_ns, int64_t window)
+/* First position p in [pos, end) whose packet (of a batch of n) lies in a later time window
+ * than `window` (ts_ns // split_ns > window, floor division), or end; -1 for a bad argument. */
+int64_t window_end(const int64_t *ts_ns, int64_t n, const int64_t *idx, int64_t pos,
+                   int64_t end, int64_t split_ns, int64_t window)
 {
     int64_t limit; /* the first ns of window + 1: compare, never divide, per packet */
-    if (split_ns <= 0)
+    if (split_ns <= 0 || pos < 0)
         return -1;
     if (window == INT64_MAX || __builtin_mul_overflow(window + 1, split_ns, &limit))
         return window < 0 ? pos : end; /* beyond every int64 timestamp, on one side or the other */
-    for (; pos < end; pos++)
+    for (; pos < end; pos++) {
+        if (BAD_AT(idx, pos, n))
+            return -1;
         if (ts_ns[AT(idx, pos)] >= limit)
             break;
+    }
     return pos;
 }
 
-/* Largest p in [pos, end] such that the records (header included) of positions [pos, p) add
- * up to at most `budget` bytes. */
-int64_t bytes_end(const int64_t *caplen, const int64_t *idx, int64_t pos, int64_t end,
-                  int64_t budget)
+/* Largest p in [pos, end] such that the records (header included) of positions [pos, p) of a
+ * batch of n add up to at most `budget` bytes; -1 for a bad argument. */
+int64_t bytes_end(const int64_t *caplen, int64_t n, const int64_t *idx, int64_t pos,
+                  int64_t end, int64_t budget)
 {
     int64_t used = 0;
+    if (pos < 0)
+        return -1;
     for (; pos < end; pos++) {
+        if (BAD_AT(idx, pos, n))
+            return -1;
         int64_t size = RECORD_HEADER + caplen[AT(idx, pos)];
         if (used + size > budget)
             break;
@@ -79,8 +89,8 @@ static int64_t write_all(int fd, struct iovec *iov, int count)
  * records[0, records_len) (checked, never trusted), or -errno from the system call. After an
  * error part of the records may have been written; the caller cuts the file back. */
 int64_t write_records(int fd, const uint8_t *records, int64_t records_len,
-                      const int64_t *offsets, const int64_t *caplen, const int64_t *idx,
-                      int64_t pos, int64_t end)
+                      const int64_t *offsets, const int64_t *caplen, int64_t n,
+                      const int64_t *idx, int64_t pos, int64_t end)
 {
     struct iovec iov[IOV_CHUNK];
     int count = 0;
@@ -88,6 +98,8 @@ int64_t write_records(int fd, const uint8_t *records, int64_t records_len,
     for (; pos <= end; pos++) {
         int64_t start = 0, stop = -1;
         if (pos < end) {
+            if (pos < 0 || BAD_AT(idx, pos, n))
+                return OUTSIDE_BUFFER;
             int64_t i = AT(idx, pos);
             start = offsets[i];
             if (start < 0 || caplen[i] < 0 || caplen[i] > records_len ||
