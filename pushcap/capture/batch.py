@@ -105,10 +105,6 @@ class Batch:
         """What holding this batch costs: the records plus the per-packet arrays."""
         return len(self.records) + sum(memoryview(a).nbytes for a in self.columns)
 
-    def record_ends(self) -> np.ndarray:
-        """Offset just past each packet's record."""
-        return self.offsets + RECORD_HEADER_BYTES + self.caplen
-
     def rows(self, start: int, stop: int) -> Batch:
         """Packets start..stop-1 (sharing this batch's buffer)."""
         if start == 0 and stop >= len(self):

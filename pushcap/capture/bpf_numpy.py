@@ -100,10 +100,6 @@ class NumpyProgram:
               wirelen: np.ndarray) -> np.ndarray:
         """Bool mask over packets data[offsets[i]:offsets[i] + caplen[i]] (wirelen[i] on the
         wire): True where the program accepts."""
-        return self._match(data, offsets, caplen, wirelen)
-
-    def _match(self, data: np.ndarray, offsets: np.ndarray, caplen: np.ndarray,
-               wirelen: np.ndarray) -> np.ndarray:
         n = len(offsets)
         result = np.zeros(n, dtype=bool)
         if n == 0:
