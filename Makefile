@@ -10,28 +10,26 @@ DEBS := python3 python3-venv gcc libc6-dev libpcap-dev tcpdump wireshark-common 
 	time zstd lz4
 LUA ?= etc/push_realtime.lua
 CONFIG ?= etc/pcapdaemon.toml
-NATIVE := pushcap/capture/_native.so
+CSRC := $(wildcard pushcap/capture/csrc/*.c)
 
-.PHONY: setup debs run test lint bench clean
+.PHONY: setup debs run test lint bench dist clean
 
 # compileall: pushcap is installed editable, so its modules are compiled from source at every
 # start unless their .pyc files exist, and PYTHONDONTWRITEBYTECODE=1 (this environment, some CI)
 # stops Python from writing them; it still reads them. Only stale files are recompiled.
-setup: debs $(VENV)/.installed $(NATIVE)
+setup: debs $(VENV)/.installed
 	$(PY) -m compileall -q pushcap
-
-# The pcap record walk in C (pushcap/capture/native.py loads it with ctypes; without it the numpy
-# walk serves): issue 7, about 0.1 s of CPU less per million replayed packets.
-$(NATIVE): pushcap/capture/csrc/*.c | debs
-	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $^ -lpcap
 
 debs:
 	@bash tools/install_debs.sh $(DEBS)
 
-$(VENV)/.installed: pyproject.toml | debs
-	$(BASE_PYTHON) -m venv $(VENV)
+# The editable install builds the C library of the packet path (setup.py), as `pip install .`
+# does: one build for every way of installing pushcap. A changed C file reinstalls.
+$(VENV)/.installed: pyproject.toml setup.py $(CSRC) | debs
+	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(VENV)/bin/pushcap --version
 	touch $@
 
 run: setup
@@ -47,5 +45,10 @@ lint: setup
 bench: setup
 	$(PY) tools/bench.py
 
+# An sdist and a wheel built from it in dist/ (the wheel holds the built C library; neither holds tests/data).
+dist: setup
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) out .pytest_cache $(NATIVE)
+	rm -rf $(VENV) out .pytest_cache build dist *.egg-info pushcap/capture/_native*.so

@@ -22,3 +22,6 @@ LUA_MAX_MEMORY_BYTES = 32 * 1024 * 1024
 TIME_SPLIT_GRACE_S = 1.0  # wall-clock wait after a window ends before closing it on a quiet link
 SHUTDOWN_TIMEOUT_S = 30.0
 SHIPPER_CLOSE_TIMEOUT_S = 10.0  # at shutdown, per series: finish uploads or leave them spooled
+
+STATUS_HOST = "127.0.0.1"  # [status]: loopback HTTP for `pushcap status` and /metrics
+STATUS_PORT = 9107  # 0 turns the endpoint off

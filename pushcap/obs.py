@@ -63,13 +63,6 @@ class TargetFilter(logging.Filter):
         return at >= 0 and (end == len(message) or message[end] == " ")
 
 
-def syslog_address(value: str):
-    if value.startswith("udp://"):
-        host, _, port = value[6:].rpartition(":")
-        return (host.strip("[]"), int(port))
-    return value
-
-
 def setup_logging(level: str = "info", config=None, targets=()) -> None:
     root = logging.getLogger("pushcap")
     handler = logging.StreamHandler(sys.stderr)
@@ -79,7 +72,7 @@ def setup_logging(level: str = "info", config=None, targets=()) -> None:
     root.propagate = False
     if config is None:
         return
-    if config.syslog:
+    if config.syslog is not None:
         root.addHandler(_syslog_handler(config.syslog, config.source_file))
     add_target_logs(config, targets)
 
@@ -102,18 +95,12 @@ def add_target_logs(config, targets) -> None:
         root.addHandler(file_handler)
 
 
-def _syslog_handler(section: dict, source: str) -> logging.Handler:
-    priority = section.get("priority", 85)
-    tag = section.get("tag", "pushcap")
-    address = section.get("address", "/dev/log")
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority < 192:
-        raise ConfigError(f"{source}: [syslog] priority {priority!r}: facility * 8 + severity, "
-                          "0..191 (e.g. 85 = authpriv.notice)")
-    if not isinstance(tag, str) or not tag or any(c in tag for c in " :[]\n"):
-        raise ConfigError(f"{source}: [syslog] tag {tag!r} must be a single word")
+def _syslog_handler(settings, source: str) -> logging.Handler:
+    """A handler for the validated `[syslog]` (config/syslog_settings.py); only opening the
+    socket can still fail here (a path that is no socket)."""
     try:
-        handler = _priority_handler_class()(syslog_address(str(address)), priority, tag)
+        handler = _priority_handler_class()(settings.address, settings.priority, settings.tag)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{source}: [syslog] address {address!r}: {exc}") from exc
+        raise ConfigError(f"{source}: [syslog] address {settings.address!r}: {exc}") from exc
     handler.setFormatter(logging.Formatter(SYSLOG_FORMAT))
     return handler

@@ -18,10 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The repo is cloned with ../shared beside it (CI and the dev box alike), so locate the corpus
-# relative to this file instead of by an absolute path.
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
-PCAPS_DIR = SHARED_DIR / "pcaps"
+# The real captures travel with the repository (tests/data/README.md names each file's source,
+# commit and licence), so a plain clone runs every test; nothing is read from outside it.
+PCAPS_DIR = Path(__file__).resolve().parent / "data"
 
 Packet = tuple[int, int, int, bytes]
 

@@ -22,7 +22,7 @@ from bpf_helpers import DLT_EN10MB, _as_batch, _assert_libpcap_agrees, _FakeProg
 from pushcap.capture import bpf
 from pushcap.capture.bpf import BpfError, BpfFilter, compile_shared
 
-PCAPS = Path(__file__).resolve().parents[2] / "shared" / "pcaps"
+PCAPS = Path(__file__).resolve().parent / "data"
 CAPTURES = sorted(PCAPS.glob("*.pcap"))
 
 FILTERS = [

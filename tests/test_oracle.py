@@ -2,7 +2,7 @@
 
 Three independent readers have to agree: tests/oracle.py's struct parser, tcpdump (libpcap) and
 capinfos (Wireshark), plus dpkt for the classic files. The expected counts are the capinfos table
-in ../shared/pcaps/README.md.
+in tests/data/README.md.
 """
 
 from __future__ import annotations

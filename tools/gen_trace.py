@@ -1,6 +1,6 @@
 """Seeded synthetic Ethernet trace generator for tests and benchmarks.
 
-Tests need traces larger and more varied than the real captures in ``../shared/pcaps`` (a million
+Tests need traces larger and more varied than the real captures in ``tests/data`` (a million
 packets for the packet path, thousands of flows for the aggregator), and they need the same bytes
 every run so a failure can be replayed. So the trace is a pure function of its arguments and seed.
 

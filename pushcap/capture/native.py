@@ -7,7 +7,9 @@ record writes (`push/native_runs`). With these a replay of push targets needs no
 (importing it was 0.045 s of CPU, a fifth of a million-packet replay). The numpy versions stay
 (`walk.py`, `batch.records_from_slices`, `bpf_numpy.py`, `push/split.py`) and give the same
 result: they serve where the library was not built (a plain `pip install`, no C compiler) or
-PUSHCAP_NO_NATIVE=1 asks for it (comparisons, debugging). `make setup` builds it.
+PUSHCAP_NO_NATIVE=1 asks for it (comparisons, debugging). The package build compiles it (setup.py:
+`pip install`, `pip wheel`, editable installs and `make setup` alike) as an extension file named
+`_native<EXTENSION_SUFFIX>`; it holds plain C functions, loaded with ctypes.
 
 Measured: libpcap's bpf_filter() called in a C loop over a batch takes ~30 ns a packet for `tcp`,
 the numpy interpreter ~28 ns, bpfrun.c (packets through the program a chunk at a time) ~13 ns.
@@ -16,6 +18,7 @@ the numpy interpreter ~28 ns, bpfrun.c (packets through the program a chunk at a
 from __future__ import annotations
 
 import ctypes
+import importlib.machinery
 import logging
 import os
 from collections.abc import Callable
@@ -24,24 +27,49 @@ from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
-LIBRARY = Path(__file__).with_name("_native.so")
 DISABLE_ENV = "PUSHCAP_NO_NATIVE"
 
 _loaded: list[ctypes.CDLL | None] = []
 T = TypeVar("T")
 
 
+def library_path() -> Path | None:
+    """The built library beside this module (the build names it with the interpreter's
+    extension suffix, e.g. `_native.cpython-311-x86_64-linux-gnu.so`), or None."""
+    here = Path(__file__).parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = here / f"_native{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def disabled() -> bool:
+    """True when PUSHCAP_NO_NATIVE asks for the numpy path."""
+    return os.environ.get(DISABLE_ENV, "") in ("1", "yes", "true")
+
+
 def native_library() -> ctypes.CDLL | None:
-    """The library, or None where it was not built (or is turned off)."""
+    """The library, or None where it was not built (or is turned off). A missing or unloadable
+    library is said once, as a warning: the install succeeded without a compiler or libpcap's
+    headers and every packet now takes the slower numpy path, which an operator should know."""
     if not _loaded:
         library = None
-        if os.environ.get(DISABLE_ENV, "") not in ("1", "yes", "true"):
+        if not disabled():
+            path = library_path()
             try:
-                library = ctypes.CDLL(str(LIBRARY))
+                if path is None:
+                    raise OSError("not built (no C compiler or libpcap headers at install time?)")
+                library = ctypes.CDLL(str(path))
             except OSError as exc:
-                log.debug("event=native_unavailable library=%s error=%r", LIBRARY, str(exc))
+                log.warning("event=native_unavailable packet_path=numpy error=%r", str(exc))
         _loaded.append(library)
     return _loaded[0]
+
+
+def packet_path() -> str:
+    """"C" or "numpy": which packet path this process runs (for `--version` and status)."""
+    return "C" if native_library() is not None else "numpy"
 
 
 def bind(make: Callable[[ctypes.CDLL], T]) -> T | None:

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pushcap import defaults
+
+if TYPE_CHECKING:
+    from pushcap.config.rclone_settings import RcloneSettings
+    from pushcap.config.syslog_settings import SyslogSettings
 
 
 class ConfigError(Exception):
@@ -106,10 +111,10 @@ class DaemonConfig:
     general: dict = field(default_factory=dict)  # pcapdaemon sections kept for the trigger path
     redis: dict = field(default_factory=dict)
     cloudshark: dict = field(default_factory=dict)
-    syslog: dict = field(default_factory=dict, repr=False)  # may hold a collector password
-    rclone: dict = field(default_factory=dict, repr=False)  # [rclone] config file, flags (keys)
-    status_host: str = "127.0.0.1"  # [status]: loopback HTTP for `pushcap status` and /metrics
-    status_port: int = 9107  # 0 turns the endpoint off
+    syslog: SyslogSettings | None = None  # no [syslog]: no syslog handler
+    rclone: RcloneSettings = field(default_factory=lambda: RcloneSettings(), repr=False)
+    status_host: str = defaults.STATUS_HOST
+    status_port: int = defaults.STATUS_PORT
     log_dir: str | None = None  # [general] logdir: also write push_<Desc>.log per target
 
     def interface_names(self) -> frozenset[str]:

@@ -54,14 +54,12 @@ from pushcap.config.pcapdaemon_flags import (
 from pushcap.config.pcapdaemon_flags import (
     add_pcapdaemon_flags as add_pcapdaemon_flags,  # re-exported: it has always lived here
 )
-from pushcap.config.toml import SECRET_KEY, line_of
+from pushcap.config.toml_section import TomlSection
 
 REDIS_KEYS = {"host", "port", "channel", "auth", "user", "listen", "tls", "tlsverify", "cafile",
               "streammaxlen"}
 CLOUDSHARK_KEYS = {"host", "port", "scheme", "timeout", "token", "upload", "verify", "cafile",
                    "retries", "retrybackoff"}
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
-_GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 LOCAL_DIR_MODE = 0o750  # captures hold traffic: the service's user and group only
@@ -168,11 +166,11 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     here (mode 0750) unless `create_local_dir` is false (a check that must change nothing).
     """
     src = config.source_file
-    gen = _Section(config.general, "general", None, src)  # shared: toml.py owns other keys
+    gen = TomlSection(config.general, "general", None, src)  # shared: toml.py owns other keys
     flags = {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
              if k.startswith("pd_") and v is not None}
-    redis = _redis(_Section(config.redis, "redis", REDIS_KEYS, src), flags)
-    cloudshark = _cloudshark(_Section(config.cloudshark, "cloudshark", CLOUDSHARK_KEYS, src),
+    redis = _redis(TomlSection(config.redis, "redis", REDIS_KEYS, src), flags)
+    cloudshark = _cloudshark(TomlSection(config.cloudshark, "cloudshark", CLOUDSHARK_KEYS, src),
                              flags)
     max_timeout_s = gen.seconds("maxtimeout", MAX_TIMEOUT_S)
     default_timeout_s = gen.seconds("defaulttimeout", DEFAULT_TIMEOUT_S)
@@ -256,10 +254,10 @@ def redis_settings(section: dict, args: argparse.Namespace | None, source: str
     """Only the Redis part (for `pushcap trigger`, which needs no interfaces or caps)."""
     flags = {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
              if k.startswith("pd_") and v is not None}
-    return _redis(_Section(section, "redis", REDIS_KEYS, source), flags)
+    return _redis(TomlSection(section, "redis", REDIS_KEYS, source), flags)
 
 
-def _redis(sec: _Section, flags: dict) -> RedisSettings:
+def _redis(sec: TomlSection, flags: dict) -> RedisSettings:
     host = flags.get("redisnode", sec.text("host", REDIS_HOST))
     port = flags.get("redisport", sec.integer("port", REDIS_PORT, 1, 65535))
     tls = sec.boolean("tls", False)
@@ -296,7 +294,7 @@ def _redis(sec: _Section, flags: dict) -> RedisSettings:
         stream_max_len=sec.integer("streammaxlen", RESULTS_STREAM_MAX_LEN, 1))
 
 
-def _cloudshark(sec: _Section, flags: dict) -> CloudSharkSettings:
+def _cloudshark(sec: TomlSection, flags: dict) -> CloudSharkSettings:
     scheme = flags.get("csscheme", sec.text("scheme", CS_SCHEME))
     if scheme not in ("http", "https"):
         raise ConfigError(f"[cloudshark] scheme {conceal(repr(scheme))}: use http or https")
@@ -323,63 +321,3 @@ def _cloudshark(sec: _Section, flags: dict) -> CloudSharkSettings:
     if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", settings.host):
         raise ConfigError(f"CloudShark host {conceal(repr(settings.host))} is not a host name")
     return settings
-
-
-class _Section:
-    """One TOML table with typed getters whose errors name `[section] key` and the file."""
-
-    def __init__(self, values: dict, name: str, known: set[str] | None, source: str) -> None:
-        self.values, self.name, self.source = values, name, source
-        unknown = sorted(set(values) - known) if known is not None else []
-        if unknown:  # named with its line, never with its value (a mistyped `auth` holds one)
-            raise ConfigError(f"{self.where(unknown[0])}: unknown key "
-                              f"(known: {', '.join(sorted(known or ()))})")
-
-    def where(self, key: str) -> str:
-        """`file: [section] key (line n)`, the line when the file's text was scanned."""
-        line = line_of(self.values, key)
-        return f"{self.source}: [{self.name}] {key}" + (f" (line {line})" if line else "")
-
-    def _bad(self, key: str, want: str) -> ConfigError:
-        if SECRET_KEY.search(key):
-            return ConfigError(f"{self.where(key)}: {want} (the value is not shown: it is a "
-                               "credential)")
-        return ConfigError(f"{self.where(key)} = {conceal(repr(self.values[key]))}: {want}")
-
-    def text(self, key: str, default: str) -> str:
-        value = self.values.get(key, default)
-        if not isinstance(value, str) or not value:
-            raise self._bad(key, "must be a non-empty string")
-        return value
-
-    def optional_text(self, key: str) -> str | None:
-        return self.text(key, "") if key in self.values else None
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.values.get(key, default)
-        if not isinstance(value, bool):
-            raise self._bad(key, "must be true or false")
-        return value
-
-    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
-        value = self.values.get(key, default)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # 1e8 is how people write maxbytes
-        if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
-                or (maximum is not None and value > maximum)):
-            upper = f"..{maximum}" if maximum is not None else " or more"
-            raise self._bad(key, f"must be an integer {minimum}{upper}")
-        return value
-
-    def seconds(self, key: str, default: float, minimum_s: float = 1e-3) -> float:
-        """Seconds as a number, or a Go duration string ("90s", "1m30s") as pcapdaemon's
-        time.Duration fields take them. A bare number is seconds, never nanoseconds."""
-        value = self.values.get(key, default)
-        if isinstance(value, str):
-            parts = _GO_DURATION.findall(value)
-            if not parts or "".join(n + u for n, u in parts) != value:
-                raise self._bad(key, 'must be seconds or a duration like "90s" or "1m30s"')
-            value = sum(float(n) * _GO_UNIT_S[u] for n, u in parts)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum_s:
-            raise self._bad(key, f"must be at least {minimum_s:g} s")
-        return float(value)

@@ -18,64 +18,22 @@ import tomllib
 from pathlib import Path
 
 from pushcap import defaults
-from pushcap.config.field_check import conceal
 from pushcap.config.model import ConfigError, DaemonConfig, InterfaceConfig, RingConfig
+from pushcap.config.rclone_settings import parse_settings
+from pushcap.config.syslog_settings import parse_syslog
+from pushcap.config.toml_section import (  # noqa: F401 - line machinery, importable from here
+    SECRET_KEY,
+    LineTable,
+    TomlSection,
+    key_lines,
+    line_of,
+)
 
 KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone",
                   "status"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 MAX_INTERFACE_NAME_CHARS = 15  # Linux's IFNAMSIZ less the NUL; aliases may be longer
 LOG_LEVELS = {"debug", "info", "warning", "error"}
-
-
-# Line scanning for messages only: plain `[name]` headers and `key =` lines; anything fancier
-# (dotted keys, [a.b], a line inside a multi-line array) just leaves a key without a line.
-_TABLE_HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(?:#.*)?$")
-_OTHER_HEADER = re.compile(r"\s*\[")
-_KEY_LINE = re.compile(r"\s*([A-Za-z0-9_-]+|\"[^\"\\]*\"|'[^']*')\s*=")
-_LINED_SECTIONS = ("general", "redis", "cloudshark")
-SECRET_KEY = re.compile(r"auth|token|pass|secret|key|credential")  # keys whose values are hidden
-
-
-class LineTable(dict):
-    """A TOML table that also knows the line of each of its keys (for messages, not equality)."""
-
-    def __init__(self, values: dict, lines: dict[str, int]) -> None:
-        super().__init__(values)
-        self.lines = lines
-
-    def __repr__(self) -> str:
-        return repr({key: "***" if SECRET_KEY.search(key) else
-                     conceal(value) if isinstance(value, str) else value
-                     for key, value in self.items()})
-
-
-def line_of(table: dict, key: str) -> int | None:
-    """The line of `key` in the file `table` came from, when known."""
-    return getattr(table, "lines", {}).get(key)
-
-
-def key_lines(text: str) -> dict[str, dict[str, int]]:
-    """{table: {key: first line}} for the `[table]` sections of a TOML text (1-based lines)."""
-    found: dict[str, dict[str, int]] = {}
-    section: str | None = ""  # keys before any header belong to the root
-    open_quote: str | None = None  # inside a multi-line string: which delimiter ends it
-    for number, line in enumerate(text.splitlines(), 1):
-        if open_quote:
-            if line.count(open_quote) % 2:
-                open_quote = None
-            continue
-        if header := _TABLE_HEADER.match(line):
-            section = header[1]
-            continue
-        if _OTHER_HEADER.match(line):
-            section = None  # [[array]], [a.b] or an array's continuation: not tracked
-            continue
-        key = _KEY_LINE.match(line)
-        if key and section is not None:
-            found.setdefault(section, {}).setdefault(key[1].strip("\"'"), number)
-        open_quote = next((q for q in ('"""', "'''") if line.count(q) % 2), None)
-    return found
 
 
 def load_daemon_config(path: str | Path) -> DaemonConfig:
@@ -102,7 +60,8 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None) -> Daem
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
     lines = key_lines(text) if text is not None else {}
-    tables = {name: LineTable(raw.get(name, {}), lines.get(name, {})) for name in _LINED_SECTIONS}
+    tables = {name: LineTable(raw.get(name, {}), lines.get(name, {}))
+              for name in ("general", "redis", "cloudshark", "syslog", "rclone", "status")}
     general = tables["general"]
     node = general.get("node", socket.gethostname())
     if not isinstance(node, str) or not node:
@@ -120,24 +79,17 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None) -> Daem
         general=general,
         redis=tables["redis"],
         cloudshark=tables["cloudshark"],
-        syslog=raw.get("syslog", {}),
-        rclone=raw.get("rclone", {}),
-        **_status(raw.get("status", {}), source),
+        syslog=parse_syslog(tables["syslog"], source) if "syslog" in raw else None,
+        rclone=parse_settings(tables["rclone"], source),
+        **_status(tables["status"], source),
         log_dir=_log_dir(general, source),
     )
 
 
 def _status(section: dict, source: str) -> dict:
-    extra = set(section) - {"host", "port"}
-    if extra:
-        raise ConfigError(f"{source}: [status] unknown key(s) {sorted(extra)} (known: host, port)")
-    host = section.get("host", "127.0.0.1")
-    port = section.get("port", 9107)
-    if not isinstance(host, str) or not host:
-        raise ConfigError(f"{source}: [status] host must be an address such as 127.0.0.1")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigError(f"{source}: [status] port {port!r}: must be 0 (off) to 65535")
-    return {"status_host": host, "status_port": port}
+    sec = TomlSection(section, "status", {"host", "port"}, source)
+    return {"status_host": sec.text("host", defaults.STATUS_HOST),
+            "status_port": sec.integer("port", defaults.STATUS_PORT, 0, 65535)}
 
 
 def _log_dir(general: dict, source: str) -> str | None:

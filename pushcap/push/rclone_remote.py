@@ -31,20 +31,18 @@ import sysconfig
 import threading
 import time
 import uuid
-from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 
 from pushcap.config.model import ConfigError
+from pushcap.config.rclone_settings import (  # noqa: F401 - importable from here as before
+    NO_CHECK_DEST,
+    RcloneSettings,
+    parse_settings,
+)
 from pushcap.push.secrets import known_secrets, scrub, spec_secrets
 
 log = logging.getLogger("pushcap.push")
 
-# [rclone] defaults, each with its unit
-SPOOL_DIR = "out/spool"
-SPOOL_MAX_BYTES = 8 * 1024**3
-RETRY_MIN_S = 1.0
-RETRY_MAX_S = 300.0
-COMMAND_TIMEOUT_S = 3600.0  # one rclone command (a whole upload of one file)
 # rclone's own retries are off: the uploader retries with its own backoff and keeps the spool copy
 # (rclone logs a failed command's reason at NOTICE level, so the default log level is kept)
 BASE_FLAGS = ("--retries", "1", "--low-level-retries", "3", "--contimeout", "10s",
@@ -55,66 +53,10 @@ EXIT_DIR_NOT_FOUND = 3
 EXIT_FILE_NOT_FOUND = 4
 HASHES = ("md5", "sha1", "sha256", "sha512")  # rclone hash names that hashlib computes too
 ERROR_CHARS = 400
-NO_CHECK_DEST = "--no-check-dest"  # turns off the existence check `moveto_if_free` relies on
 
 
 class RcloneError(Exception):
     """An rclone command failed; the message is scrubbed of credentials."""
-
-
-@dataclass(frozen=True)
-class RcloneSettings:
-    """The `[rclone]` section of pcapdaemon.toml.
-
-    config:            rclone config file (else rclone's usual places: RCLONE_CONFIG,
-                       ~/.config/rclone/rclone.conf, RCLONE_CONFIG_<NAME>_* variables)
-    flags:             extra rclone flags, after pushcap's own (so they win),
-                       e.g. ["--bwlimit", "10M"]
-    spool_dir:         where finished files wait for upload, one folder per target (`out/spool`)
-    spool_max_bytes:   queued bytes allowed per series before the oldest files are dropped (8 GiB)
-    retry_min_s:       first wait after a failed upload; doubles per failure, with jitter (1 s)
-    retry_max_s:       longest wait between attempts (300 s)
-    command_timeout_s: an rclone command taking longer is killed and counted as failed (3600 s)
-    """
-
-    config: str | None = None
-    flags: tuple[str, ...] = ()
-    spool_dir: str = SPOOL_DIR
-    spool_max_bytes: int = SPOOL_MAX_BYTES
-    retry_min_s: float = RETRY_MIN_S
-    retry_max_s: float = RETRY_MAX_S
-    command_timeout_s: float = COMMAND_TIMEOUT_S
-
-
-def parse_settings(section: dict | RcloneSettings | None) -> RcloneSettings:
-    """Validate `[rclone]`; a wrong key or type is a ConfigError naming it."""
-    if isinstance(section, RcloneSettings):
-        return section
-    section = dict(section or {})
-    known = {f.name for f in fields(RcloneSettings)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"[rclone] unknown key {unknown[0]!r} "
-                          f"(known: {', '.join(sorted(known))})")
-    flags = section.get("flags", ())
-    if isinstance(flags, str) or not all(isinstance(f, str) for f in flags):
-        raise ConfigError('[rclone] flags must be a list of strings, e.g. ["--bwlimit", "10M"]')
-    if any(f == NO_CHECK_DEST or f.startswith(f"{NO_CHECK_DEST}=") for f in flags):
-        raise ConfigError(f"[rclone] flags: {NO_CHECK_DEST} would let an upload replace an "
-                          "object of the same name (another host's or target's file); remove it")
-    section["flags"] = tuple(flags)
-    for key in ("spool_max_bytes", "retry_min_s", "retry_max_s", "command_timeout_s"):
-        value = section.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or value <= 0):
-            raise ConfigError(f"[rclone] {key} must be a positive number, not {value!r}")
-    for key in ("config", "spool_dir"):
-        if key in section and not isinstance(section[key], str):
-            raise ConfigError(f"[rclone] {key} must be a path string, not {section[key]!r}")
-    settings = RcloneSettings(**section)
-    if settings.retry_max_s < settings.retry_min_s:
-        raise ConfigError("[rclone] retry_max_s must not be below retry_min_s")
-    return settings
 
 
 def rclone_binary() -> Path:

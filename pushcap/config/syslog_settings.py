@@ -1,0 +1,46 @@
+"""`[syslog]` of pcapdaemon.toml (pcapdaemon's priority and tag, plus pushcap's address).
+
+Parsed with the rest of the file, so `pushcap check` refuses what `run` would; obs.py only turns
+the result into a logging handler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pushcap.config.model import ConfigError
+from pushcap.config.toml_section import TomlSection
+
+KNOWN_KEYS = {"priority", "tag", "address"}
+DEFAULT_PRIORITY = 85  # authpriv.notice, pcapdaemon's example
+DEFAULT_TAG = "pushcap"
+DEFAULT_ADDRESS = "/dev/log"
+
+
+@dataclass(frozen=True)
+class SyslogSettings:
+    """priority: facility * 8 + severity; address: a socket path or `udp://host:port`."""
+
+    priority: int = DEFAULT_PRIORITY
+    tag: str = DEFAULT_TAG
+    address: str | tuple[str, int] = DEFAULT_ADDRESS
+
+
+def parse_syslog(section: dict, source: str) -> SyslogSettings:
+    sec = TomlSection(section, "syslog", KNOWN_KEYS, source)
+    priority = sec.integer("priority", DEFAULT_PRIORITY, 0, 191)
+    tag = sec.text("tag", DEFAULT_TAG)
+    if any(c in tag for c in " :[]\n"):
+        raise ConfigError(f"{sec.where('tag')}: {tag!r} must be a single word")
+    address = sec.text("address", DEFAULT_ADDRESS)
+    return SyslogSettings(priority, tag, _address(address, sec))
+
+
+def _address(value: str, sec: TomlSection) -> str | tuple[str, int]:
+    if not value.startswith("udp://"):
+        return value
+    host, _, port = value[6:].rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{sec.where('address')}: {value!r} must be a socket path or "
+                          "udp://host:port")
+    return host.strip("[]"), int(port)
