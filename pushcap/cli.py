@@ -108,22 +108,42 @@ def _check_devices(config) -> None:
 
 
 def cmd_replay(args) -> int:
+    """Without --config no TOML is read (nor tomllib imported): a replay's start-up is
+    benchmarked against tcpdump's. With it, `[rclone]` drives rclone targets and `[ring]
+    batch_packets` the read size (--batch-packets wins)."""
+    rclone = None
+    batch_packets = args.batch_packets
+    if args.config is not None:
+        from pushcap.config.toml import load_daemon_config
+
+        config = load_daemon_config(args.config)
+        rclone = config.rclone
+        batch_packets = batch_packets or config.ring.batch_packets
     targets = load_targets(args.lua)
     show = sys.stderr.isatty() and not args.quiet
 
     def progress(packets: int) -> None:
         sys.stderr.write(f"\r{packets} packets read")
 
-    summary = replay(args.file, targets, args.batch_packets, progress if show else None)
+    summary = replay(args.file, targets, batch_packets or defaults.BATCH_PACKETS,
+                     progress if show else None, rclone_settings=rclone)
     if show:
         sys.stderr.write("\n")
     rate = summary.packets / summary.seconds if summary.seconds else 0.0
     print(f"read {summary.packets} packets from {args.file} in {summary.seconds:.3f} s "
           f"({rate:,.0f} packets/s)")
-    for s in summary.series:
-        print(f"  {s.target.desc}: packets={s.stats.packets} files={s.stats.files} "
-              f"bytes={s.stats.bytes}")
-    return 0
+    for consumer in summary.series:
+        print(f"  {consumer.target.desc}: {_replay_figures(consumer)}")
+    return 1 if any(consumer.errors for consumer in summary.series) else 0
+
+
+def _replay_figures(consumer) -> str:
+    """A target's line of the replay summary: pcap files, or a flows target's records."""
+    stats = consumer.stats
+    if consumer.target.mode is PushMode.FLOWS:
+        return (f"packets={stats.packets} intervals={stats.intervals} "
+                f"records_sent={stats.records_sent} send_failures={stats.send_failures}")
+    return f"packets={stats.packets} files={stats.files} bytes={stats.bytes}"
 
 
 def cmd_run(args) -> int:
@@ -160,7 +180,13 @@ def _status_address(args) -> tuple[str, int]:
     return config.status_host, config.status_port
 
 
+EXIT_UNHEALTHY = 1
+EXIT_NO_DAEMON = 2
+
+
 def cmd_status(args) -> int:
+    """Exit 0 only when every interface captures and no target is failing, 1 otherwise, 2 when
+    no daemon answers: what a systemd watchdog or a monitoring check needs."""
     import json
 
     from pushcap.status import fetch, render_table
@@ -168,12 +194,16 @@ def cmd_status(args) -> int:
     host, port = _status_address(args)
     try:
         code, body = fetch(host, port, "/status")
-    except OSError as exc:
+        status = json.loads(body)
+    except (OSError, ValueError) as exc:
         print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
-        return 1
-    status = json.loads(body)
+        return EXIT_NO_DAEMON
+    if code != 200 or not isinstance(status, dict) or "interfaces" not in status:
+        print(f"pushcap: http://{host}:{port}/status answered {code} without a status: "
+              "is that a pushcap daemon?", file=sys.stderr)
+        return EXIT_NO_DAEMON
     print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_table(status))
-    return 0 if code == 200 else 1
+    return EXIT_UNHEALTHY if status.get("problems") else 0
 
 
 def cmd_reload(args) -> int:
@@ -184,10 +214,12 @@ def cmd_reload(args) -> int:
     host, port = _status_address(args)
     try:
         code, body = fetch(host, port, "/reload", method="POST", timeout_s=30)
-    except OSError as exc:
+        answer = json.loads(body)
+        if not isinstance(answer, dict) or "ok" not in answer:
+            raise ValueError(f"HTTP {code} without a reload answer: is that a pushcap daemon?")
+    except (OSError, ValueError) as exc:
         print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
-        return 1
-    answer = json.loads(body)
+        return EXIT_NO_DAEMON
     print(("reloaded: " if answer["ok"] else "refused: ") + answer["message"])
     return 0 if code == 200 else 1
 
@@ -226,7 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="run the push targets over a capture file")
     p.add_argument("file", type=Path)
     config_args(p, daemon=False)
-    p.add_argument("--batch-packets", type=_batch_packets, default=8192)
+    p.add_argument("--config", help="daemon config (TOML) for [rclone] and [ring]; "
+                   "default: none read")
+    p.add_argument("--batch-packets", type=_batch_packets,
+                   help=f"packets per read (default [ring] batch_packets, else "
+                   f"{defaults.BATCH_PACKETS})")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
     return parser

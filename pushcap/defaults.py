@@ -25,3 +25,6 @@ SHIPPER_CLOSE_TIMEOUT_S = 10.0  # at shutdown, per series: finish uploads or lea
 
 STATUS_HOST = "127.0.0.1"  # [status]: loopback HTTP for `pushcap status` and /metrics
 STATUS_PORT = 9107  # 0 turns the endpoint off
+# A target whose last write or finish error is younger than this counts as failing in
+# `pushcap status` (its exit code) and /status; an upload queue fails until an upload succeeds.
+FAILING_WINDOW_S = 60.0

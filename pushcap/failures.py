@@ -8,13 +8,17 @@ the finisher's publishing), so the count is taken under a lock.
 from __future__ import annotations
 
 import threading
+import time
+
+from pushcap import defaults
 
 
 class CountsFailures:
-    """Mixin: `errors`, `last_error` and `note_error()`."""
+    """Mixin: `errors`, `last_error`, `note_error()` and `failing()`."""
 
     errors: int = 0
     last_error: str = ""
+    last_error_monotonic_s: float | None = None
 
     def note_error(self, exc: BaseException) -> int:
         """Count a failure; return the count so far."""
@@ -22,4 +26,12 @@ class CountsFailures:
         with lock:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error_monotonic_s = time.monotonic()
             return self.errors
+
+    def failing(self, window_s: float = defaults.FAILING_WINDOW_S) -> bool:
+        """True while the last failure is recent. A write or finish failure recurs with every
+        batch or file while its cause lasts (a full disk, a gone NFS share), so a quiet window
+        means the cause has passed; `pushcap status` exits 1 while any target is failing."""
+        at = self.last_error_monotonic_s
+        return at is not None and time.monotonic() - at < window_s

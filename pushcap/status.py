@@ -54,10 +54,21 @@ def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> 
                 entry["last_error"] = newest.last_error
             targets.append(entry)
     status = {"time": time.time(), "node": engine.config.node_name, "reloads": engine.reloads,
-              "interfaces": interfaces, "targets": targets}
+              "interfaces": interfaces, "targets": targets, "problems": problems(interfaces,
+                                                                                 targets)}
     for key, snapshot in extras.items():
         status[key] = snapshot()
     return status
+
+
+def problems(interfaces: dict, targets: list[dict]) -> list[str]:
+    """Why the daemon is not healthy, one line each; empty when every interface captures and
+    no target is failing (what `pushcap status` turns into its exit code)."""
+    found = [f"interface {name} is not capturing: {i.get('capture_error', '?')}"
+             for name, i in interfaces.items() if not i["capturing"]]
+    found += [f"target {t['desc']} ({t['interface']}) is failing: {t.get('last_error') or '?'}"
+              for t in targets if t.get("failing")]
+    return found
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -119,7 +130,10 @@ def fetch(host: str, port: int, path: str = "/status", method: str = "GET",
 
 def render_table(status: dict) -> str:
     """The human view of /status, one table per part."""
-    lines = [f"node {status['node']}  reloads {status['reloads']}", "", "interfaces"]
+    problems_found = status.get("problems", [])
+    lines = [f"node {status['node']}  reloads {status['reloads']}  health "
+             + ("OK" if not problems_found else "FAILING"),
+             *(f"  ! {line}" for line in problems_found), "", "interfaces"]
     rows = [("name", "captured", "kernel_drops", "if_drops", "push_missed", "ring_s", "ring_MB",
              "capture_error")]
     for name, i in status["interfaces"].items():
@@ -135,7 +149,8 @@ def render_table(status: dict) -> str:
                      t.get("files", 0), t.get("bytes", 0), _or_dash(t.get("files_pending")),
                      _error_with_age(t), t.get("current_file") or "-"))
     lines += _table(rows)
-    for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets"}):
+    for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets",
+                                     "problems"}):
         part = status[key]
         if isinstance(part, dict) and all(not isinstance(v, dict | list) for v in part.values()):
             lines += ["", key, *_table([(name, part[name]) for name in sorted(part)])]

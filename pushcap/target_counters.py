@@ -27,6 +27,9 @@ def consumer_status(consumer: Any) -> dict:
         stats = getattr(consumer, "stats", None)
         figures = dict(vars(stats)) if stats is not None and hasattr(stats, "__dict__") else {}
     figures["errors"] = getattr(consumer, "errors", 0)
+    failing = getattr(consumer, "failing", None)
+    figures["failing"] = bool(figures.pop("upload_failing", False) or
+                              (failing is not None and failing()))
     return figures
 
 

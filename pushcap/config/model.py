@@ -112,7 +112,7 @@ class DaemonConfig:
     redis: dict = field(default_factory=dict)
     cloudshark: dict = field(default_factory=dict)
     syslog: SyslogSettings | None = None  # no [syslog]: no syslog handler
-    rclone: RcloneSettings = field(default_factory=lambda: RcloneSettings(), repr=False)
+    rclone: RcloneSettings | None = field(default=None, repr=False)  # None: the defaults
     status_host: str = defaults.STATUS_HOST
     status_port: int = defaults.STATUS_PORT
     log_dir: str | None = None  # [general] logdir: also write push_<Desc>.log per target

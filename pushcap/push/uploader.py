@@ -122,6 +122,7 @@ class Uploader:
         self.last_error = ""
         self.last_error_ns = 0
         self.last_upload = ""
+        self.last_upload_ns = 0
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -186,6 +187,8 @@ class Uploader:
             last_error=self.last_error,
             last_error_age_s=round((time.time_ns() - self.last_error_ns) / 1e9, 1)
             if self.last_error_ns else None,
+            # the newest attempt failed: files wait in the spool until an upload succeeds
+            upload_failing=self.last_error_ns > self.last_upload_ns,
         )
         return stats
 
@@ -318,6 +321,7 @@ class Uploader:
         self.bytes_uploaded += entry.size
         self.upload_seconds += seconds
         self.last_upload = shown
+        self.last_upload_ns = time.time_ns()
         log.info("event=upload_done %s file=%s bytes=%d seconds=%.2f queued_s=%.1f", self.label,
                  shown, entry.size, seconds, entry.age_s)
 
