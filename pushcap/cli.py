@@ -224,8 +224,57 @@ def cmd_reload(args) -> int:
     return 0 if code == 200 else 1
 
 
+def version_text() -> str:
+    """pushcap's version, the packet path this install runs, and libpcap's version: the three
+    facts a bug report about speed or capture needs first."""
+    import ctypes
+
+    import pcapy
+
+    from pushcap import __version__
+    from pushcap.capture import native
+
+    def libpcap_version(library: ctypes.CDLL) -> str:
+        function = library.pcap_lib_version  # found through the library's dependencies
+        function.restype = ctypes.c_char_p
+        return function().decode()
+
+    capture_pcap = libpcap_version(ctypes.CDLL(pcapy.__file__))
+    path = native.packet_path()
+    lines = [f"pushcap {__version__}",
+             f"packet path: {path}" + (f" ({native.library_path()})" if path == "C" else
+                                       " (the C library is not built or is turned off)"),
+             f"capture: {capture_pcap} (pcapy-ng {_dist_version('pcapy-ng')})"]
+    library = native.native_library()
+    if library is not None and (linked := libpcap_version(library)) != capture_pcap:
+        lines.append(f"C library linked with: {linked}")
+    return "\n".join(lines)
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, computed only when asked (it loads libpcap and the C library)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show the version, the packet path (C or numpy) and libpcap's version"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushcap", description=__doc__)
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def config_args(p: argparse.ArgumentParser, daemon: bool = True) -> None:
@@ -269,12 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every command ends in one line and an exit code, never a traceback: the errors a command
+    expects say what to fix; anything else is named as a bug (PUSHCAP_DEBUG=1 shows its
+    traceback)."""
     args = build_parser().parse_args(argv)
     obs.setup_logging("info")
     try:
         return args.func(args)
     except (ConfigError, SourceError) as exc:
         print(f"pushcap: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns the rest into a line
+        if os.environ.get("PUSHCAP_DEBUG"):
+            raise
+        print(f"pushcap: error: {args.command}: {type(exc).__name__}: {exc} (unexpected; "
+              "PUSHCAP_DEBUG=1 shows where)", file=sys.stderr)
         return 1
 
 

@@ -13,6 +13,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from repo_paths import OutsideReads  # noqa: E402
+
+# Every file this test process opens is checked: one that lies beside the repository (a
+# `../shared` a user's clone does not have) fails the test that opened it (tests/repo_paths.py).
+OUTSIDE_READS = OutsideReads(REPO)
+sys.addaudithook(OUTSIDE_READS.audit)
+
+
+@pytest.fixture(autouse=True)
+def _reads_stay_in_the_repository():
+    OUTSIDE_READS.found.clear()
+    yield
+    assert not OUTSIDE_READS.found, (
+        f"this test opened files beside the repository, which a plain clone lacks (keep test "
+        f"data in tests/data): {sorted(OUTSIDE_READS.found)}")
+
 
 def lua_targets(targets: list[dict]) -> str:
     """push_realtime.lua text in the FMADIO layout for the given target tables."""

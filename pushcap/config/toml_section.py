@@ -67,6 +67,14 @@ GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
 GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+def go_duration_s(text: str) -> float | None:
+    """Seconds in a Go duration string ("90s", "1m30s"), or None when it is not one."""
+    parts = GO_DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * GO_UNIT_S[u] for n, u in parts)
+
+
 class TomlSection:
     """One TOML table with typed getters whose errors name `[section] key` and the file."""
 
@@ -118,10 +126,10 @@ class TomlSection:
         time.Duration fields take them. A bare number is seconds, never nanoseconds."""
         value = self.values.get(key, default)
         if isinstance(value, str):
-            parts = GO_DURATION.findall(value)
-            if not parts or "".join(n + u for n, u in parts) != value:
+            seconds = go_duration_s(value)
+            if seconds is None:
                 raise self._bad(key, 'must be seconds or a duration like "90s" or "1m30s"')
-            value = sum(float(n) * GO_UNIT_S[u] for n, u in parts)
+            value = seconds
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum_s:
             raise self._bad(key, f"must be at least {minimum_s:g} s")
         return float(value)

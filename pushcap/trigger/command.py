@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
 PASSWORD_ENV = "PUSHCAP_REDIS_PASSWORD"
 WAIT_MARGIN_S = 5.0  # beyond capture and upload: Redis round trips, late packets, a busy queue
 DEFAULT_CONFIG = "etc/pcapdaemon.toml"
-_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
-_GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
@@ -174,9 +171,9 @@ def _seconds(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
     if isinstance(value, str):
-        parts = _GO_DURATION.findall(value)
-        if parts and "".join(n + u for n, u in parts) == value:
-            return sum(float(n) * _GO_UNIT_S[u] for n, u in parts)
+        from pushcap.config.toml_section import go_duration_s
+
+        return go_duration_s(value)
     return None
 
 
@@ -187,23 +184,26 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     settings = _settings(args, config)
     message = build_message(args)
     client = redis.Redis(**settings.client_kwargs(), socket_timeout=10)
+    results: list[dict] = []
     try:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(settings.results_channel)
         receivers = client.publish(settings.channel, json.dumps(message))
-    except redis.RedisError as exc:
-        print(f"pushcap: error: redis {settings.describe()}: {exc}", file=sys.stderr)
+        print(f"published requestid={message['requestid']} to {settings.describe()} "
+              f"({receivers} listening)", file=sys.stderr)
+        if receivers == 0:
+            print("pushcap: warning: no node is subscribed to the channel", file=sys.stderr)
+        wait, how = wait_s(args, config)
+        print(f"waiting up to {wait:g} s for results ({how}; --expect N ends the wait once N "
+              "came)", file=sys.stderr)
+        _collect(pubsub, message["requestid"], wait, args.expect, args.json, results)
+        pubsub.close()
+    except redis.RedisError as exc:  # refused, or lost while waiting (its server stopped)
+        got = f" after {len(results)} result(s)" if results else ""
+        print(f"pushcap: error: redis {settings.describe()}: {exc}{got}", file=sys.stderr)
         return 1
-    print(f"published requestid={message['requestid']} to {settings.describe()} "
-          f"({receivers} listening)", file=sys.stderr)
-    if receivers == 0:
-        print("pushcap: warning: no node is subscribed to the channel", file=sys.stderr)
-    wait, how = wait_s(args, config)
-    print(f"waiting up to {wait:g} s for results ({how}; --expect N ends the wait once N "
-          "came)", file=sys.stderr)
-    results = _collect(pubsub, message["requestid"], wait, args.expect, args.json)
-    pubsub.close()
-    client.close()
+    finally:
+        client.close()
     if not results:
         print(f"no results within {wait:g} s (give --wait to wait longer)", file=sys.stderr)
         return 1
@@ -211,8 +211,8 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def _collect(pubsub, request_id: str, wait_s: float, expect: int | None,
-             as_json: bool) -> list[dict]:
-    results: list[dict] = []
+             as_json: bool, results: list[dict]) -> None:
+    """Print each result for `request_id` as it comes, into `results` (kept if Redis is lost)."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and (expect is None or len(results) < expect):
         msg = pubsub.get_message(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
@@ -227,7 +227,6 @@ def _collect(pubsub, request_id: str, wait_s: float, expect: int | None,
         results.append(record)
         print(json.dumps(record, sort_keys=True) if as_json else format_result(record),
               flush=True)
-    return results
 
 
 def format_result(record: dict) -> str:

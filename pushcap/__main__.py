@@ -1,0 +1,5 @@
+"""`python -m pushcap`: the same command as `pushcap`."""
+
+from pushcap.cli import entry
+
+entry()
