@@ -130,11 +130,29 @@ def cmd_replay(args) -> int:
     if show:
         sys.stderr.write("\n")
     rate = summary.packets / summary.seconds if summary.seconds else 0.0
-    print(f"read {summary.packets} packets from {args.file} in {summary.seconds:.3f} s "
-          f"({rate:,.0f} packets/s)")
+    print(f"read {summary.packets} packets from {args.file} in {summary.batches} batches in "
+          f"{summary.seconds:.3f} s ({rate:,.0f} packets/s)")
+    failed = 0
     for consumer in summary.series:
         print(f"  {consumer.target.desc}: {_replay_figures(consumer)}")
-    return 1 if any(consumer.errors for consumer in summary.series) else 0
+        failed += _replay_failure(consumer)
+    return 1 if failed else 0
+
+
+def _replay_failure(consumer) -> bool:
+    """Say so when a target did not deliver everything (a failed write, files left in the upload
+    spool because the remote refused them): a replay that lost output must not exit 0."""
+    from pushcap.target_counters import consumer_status
+
+    figures = consumer_status(consumer)
+    pending = figures.get("files_pending") or 0
+    if not (figures["errors"] or pending):
+        return False
+    what = f"{pending} file(s) not delivered" if pending else f"{figures['errors']} error(s)"
+    print(f"pushcap: error: target {consumer.target.desc}: {what}: "
+          f"{figures.get('last_error') or getattr(consumer, 'last_error', '') or '?'}",
+          file=sys.stderr)
+    return True
 
 
 def _replay_figures(consumer) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from daemon_log import wait_for_log
 from oracle import read_pcap
-from trigger_harness import TOKEN
+from trigger_harness import TOKEN, RedisServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -210,3 +210,34 @@ def test_listener_authenticates_as_an_acl_user(tmp_path):
         assert wrong.stop() and right.stop()
     finally:
         server.stop()
+
+
+def test_trigger_without_redis_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pushcap", "trigger", "--node", "any", "--alias", "local",
+         "--bpf", "udp", "-redisport", str(free_port()), "--config", str(tmp_path / "none.toml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("pushcap: error: redis ")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_trigger_whose_redis_goes_away_while_it_waits_is_one_line(tmp_path):
+    """The daemon that ran the private redis-server stops while `pushcap trigger` waits for
+    results: one line naming Redis and a non-zero exit, never a traceback."""
+    server = RedisServer(tmp_path).start()
+    try:
+        trigger = subprocess.Popen(
+            [sys.executable, "-m", "pushcap", "trigger", "--node", "any", "--alias", "local",
+             "--bpf", "udp", "--wait", "60", "-redisport", str(server.port),
+             "--config", str(tmp_path / "none.toml")],
+            cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        waiting = wait_for_log(trigger, "waiting up to")
+    finally:
+        server.stop()
+    _, err = trigger.communicate(timeout=30)  # well before its 60 s wait ends
+    assert trigger.returncode == 1, waiting + err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("pushcap: error:")]
+    assert len(errors) == 1 and f":{server.port}" in errors[0], err

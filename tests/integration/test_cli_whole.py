@@ -1,0 +1,157 @@
+"""Every subcommand ends in one clear line and an exit code a service manager can use.
+
+`pushcap status` is the health check: 0 when every interface captures and no target is failing,
+1 when something is wrong (the problem named), 2 when no daemon answers. `check` names the key
+and line of a bad value in every section of pcapdaemon.toml; `replay` runs flows targets.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dpkt
+import pytest
+from oracle import PCAPS_DIR
+from service_harness import Daemon, free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pushcap(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pushcap", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("pushcap:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+def test_status_and_reload_without_a_daemon_exit_2(tmp_path):
+    toml = tmp_path / "daemon.toml"
+    toml.write_text(f'[[interface]]\nname = "lo"\n[status]\nport = {free_port()}\n')
+    for command in ("status", "reload"):
+        proc = pushcap(command, "--config", str(toml))
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert "no daemon answers" in one_error_line(proc)
+
+
+def test_status_of_something_else_on_the_port_exits_2(tmp_path):
+    """A port taken by another program (here: a listener that closes at once) is no daemon."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        toml = tmp_path / "daemon.toml"
+        toml.write_text(f'[[interface]]\nname = "lo"\n[status]\nport = '
+                        f'{listener.getsockname()[1]}\n')
+        proc = subprocess.Popen([sys.executable, "-m", "pushcap", "status", "--config",
+                                 str(toml)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        conn, _ = listener.accept()
+        conn.close()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out + err
+    assert "Traceback" not in err
+
+
+def udp_until(port: int, done, timeout_s: float = 20.0) -> None:
+    """Datagrams to `port` on lo until `done()` holds (the daemon has seen them)."""
+    deadline = time.monotonic() + timeout_s
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        while not done():
+            assert time.monotonic() < deadline, "the daemon never got there"
+            sock.sendto(b"health", ("127.0.0.1", port))
+            time.sleep(0.05)
+
+
+def test_status_exits_0_while_healthy_and_1_with_a_failing_target(tmp_path):
+    port = free_port(socket.SOCK_DGRAM)
+    (tmp_path / "blocker").write_text("a file where the target wants a folder")
+    lua = f"""return {{ Target = {{
+      {{ Desc = "fine", Mode = "File", Path = "{tmp_path}/out/fine",
+         FilterBPF = "udp port {port}" }},
+      {{ Desc = "broken", Mode = "File", Path = "{tmp_path}/blocker/x",
+         FilterBPF = "udp port {port}" }} }} }}"""
+    healthy_lua = lua.split('{ Desc = "broken"')[0].rstrip().rstrip(",") + " } }"
+    daemon = Daemon(tmp_path, healthy_lua)
+    try:
+        udp_until(port, lambda: '"packets": 0' not in daemon.cli("status", "--json").stdout)
+        healthy = daemon.cli("status")
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert "health OK" in healthy.stdout
+    finally:
+        assert daemon.stop() == 0
+
+    daemon = Daemon(tmp_path, lua)
+    try:
+        udp_until(port, lambda: daemon.cli("status").returncode != 0)
+        failing = daemon.cli("status")
+        assert failing.returncode == 1, failing.stdout + failing.stderr
+        assert re.search(r"! target broken \(lo\) is failing: .*blocker", failing.stdout)
+        assert "target fine" not in failing.stdout  # the healthy one is not blamed
+        as_json = daemon.cli("status", "--json")
+        assert as_json.returncode == 1 and '"failing": true' in as_json.stdout
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize(("section", "body", "key"), [
+    ("syslog", 'priority = 85\ntagg = "x"', "tagg"),
+    ("syslog", "priority = 400", "priority"),
+    ("rclone", 'spool_dir = "out/spool"\nflagz = ["--fast"]', "flagz"),
+    ("rclone", "retry_min_s = -1", "retry_min_s"),
+    ("redis", 'host = "127.0.0.1"\nprot = 6379', "prot"),
+    ("redis", 'port = "six"', "port"),
+    ("cloudshark", 'token = "abc"\nupload = "yes"', "upload"),
+    ("cloudshark", "hots = 1", "hots"),
+    ("status", "port = 70000", "port"),
+    ("status", 'hots = "127.0.0.1"', "hots"),
+])
+def test_check_names_the_key_and_line_in_every_section(tmp_path, section, body, key):
+    text = f'[general]\nnode = "n1"\n\n[[interface]]\nname = "lo"\n\n[{section}]\n{body}\n'
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if t.startswith(f"{key} ="))
+    (tmp_path / "daemon.toml").write_text(text)
+    proc = pushcap("check", "--config", str(tmp_path / "daemon.toml"))
+    assert proc.returncode == 1, proc.stdout
+    message = one_error_line(proc)
+    assert f"[{section}] {key}" in message and f"line {line}" in message, message
+    assert "daemon.toml" in message
+    run = pushcap("run", "--config", str(tmp_path / "daemon.toml"), "--lua",
+                  str(REPO / "etc/push_realtime.lua"), cwd=tmp_path)
+    assert run.returncode == 1 and one_error_line(run) == message  # run refuses it alike
+
+
+def ip_packets(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(isinstance(dpkt.ethernet.Ethernet(buf).data, dpkt.ip.IP | dpkt.ip6.IP6)
+                   for _, buf in dpkt.pcap.Reader(f))
+
+
+def test_replay_runs_a_flows_target(tmp_path, collector):
+    capture = PCAPS_DIR / "http-bro.org.pcap"
+    (tmp_path / "push.lua").write_text(
+        f'return {{ Target = {{ {{ Desc = "fl", Mode = "flows", Path = "{collector.url}", '
+        'Interval = 5 } } }')
+    proc = pushcap("replay", str(capture), "--lua", "push.lua", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sent = int(re.search(r"fl: packets=\d+ intervals=\d+ records_sent=(\d+)", proc.stdout)[1])
+    records = collector.wait_for(lambda r: len(r) >= sent, 10)
+    assert len(records) == sent > 0
+    assert sum(r["count"] for r in records) == ip_packets(capture)
+
+
+def test_python_m_pushcap_is_the_pushcap_command():
+    module = pushcap("--version")
+    script = subprocess.run([str(Path(sys.executable).parent / "pushcap"), "--version"],
+                            capture_output=True, text=True, timeout=60)
+    assert module.returncode == 0 and module.stdout == script.stdout
+    assert module.stdout.startswith("pushcap ") and "packet path: C" in module.stdout
