@@ -46,6 +46,23 @@ def test_bench_quick_r2_prints_table_and_writes_json(tmp_path):
     assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"
 
 
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is the reference")
+def test_bench_quick_p1_runs_the_installed_wheel(tmp_path):
+    """P1 builds the wheel, installs it in a venv of its own and times that venv's `pushcap`."""
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--scenarios", "P1",
+         "--out", str(out), "--trace-dir", str(tmp_path / "traces"),
+         "--scratch", str(tmp_path / "scratch")],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    p1 = json.loads(out.read_text())["scenarios"]["P1"]
+    assert p1["counts_match"] and p1["counts_pushcap"][0] > 0
+    assert (tmp_path / "p1" / "venv" / "bin" / "pushcap").exists()
+    assert any(line.strip().startswith("goal: CPU <= tcpdump") for line in
+               proc.stdout.splitlines()), proc.stdout
+
+
 def _can_capture() -> bool:
     if os.geteuid() == 0:
         return True

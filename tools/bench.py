@@ -10,7 +10,8 @@ times, and reports medians and the ratio pushcap / reference:
   includes the file's page-cache pages it touched; the sampled peak of `RssAnon` (the process's
   own heap) is reported beside it so the two can be told apart.
 
-Scenarios: R1, R2, R4 (replay vs `tcpdump -r IN -w OUT [FILTER]`), M1 (ring memory vs its byte
+Scenarios: R1, R2, R4 (replay vs `tcpdump -r IN -w OUT [FILTER]`), P1 (R2's job on 300k
+packets by the pip-installed wheel, start-up included: issue 15's goal), M1 (ring memory vs its byte
 bound), L1 (live capture on a veth pair at rising `tcpreplay` rates), T1 (trigger latency: a
 private redis-server and `pushcap run` on `lo` with a steady UDP stream in the ring, publish ->
 result message; tcpdump has no equivalent, so T1 is checked against its goal, p99 < 500 ms).
@@ -63,6 +64,7 @@ from benchlib.inputs import ensure_trace  # noqa: E402
 from benchlib.live import bench_l1  # noqa: E402
 from benchlib.measure import RSS_METHOD  # noqa: E402
 from benchlib.memory import bench_m1, m1_child  # noqa: E402
+from benchlib.package import P1, P1_PACKETS, install_wheel, use_installed  # noqa: E402
 from benchlib.replay import REPLAY_SCENARIOS, bench_replay  # noqa: E402
 from benchlib.report import machine, print_table, source_version  # noqa: E402
 from benchlib.trigger import bench_t1  # noqa: E402
@@ -143,6 +145,15 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
             results[name] = {"kind": "live", "title": "live veth",
                              **bench_l1(args.l1_packets, rates, args.l1_step_s, args.trace_dir,
                                         scratch)}
+        elif name == "P1":
+            packets = min(P1_PACKETS, args.packets)
+            p1_trace = ensure_trace(args.trace_dir, packets)
+            use_installed(install_wheel(REPO, args.trace_dir.parent / "p1"))
+            try:
+                r = bench_replay(P1, p1_trace, packets, args.reps, scratch)
+            finally:
+                use_installed(None)
+            results[name] = {"kind": "replay", **asdict(r)}
         elif name == "T1":
             results[name] = {"kind": "trigger", "title": "trigger latency",
                              **bench_t1(args.t1_fill_s, args.t1_requests, scratch)}

@@ -25,6 +25,8 @@ CHECKOUT_PUSHCAP = Path(sys.executable).parent / "pushcap"
 # What a build needs; the rest (tests, their third-party captures, the venv) stays behind.
 SOURCES = ("pushcap", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "CHANGELOG.md",
            "LICENSE")
+# The installed package must run on its own: nothing of the checkout on the module path.
+INSTALLED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 LUA = ('return { Target = { { Desc = "tcp", Mode = "File", Path = "o/tcp", '
        'Split = "--split-byte 1e6", FileName = "--filename-epoch-nsec", FilterBPF = "tcp" } } }')
 
@@ -56,7 +58,7 @@ def _fresh_venv(tmp: Path, wheel: Path) -> Path:
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
     proc = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", str(wheel)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=INSTALLED_ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return venv
 
@@ -64,8 +66,14 @@ def _fresh_venv(tmp: Path, wheel: Path) -> Path:
 def _replay(pushcap: Path, capture: Path, cwd: Path) -> subprocess.CompletedProcess:
     cwd.mkdir()
     (cwd / "push.lua").write_text(LUA)
+    env = None if pushcap == CHECKOUT_PUSHCAP else INSTALLED_ENV
     return subprocess.run([str(pushcap), "replay", str(capture), "--lua", "push.lua"],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+                          cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def _version(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60,
+                          env=INSTALLED_ENV)
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +103,12 @@ def test_the_installed_package_runs_the_c_path_and_writes_what_the_checkout_writ
     tmp, _, wheel = built
     venv = _fresh_venv(tmp, wheel)
     installed = venv / "bin/pushcap"
-    version = subprocess.run([str(installed), "--version"], capture_output=True, text=True,
-                             timeout=60)
+    version = _version(str(installed))
     assert version.returncode == 0, version.stderr
     assert "packet path: C" in version.stdout
     assert str(venv) in version.stdout  # its own library, not the checkout's
     assert "libpcap version" in version.stdout
-    module = subprocess.run([str(venv / "bin/python"), "-m", "pushcap", "--version"],
-                            capture_output=True, text=True, timeout=60, cwd=tmp)
+    module = _version(str(venv / "bin/python"), "-m", "pushcap")
     assert module.stdout == version.stdout
 
     capture = PCAPS_DIR / "tls-windows-browsing.pcap"
@@ -125,8 +131,7 @@ def test_without_a_compiler_the_install_succeeds_on_the_numpy_path(tmp_path):
         assert not [n for n in archive.namelist() if n.endswith(".so")]
     venv = _fresh_venv(tmp_path, wheel)
     installed = venv / "bin/pushcap"
-    version = subprocess.run([str(installed), "--version"], capture_output=True, text=True,
-                             timeout=60)
+    version = _version(str(installed))
     assert "packet path: numpy" in version.stdout, version.stdout + version.stderr
     capture = PCAPS_DIR / "http-bro.org.pcap"
     proc = _replay(installed, capture, tmp_path / "run")

@@ -10,8 +10,8 @@ not follow a rebinding).
 
 from __future__ import annotations
 
-ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1")
-DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1")
+ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1", "P1")
+DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1", "P1")
 DEFAULT_REPLAY_PACKETS = 1_000_000
 QUICK_PACKETS = 2_000
 # Each replay scenario also runs both tools on a trace this small: what a run costs before its
@@ -59,6 +59,9 @@ T1_GOAL_P99_S = 0.5
 # `git archive` of a commit) first on PYTHONPATH, so a given version can be measured while the
 # working tree changes.
 CHILD_ENV: dict[str, str] | None = None
+
+# P1 runs the console script of a pip-installed wheel instead of the checkout's module.
+PUSHCAP_COMMAND: list[str] | None = None
 
 
 # Extra tcpdump options for L1 (`--l1-tcpdump-args "-B 65536"` gives it pushcap's 64 MiB kernel

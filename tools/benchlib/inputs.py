@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gen_trace  # tools/ is on sys.path (see tools/bench.py); tools/ is not a package
 
+from . import config
 from .config import SPLIT
 
 
@@ -29,7 +30,8 @@ def lua_text(targets: list[tuple[str, str, str | None]]) -> str:
 
 
 def pushcap_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pushcap.cli", *args]
+    """The checkout's pushcap, or the installed console script P1 set (config.PUSHCAP_COMMAND)."""
+    return [*(config.PUSHCAP_COMMAND or [sys.executable, "-m", "pushcap.cli"]), *args]
 
 
 # --- traces -----------------------------------------------------------------------------------

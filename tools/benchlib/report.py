@@ -88,6 +88,10 @@ def print_table(results: dict, emit: Callable[[str], None] = print) -> None:
             check = "counts match" if r["counts_match"] else "COUNTS DIFFER"
             emit(f"{name:4} {r['title']:32} {ours:>24} {theirs:>24} {rr:>22}  {check}; "
                  f"pushcap anon peak {fmt_mb(p['anon_peak_bytes'])}MB")
+            if name == "P1":
+                verdict = "met" if rat["cpu"] is not None and rat["cpu"] <= 1.0 else "NOT MET"
+                emit(f"{'':4} {'  goal: CPU <= tcpdump, start incl.':32} "
+                     f"{fmt_ratio(rat['cpu']):>72}  {verdict}")
             if r.get("per_mpkt_cpu_s"):
                 pp, fo, fr = r["per_mpkt_cpu_s"], r["fixed_pushcap"], r["fixed_reference"]
                 emit(f"{'':4} {'  CPU per 1M packets, start excl.':32} {pp['pushcap']:>23.2f}s "
