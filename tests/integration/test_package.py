@@ -72,8 +72,10 @@ def _replay(pushcap: Path, capture: Path, cwd: Path) -> subprocess.CompletedProc
 
 
 def _version(*argv: str) -> subprocess.CompletedProcess:
+    """`--version` of an installed pushcap, run outside the checkout (`python -m` puts the
+    working folder first on the module path)."""
     return subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60,
-                          env=INSTALLED_ENV)
+                          env=INSTALLED_ENV, cwd="/")
 
 
 @pytest.fixture(scope="module")
