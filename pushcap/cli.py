@@ -29,15 +29,13 @@ from pushcap.config.model import (  # noqa: E402
     TargetConfig,
 )
 from pushcap.config.pcapdaemon_flags import add_pcapdaemon_flags  # noqa: E402
-from pushcap.flows.command import add_flows_parser  # noqa: E402
-from pushcap.trigger.command import add_trigger_parser  # noqa: E402
 
 gc.freeze()
 gc.enable()
 
 # Start-up time matters (`replay` is benchmarked against tcpdump, whole runs included): what only
-# some commands need is imported inside them, and flows/command.py and trigger/command.py keep
-# their heavy imports out of the parser-building path.
+# some commands need is imported inside them, and a command line builds only its subcommand's
+# parser (flows/command.py and trigger/command.py are imported only for their own commands).
 
 log = logging.getLogger("pushcap.cli")
 
@@ -290,41 +288,61 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pushcap", description=__doc__)
-    parser.add_argument("--version", action=_VersionAction)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _config_args(p: argparse.ArgumentParser, daemon: bool = True) -> None:
+    p.add_argument("--lua", default=DEFAULT_LUA, help="push targets (push_realtime.lua)")
+    if daemon:
+        p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
 
-    def config_args(p: argparse.ArgumentParser, daemon: bool = True) -> None:
-        p.add_argument("--lua", default=DEFAULT_LUA, help="push targets (push_realtime.lua)")
-        if daemon:
-            p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
 
+def _add_run(sub) -> None:
     p = sub.add_parser("run", help="capture the configured interfaces and push rolling files")
-    config_args(p)
+    _config_args(p)
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-dir", help="also write push_<Desc>.log per target here "
                    "(overrides [general] logdir)")
     add_pcapdaemon_flags(p)
     p.set_defaults(func=cmd_run)
+
+
+def _add_trigger(sub) -> None:
+    from pushcap.trigger.command import add_trigger_parser
+
     add_trigger_parser(sub)
+
+
+def _add_flows(sub) -> None:
+    from pushcap.flows.command import add_flows_parser
+
     add_flows_parser(sub)
-    p = sub.add_parser("status", help="show what the running daemon is doing")
+
+
+def _add_status(sub) -> None:
+    p = sub.add_parser("status", help="show what the running daemon is doing; exit 0 when "
+                       "healthy, 1 when an interface or target is failing, 2 without a daemon")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
     p.add_argument("--json", action="store_true", help="the same figures as JSON")
     p.set_defaults(func=cmd_status)
+
+
+def _add_reload(sub) -> None:
     p = sub.add_parser("reload", help="make the running daemon re-read its Lua targets")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
     p.set_defaults(func=cmd_reload)
+
+
+def _add_check(sub) -> None:
     p = sub.add_parser("check", help="validate the configuration and show the targets")
-    config_args(p)
+    _config_args(p)
     p.add_argument("--probe", action="store_true",
                    help="also write and delete a probe object on each rclone remote")
     add_pcapdaemon_flags(p)
     p.set_defaults(func=cmd_check)
+
+
+def _add_replay(sub) -> None:
     p = sub.add_parser("replay", help="run the push targets over a capture file")
     p.add_argument("file", type=Path)
-    config_args(p, daemon=False)
+    _config_args(p, daemon=False)
     p.add_argument("--config", help="daemon config (TOML) for [rclone] and [ring]; "
                    "default: none read")
     p.add_argument("--batch-packets", type=_batch_packets,
@@ -332,6 +350,36 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{defaults.BATCH_PACKETS})")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_replay)
+
+
+SUBCOMMANDS = {"run": _add_run, "trigger": _add_trigger, "flows": _add_flows,
+               "status": _add_status, "reload": _add_reload, "check": _add_check,
+               "replay": _add_replay}
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter with a width given: without one it imports shutil (and bz2, lzma)
+    to ask the terminal, for every argument added, when only `--help` prints anything."""
+    return argparse.HelpFormatter(prog, width=int(os.environ.get("COLUMNS", "100")) - 2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser with that formatter, for the subcommands too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _help_formatter)
+        super().__init__(*args, **kwargs)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `pushcap` parser; with `only`, just that subcommand's (what a command line naming it
+    needs: building the others' options and importing their modules is start-up time)."""
+    parser = _Parser(prog="pushcap", description=__doc__)
+    parser.add_argument("--version", action=_VersionAction)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, add in SUBCOMMANDS.items():
+        if only is None or name == only:
+            add(sub)
     return parser
 
 
@@ -339,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     """Every command ends in one line and an exit code, never a traceback: the errors a command
     expects say what to fix; anything else is named as a bug (PUSHCAP_DEBUG=1 shows its
     traceback)."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    only = words[0] if words and words[0] in SUBCOMMANDS else None
+    args = build_parser(only).parse_args(words)
     obs.setup_logging("info")
     try:
         return args.func(args)

@@ -13,12 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from repo_paths import OutsideReads  # noqa: E402
+import repo_paths  # noqa: E402
 
 # Every file this test process opens is checked: one that lies beside the repository (a
 # `../shared` a user's clone does not have) fails the test that opened it (tests/repo_paths.py).
-OUTSIDE_READS = OutsideReads(REPO)
-sys.addaudithook(OUTSIDE_READS.audit)
+OUTSIDE_READS = repo_paths.watch(REPO)
 
 
 @pytest.fixture(autouse=True)

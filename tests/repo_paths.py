@@ -9,6 +9,7 @@ happens, not by searching test sources for spellings of `..`.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -51,3 +52,15 @@ class OutsideReads:
                 self.found.add(str(path))
         except (OSError, ValueError):  # an odd name is no read beside the repository
             pass
+
+
+WATCHING: OutsideReads | None = None  # the session's hook, once conftest.py installed it
+
+
+def watch(repo: Path) -> OutsideReads:
+    """Install the audit hook for this process (once: audit hooks cannot be removed)."""
+    global WATCHING
+    if WATCHING is None:
+        WATCHING = OutsideReads(repo)
+        sys.addaudithook(WATCHING.audit)
+    return WATCHING

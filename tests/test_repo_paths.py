@@ -37,9 +37,9 @@ def test_a_clone_in_the_temporary_folder_still_reads_temporaries():
 
 
 def test_the_hook_is_installed_and_watches_this_session():
-    import conftest
+    import repo_paths
 
-    assert conftest.OUTSIDE_READS.repo == REPO
+    assert repo_paths.WATCHING is not None and repo_paths.WATCHING.repo == REPO
 
 
 def test_every_capture_matches_the_readme_checksum():

@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pushcap.config.model import NamingRule
+
+if TYPE_CHECKING:
+    import datetime
 
 NS_PER_S = 1_000_000_000
 
@@ -56,7 +59,10 @@ _CONSTANT_DIRECTIVES = "%zZ"  # same text for every instant: they do not make a 
 _MAX_STRFTIME_LEN = 200
 
 
-def _utc(start_ns: int) -> datetime:
+def _utc(start_ns: int) -> datetime.datetime:
+    """The UTC time of a name (imported here: the epoch modes, the default, never need it)."""
+    from datetime import UTC, datetime
+
     return datetime.fromtimestamp(start_ns // NS_PER_S, tz=UTC)
 
 
