@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pushcap.config.model import ConfigError
-from pushcap.push.secrets import SENSITIVE_NAME, scrub, url_secrets
+from pushcap.config.secrets import SENSITIVE_NAME, scrub, url_secrets
 
 
 class LuaOpaque:
@@ -132,7 +132,7 @@ def check_field(place: TargetPlace, name: str, value: Any, parse: Callable[[Any]
 
 # --- secrets ----------------------------------------------------------------------------------
 
-# `name=value` parameters whose name says credential: the scrubber's own rule (push/secrets.py).
+# `name=value` parameters whose name says credential: the scrubber's own rule (config/secrets.py).
 _SECRET_PARAM = re.compile(rf"(?i)\b{SENSITIVE_NAME}\s*=\s*('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)")
 _MIN_SECRET_CHARS = 4  # shorter ones are still hidden where they appear as `name=value`
 

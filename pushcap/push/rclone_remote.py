@@ -39,7 +39,7 @@ from pushcap.config.rclone_settings import (  # noqa: F401 - importable from her
     RcloneSettings,
     parse_settings,
 )
-from pushcap.push.secrets import known_secrets, scrub, spec_secrets
+from pushcap.config.secrets import known_secrets, scrub, spec_secrets
 
 log = logging.getLogger("pushcap.push")
 

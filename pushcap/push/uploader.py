@@ -51,6 +51,7 @@ import threading
 import time
 from pathlib import Path
 
+from pushcap.config.secrets import scrub
 from pushcap.push.rclone_remote import (
     Rclone,
     RcloneError,
@@ -58,7 +59,6 @@ from pushcap.push.rclone_remote import (
     display_path,
     same_content,
 )
-from pushcap.push.secrets import scrub
 from pushcap.push.spool import Spool, SpoolEntry
 
 log = logging.getLogger("pushcap.push")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pushcap.config.secrets import known_secrets, scrub
 from pushcap.push.rclone_remote import display_path, path_secrets, split_remote
-from pushcap.push.secrets import known_secrets, scrub
 
 
 @pytest.mark.parametrize("path,spec,rel", [

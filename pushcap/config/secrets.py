@@ -7,15 +7,19 @@ and, by pattern, the ones it can recognise without being told. The values come f
 reads them: the environment, the config file and the extra flags (`known_secrets`), and the
 connection string of a Path (`spec_secrets`).
 
-Only the standard library, nothing of `rclone_remote`: code that only needs to hide credentials
-(an error message of the config check) can use it without loading what runs rclone.
+It lives in `config/` because what counts as a secret is part of the configuration's grammar:
+the config check hides them in its messages, the rclone runner in everything rclone prints.
+Only the standard library. The patterns are compiled on first use (`_patterns()`): a start that
+shows no message (every replay) does not pay for them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 MIN_SECRET_CHARS = 4  # shorter values would blank out ordinary words; patterns still hide them
 
@@ -28,26 +32,36 @@ SENSITIVE_NAME = r"(?:[A-Za-z0-9_-]*(?:key|secret|pass|password|token|credential
 MIN_TOKEN_USER_CHARS = 20
 _TOKEN_USER = (rf"[^/\s:@'\"]{{{MIN_TOKEN_USER_CHARS},}}"
                r"|(?:gh[pousr]_|github_pat_|glpat-|xox[abprs]-)[^/\s:@'\"]+")
-_URL_CREDENTIALS = re.compile(
-    rf"[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^/\s:@'\"]+:([^/\s@'\"]+)|({_TOKEN_USER}))@")
-_SCRUB_PATTERNS = (
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
-    (re.compile(rf"([a-zA-Z][a-zA-Z0-9+.-]*://)(?:{_TOKEN_USER})@"), r"\1***@"),
-    (re.compile(rf"(?i)\b({SENSITIVE_NAME})=('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)"), r"\1=***"),
-    (re.compile(r"(?i)\b(authorization|cookie|x-amz-security-token)(\"?\s*[:=,]\s*)[^\n]*"),
-     r"\1\2***"),
-)
-# RCLONE_CONFIG_<REMOTE>_<OPTION>, RCLONE_<BACKEND>_<OPTION> and global flags (RCLONE_HEADER)
-_ENV_SECRET = re.compile(
-    rf"(?i)^(RCLONE_{SENSITIVE_NAME}|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)$")
-_CONF_SECRET = re.compile(rf"(?i)^{SENSITIVE_NAME}$")
-_SPEC_OPTION = re.compile(r"[,:]\s*([A-Za-z0-9_-]+)=('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[^,:]*)")
+
+
+@functools.cache
+def _patterns() -> SimpleNamespace:
+    """The compiled patterns, once per process."""
+    return SimpleNamespace(
+        url_credentials=re.compile(
+            rf"[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^/\s:@'\"]+:([^/\s@'\"]+)|({_TOKEN_USER}))@"),
+        scrub=(
+            (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+            (re.compile(rf"([a-zA-Z][a-zA-Z0-9+.-]*://)(?:{_TOKEN_USER})@"), r"\1***@"),
+            (re.compile(rf"(?i)\b({SENSITIVE_NAME})=('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)"),
+             r"\1=***"),
+            (re.compile(r"(?i)\b(authorization|cookie|x-amz-security-token)(\"?\s*[:=,]\s*)"
+                        r"[^\n]*"), r"\1\2***"),
+        ),
+        # RCLONE_CONFIG_<REMOTE>_<OPTION>, RCLONE_<BACKEND>_<OPTION> and global flags
+        # (RCLONE_HEADER)
+        env_secret=re.compile(
+            rf"(?i)^(RCLONE_{SENSITIVE_NAME}|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)$"),
+        conf_secret=re.compile(rf"(?i)^{SENSITIVE_NAME}$"),
+        spec_option=re.compile(
+            r"[,:]\s*([A-Za-z0-9_-]+)=('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[^,:]*)"),
+    )
 
 
 def url_secrets(text: str) -> set[str]:
     """The passwords and token user names of the URLs in `text` (a `url` option's value is no
     secret as a whole, but rclone may quote its credentials in a form the patterns miss)."""
-    return {m[1] or m[2] for m in _URL_CREDENTIALS.finditer(text)}
+    return {m[1] or m[2] for m in _patterns().url_credentials.finditer(text)}
 
 
 def option_secrets(name: str, value: str) -> set[str]:
@@ -56,7 +70,7 @@ def option_secrets(name: str, value: str) -> set[str]:
     `--header` flag's `Key: Value`), each header's value and its last word (the token after
     `Bearer`)."""
     found = url_secrets(value)
-    if not _CONF_SECRET.match(name) or value.lower() in ("true", "false"):
+    if not _patterns().conf_secret.match(name) or value.lower() in ("true", "false"):
         return found
     found.add(value)
     if "header" in name.lower():
@@ -72,7 +86,7 @@ def spec_secrets(spec: str) -> set[str]:
     """Secret option values in a `remote:` spec's connection string (`:webdav,headers='...':`,
     `s3,secret_access_key=...:`); `rclone_remote.path_secrets` finds the spec of a Path."""
     found: set[str] = set()
-    for name, value in _SPEC_OPTION.findall(spec.removeprefix(":")):
+    for name, value in _patterns().spec_option.findall(spec.removeprefix(":")):
         if value[:1] in "'\"" and len(value) > 1:
             value = value[1:-1].replace(value[0] * 2, value[0])
         found |= option_secrets(name, value)
@@ -83,7 +97,7 @@ def known_secrets(config_file: str | None = None, flags: tuple[str, ...] = ()) -
     """Credential values this process could leak: from the environment, the config file and
     the extra rclone flags (`--header "Authorization: Bearer ..."`, `--s3-secret-access-key`)."""
     secrets = {s for name, value in os.environ.items()
-               if name.upper().startswith("RCLONE_") or _ENV_SECRET.match(name)
+               if name.upper().startswith("RCLONE_") or _patterns().env_secret.match(name)
                for s in option_secrets(name, value)}
     conf = config_file or os.environ.get("RCLONE_CONFIG")
     if conf and Path(conf).is_file():
@@ -110,6 +124,6 @@ def scrub(text: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
     key=value secrets (`sig=` of a SAS URL too)."""
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
-    for pattern, replacement in _SCRUB_PATTERNS:
+    for pattern, replacement in _patterns().scrub:
         text = pattern.sub(replacement, text)
     return text
