@@ -130,9 +130,10 @@ def test_building_a_shipper_touches_nothing_and_shows_no_secret(tmp_path):
 
 
 def test_secret_helpers_stay_importable_from_rclone_remote():
-    """They live in `secrets` now; the config check still imports `scrub` (and `display_path`)
-    from rclone_remote."""
-    from pushcap.push import rclone_remote, secrets
+    """They live in `config/secrets` now (what counts as a secret is config grammar); code
+    that imported them from rclone_remote keeps working."""
+    from pushcap.config import secrets
+    from pushcap.push import rclone_remote
 
     assert rclone_remote.scrub is secrets.scrub
     assert rclone_remote.known_secrets is secrets.known_secrets
