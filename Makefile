@@ -35,12 +35,13 @@ $(VENV)/.installed: pyproject.toml setup.py $(CSRC) | debs
 run: setup
 	$(VENV)/bin/pushcap run --lua $(LUA) --config $(CONFIG)
 
-test: setup
-	$(VENV)/bin/ruff check pushcap tests tools
+test: lint
 	$(PY) -m pytest -q -ra
 
+# ruff, and the layers of DESIGN.md as import-linter contracts (pyproject.toml)
 lint: setup
 	$(VENV)/bin/ruff check pushcap tests tools
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) tools/bench.py

@@ -17,9 +17,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from pushcap import defaults, obs  # noqa: E402
-from pushcap.capture.consumers import interfaces_of, series_prefix  # noqa: E402
-from pushcap.capture.replay import replay  # noqa: E402
+from pushcap import defaults  # noqa: E402
 from pushcap.capture.source import SourceError  # noqa: E402
 from pushcap.config.lua import load_targets  # noqa: E402
 from pushcap.config.model import (  # noqa: E402
@@ -29,6 +27,9 @@ from pushcap.config.model import (  # noqa: E402
     TargetConfig,
 )
 from pushcap.config.pcapdaemon_flags import add_pcapdaemon_flags  # noqa: E402
+from pushcap.supervisor import obs  # noqa: E402
+from pushcap.supervisor.consumers import interfaces_of, series_prefix  # noqa: E402
+from pushcap.supervisor.replay import replay  # noqa: E402
 
 gc.freeze()
 gc.enable()
@@ -140,7 +141,7 @@ def cmd_replay(args) -> int:
 def _replay_failure(consumer) -> bool:
     """Say so when a target did not deliver everything (a failed write, files left in the upload
     spool because the remote refused them): a replay that lost output must not exit 0."""
-    from pushcap.target_counters import consumer_status
+    from pushcap.supervisor.target_counters import consumer_status
 
     figures = consumer_status(consumer)
     pending = figures.get("files_pending") or 0
@@ -165,7 +166,7 @@ def _replay_figures(consumer) -> str:
 def cmd_run(args) -> int:
     # Imported here: `replay` and `check` need none of the daemon's services (start-up time).
     from pushcap.config.pcapdaemon import trigger_settings
-    from pushcap.daemon import Daemon
+    from pushcap.supervisor.daemon import Daemon
     from pushcap.trigger.localredis import LocalRedisService
     from pushcap.trigger.service import TriggerService
 
@@ -205,7 +206,7 @@ def cmd_status(args) -> int:
     no daemon answers: what a systemd watchdog or a monitoring check needs."""
     import json
 
-    from pushcap.status import fetch, render_table
+    from pushcap.supervisor.status import fetch, render_table
 
     host, port = _status_address(args)
     try:
@@ -225,7 +226,7 @@ def cmd_status(args) -> int:
 def cmd_reload(args) -> int:
     import json
 
-    from pushcap.status import fetch
+    from pushcap.supervisor.status import fetch
 
     host, port = _status_address(args)
     try:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from pushcap.capture.batch import Batch, build_records
-from pushcap.capture.engine import CaptureStats, LiveEngine
 from pushcap.capture.ring import Ring
 from pushcap.config.model import DaemonConfig, InterfaceConfig, RingConfig, TargetConfig
+from pushcap.supervisor.engine import CaptureStats, LiveEngine
 
 S = 10**9
 

@@ -209,7 +209,7 @@ def test_a_part_another_tool_hard_linked_is_still_published(tmp_path):
 
 def restart_gzip_series(folder: Path) -> None:
     """What a start does for a gzip File target: repair the series' leftovers, then start it."""
-    from pushcap.capture.consumers import make_consumer
+    from pushcap.supervisor.consumers import make_consumer
 
     make_consumer(minute_target(folder, "gzip -c -1", ".pcap.gz"), "eth0", False, 1,
                   65535).close()

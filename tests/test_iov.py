@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from pushcap import iov
-from pushcap.iov import writev_slices
+from pushcap.capture import iov
+from pushcap.capture.iov import writev_slices
 
 
 def random_slices(rng: np.random.Generator, size: int, count: int):

@@ -8,12 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from pushcap.config.model import NamingRule
-from pushcap.push.naming import (
-    KNOWN_FILENAME_MODES,
-    file_name,
-    resolution_ns,
-    validate_naming,
-)
+from pushcap.config.naming_rules import KNOWN_FILENAME_MODES, resolution_ns, validate_naming
+from pushcap.push.naming import file_name
 
 # 2021-12-01 23:50:59.123456789 UTC, the instant of FMADIO's examples
 T_S = 1638402659
@@ -182,3 +178,11 @@ def test_file_name_refuses_an_unvalidated_unsafe_rule():
 )
 def test_resolution(mode, fmt, step_ns):
     assert resolution_ns(validate_naming(mode, fmt)) == step_ns
+
+
+def test_every_mode_the_grammar_accepts_can_be_rendered():
+    """config/naming_rules.py validates the modes, push/naming.py renders them: a mode in only
+    one of them would pass the config check and fail at the first file (or never be usable)."""
+    for mode in KNOWN_FILENAME_MODES:
+        fmt = "%Y%m%d_%H%M%S" if mode == "--filename-strftime" else None
+        assert name(mode, fmt=fmt)

@@ -12,8 +12,8 @@ import time
 from engine_harness import S, batch_of, engine_with
 from oracle import read_pcap
 
-from pushcap.capture.engine import push_clock_ns
 from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
+from pushcap.supervisor.engine import push_clock_ns
 
 
 def one_second_files(tmp_path):

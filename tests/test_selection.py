@@ -15,10 +15,10 @@ import pytest
 from oracle import PCAPS_DIR
 
 from pushcap.capture import bpf as bpf_module
-from pushcap.capture.replay import replay
 from pushcap.config.lua import load_targets
 from pushcap.push import selection as selection_module
 from pushcap.push.native_runs import native_runs
+from pushcap.supervisor.replay import replay
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,7 +156,7 @@ def test_a_replay_of_push_targets_never_imports_numpy(tmp_path, write_lua):
     code = textwrap.dedent(f"""
         import sys
         import pushcap.cli
-        from pushcap.capture.replay import replay
+        from pushcap.supervisor.replay import replay
         from pushcap.config.lua import load_targets
         summary = replay({str(PCAPS_DIR / "tcpreplay-test.pcap")!r}, load_targets({str(lua)!r}))
         assert all(s.stats.packets for s in summary.series), summary

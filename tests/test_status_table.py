@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pushcap.status import render_table
+from pushcap.supervisor.status import render_table
 
 
 def snapshot(**target) -> dict:

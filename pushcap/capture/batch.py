@@ -128,7 +128,7 @@ def build_records(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarray,
 
     Returns (records, record_offsets). See `records_from_slices`.
     """
-    from pushcap import iov
+    from pushcap.capture import iov
 
     records, record_offsets = records_from_slices(ts_ns, caplen, wirelen,
                                                   iov.slices(data, data_offsets, caplen))
@@ -148,7 +148,7 @@ def records_from_slices(ts_ns: np.ndarray, caplen: np.ndarray, wirelen: np.ndarr
     """
     import numpy as np
 
-    from pushcap import iov
+    from pushcap.capture import iov
 
     n = len(caplen)
     if n == 0:

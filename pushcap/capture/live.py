@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import pcapy
 
-from pushcap import defaults, iov
+from pushcap import defaults
+from pushcap.capture import iov
 from pushcap.capture.batch import Batch, build_records, records_from_slices
 from pushcap.capture.native_records import native_records
 from pushcap.capture.source import SourceError

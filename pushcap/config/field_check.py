@@ -79,7 +79,7 @@ def shown_value(field: str, value: Any) -> str:
     if field == "Path" and isinstance(value, int | float) and not isinstance(value, bool):
         return "<number>"
     if field == "Path" and isinstance(value, bytes | str):
-        from pushcap.push.rclone_remote import display_path  # error messages only
+        from pushcap.config.rclone_path import display_path  # error messages only
 
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         return lua_repr(display_path(text))

@@ -15,7 +15,7 @@ from typing import Any
 from pushcap import defaults
 from pushcap.config.field_check import FieldError, field_text
 from pushcap.config.model import NamingRule, SplitKind, SplitRule
-from pushcap.push.naming import STRFTIME_MODE, resolution_ns, validate_naming
+from pushcap.config.naming_rules import STRFTIME_MODE, resolution_ns, validate_naming
 
 _MIN_SPLIT_NS = 1_000_000
 _MIN_SPLIT_BYTES = 1024

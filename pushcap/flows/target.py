@@ -22,8 +22,8 @@ import numpy as np
 
 from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.capture.consumer import CountsFailures
 from pushcap.config.model import ConfigError, TargetConfig
-from pushcap.failures import CountsFailures
 from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS, Flows, FlowTable, unpack_keys
 from pushcap.flows.decode import SUPPORTED_LINKTYPES, decode
 from pushcap.flows.export import (

@@ -120,7 +120,7 @@ class PcapWriter:
         """Append whole records (already in the file's format): records[starts[i]:ends[i]]
         for each run of consecutive packets, straight from the batch to the kernel. Returns
         the bytes written."""
-        from pushcap.iov import writev_slices
+        from pushcap.capture.iov import writev_slices
 
         return self.write_with(lambda fd: writev_slices(fd, records, starts, ends), packets,
                                first_ts_ns, last_ts_ns)

@@ -34,12 +34,18 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 from pushcap.config.model import ConfigError
+from pushcap.config.rclone_path import (  # noqa: F401 - importable from here as before
+    display_path,
+    path_secrets,
+    remote_name,
+    split_remote,
+)
 from pushcap.config.rclone_settings import (  # noqa: F401 - importable from here as before
     NO_CHECK_DEST,
     RcloneSettings,
     parse_settings,
 )
-from pushcap.config.secrets import known_secrets, scrub, spec_secrets
+from pushcap.config.secrets import known_secrets, scrub, spec_secrets  # noqa: F401
 
 log = logging.getLogger("pushcap.push")
 
@@ -81,53 +87,6 @@ def configure_rclone_python() -> None:
 
 
 # --- remote paths ---------------------------------------------------------------------------
-def split_remote(path: str) -> tuple[str, str]:
-    """(`remote:` spec including its colon, path below it) of an rclone path.
-
-    Handles named remotes (`s3:bucket/x`), connection strings (`s3,region=eu:bucket/x`) and
-    on-the-fly backends (`:s3,endpoint='http://h:9000':bucket/x`: quoted values may hold colons).
-    """
-    quote = ""
-    start = 1 if path.startswith(":") else 0
-    for i in range(start, len(path)):
-        ch = path[i]
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == ":":
-            return path[:i + 1], path[i + 1:]
-        elif ch == "/" and start == 0:
-            break  # a local path with a colon further on is not a remote
-    raise ValueError(f'"{scrub(path)}" is not an rclone path: expected "remote:path" '
-                     '(a configured remote) or ":backend,option=value:path"')
-
-
-def display_path(path: str) -> str:
-    """`path` fit for a log: connection-string parameters (possibly keys) are left out."""
-    try:
-        spec, rest = split_remote(path)
-    except ValueError:
-        return scrub(path)
-    name = spec[:-1].split(",", 1)[0]
-    return f"{name}:{rest}"
-
-
-def remote_name(spec: str) -> str | None:
-    """The configured remote a spec refers to, or None for an on-the-fly `:backend` spec."""
-    return None if spec.startswith(":") else spec[:-1].split(",", 1)[0]
-
-
-def path_secrets(path: str) -> set[str]:
-    """Secret option values in the connection string of `path` (`:webdav,headers='...':`);
-    here rather than in `secrets`, which knows connection strings but not how a Path splits."""
-    try:
-        spec = split_remote(path)[0]
-    except ValueError:
-        return set()
-    return spec_secrets(spec)
-
-
 # --- running rclone ---------------------------------------------------------------------------
 def _parent_death_kill():
     """preexec hook: the rclone child dies with pushcap, so a killed daemon leaves no upload

@@ -18,8 +18,8 @@ from pathlib import Path
 from pushcap import defaults
 from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.capture.consumer import CountsFailures
 from pushcap.config.model import ConfigError, SplitKind, TargetConfig
-from pushcap.failures import CountsFailures
 from pushcap.push import pcapfile
 from pushcap.push.compress import COMPRESS_TMP_SUFFIX, settle_marks
 from pushcap.push.naming import file_name

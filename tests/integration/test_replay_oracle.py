@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from oracle import PCAPS_DIR, assert_same_packets, capinfos_ok, read_pcap, tcpdump_select
 
-from pushcap.capture.replay import replay
 from pushcap.config.lua import load_targets
+from pushcap.supervisor.replay import replay
 
 pytestmark = pytest.mark.integration
 

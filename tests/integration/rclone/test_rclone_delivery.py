@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from test_rclone_push import FAST_RETRY, SAMPLE, feed, make_target, settings, wait_until
 
-from pushcap.capture.consumers import series_prefix
 from pushcap.capture.source import open_file_source
 from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
 from pushcap.push.rclone_remote import rclone_binary
 from pushcap.push.ship import make_shipper
 from pushcap.push.target import Series
+from pushcap.supervisor.consumers import series_prefix
 
 pytestmark = pytest.mark.integration
 

@@ -94,9 +94,9 @@ def test_series_prefix_splits_the_remote_as_rclone_does(tmp_path, path, prefix):
     """A colon in Path's folders is part of the path, not the remote's end."""
     from pathlib import Path
 
-    from pushcap.capture.consumers import series_prefix
     from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
     from pushcap.push.ship import make_shipper
+    from pushcap.supervisor.consumers import series_prefix
 
     target = TargetConfig(index=1, desc="desc", mode=PushMode.RCLONE, path=path,
                           split=SplitRule(SplitKind.TIME, 60 * 10**9),

@@ -22,7 +22,6 @@ import pytest
 import zstandard
 from oracle import PCAPS_DIR
 
-from pushcap.capture.consumers import series_prefix
 from pushcap.capture.source import open_file_source
 from pushcap.config.model import (
     ConfigError,
@@ -35,6 +34,7 @@ from pushcap.config.model import (
 from pushcap.push.rclone_remote import check_remote
 from pushcap.push.ship import RcloneShipper, make_shipper
 from pushcap.push.target import Series
+from pushcap.supervisor.consumers import series_prefix
 
 pytestmark = pytest.mark.integration
 

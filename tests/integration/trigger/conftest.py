@@ -13,8 +13,8 @@ import tomllib
 import pytest
 from trigger_harness import NODE, TOKEN, Harness, RedisServer
 
-from pushcap.capture.engine import LiveEngine
 from pushcap.config.toml import parse_daemon_config
+from pushcap.supervisor.engine import LiveEngine
 
 
 @pytest.fixture(scope="module")

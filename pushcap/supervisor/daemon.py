@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from pushcap import defaults, obs
-from pushcap.capture.engine import LiveEngine
+from pushcap import defaults
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
-from pushcap.status import StatusServer, engine_status
+from pushcap.supervisor import obs
+from pushcap.supervisor.engine import LiveEngine
+from pushcap.supervisor.status import StatusServer, engine_status
 
-log = logging.getLogger("pushcap.daemon")
+log = logging.getLogger("pushcap.supervisor.daemon")
 
 REPEAT_SIGNAL_S = 1.0
 

@@ -19,11 +19,11 @@ import time
 
 from pushcap import defaults
 from pushcap.capture.capture_thread import CaptureStats, capture_until_stopped, update_capture_stats
-from pushcap.capture.consumers import check_filters, interfaces_of, make_consumer
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Ring
 from pushcap.config.model import DaemonConfig, TargetConfig
-from pushcap.target_counters import RetiredCounts
+from pushcap.supervisor.consumers import check_filters, interfaces_of, make_consumer
+from pushcap.supervisor.target_counters import RetiredCounts
 
 log = logging.getLogger("pushcap.engine")
 

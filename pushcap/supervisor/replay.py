@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pushcap import defaults
-from pushcap.capture.consumers import check_filters, make_consumer
 from pushcap.capture.source import open_file_source
 from pushcap.config.model import TargetConfig
+from pushcap.supervisor.consumers import check_filters, make_consumer
 
 
 @dataclass

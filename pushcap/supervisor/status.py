@@ -15,10 +15,10 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pushcap.capture.engine import LiveEngine
-from pushcap.target_counters import consumer_status, counters
+from pushcap.supervisor.engine import LiveEngine
+from pushcap.supervisor.target_counters import consumer_status, counters
 
-log = logging.getLogger("pushcap.status")
+log = logging.getLogger("pushcap.supervisor.status")
 
 
 def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> dict:
@@ -78,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/status":
             self._send(200, "application/json", json.dumps(self.server.snapshot()).encode())
         elif self.path == "/metrics":
-            from pushcap.metrics import render_metrics
+            from pushcap.supervisor.metrics import render_metrics
 
             body, content_type = render_metrics(self.server.snapshot())
             self._send(200, content_type, body)
