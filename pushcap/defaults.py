@@ -28,3 +28,5 @@ STATUS_PORT = 9107  # 0 turns the endpoint off
 # A target whose last write or finish error is younger than this counts as failing in
 # `pushcap status` (its exit code) and /status; an upload queue fails until an upload succeeds.
 FAILING_WINDOW_S = 60.0
+ERROR_LOG_INTERVAL_S = 10.0  # a failing target logs its error at most this often
+PUSH_POLL_S = 0.2  # how long a push thread waits for its ring before ticking its targets

@@ -10,7 +10,7 @@ import numpy as np
 from pushcap.capture.batch import Batch, build_records
 from pushcap.capture.ring import Ring
 from pushcap.config.model import DaemonConfig, InterfaceConfig, RingConfig, TargetConfig
-from pushcap.supervisor.engine import CaptureStats, LiveEngine
+from pushcap.supervisor.engine import LiveEngine
 
 S = 10**9
 
@@ -40,9 +40,7 @@ def engine_with(tmp_path: Path, first: TargetConfig) -> LiveEngine:
     config = DaemonConfig(str(tmp_path / "d.toml"), "n", (InterfaceConfig("eth0"),),
                           RingConfig(60, 1 << 30, 8192, 100), status_port=0)
     engine = LiveEngine(config, (first,))
-    engine.rings["eth0"] = Ring("eth0", 1, 262144, 60, 1 << 30)
-    engine.consumers["eth0"] = [engine._consumer("eth0", first, False)]
-    engine.capture_stats["eth0"] = CaptureStats()
+    engine.attach("eth0", Ring("eth0", 1, 262144, 60, 1 << 30))
     return engine
 
 

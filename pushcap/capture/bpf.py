@@ -18,6 +18,7 @@ import pcapy
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf_program import BpfError, check_program
 from pushcap.capture.native_bpf import native_bpf
+from pushcap.config.model import ConfigError, TargetConfig
 
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
     import numpy as np
@@ -127,3 +128,16 @@ def compile_shared(expression: str | None, linktype: int, snaplen: int) -> BpfFi
         if bpf is None:
             bpf = _shared[key] = BpfFilter(expression, linktype, snaplen)
         return bpf
+
+
+def compile_target_filter(target: TargetConfig, linktype: int, snaplen: int,
+                          expression: str | None = None) -> BpfFilter | None:
+    """A target's shared filter (`expression` when the consumer widens the target's own, e.g.
+    flows leaving out their own datagrams); a bad one is a ConfigError naming the target, its
+    FilterBPF and the link type, the one wording every consumer and check uses."""
+    try:
+        return compile_shared(target.filter_bpf if expression is None else expression,
+                              linktype, snaplen)
+    except BpfError as exc:
+        raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
+                          f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc

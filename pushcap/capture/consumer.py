@@ -1,16 +1,67 @@
-"""How a consumer (a pcap series, a flows target) counts its failed steps.
+"""What every reader of a ring is: the consumer contract, and how a consumer counts failures.
 
-A failure never stops the other targets: it is counted and kept for `pushcap status` and
-/metrics (`errors`, `last_error`). A series counts from two threads (the push thread's writes,
-the finisher's publishing), so the count is taken under a lock.
+The capture layer defines the contract its readers implement (a port; it knows no concrete
+consumer): push series, flow exporters and whatever comes next (an archive) are driven through
+exactly these calls by the supervisor, which never probes a consumer for attributes, sets any
+on it or calls its private methods. A step that fails is counted against that consumer (a
+failure never stops the other targets): `errors`, `last_error`, kept for `pushcap status` and
+/metrics. A series counts from two threads (the push thread's writes, the finisher's
+publishing), so the count is taken under a lock.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING, Protocol
 
 from pushcap import defaults
+
+if TYPE_CHECKING:
+    from pushcap.capture.batch import Batch
+    from pushcap.config.model import TargetConfig
+
+
+class Consumer(Protocol):
+    """A target's reader of one interface's ring.
+
+    Lifecycle: `start(at_launch)` once (at launch a crash's leftovers are repaired), then
+    `consume(batch)` for every batch and `tick(now_ns)` about every poll, on the interface's
+    push thread; `end_file()` hands an open file to delivery without waiting, `finish()` also
+    waits for delivery, `close()` ends the consumer (its delivery too, within a bound).
+
+    Reload handover (the supervisor owns its state): the predecessor's `retire()` says whether
+    it keeps writing until its file's natural end; from then on `retired_at` (None until then)
+    is where in a batch the successor takes over. The successor's `take_over(predecessor)` runs
+    at the reload (a flow exporter carries the open interval on), `continue_after(predecessor)`
+    at the boundary (a series opens no window before it). `unretire()` cancels a retirement a
+    later reload undid. `hold_delivery()`/`open_delivery()` keep a successor from delivering
+    into `output()` (where its files go; None when it writes none) before its predecessor has.
+    """
+
+    target: TargetConfig
+    interface: str
+    errors: int
+    last_error: str
+
+    def start(self, at_launch: bool = True) -> None: ...
+    def consume(self, batch: Batch) -> None: ...
+    def tick(self, now_ns: int) -> None: ...
+    def end_file(self) -> None: ...
+    def finish(self) -> None: ...
+    def close(self) -> None: ...
+    def status(self) -> dict: ...
+    def output(self) -> str | None: ...
+    def retire(self) -> bool: ...
+    def unretire(self) -> None: ...
+    @property
+    def retired_at(self) -> int | None: ...
+    def take_over(self, predecessor: Consumer) -> None: ...
+    def continue_after(self, predecessor: Consumer) -> None: ...
+    def hold_delivery(self) -> None: ...
+    def open_delivery(self) -> None: ...
+    def note_error(self, exc: BaseException) -> int: ...
+    def failing(self, window_s: float = defaults.FAILING_WINDOW_S) -> bool: ...
 
 
 class CountsFailures:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from pushcap.capture.batch import Batch
-from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.capture.bpf import compile_target_filter
 from pushcap.capture.consumer import CountsFailures
 from pushcap.config.model import ConfigError, TargetConfig
 from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS, Flows, FlowTable, unpack_keys
@@ -88,11 +88,7 @@ class FlowTarget(CountsFailures):
         if exclude_own_traffic:
             own = own_traffic_filter(port)
             expression = f"({expression}) and not ({own})" if expression else f"not ({own})"
-        try:
-            self._filter = compile_shared(expression, linktype, snaplen)
-        except BpfError as exc:
-            raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
-                              f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
+        self._filter = compile_target_filter(target, linktype, snaplen, expression)
         if linktype not in SUPPORTED_LINKTYPES:
             log.warning("event=flows_linktype_unsupported %s linktype=%d: no packet will count",
                         self.label, linktype)
@@ -107,6 +103,41 @@ class FlowTarget(CountsFailures):
     @property
     def label(self) -> str:
         return f"target={self.target.desc} interface={self.interface}"
+
+    # --- the consumer contract (capture/consumer.py): what a flow exporter does not have ---
+    def start(self, at_launch: bool = True) -> None:
+        """Nothing to repair or start: the exporter's socket is open from construction."""
+
+    def status(self) -> dict:
+        return asdict(self.stats)
+
+    def output(self) -> None:
+        return None  # no files: nothing for a successor to wait for
+
+    def retire(self) -> bool:
+        return False  # a changed exporter hands over at once; take_over() carries the interval
+
+    def unretire(self) -> None:
+        """Never retiring: nothing to cancel."""
+
+    @property
+    def retired_at(self) -> int | None:
+        return None
+
+    def continue_after(self, predecessor) -> None:
+        """Nothing waits for a boundary: take_over() did it all at the reload."""
+
+    def end_file(self) -> None:
+        """No file: an interval is sent at its end (tick) or by close()."""
+
+    def finish(self) -> None:
+        """No file to finish."""
+
+    def hold_delivery(self) -> None:
+        """Records go straight to the collector: nothing to hold."""
+
+    def open_delivery(self) -> None:
+        """See hold_delivery()."""
 
     # --- packet path -------------------------------------------------------------------------
     def consume(self, batch: Batch) -> None:

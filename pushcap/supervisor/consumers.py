@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pushcap.capture.bpf import BpfError, compile_shared
+from pushcap.capture.bpf import compile_target_filter
+from pushcap.capture.consumer import Consumer
 from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
 from pushcap.push.target import Series
 
@@ -43,29 +44,18 @@ def interfaces_of(target: TargetConfig, config: DaemonConfig) -> tuple[str, ...]
 
 
 def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,
-                  snaplen: int, rclone_settings: dict | None = None, repair: bool = True,
-                  start: bool = True):
-    """A pcap Series, or a flow exporter for `Mode = "flows"` targets."""
+                  snaplen: int, rclone_settings=None) -> Consumer:
+    """A pcap Series, or a flow exporter for `Mode = "flows"` targets; not started (the caller
+    says whether this is a launch: `start(at_launch)`)."""
     if target.mode is PushMode.FLOWS:
         from pushcap.flows.target import FlowTarget
 
-        consumer = FlowTarget(target, interface, linktype, snaplen)
-    else:
-        consumer = Series(target, interface, series_prefix(target, interface, several), linktype,
-                          snaplen, rclone_settings)
-        if repair:  # at start only: during a reload a `.part` may be a live file
-            consumer.repair_leftovers()
-        if start:
-            consumer.start(clean_stale=repair)
-    consumer.several = several  # with the target, what identifies it across a reload
-    return consumer
+        return FlowTarget(target, interface, linktype, snaplen)
+    return Series(target, interface, series_prefix(target, interface, several), linktype,
+                  snaplen, rclone_settings)
 
 
 def check_filters(targets: tuple[TargetConfig, ...], linktype: int, snaplen: int) -> None:
     """Compile each target's filter for an interface's link type, naming the target on error."""
     for target in targets:
-        try:
-            compile_shared(target.filter_bpf, linktype, snaplen)
-        except BpfError as exc:
-            raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
-                              f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
+        compile_target_filter(target, linktype, snaplen)

@@ -54,7 +54,7 @@ class Daemon:
     def snapshot(self) -> dict:
         extras = {name: svc.stats for name, svc in self.services.items() if hasattr(svc, "stats")}
         self.engine.refresh_stats()
-        return engine_status(self.engine, extras)
+        return engine_status(self.engine.view(), extras)
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the Lua targets; the old ones keep running if the new file is refused."""

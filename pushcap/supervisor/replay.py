@@ -33,10 +33,12 @@ def replay(path: str | Path, targets: tuple[TargetConfig, ...],
     counted), so the source reads every window into one reused buffer."""
     source = open_file_source(path, batch_packets)
     check_filters(targets, source.linktype, source.snaplen)
-    # repair=False: a daemon may be writing into the same folders, and its open `.part` files
+    # at_launch=False: a daemon may be writing into the same folders, and its open `.part` files
     # look just like a crash's leftovers; those are the daemon's to repair at its next start.
     consumers = [make_consumer(t, source.name, False, source.linktype, source.snaplen,
-                               rclone_settings, repair=False) for t in targets]
+                               rclone_settings) for t in targets]
+    for consumer in consumers:
+        consumer.start(at_launch=False)
     summary = ReplaySummary(series=consumers)
     started = time.monotonic()
     try:

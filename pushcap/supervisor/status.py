@@ -15,18 +15,19 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pushcap.supervisor.engine import LiveEngine
+from pushcap.supervisor.engine import EngineView
 from pushcap.supervisor.target_counters import consumer_status, counters
 
 log = logging.getLogger("pushcap.supervisor.status")
 
 
-def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> dict:
-    """A JSON-ready snapshot of what the daemon is doing."""
+def engine_status(view: EngineView, extras: dict[str, Callable[[], dict]]) -> dict:
+    """A JSON-ready snapshot of what the daemon is doing, from the engine's view (a copy taken
+    at once: the push threads change their consumers while this runs on the HTTP thread)."""
     interfaces = {}
-    for name, ring in engine.rings.items():
+    for name, ring in view.rings.items():
         packets, nbytes, span_ns = ring.span()
-        cap = engine.capture_stats[name]
+        cap = view.capture_stats[name]
         interfaces[name] = {
             "packets_captured": ring.packets_total, "kernel_drops": cap.kernel_drops,
             "if_drops": cap.if_drops, "push_missed_packets": cap.missed_by_push,
@@ -37,7 +38,7 @@ def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> 
         if cap.error is not None:
             interfaces[name]["capture_error"] = cap.error
     targets = []
-    for name, consumers in engine.consumers.items():
+    for name, consumers in view.consumers.items():
         by_desc: dict[str, list] = {}  # a changed target waiting for its file end has two
         for consumer in consumers:
             by_desc.setdefault(consumer.target.desc, []).append(consumer)
@@ -45,15 +46,15 @@ def engine_status(engine: LiveEngine, extras: dict[str, Callable[[], dict]]) -> 
             newest = group[-1]
             entry = {"desc": desc, "mode": newest.target.mode.value, "interface": name,
                      **consumer_status(newest)}
-            earlier = engine.retired_counts.totals(name, desc)
+            earlier = view.retired.totals(name, desc)
             for consumer in group[:-1]:
                 earlier.update(counters(consumer))
             for key, value in earlier.items():
                 entry[key] = entry.get(key, 0) + value
-            if getattr(newest, "last_error", None):
+            if newest.last_error:
                 entry["last_error"] = newest.last_error
             targets.append(entry)
-    status = {"time": time.time(), "node": engine.config.node_name, "reloads": engine.reloads,
+    status = {"time": time.time(), "node": view.node, "reloads": view.reloads,
               "interfaces": interfaces, "targets": targets, "problems": problems(interfaces,
                                                                                  targets)}
     for key, snapshot in extras.items():

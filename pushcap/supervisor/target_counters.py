@@ -12,28 +12,23 @@ import threading
 from collections import Counter
 from typing import Any
 
+from pushcap.capture.consumer import Consumer
+
 # What only grows over a target's life; the rest of a status entry (pending files, the current
 # file, the last error) describes the newest consumer alone.
 COUNTERS = ("packets", "bytes", "files", "spool_errors", "uploads_ok", "uploads_failed",
             "dropped_files", "name_conflicts", "errors", "records_sent", "send_failures")
 
 
-def consumer_status(consumer: Any) -> dict:
-    """One consumer's own status figures (its `status()`, or its stats' fields), and errors."""
-    status = getattr(consumer, "status", None)
-    if status is not None:
-        figures = dict(status())
-    else:
-        stats = getattr(consumer, "stats", None)
-        figures = dict(vars(stats)) if stats is not None and hasattr(stats, "__dict__") else {}
-    figures["errors"] = getattr(consumer, "errors", 0)
-    failing = getattr(consumer, "failing", None)
-    figures["failing"] = bool(figures.pop("upload_failing", False) or
-                              (failing is not None and failing()))
+def consumer_status(consumer: Consumer) -> dict:
+    """One consumer's own status figures, its error count and whether it is failing."""
+    figures = dict(consumer.status())
+    figures["errors"] = consumer.errors
+    figures["failing"] = bool(figures.pop("upload_failing", False) or consumer.failing())
     return figures
 
 
-def counters(consumer: Any) -> Counter:
+def counters(consumer: Consumer) -> Counter:
     figures = consumer_status(consumer)
     return Counter({k: figures[k] for k in COUNTERS
                     if isinstance(figures.get(k), int) and not isinstance(figures[k], bool)})

@@ -1,0 +1,69 @@
+"""Closing consumers off the push thread, in the order their outputs need.
+
+A removed or replaced consumer is closed (its file finished, delivered, its uploads done or
+spooled) on a thread of its own; a successor is started once its predecessor is closed. Every
+consumer writing to one output (the same folder and prefix, or spool) waits for the retirements
+registered on it before, so a target's files are delivered in order and never by two series at
+once, whatever the reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from pushcap.supervisor.slots import Slot, guarded
+from pushcap.supervisor.target_counters import RetiredCounts
+
+log = logging.getLogger("pushcap.engine")
+
+
+class Retirements:
+    """The retirement threads of an engine, and the counters of what they retired."""
+
+    def __init__(self) -> None:
+        self.counts = RetiredCounts()  # what replaced or removed consumers counted
+        self._latest: dict[str, threading.Thread] = {}  # output -> its latest retirement
+        self._lock = threading.Lock()
+
+    def retire(self, interface: str, old: Slot | None, successor: Slot | None) -> None:
+        """Close `old`, then start `successor` and let it deliver (either may be None)."""
+        if old is None and successor is None:
+            return
+        if old is not None:
+            self.counts.closing(interface, old.consumer)
+        slots = [s for s in (old, successor) if s is not None]
+        with self._lock:
+            waits_for = {self._latest.get(s.consumer.output()) for s in slots} - {None}
+            thread = threading.Thread(target=self._run, args=(interface, old, successor,
+                                                              waits_for),
+                                      daemon=True, name=f"retire-{slots[0].consumer.target.desc}")
+            for slot in slots:
+                if slot.consumer.output() is not None:
+                    self._latest[slot.consumer.output()] = thread
+            thread.start()  # under the lock: nobody can find it in the map unstarted
+
+    def join(self) -> None:
+        """Wait for every retirement started so far."""
+        with self._lock:
+            threads = list(self._latest.values())
+        for thread in threads:
+            thread.join()
+
+    def _run(self, interface: str, old: Slot | None, successor: Slot | None,
+             waits_for: set[threading.Thread]) -> None:
+        try:
+            for previous in waits_for:
+                previous.join()
+            if old is not None:
+                guarded(old, old.consumer.close)
+                log.info("event=target_stop target=%s interface=%s", old.consumer.target.desc,
+                         interface)
+        finally:
+            if old is not None:
+                self.counts.closed(interface, old.consumer)
+            if successor is not None:
+                try:
+                    guarded(successor, successor.consumer.start, False)
+                finally:
+                    successor.consumer.open_delivery()
