@@ -72,7 +72,7 @@ def cmd_check(args) -> int:
     from pushcap.config.pcapdaemon import trigger_settings
 
     config, targets = _load(args)
-    trigger_settings(config, args, create_local_dir=False)  # checks; creates nothing
+    trigger_settings(config, args)  # checks; creates nothing
     _check_devices(config)
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
     for t in targets:
@@ -167,6 +167,7 @@ def cmd_run(args) -> int:
     # Imported here: `replay` and `check` need none of the daemon's services (start-up time).
     from pushcap.config.pcapdaemon import trigger_settings
     from pushcap.supervisor.daemon import Daemon
+    from pushcap.trigger.local_dir import prepare_local_dir
     from pushcap.trigger.localredis import LocalRedisService
     from pushcap.trigger.service import TriggerService
 
@@ -176,6 +177,7 @@ def cmd_run(args) -> int:
     obs.setup_logging(args.log_level or config.log_level, config, targets)
     daemon = Daemon(config, targets, args.lua)
     trigger = trigger_settings(config, args)
+    prepare_local_dir(trigger, config.source_file)  # the default writelocal folder
     daemon.add_service("local_redis", LocalRedisService(trigger.redis))
     # engine.rings is filled by engine.start(), which the daemon runs before services start.
     daemon.add_service("trigger", TriggerService(trigger, daemon.engine.rings, config.interfaces,

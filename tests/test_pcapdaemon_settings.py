@@ -20,17 +20,24 @@ from pushcap.config.pcapdaemon_flags import LOCAL_DIR
 from pushcap.config.toml import parse_daemon_config
 from pushcap.trigger.cloudshark import additional_tags
 from pushcap.trigger.delivery import capture_filename, write_into
+from pushcap.trigger.local_dir import prepare_local_dir
 
 BASE = '[[interface]]\nname = "lo"\n'
 REPO = Path(__file__).resolve().parent.parent
 
 
-def settings(toml: str = "", argv: tuple[str, ...] = (), **options):
+def settings(toml: str = "", argv: tuple[str, ...] = (), create_local_dir: bool = True,
+             **options):
+    """Trigger settings as `run` makes them (create_local_dir: then the daemon's start makes
+    the default writelocal folder) or as `check` does (False: nothing is created)."""
     config = parse_daemon_config(tomllib.loads(toml + BASE), "t.toml")
     parser = argparse.ArgumentParser()
     parser.add_argument("--config")
     add_pcapdaemon_flags(parser)
-    return trigger_settings(config, parser.parse_args(list(argv)), **options)
+    result = trigger_settings(config, parser.parse_args(list(argv)), **options)
+    if create_local_dir:
+        prepare_local_dir(result, "t.toml")
+    return result
 
 
 def test_defaults_are_pcapdaemons():
@@ -203,8 +210,7 @@ from pushcap.config.toml import parse_daemon_config
 config = parse_daemon_config({"interface": [{"name": "lo"}]}, "t.toml")
 try:
     trigger_settings(config, argparse.Namespace(pd_writelocal=True),
-                     default_local_dir=__import__("pathlib").Path(sys.argv[1]),
-                     create_local_dir=False)
+                     default_local_dir=__import__("pathlib").Path(sys.argv[1]))
 except ConfigError as exc:
     print(exc)
 """

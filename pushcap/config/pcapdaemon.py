@@ -63,6 +63,7 @@ CLOUDSHARK_KEYS = {"host", "port", "scheme", "timeout", "token", "upload", "veri
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 LOCAL_DIR_MODE = 0o750  # captures hold traffic: the service's user and group only
+LOCAL_DIR_FIX = "set [general] localdir / -destdir to a folder the service's user can write"
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class TriggerSettings:
     snap_length: int = SNAP_LENGTH_BYTES
     write_local: bool = False
     local_dir: Path = Path(LOCAL_DIR)
+    local_dir_is_default: bool = True  # created at start; a configured one must exist
     fallback_dir: Path = Path(FALLBACK_DIR)
     log_requests: bool = False
     max_concurrent: int = MAX_CONCURRENT
@@ -158,12 +160,12 @@ class TriggerSettings:
 
 
 def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = None, *,
-                     default_local_dir: Path = Path(LOCAL_DIR), create_local_dir: bool = True
-                     ) -> TriggerSettings:
+                     default_local_dir: Path = Path(LOCAL_DIR)) -> TriggerSettings:
     """Merge defaults < TOML < flags into validated settings; ConfigError names the culprit.
 
-    With writelocal on and no localdir / -destdir, captures go to `default_local_dir`, created
-    here (mode 0750) unless `create_local_dir` is false (a check that must change nothing).
+    With writelocal on and no localdir / -destdir, captures go to `default_local_dir`, which
+    the daemon creates when it starts (trigger/local_dir.py); here it is only checked that it
+    could (loading config creates nothing on disk, so `check` and `run` validate alike).
     """
     src = config.source_file
     gen = TomlSection(config.general, "general", None, src)  # shared: toml.py owns other keys
@@ -184,7 +186,7 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     configured = flags.get("destdir", gen.optional_text("localdir"))
     local_dir = default_local_dir if configured is None else Path(configured)
     if write_local:
-        _ready_local_dir(local_dir, configured is None, create_local_dir, src)
+        _check_local_dir(local_dir, configured is None, src)
     return TriggerSettings(
         node_name=config.node_name,
         max_packets=max_packets,
@@ -195,6 +197,7 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
         snap_length=gen.integer("snaplength", SNAP_LENGTH_BYTES, 1, 262144),
         write_local=write_local,
         local_dir=local_dir,
+        local_dir_is_default=configured is None,
         fallback_dir=Path(gen.text("fallbackdir", FALLBACK_DIR)),
         log_requests=gen.boolean("logrequests", False),
         max_concurrent=gen.integer("maxconcurrent", MAX_CONCURRENT, 1, 1024),
@@ -204,49 +207,37 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     )
 
 
-def _ready_local_dir(folder: Path, is_default: bool, create: bool, src: str) -> None:
-    """Make sure captures can be written to `folder` before the first one is taken.
+def local_dir_error(src: str, folder: Path, why: object) -> ConfigError:
+    """The default folder cannot be made: what to do about it (shared with the creation)."""
+    return ConfigError(
+        f"{src}: writelocal is on but its default folder {folder} cannot be created: "
+        f"{why}; run pushcap from etc/pushcap.service (its StateDirectory=pushcap "
+        "provides /var/lib/pushcap), create the folder for the service's user with mode "
+        f"0750, or {LOCAL_DIR_FIX}")
 
-    The default folder is created, each missing level with mode 0750 (chmod after mkdir, which the
-    umask trims); a folder named in the config or on the command line must exist already, so that
-    a typo in it is reported instead of silently becoming a new folder.
+
+def _check_local_dir(folder: Path, is_default: bool, src: str) -> None:
+    """Refuse a folder captures could not be written to, before the first one is taken.
+
+    A folder named in the config or on the command line must exist already, so that a typo in
+    it is reported instead of silently becoming a new folder; the default one must be creatable
+    by this user (the daemon's start creates it).
     """
-    fix = "set [general] localdir / -destdir to a folder the service's user can write"
     if not folder.is_dir():
         if not is_default:
             raise ConfigError(f"{src}: writelocal is on but the folder {folder} does not exist "
                               "(create it or set [general] localdir / -destdir)")
         # lexists: a dangling symlink is a level that exists (mkdir fails on it), not a gap
         missing = [level for level in (folder, *folder.parents) if not os.path.lexists(level)]
-
-        def cannot(why: object) -> ConfigError:
-            return ConfigError(
-                f"{src}: writelocal is on but its default folder {folder} cannot be created: "
-                f"{why}; run pushcap from etc/pushcap.service (its StateDirectory=pushcap "
-                "provides /var/lib/pushcap), create the folder for the service's user with mode "
-                f"0750, or {fix}")
-
-        if not create:  # a check: would the daemon's start be able to create it?
-            existing = folder.parents[len(missing) - 1] if missing else folder
-            if not existing.is_dir():  # a file, a dangling symlink or a symlink loop
-                raise cannot(f"{existing} is not a folder")
-            if not os.access(existing, os.W_OK | os.X_OK):
-                raise cannot(f"this user cannot write into {existing}")
-            return  # created when the daemon starts
-        try:
-            for level in reversed(missing):
-                try:
-                    level.mkdir(mode=LOCAL_DIR_MODE)
-                except FileExistsError:
-                    continue  # made meanwhile by someone else: theirs to set up
-                level.chmod(LOCAL_DIR_MODE)
-        except OSError as exc:
-            raise cannot(exc.strerror or exc) from None
-        if not folder.is_dir():
-            raise ConfigError(f"{src}: writelocal is on but {folder} is not a folder; {fix}")
+        existing = folder.parents[len(missing) - 1] if missing else folder
+        if not existing.is_dir():  # a file, a dangling symlink or a symlink loop
+            raise local_dir_error(src, folder, f"{existing} is not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise local_dir_error(src, folder, f"this user cannot write into {existing}")
+        return  # created when the daemon starts
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{src}: writelocal is on but this user cannot write into {folder}; "
-                          f"{fix}")
+                          f"{LOCAL_DIR_FIX}")
 
 
 def redis_settings(section: dict, args: argparse.Namespace | None, source: str
