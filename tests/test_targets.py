@@ -6,11 +6,12 @@ import pytest
 from lua_config_helpers import NAME, TARGET2_LINE, one_target
 
 from pushcap import defaults
+from pushcap.config.codec import Codec
 from pushcap.config.lua import load_targets_text
 from pushcap.config.model import ConfigError, PushMode, SplitKind, SplitRule, TargetConfig
 
 FLOWS = {"Mode": '"flows"', "Path": '"udp://127.0.0.1:9000"'}
-PIPE_KNOWN = "cat, gzip -c [-1..-9], lz4 -c [-1..-9], zstd -c [-1..-19] [-T0]"
+PIPE_KNOWN = "cat, gzip -c [-1..-9], lz4 -c [-1..-12], zstd -c [-1..-19] [-T0..-T256]"
 AT2 = f"{NAME}:{TARGET2_LINE}: target 2"  # where target 2 of one_target() is written
 config = one_target  # target 1 valid, target 2 built from keyword fields (Lua expressions)
 
@@ -30,29 +31,54 @@ def lua_str(text: str) -> str:
 
 
 # --- PipeCmd ----------------------------------------------------------------------------------
+# The grammar (and why) is config/codec.py's docstring: each tool's own level range, zstd
+# -T0..-T256, options in any order, each once, -c required, nothing else.
 
 
 @pytest.mark.parametrize(
-    ("command", "stored", "suffix"),
+    ("command", "codec", "suffix"),
     [
         ("cat", None, ".pcap"),
-        ("gzip -c", "gzip -c", ".pcap.gz"),
-        ("gzip -c -1", "gzip -c -1", ".pcap.gz"),
-        ("gzip -c -9", "gzip -c -9", ".pcap.gz"),
-        ("gzip  -c   -6", "gzip -c -6", ".pcap.gz"),
-        ("lz4 -c", "lz4 -c", ".pcap.lz4"),
-        ("lz4 -c -1", "lz4 -c -1", ".pcap.lz4"),
-        ("lz4 -c -9", "lz4 -c -9", ".pcap.lz4"),
-        ("zstd -c", "zstd -c", ".pcap.zstd"),
-        ("zstd -c -1", "zstd -c -1", ".pcap.zstd"),
-        ("zstd -c -19", "zstd -c -19", ".pcap.zstd"),
-        ("zstd -c -T0", "zstd -c -T0", ".pcap.zstd"),
-        ("zstd -c -3 -T0", "zstd -c -3 -T0", ".pcap.zstd"),
+        ("gzip -c", Codec("gzip"), ".pcap.gz"),
+        ("gzip -c -1", Codec("gzip", 1), ".pcap.gz"),
+        ("gzip -c -6", Codec("gzip", 6), ".pcap.gz"),
+        ("gzip -c -9", Codec("gzip", 9), ".pcap.gz"),
+        ("gzip  -c   -6", Codec("gzip", 6), ".pcap.gz"),
+        ("gzip -9 -c", Codec("gzip", 9), ".pcap.gz"),
+        ("lz4 -c", Codec("lz4"), ".pcap.lz4"),
+        ("lz4 -c -1", Codec("lz4", 1), ".pcap.lz4"),
+        ("lz4 -c -3", Codec("lz4", 3), ".pcap.lz4"),
+        ("lz4 -c -9", Codec("lz4", 9), ".pcap.lz4"),
+        ("lz4 -c -12", Codec("lz4", 12), ".pcap.lz4"),
+        ("zstd -c", Codec("zstd"), ".pcap.zstd"),
+        ("zstd -c -1", Codec("zstd", 1), ".pcap.zstd"),
+        ("zstd -c -19", Codec("zstd", 19), ".pcap.zstd"),
+        ("zstd -c -T0", Codec("zstd", None, 0), ".pcap.zstd"),
+        ("zstd -c -19 -T0", Codec("zstd", 19, 0), ".pcap.zstd"),
+        ("zstd -c -T0 -3", Codec("zstd", 3, 0), ".pcap.zstd"),
+        ("zstd -c -T2", Codec("zstd", None, 2), ".pcap.zstd"),
+        ("zstd -T256 -c -1", Codec("zstd", 1, 256), ".pcap.zstd"),
     ],
 )
-def test_pipe_cmd_good(command, stored, suffix):
+def test_pipe_cmd_good(command, codec, suffix):
     target = second(PipeCmd=lua_str(command))
-    assert (target.pipe_cmd, target.file_suffix) == (stored, suffix)
+    assert (target.pipe_cmd, target.file_suffix) == (codec, suffix)
+
+
+@pytest.mark.parametrize(
+    ("command", "canonical", "described"),
+    [
+        ("gzip -c", "gzip -c", "gzip level 6"),
+        ("gzip -9 -c", "gzip -c -9", "gzip level 9"),
+        ("lz4 -c", "lz4 -c", "lz4 level 1"),
+        ("zstd -c", "zstd -c", "zstd level 3"),
+        ("zstd -T0 -c", "zstd -c -T0", "zstd level 3 threads=per-core"),
+        ("zstd -c -T4 -19", "zstd -c -19 -T4", "zstd level 19 threads=4"),
+    ],
+)
+def test_pipe_cmd_defaults_are_the_tools(command, canonical, described):
+    codec = second(PipeCmd=lua_str(command)).pipe_cmd
+    assert (codec.command(), codec.describe()) == (canonical, described)
 
 
 def test_no_pipe_cmd_is_plain_pcap():
@@ -71,22 +97,43 @@ def test_unknown_compressor_message():
 @pytest.mark.parametrize(
     ("lua_value", "words"),
     [
-        ('"gzip"', "not a known compressor"),
-        ('"gzip -1"', "not a known compressor"),
-        ('"gzip -c -0"', "not a known compressor"),
-        ('"gzip -c -10"', "not a known compressor"),
-        ('"gzip -9 -c"', "not a known compressor"),
-        ('"gzip -c -T0"', "not a known compressor"),
-        ('"lz4 -c -10"', "not a known compressor"),
-        ('"zstd -c -20"', "not a known compressor"),
-        ('"zstd -c -0"', "not a known compressor"),
-        ('"zstd -c -T4"', "not a known compressor"),
-        ('"zstd -c -T0 -3"', "not a known compressor"),
-        ('"zstd -c --ultra -22"', "not a known compressor"),
-        ('"/bin/gzip -c"', "not a known compressor"),
+        # each level bound, one past it
+        ('"gzip -c -0"', '"-0" is not a gzip level: write -1..-9'),
+        ('"gzip -c -10"', '"-10" is not a gzip level: write -1..-9'),
+        ('"lz4 -c -0"', '"-0" is not a lz4 level: write -1..-12'),
+        ('"lz4 -c -13"', '"-13" is not a lz4 level: write -1..-12'),
+        ('"zstd -c -0"', '"-0" is not a zstd level: write -1..-19'),
+        ('"zstd -c -20"', '"-20" is not a zstd level: write -1..-19'),
+        ('"zstd -c -09"', '"-09" is not a zstd level'),
+        ('"zstd -c -T257"', '"-T257" is not a thread count: write -T1..-T256, or -T0'),
+        ('"zstd -c -T04"', '"-T04" is not a thread count'),
+        # -c, the only options each tool takes, each once
+        ('"gzip"', "needs -c (compress to standard output, as a pipe does): write gzip -c"),
+        ('"gzip -1"', "needs -c"),
+        ('"lz4 -9"', "needs -c"),
+        ('"zstd -T0"', "needs -c"),
+        ('"gzip -c -c"', 'gives -c twice ("-c", "-c")'),
+        ('"gzip -c -1 -9"', 'gives a level twice ("-1", "-9"); write gzip -c [-1..-9]'),
+        ('"zstd -c -T0 -T2"', 'gives a thread count twice ("-T0", "-T2")'),
+        ('"gzip -c -T0"', 'gzip option "-T0" is not accepted: write gzip -c [-1..-9]'),
+        ('"lz4 -c -T0"', 'lz4 option "-T0" is not accepted: write lz4 -c [-1..-12]'),
+        ('"gzip -c9"', 'gzip option "-c9" is not accepted'),
+        ('"gzip -c --best"', 'gzip option "--best" is not accepted'),
+        ('"zstd -c --ultra -22"', 'zstd option "--ultra" is not accepted'),
+        ('"zstd -c --rm"', 'zstd option "--rm" is not accepted'),
+        ('"zstd -c -d"', 'zstd option "-d" is not accepted'),
+        # other programs, other spellings, shell syntax
+        ('"xz -c"', "not a known compressor"),
         ('"GZIP -c"', "not a known compressor"),
-        ('"gzip -c; rm -rf /"', "never runs a command"),
+        ('"sh -c gzip"', "not a known compressor"),
+        ('"cat -v"', "cat takes no arguments"),
+        ('"/bin/gzip -c"', "has '/', which is shell syntax or a path"),
+        ('"cat /etc/passwd"', "never runs a command"),
+        ('"gzip -c; rm -rf /"', "has ';', which is shell syntax"),
         ('"gzip -c | nc 10.0.0.1 9"', "never runs a command"),
+        ('"gzip -c > /tmp/x"', "never runs a command"),
+        ('"gzip -c $(id)"', "never runs a command"),
+        ('"gzip -c && reboot"', "never runs a command"),
         ("\"sh -c 'gzip -c'\"", "never runs a command"),
         ('"zstd\\t-c"', "control character"),
         ('" gzip -c"', "spaces at the start or end"),
@@ -99,6 +146,22 @@ def test_pipe_cmd_bad(lua_value, words):
     message = error(PipeCmd=lua_value)
     assert message.startswith(f'{AT2} "t2": PipeCmd ')
     assert words in message
+
+
+@pytest.mark.parametrize("lua_value", ['"gzip -c; rm -rf /"', '"xz -c"', '"gzip -c -T0"'])
+def test_pipe_cmd_refusals_say_nothing_is_run(lua_value):
+    assert "never runs a command from the config" in error(PipeCmd=lua_value)
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "threads"),
+    [("xz", None, None), ("gzip", 10, None), ("lz4", 0, None), ("lz4", 13, None),
+     ("zstd", 20, None), ("gzip", 6, 0), ("lz4", None, 2), ("zstd", 3, 257), ("zstd", 3, -1)],
+)
+def test_a_codec_cannot_be_built_outside_the_grammar(name, level, threads):
+    """push/ executes any Codec it is given, so a Codec made in code is held to the grammar too."""
+    with pytest.raises(ValueError):
+        Codec(name, level, threads)
 
 
 # --- FileSuffix -------------------------------------------------------------------------------
@@ -159,7 +222,7 @@ def test_rclone_target_takes_pipe_cmd_and_suffix():
     target = second(Mode='"rclone"', Path='"s3:bucket/all"', PipeCmd='"zstd -c -3 -T0"')
     assert (target.mode, target.pipe_cmd, target.file_suffix) == (
         PushMode.RCLONE,
-        "zstd -c -3 -T0",
+        Codec("zstd", 3, 0),
         ".pcap.zstd",
     )
 

@@ -3,8 +3,9 @@
 These are the fields Mode flows refuses (targets.FILE_ONLY_FIELDS): when a file is cut (a time or a
 byte split), how it is named (FileName, which must not be coarser than a time split, or files would
 overwrite each other), and how it is compressed (PipeCmd, only known compressor command lines,
-never executed) with a FileSuffix that names that compression. Kept apart from targets.py, which
-assembles a target from these rules and the ones every mode shares.
+never executed: its grammar is codec.py's, the one place that reads it) with a FileSuffix that
+names that compression. Kept apart from targets.py, which assembles a target from these rules and
+the ones every mode shares.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from typing import Any
 
 from pushcap import defaults
+from pushcap.config.codec import Codec, parse_codec
 from pushcap.config.field_check import FieldError, field_text
 from pushcap.config.model import NamingRule, SplitKind, SplitRule
 from pushcap.config.naming_rules import STRFTIME_MODE, resolution_ns, validate_naming
@@ -41,11 +43,6 @@ def whole_number(text: str) -> int | None:
         return mantissa * 10**exponent
     value, rest = divmod(mantissa, 10**-exponent)
     return None if rest else value
-# The compressor command lines pushcap knows (whitespace-normalized); none is ever executed.
-_PIPE_CMD_RE = re.compile(
-    r"cat|(?:gzip|lz4) -c(?: -[1-9])?|zstd -c(?: -(?:1[0-9]|[1-9]))?(?: -T0)?"
-)
-_PIPE_CMD_KNOWN = "cat, gzip -c [-1..-9], lz4 -c [-1..-9], zstd -c [-1..-19] [-T0]"
 _SUFFIX_RE = re.compile(r"\.[A-Za-z0-9._-]{1,20}")
 # compressor -> (default FileSuffix, endings a FileSuffix may have); None = no compression
 _SUFFIXES: dict[str | None, tuple[str, tuple[str, ...]]] = {
@@ -112,24 +109,16 @@ def parse_filename(value: Any, split: SplitRule | None) -> NamingRule:
     return rule
 
 
-def parse_pipe_cmd(value: Any) -> str | None:
-    """The normalized compressor command, or None for no compression (absent or `cat`)."""
+def parse_pipe_cmd(value: Any) -> Codec | None:
+    """The Codec to compress with, or None for no compression (absent or `cat`); the grammar
+    and its reasons are codec.py's."""
     text = field_text(value, 'PipeCmd = "gzip -c -1" (or nil for plain .pcap)', required=False)
-    if text is None:
-        return None
-    command = " ".join(text.split())
-    if not _PIPE_CMD_RE.fullmatch(command):
-        raise FieldError(
-            f"not a known compressor (known: {_PIPE_CMD_KNOWN}); pushcap compresses in-process"
-            " and never runs a command from the config"
-        )
-    return None if command == "cat" else command
+    return None if text is None else parse_codec(text)
 
 
-def parse_suffix(value: Any, pipe_cmd: str | None) -> str:
+def parse_suffix(value: Any, codec: Codec | None) -> str:
     """FileSuffix, defaulting to the compressor's; it must name the compression it holds."""
-    compressor = pipe_cmd.split()[0] if pipe_cmd else None
-    default, endings = _SUFFIXES[compressor]
+    default, endings = _SUFFIXES[codec.name if codec else None]
     suffix = field_text(value, f'FileSuffix = "{default}"', required=False)
     if suffix is None:
         return default
@@ -137,7 +126,7 @@ def parse_suffix(value: Any, pipe_cmd: str | None) -> str:
         raise FieldError(
             "must be '.' then 1-20 letters, digits, '.', '_' or '-', e.g. \".pcap\" or \".pcap.gz\""
         )
-    if compressor is None:
+    if codec is None:
         wrong = next((e for e in _COMPRESSED_ENDINGS if suffix.endswith(e)), None)
         if wrong:
             raise FieldError(
@@ -146,7 +135,7 @@ def parse_suffix(value: Any, pipe_cmd: str | None) -> str:
             )
     elif not suffix.endswith(endings):
         raise FieldError(
-            f'does not match PipeCmd "{pipe_cmd}", which writes {compressor} data: end it with'
-            f' {" or ".join(endings)}, e.g. FileSuffix = "{default}"'
+            f'does not match PipeCmd "{codec.command()}", which writes {codec.name} data: end it'
+            f' with {" or ".join(endings)}, e.g. FileSuffix = "{default}"'
         )
     return suffix

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pushcap import defaults
 
 if TYPE_CHECKING:
+    from pushcap.config.codec import Codec
     from pushcap.config.rclone_settings import RcloneSettings
     from pushcap.config.syslog_settings import SyslogSettings
 
@@ -75,7 +76,7 @@ class TargetConfig:
     naming: NamingRule
     filter_bpf: str | None = None
     interface: str | None = None  # interface name or alias; None = every captured interface
-    pipe_cmd: str | None = None  # FMADIO PipeCmd, one of the known compressors (no shell)
+    pipe_cmd: Codec | None = None  # FMADIO PipeCmd as parsed by config/codec.py; None = plain
     file_suffix: str = ".pcap"  # FMADIO FileSuffix, e.g. ".pcap.gz"
     interval_s: float = 20.0  # flows targets: seconds per statistics interval
 

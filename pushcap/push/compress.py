@@ -2,8 +2,9 @@
 
 A finished temporary pcap file is streamed through the codec into a second temporary file that is
 fsynced before the caller publishes it, so a published compressed file is as durable and as whole
-as an uncompressed one. Only the compressors FMADIO documents are known; anything else is refused
-(`parse_pipe_cmd`) so that a typo in push_realtime.lua is a load error, not a silent plain copy.
+as an uncompressed one. The PipeCmd line itself is read by config (config/codec.py, the one
+grammar, where a typo in push_realtime.lua is a load error): this module only executes the Codec
+it produced, so the two can never disagree about what a line means.
 
 Output is the codec's standard stream format, readable by the command-line tool of the same name:
 gzip (RFC 1952, via the stdlib), the LZ4 frame format (`lz4.frame`, content checksum on like the
@@ -13,65 +14,15 @@ gzip (RFC 1952, via the stdlib), the LZ4 frame format (`lz4.frame`, content chec
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from pushcap.config.codec import Codec
 from pushcap.push.pcapfile import parse_part_name
 
 CHUNK_BYTES = 1 << 20
 COMPRESS_TMP_SUFFIX = ".ztmp"  # `<part>.ztmp`: hidden like the part, never matched as a `.part`
 COMPRESSED_MARK_SUFFIX = ".zdone"  # `<part>.zdone`: the part, renamed once its copy is complete
-
-# codec -> (lowest level, highest level, default level); the defaults are the CLI tools' own
-_LEVELS = {"gzip": (1, 9, 6), "lz4": (1, 12, 1), "zstd": (1, 19, 3)}
-
-
-class CompressError(ValueError):
-    """A PipeCmd that is not one of the known compressors (message names the token and the fix)."""
-
-
-@dataclass(frozen=True)
-class Codec:
-    """A parsed PipeCmd. `threads` is zstd's worker count: -1 for `-T0` (one per core)."""
-
-    name: str
-    level: int
-    threads: int = 0
-
-    def describe(self) -> str:
-        threads = f" threads={self.threads}" if self.threads else ""
-        return f"{self.name} level {self.level}{threads}"
-
-
-def parse_pipe_cmd(pipe_cmd: str | None) -> Codec | None:
-    """The codec a PipeCmd asks for, or None for no compression (None, "" or `cat`).
-
-    Accepted: `gzip -c [-1..-9]`, `lz4 -c [-1..-12]`, `zstd -c [-1..-19] [-T<n>]`, `cat`.
-    `-c` (write to stdout) is what FMADIO's pipe needs and is implied here.
-    """
-    if pipe_cmd is None or not pipe_cmd.strip():
-        return None
-    words = pipe_cmd.split()
-    name, options = words[0], words[1:]
-    if name == "cat" and not options:
-        return None
-    if name not in _LEVELS:
-        raise CompressError(f'PipeCmd "{pipe_cmd}": unknown compressor "{name}" '
-                            f'(known: gzip -c -N, lz4 -c, zstd -c [-N] [-T0], cat)')
-    low, high, level = _LEVELS[name]
-    threads = 0
-    for option in options:
-        if option == "-c":
-            continue
-        if option[1:].isdigit() and option.startswith("-") and low <= int(option[1:]) <= high:
-            level = int(option[1:])
-        elif name == "zstd" and option.startswith("-T") and option[2:].isdigit():
-            threads = int(option[2:]) or -1
-        else:
-            raise CompressError(f'PipeCmd "{pipe_cmd}": option "{option}" is not supported for '
-                                f"{name} (levels -{low}..-{high}"
-                                f"{', -T<threads>' if name == 'zstd' else ''})")
-    return Codec(name, level, threads)
 
 
 def compress_file(src: Path, dst: Path, codec: Codec) -> int:
@@ -82,17 +33,13 @@ def compress_file(src: Path, dst: Path, codec: Codec) -> int:
     try:
         with src.open("rb") as fin, dst.open("wb") as fout:
             if codec.name == "gzip":
-                import gzip  # here, like the other codecs: a replay with no PipeCmd never needs it
-                import shutil
-
-                # no file name or time in the header: the same input gives the same bytes
-                with gzip.GzipFile(filename="", mode="wb", compresslevel=codec.level,
-                                   fileobj=fout, mtime=0) as gz:
-                    shutil.copyfileobj(fin, gz, CHUNK_BYTES)
+                _gzip_stream(fin, fout, codec.effective_level)
             elif codec.name == "lz4":
-                _lz4_stream(fin, fout, codec.level)
-            else:
+                _lz4_stream(fin, fout, codec.effective_level)
+            elif codec.name == "zstd":
                 _zstd_stream(fin, fout, codec)
+            else:  # a Codec cannot be built with another name; a new one needs its branch here
+                raise ValueError(f"no in-process compressor for codec {codec.name!r}")
             fout.flush()
             os.fsync(fout.fileno())
             return fout.tell()
@@ -101,7 +48,16 @@ def compress_file(src: Path, dst: Path, codec: Codec) -> int:
         raise
 
 
-def _lz4_stream(fin, fout, level: int) -> None:
+def _gzip_stream(fin: BinaryIO, fout: BinaryIO, level: int) -> None:
+    import gzip  # here, like the other codecs: a replay with no PipeCmd never needs it
+    import shutil
+
+    # no file name or time in the header: the same input gives the same bytes
+    with gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=fout, mtime=0) as gz:
+        shutil.copyfileobj(fin, gz, CHUNK_BYTES)
+
+
+def _lz4_stream(fin: BinaryIO, fout: BinaryIO, level: int) -> None:
     import lz4.frame
 
     # lz4.frame levels: 0-2 are the fast mode (the CLI's -1), 3+ high compression (the CLI's -3+)
@@ -113,10 +69,15 @@ def _lz4_stream(fin, fout, level: int) -> None:
     fout.write(compressor.flush())
 
 
-def _zstd_stream(fin, fout, codec: Codec) -> None:
+def _zstd_stream(fin: BinaryIO, fout: BinaryIO, codec: Codec) -> None:
     import zstandard
 
-    compressor = zstandard.ZstdCompressor(level=codec.level, threads=codec.threads,
+    # zstandard's threads: 0 compresses in this thread (no -T), -1 one worker per core (-T0)
+    if codec.threads is None:
+        threads = 0
+    else:
+        threads = codec.threads or -1
+    compressor = zstandard.ZstdCompressor(level=codec.effective_level, threads=threads,
                                           write_checksum=True)
     compressor.copy_stream(fin, fout, read_size=CHUNK_BYTES, write_size=CHUNK_BYTES)
 

@@ -17,16 +17,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pushcap.config.codec import Codec
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.push import pcapfile
-from pushcap.push.compress import (
-    Codec,
-    CompressError,
-    compressed_mark,
-    compressed_part,
-    parse_pipe_cmd,
-    remove_stale,
-)
+from pushcap.push.compress import compressed_mark, compressed_part, remove_stale
 
 # rclone_remote, spool and uploader (subprocess, hashlib, configparser, ...) are imported by
 # RcloneShipper itself: File targets, `replay` included, never need them (start-up time).
@@ -42,13 +36,6 @@ class ShipError(Exception):
     """A finished file could not be handed over for delivery (message names target and fix)."""
 
 
-def _codec(target: TargetConfig) -> Codec | None:
-    try:
-        return parse_pipe_cmd(target.pipe_cmd)
-    except CompressError as exc:
-        raise ConfigError(f'target {target.index} "{target.desc}": {exc}') from None
-
-
 def _compression(codec: Codec | None) -> str:
     return f", {codec.describe()}" if codec else ""
 
@@ -58,7 +45,7 @@ class FileShipper:
 
     def __init__(self, target: TargetConfig, prefix: Path) -> None:
         self.target = target
-        self.codec = _codec(target)
+        self.codec = target.pipe_cmd
         self.part_prefix = prefix  # temporary files live beside their destination
         self.files_published = 0
 
@@ -121,7 +108,7 @@ class RcloneShipper:
         from pushcap.push.uploader import Uploader
 
         self.target = target
-        self.codec = _codec(target)
+        self.codec = target.pipe_cmd
         self.settings = parse_settings(rclone)
         try:
             self.remote_spec, rel = split_remote(target.path)

@@ -113,6 +113,7 @@ def test_building_a_shipper_touches_nothing_and_shows_no_secret(tmp_path):
     """`pushcap check` builds shippers beside a running daemon: no folder, no cleanup, no key."""
     from pathlib import Path
 
+    from pushcap.config.codec import Codec
     from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
     from pushcap.push.ship import make_shipper
 
@@ -120,11 +121,11 @@ def test_building_a_shipper_touches_nothing_and_shows_no_secret(tmp_path):
     target = TargetConfig(index=1, desc="otf", mode=PushMode.RCLONE, path=path,
                           split=SplitRule(SplitKind.TIME, 60 * 10**9),
                           naming=NamingRule("--filename-epoch-sec-startend"),
-                          pipe_cmd="zstd -c -T0", file_suffix=".pcap.zstd")
+                          pipe_cmd=Codec("zstd", threads=0), file_suffix=".pcap.zstd")
     shipper = make_shipper(target, Path("b/p/all"), {"spool_dir": str(tmp_path / "spool")})
     assert not (tmp_path / "spool").exists()
     shown = shipper.describe()
-    assert shown.startswith(":s3:b/p/all_*.pcap.zstd via rclone, zstd level 3 threads=-1")
+    assert shown.startswith(":s3:b/p/all_*.pcap.zstd via rclone, zstd level 3 threads=per-core")
     assert "topsecret99" not in shown and "AKIDSHOWN" not in shown
     assert shipper.stats()["files_pending"] == 0
 

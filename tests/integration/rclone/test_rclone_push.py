@@ -23,6 +23,7 @@ import zstandard
 from oracle import PCAPS_DIR
 
 from pushcap.capture.source import open_file_source
+from pushcap.config.codec import parse_codec
 from pushcap.config.model import (
     ConfigError,
     NamingRule,
@@ -51,8 +52,8 @@ def make_target(desc: str, path: str, mode: PushMode = PushMode.RCLONE,
                 pipe_cmd: str | None = None, suffix: str = ".pcap") -> TargetConfig:
     return TargetConfig(index=1, desc=desc, mode=mode, path=path,
                         split=SplitRule(SplitKind.BYTE, SPLIT_BYTES),
-                        naming=NamingRule("--filename-epoch-usec"), pipe_cmd=pipe_cmd,
-                        file_suffix=suffix)
+                        naming=NamingRule("--filename-epoch-usec"),
+                        pipe_cmd=parse_codec(pipe_cmd) if pipe_cmd else None, file_suffix=suffix)
 
 
 def settings(tmp_path: Path, **extra) -> dict:
@@ -255,6 +256,15 @@ def rclone_children(pid: int) -> list[int]:
     return children
 
 
+def written_bytes(pid: int) -> int:
+    """Bytes process `pid` has passed to write calls (files and sockets alike)."""
+    try:
+        io = (Path(f"/proc/{pid}/io")).read_text()
+    except OSError:
+        return 0
+    return int(next(line.split()[1] for line in io.splitlines() if line.startswith("wchar:")))
+
+
 def test_sigkill_mid_upload_then_restart(tmp_path, s3_remote):
     path = "pcs3:bucket/k/all"
     rclone = settings(tmp_path)
@@ -268,7 +278,9 @@ def test_sigkill_mid_upload_then_restart(tmp_path, s3_remote):
     try:
         wait_until(lambda: rclone_children(slow.pid), 20, "the upload to start")
         child = rclone_children(slow.pid)[0]
-        time.sleep(1.5)  # about 4 MB of 12 sent
+        # Mid-upload: the throttled rclone has written (to its socket) about 4 MB of the 12.
+        wait_until(lambda: written_bytes(child) >= 4 << 20, 30, "about 4 MB of 12 sent")
+        assert "all_1616334655.pcap" not in s3_remote.files("bucket/k"), "not mid-upload"
         slow.send_signal(signal.SIGKILL)
         slow.wait(5)
         wait_until(lambda: not Path(f"/proc/{child}").exists() or
