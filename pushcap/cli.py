@@ -36,7 +36,8 @@ gc.enable()
 
 # Start-up time matters (`replay` is benchmarked against tcpdump, whole runs included): what only
 # some commands need is imported inside them, and a command line builds only its subcommand's
-# parser (flows/command.py and trigger/command.py are imported only for their own commands).
+# parser (supervisor/flows_command.py and trigger/command.py are imported only for their own
+# commands).
 
 log = logging.getLogger("pushcap.cli")
 
@@ -314,7 +315,7 @@ def _add_trigger(sub) -> None:
 
 
 def _add_flows(sub) -> None:
-    from pushcap.flows.command import add_flows_parser
+    from pushcap.supervisor.flows_command import add_flows_parser
 
     add_flows_parser(sub)
 

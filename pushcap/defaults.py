@@ -13,6 +13,8 @@ KERNEL_BUFFER_MAX_BYTES = 1 << 30
 COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long for more packets
 LIVE_SNAPLEN_BYTES = 262144  # capture whole packets; truncation is an output choice, not capture's
 
+FLOWS_INTERVAL_S = 20.0  # tcpdump-aggregator's default interval
+
 DEFAULT_SPLIT = "--split-time 60e9"
 DEFAULT_FILENAME = "--filename-epoch-sec-startend"
 

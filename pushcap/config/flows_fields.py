@@ -12,9 +12,9 @@ import ipaddress
 import re
 from typing import Any
 
+from pushcap import defaults
 from pushcap.config.field_check import FieldError, field_text
 
-_DEFAULT_INTERVAL_S = 20.0  # same as TargetConfig.interval_s
 _MIN_INTERVAL_S = 0.1
 _MAX_INTERVAL_S = 86400.0
 _UDP_RE = re.compile(r"udp://(?P<host>\[[^\[\]/]*\]|[^\[\]/:]*):(?P<port>[0-9]{1,5})")
@@ -77,7 +77,7 @@ def _valid_host(host: str) -> bool:
 
 def parse_interval(value: Any) -> float:
     if value is None:
-        return _DEFAULT_INTERVAL_S
+        return defaults.FLOWS_INTERVAL_S
     example = "Interval = 20"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FieldError(f"must be a number of seconds, e.g. {example}")

@@ -78,7 +78,7 @@ class TargetConfig:
     interface: str | None = None  # interface name or alias; None = every captured interface
     pipe_cmd: Codec | None = None  # FMADIO PipeCmd as parsed by config/codec.py; None = plain
     file_suffix: str = ".pcap"  # FMADIO FileSuffix, e.g. ".pcap.gz"
-    interval_s: float = 20.0  # flows targets: seconds per statistics interval
+    interval_s: float = defaults.FLOWS_INTERVAL_S  # flows targets: seconds per interval
 
 
 @dataclass(frozen=True)

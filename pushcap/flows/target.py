@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -72,10 +73,11 @@ class FlowTarget(CountsFailures):
                  resolver: Resolver | None = None, *, datadog: DatadogRanges | None = None,
                  max_flows: int = DEFAULT_MAX_FLOWS,
                  max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
-                 exclude_own_traffic: bool = True) -> None:
+                 exclude_own_traffic: bool = True, stamp_close_now: bool = False) -> None:
         """`resolver` None shares the process-wide resolver; pass `resolve.NO_DNS` for none."""
         self.target = target
         self.interface = interface
+        self.stamp_close_now = stamp_close_now  # `pushcap flows -i`: stopping stamps "now"
         self.linktype = linktype
         self.interval_ns = int(target.interval_s * 1e9)
         if self.interval_ns <= 0:
@@ -191,9 +193,11 @@ class FlowTarget(CountsFailures):
     def close(self, now_ns: int | None = None) -> None:
         """Send the interval in progress (shutdown, end of a replay).
 
-        Records carry the interval's end as `time`; a live caller passes `now_ns` so a partial
-        interval is not stamped in the future.
+        Records carry the interval's end as `time`; a live caller passes `now_ns` (or built the
+        target with `stamp_close_now`) so a partial interval is not stamped in the future.
         """
+        if now_ns is None and self.stamp_close_now:
+            now_ns = time.time_ns()
         if self._open is not None:
             self._emit(now_ns)
         self.exporter.close()

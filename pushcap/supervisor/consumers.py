@@ -6,6 +6,7 @@ for `Mode = "flows"`, a flow exporter, once per interface it reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pushcap.capture.bpf import compile_target_filter
@@ -41,6 +42,9 @@ def interfaces_of(target: TargetConfig, config: DaemonConfig) -> tuple[str, ...]
         raise ConfigError(f'target {target.index} "{target.desc}": Interface '
                           f'"{target.interface}" is not captured (known: {", ".join(known)})')
     return names
+
+
+ConsumerFactory = Callable[..., Consumer]  # make_consumer's signature
 
 
 def make_consumer(target: TargetConfig, interface: str, several: bool, linktype: int,

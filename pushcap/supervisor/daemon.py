@@ -20,6 +20,7 @@ from pushcap import defaults
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
 from pushcap.supervisor import obs
+from pushcap.supervisor.consumers import ConsumerFactory, make_consumer
 from pushcap.supervisor.engine import LiveEngine
 from pushcap.supervisor.status import StatusServer, engine_status
 
@@ -35,10 +36,12 @@ class Service(Protocol):
 
 class Daemon:
     def __init__(self, config: DaemonConfig, targets: tuple[TargetConfig, ...],
-                 lua_path: str | Path) -> None:
+                 lua_path: str | Path | None, make: ConsumerFactory = make_consumer) -> None:
+        """`lua_path` None: targets from the command line (`pushcap flows`), nothing to
+        reload."""
         self.config = config
-        self.lua_path = Path(lua_path)
-        self.engine = LiveEngine(config, targets)
+        self.lua_path = Path(lua_path) if lua_path is not None else None
+        self.engine = LiveEngine(config, targets, make)
         self.services: dict[str, Service] = {}
         self.status_server: StatusServer | None = None
         self._stopping = threading.Event()
@@ -58,6 +61,9 @@ class Daemon:
 
     def reload(self) -> tuple[bool, str]:
         """Re-read the Lua targets; the old ones keep running if the new file is refused."""
+        if self.lua_path is None:
+            log.warning("event=reload_refused reason=no_config_file")
+            return False, "these targets come from the command line: nothing to re-read"
         with self._reload_lock:
             try:
                 targets = load_targets(self.lua_path, self.config.interface_names())

@@ -20,7 +20,12 @@ from pushcap.capture.consumer import Consumer
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Ring
 from pushcap.config.model import DaemonConfig, TargetConfig
-from pushcap.supervisor.consumers import check_filters, interfaces_of, make_consumer
+from pushcap.supervisor.consumers import (
+    ConsumerFactory,
+    check_filters,
+    interfaces_of,
+    make_consumer,
+)
 from pushcap.supervisor.handover import Bound, InterfaceTargets
 from pushcap.supervisor.retirements import Retirements
 from pushcap.supervisor.slots import guarded
@@ -62,8 +67,12 @@ class EngineView:
 class LiveEngine:
     """Captures every configured interface until stop() is called."""
 
-    def __init__(self, config: DaemonConfig, targets: tuple[TargetConfig, ...]) -> None:
+    def __init__(self, config: DaemonConfig, targets: tuple[TargetConfig, ...],
+                 make: ConsumerFactory = make_consumer) -> None:
+        """`make` builds a target's consumer for an interface (`pushcap flows` passes its own,
+        with the command line's flow options)."""
         self.config = config
+        self._make = make
         self.targets = targets
         self.rings: dict[str, Ring] = {}
         self.sources: dict[str, LiveSource] = {}
@@ -99,8 +108,8 @@ class LiveEngine:
         self.capture_stats.setdefault(name, CaptureStats())
 
         def make(target: TargetConfig, several: bool) -> Consumer:
-            return make_consumer(target, name, several, ring.linktype, ring.snaplen,
-                                 self.config.rclone)
+            return self._make(target, name, several, ring.linktype, ring.snaplen,
+                              self.config.rclone)
 
         self._interfaces[name] = InterfaceTargets(name, make, self._retirements)
         self._interfaces[name].launch(self._bindings[name])

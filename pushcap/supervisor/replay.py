@@ -13,7 +13,7 @@ from pathlib import Path
 from pushcap import defaults
 from pushcap.capture.source import open_file_source
 from pushcap.config.model import TargetConfig
-from pushcap.supervisor.consumers import check_filters, make_consumer
+from pushcap.supervisor.consumers import ConsumerFactory, check_filters, make_consumer
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ReplaySummary:
 
 def replay(path: str | Path, targets: tuple[TargetConfig, ...],
            batch_packets: int = defaults.BATCH_PACKETS, progress=None,
-           rclone_settings: dict | None = None) -> ReplaySummary:
+           rclone_settings=None, make: ConsumerFactory = make_consumer) -> ReplaySummary:
     """Run the targets over a capture file (every target reads it, whatever its Interface).
 
     Every consumer is done with a batch when consume() returns (files are written, flows
@@ -35,8 +35,8 @@ def replay(path: str | Path, targets: tuple[TargetConfig, ...],
     check_filters(targets, source.linktype, source.snaplen)
     # at_launch=False: a daemon may be writing into the same folders, and its open `.part` files
     # look just like a crash's leftovers; those are the daemon's to repair at its next start.
-    consumers = [make_consumer(t, source.name, False, source.linktype, source.snaplen,
-                               rclone_settings) for t in targets]
+    consumers = [make(t, source.name, False, source.linktype, source.snaplen, rclone_settings)
+                 for t in targets]
     for consumer in consumers:
         consumer.start(at_launch=False)
     summary = ReplaySummary(series=consumers)

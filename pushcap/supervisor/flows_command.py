@@ -5,23 +5,28 @@ A drop-in for `tcpdump -U -i eth0 -nn -tttt port not 10518 | tcpdump_aggregator.
 own datagrams. `--read` replays a file with intervals by packet time and exits when it ends;
 `--interface` captures until SIGINT/SIGTERM (a second signal more than a second later exits at
 once), sending the interval in progress before it stops.
+
+Both run on what `run` and `replay` run on (so here, in the supervisor): `--interface` is a
+daemon with one interface and one flows target, no status endpoint and no triggers (the same
+capture thread, reopened with backoff when the interface goes away, the same `[ring]` defaults
+and the same stop path); `--read` is a replay of that one target.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.config.model import (
     ConfigError,
+    DaemonConfig,
+    InterfaceConfig,
     NamingRule,
     PushMode,
+    RingConfig,
     SplitKind,
     SplitRule,
     TargetConfig,
@@ -31,14 +36,9 @@ from pushcap.config.model import (
 # ring, flow table, exporter, resolver) is imported in the functions below (start-up time). The
 # parser's defaults that come from those modules are None, filled in by cmd_flows/_target.
 if TYPE_CHECKING:
-    from pushcap.capture.live import LiveSource
     from pushcap.flows.target import FlowTarget
 
 log = logging.getLogger("pushcap.flows")
-
-DEFAULT_INTERVAL_S = 20.0  # the aggregator's documented default
-TICK_S = 0.2  # how often a quiet link checks whether its interval has ended
-REPEAT_SIGNAL_S = 1.0
 
 
 def add_flows_parser(subparsers) -> argparse.ArgumentParser:
@@ -50,8 +50,8 @@ def add_flows_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--read", "-r", type=Path, metavar="FILE", help="replay a capture file")
     p.add_argument("destination", nargs="?", default=None,  # None: flows.export's default
                    help="collector as udp://HOST:PORT (default udp://127.0.0.1:10518)")
-    p.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, metavar="S",
-                   help=f"seconds per interval (default {DEFAULT_INTERVAL_S:g})")
+    p.add_argument("--interval", type=float, default=defaults.FLOWS_INTERVAL_S, metavar="S",
+                   help=f"seconds per interval (default {defaults.FLOWS_INTERVAL_S:g})")
     p.add_argument("--bpf", metavar="FILTER", help="count only packets this filter selects")
     p.add_argument("--no-dns", action="store_true", help="hosts are the IPs, no reverse DNS")
     p.add_argument("--datadog-ranges", type=Path, metavar="FILE",
@@ -65,16 +65,13 @@ def add_flows_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _target(args, linktype: int, snaplen: int, name: str) -> FlowTarget:
+def _target(args, linktype: int, snaplen: int, name: str, live: bool) -> FlowTarget:
     from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS
     from pushcap.flows.export import DEFAULT_MAX_DATAGRAM_BYTES, DatadogRanges, FlowExportError
     from pushcap.flows.resolve import NO_DNS, Resolver
     from pushcap.flows.target import FlowTarget
 
-    config = TargetConfig(index=1, desc="flows", mode=PushMode.FLOWS, path=args.destination,
-                          split=SplitRule(SplitKind.TIME, int(args.interval * 1e9)),
-                          naming=NamingRule(defaults.DEFAULT_FILENAME), filter_bpf=args.bpf,
-                          interval_s=args.interval)
+    config = _flows_target(args)
     try:
         datadog = DatadogRanges.load(args.datadog_ranges) if args.datadog_ranges else None
     except FlowExportError as exc:
@@ -85,7 +82,7 @@ def _target(args, linktype: int, snaplen: int, name: str) -> FlowTarget:
                     else args.max_datagram_bytes)
     return FlowTarget(config, name, linktype, snaplen, resolver, datadog=datadog,
                       max_flows=max_flows, max_datagram_bytes=max_datagram,
-                      exclude_own_traffic=not args.include_own_traffic)
+                      exclude_own_traffic=not args.include_own_traffic, stamp_close_now=live)
 
 
 def _summary(target: FlowTarget, what: str) -> str:
@@ -105,79 +102,64 @@ def cmd_flows(args) -> int:
     return _replay(args) if args.read else _live(args)
 
 
-def _replay(args) -> int:
-    from pushcap.capture.source import open_file_source
+class _FlowsFactory:
+    """Builds the command's one flows target for whichever link type the source has (the
+    engine's and replay's consumer factory), and keeps it for the summary."""
 
-    source = open_file_source(args.read)
-    target = _target(args, source.linktype, source.snaplen, source.name)
+    def __init__(self, args) -> None:
+        self.args = args
+        self.made: list[FlowTarget] = []
+
+    def __call__(self, target: TargetConfig, interface: str, several: bool, linktype: int,
+                 snaplen: int, rclone_settings=None) -> FlowTarget:
+        made = _target(self.args, linktype, snaplen, interface, self.args.read is None)
+        self.made.append(made)
+        return made
+
+    def close(self) -> None:
+        for made in self.made:
+            made.resolver.close()
+
+
+def _flows_target(args) -> TargetConfig:
+    return TargetConfig(index=1, desc="flows", mode=PushMode.FLOWS, path=args.destination,
+                        split=SplitRule(SplitKind.TIME, int(args.interval * 1e9)),
+                        naming=NamingRule(defaults.DEFAULT_FILENAME), filter_bpf=args.bpf,
+                        interval_s=args.interval)
+
+
+def _replay(args) -> int:
+    from pushcap.supervisor.replay import replay
+
+    factory = _FlowsFactory(args)
     try:
-        for batch in source.batches():
-            target.consume(batch)
+        replay(args.read, (_flows_target(args),), make=factory)
     finally:
-        target.close()
-        target.resolver.close()
-    print(_summary(target, f"read {args.read}"))
+        factory.close()
+    print(_summary(factory.made[0], f"read {args.read}"))
     return 0
 
 
 def _live(args) -> int:
-    from pushcap.capture.live import LiveSource
-    from pushcap.capture.ring import Ring
-    from pushcap.capture.source import SourceError
+    """A daemon of one interface and one target: `run`'s engine, capture thread and stop."""
+    import socket
 
-    source = LiveSource(args.interface)
-    target = _target(args, source.linktype, source.snaplen, args.interface)
-    ring = Ring(args.interface, source.linktype, source.snaplen, defaults.RING_MAX_SECONDS,
-                defaults.RING_MAX_BYTES)
-    cursor = ring.cursor()
-    _install_signals(source)
+    from pushcap.supervisor.daemon import Daemon
 
-    def capture() -> None:
-        try:
-            for batch in source.batches():
-                ring.append(batch)
-        except SourceError as exc:
-            log.error("event=capture_error interface=%s error=%r", args.interface, str(exc))
-        finally:
-            ring.close()
-
-    reader = threading.Thread(target=capture, name=f"capture-{args.interface}", daemon=True)
-    reader.start()
-    log.info("event=started interface=%s destination=%s interval_s=%g", args.interface,
+    config = DaemonConfig(
+        source_file="pushcap flows", node_name=socket.gethostname(),
+        interfaces=(InterfaceConfig(args.interface),),
+        ring=RingConfig(defaults.RING_MAX_SECONDS, defaults.RING_MAX_BYTES,
+                        defaults.BATCH_PACKETS, defaults.POLL_TIMEOUT_MS),
+        status_port=0)
+    factory = _FlowsFactory(args)
+    daemon = Daemon(config, (_flows_target(args),), None, make=factory)
+    log.info("event=flows_start interface=%s destination=%s interval_s=%g", args.interface,
              args.destination, args.interval)
-    reported_missed = 0
     try:
-        while not cursor.closed:
-            for batch in cursor.read(timeout_s=TICK_S):
-                target.consume(batch)
-            target.tick(time.time_ns())
-            if cursor.missed_packets != reported_missed:
-                log.warning("event=flows_behind interface=%s missed_packets=%d", args.interface,
-                            cursor.missed_packets - reported_missed)
-                reported_missed = cursor.missed_packets
+        code = daemon.run()
     finally:
-        target.close(time.time_ns())
-        target.resolver.close()
-    reader.join(defaults.SHUTDOWN_TIMEOUT_S)
-    log.info("event=stopped %s", _summary(target, f"interface={args.interface}"))
-    return 0
-
-
-def _install_signals(source: LiveSource) -> None:
-    """First SIGINT/SIGTERM: stop capture, drain, send the open interval. A later one: exit."""
-    import signal
-
-    first: list[float] = []
-
-    def on_signal(signum, _frame) -> None:
-        now = time.monotonic()
-        if first and now - first[0] > REPEAT_SIGNAL_S:
-            log.warning("event=second_signal action=exit_now")
-            os._exit(1)
-        if not first:
-            first.append(now)
-            log.info("event=stopping signal=%s", signal.Signals(signum).name)
-        source.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+        factory.close()
+    for made in factory.made:
+        log.info("event=flows_stopped %s", _summary(made, f"interface={args.interface}"))
+    return code
