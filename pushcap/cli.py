@@ -41,9 +41,6 @@ gc.enable()
 
 log = logging.getLogger("pushcap.cli")
 
-DEFAULT_LUA = "etc/push_realtime.lua"
-DEFAULT_CONFIG = "etc/pcapdaemon.toml"
-
 
 def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
     from pushcap.config.toml import load_daemon_config
@@ -293,9 +290,9 @@ class _VersionAction(argparse.Action):
 
 
 def _config_args(p: argparse.ArgumentParser, daemon: bool = True) -> None:
-    p.add_argument("--lua", default=DEFAULT_LUA, help="push targets (push_realtime.lua)")
+    p.add_argument("--lua", default=defaults.PUSH_LUA_PATH, help="push targets (push_realtime.lua)")
     if daemon:
-        p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
+        p.add_argument("--config", default=defaults.CONFIG_PATH, help="daemon config (TOML)")
 
 
 def _add_run(sub) -> None:
@@ -323,14 +320,14 @@ def _add_flows(sub) -> None:
 def _add_status(sub) -> None:
     p = sub.add_parser("status", help="show what the running daemon is doing; exit 0 when "
                        "healthy, 1 when an interface or target is failing, 2 without a daemon")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
+    p.add_argument("--config", default=defaults.CONFIG_PATH, help="daemon config (TOML)")
     p.add_argument("--json", action="store_true", help="the same figures as JSON")
     p.set_defaults(func=cmd_status)
 
 
 def _add_reload(sub) -> None:
     p = sub.add_parser("reload", help="make the running daemon re-read its Lua targets")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="daemon config (TOML)")
+    p.add_argument("--config", default=defaults.CONFIG_PATH, help="daemon config (TOML)")
     p.set_defaults(func=cmd_reload)
 
 

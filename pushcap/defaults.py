@@ -1,4 +1,22 @@
-"""Every default in one place, each with its unit in the name."""
+"""Every default in one place, each with its unit in the name.
+
+Also the few facts of the pcap format that more than one module needs (its magic numbers,
+libpcap's largest snaplen), so that each is written once. This module imports nothing of
+pushcap: it is the lowest layer.
+"""
+
+# --- pcap format facts (not settings) ---------------------------------------------------------
+
+PCAP_MAGIC_US = 0xA1B2C3D4  # pcap file header magic, microsecond timestamps
+PCAP_MAGIC_NS = 0xA1B23C4D  # pcap file header magic, nanosecond timestamps
+MAX_SNAPLEN_BYTES = 262144  # libpcap's MAXIMUM_SNAPLEN: a longer record is corrupt
+
+# --- command line -----------------------------------------------------------------------------
+
+CONFIG_PATH = "etc/pcapdaemon.toml"  # --config of run, check, replay, trigger
+PUSH_LUA_PATH = "etc/push_realtime.lua"  # --lua: the push targets
+
+# --- capture / ring ---------------------------------------------------------------------------
 
 RING_MAX_SECONDS = 60.0
 RING_MAX_BYTES = 256 * 1024 * 1024
@@ -11,19 +29,120 @@ POLL_TIMEOUT_MS = 100
 KERNEL_BUFFER_BYTES = 64 * 1024 * 1024
 KERNEL_BUFFER_MAX_BYTES = 1 << 30
 COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long for more packets
-LIVE_SNAPLEN_BYTES = 262144  # capture whole packets; truncation is an output choice, not capture's
+# capture whole packets; truncation is an output choice, not capture's
+LIVE_SNAPLEN_BYTES = MAX_SNAPLEN_BYTES
+CAPTURE_STATS_INTERVAL_S = 10.0  # how often a capture thread reads the kernel's drop counters
+REOPEN_BACKOFF_MAX_S = 30.0  # longest wait between attempts to reopen a lost interface
+# Reading a pcap file (--read, replay): windows of the file, grown or shrunk to the records' size.
+READ_FIRST_WINDOW_BYTES = 1 << 20
+READ_MIN_WINDOW_BYTES = 64 * 1024
+READ_MAX_WINDOW_BYTES = 16 << 20  # above, fresh buffers cost page faults (glibc mmap threshold)
+READ_DROP_BYTES = 64 << 20  # a mapped file's pages behind the reader are unmapped this many at once
+WALK_CHUNK_BYTES = 1 << 20  # read and walked at a time by the native walk: stays in a core's cache
+IOV_SCRATCH_KEEP_BYTES = 16 << 20  # a writev scratch file grown past this is emptied after use
 
-FLOWS_INTERVAL_S = 20.0  # tcpdump-aggregator's default interval
+# --- push (file targets) ----------------------------------------------------------------------
 
 DEFAULT_SPLIT = "--split-time 60e9"
 DEFAULT_FILENAME = "--filename-epoch-sec-startend"
+MIN_SPLIT_NS = 1_000_000  # smallest --split-time accepted
+MIN_SPLIT_BYTES = 1024  # smallest --split-size accepted
+MAX_STRFTIME_CHARS = 200  # longest --filename-strftime pattern accepted
 
 LUA_MAX_SECONDS = 2.0  # run time allowed to evaluate push_realtime.lua
 LUA_MAX_MEMORY_BYTES = 32 * 1024 * 1024
+LUA_MAX_FILE_BYTES = 1024 * 1024  # a push config is a few KB; more means the wrong file
+LUA_HOOK_EVERY_INSTRUCTIONS = 1000  # the Lua hook checks time and memory this often
+LUA_CLOCK_CHECK_BYTES = 1 << 16  # source bytes scanned between two looks at the clock
 
 TIME_SPLIT_GRACE_S = 1.0  # wall-clock wait after a window ends before closing it on a quiet link
 SHUTDOWN_TIMEOUT_S = 30.0
 SHIPPER_CLOSE_TIMEOUT_S = 10.0  # at shutdown, per series: finish uploads or leave them spooled
+SHIP_CLOSE_TIMEOUT_S = 30.0  # a shipper's close() when its caller gives no timeout
+WRITE_BUFFER_BYTES = 1 << 20  # a pcap file's write buffer
+COMPRESS_CHUNK_BYTES = 1 << 20  # read and compressed at a time
+PUSH_POLL_S = 0.2  # how long a push thread waits for its ring before ticking its targets
+
+# --- rclone -----------------------------------------------------------------------------------
+
+SPOOL_DIR = "out/spool"
+SPOOL_MAX_BYTES = 8 * 1024**3  # queued bytes per series before the oldest files are dropped
+SPOOL_NAME_MAX_BYTES = 200  # a spool entry's name; with the hidden "." of a move-in, well under 255
+UPLOAD_RETRY_MIN_S = 1.0  # first wait after a failed upload; doubles per failure
+UPLOAD_RETRY_MAX_S = 300.0
+RCLONE_COMMAND_TIMEOUT_S = 3600.0  # one rclone command (a whole upload of one file)
+RCLONE_ERROR_CHARS = 400  # of rclone's error output kept in a log line or status
+UPLOAD_IDLE_POLL_S = 1.0  # an empty spool is looked at again this often even without a wake-up
+# Of the final basename in a temporary upload name: with our number and suffix, and the
+# `.<hash>.partial` rclone adds while writing (local, sftp), under 255 bytes.
+UPLOAD_TMP_BASE_BYTES = 160
+UPLOAD_MAX_NAME_CONFLICTS = 20  # names lost to other writers in one attempt before it fails
+UPLOAD_KILL_JOIN_S = 10.0  # how long close() waits for the thread once it killed the upload
+
+# --- trigger / pcapdaemon ---------------------------------------------------------------------
+
+# pcapdaemon's documented defaults (its README, the seed's flag help and its validator).
+TRIGGER_MAX_PACKETS = 50_000
+TRIGGER_MAX_BYTES = 100_000_000  # per capture: also the bound on one request's memory
+TRIGGER_MAX_TIMEOUT_S = 3600.0
+TRIGGER_MAX_DURATION_S = 3600.0
+TRIGGER_TIMEOUT_S = 60.0  # a request's timeout when it gives none
+TRIGGER_SNAPLEN_BYTES = 512
+# -writelocal's folder: below the unit's StateDirectory, so captures outlive the service (its
+# PrivateTmp would empty /tmp at every stop); created with TRIGGER_LOCAL_DIR_MODE when needed.
+TRIGGER_LOCAL_DIR = "/var/lib/pushcap/captures"
+TRIGGER_LOCAL_DIR_MODE = 0o750  # captures hold traffic: the service's user and group only
+TRIGGER_FALLBACK_DIR = "out/trigger-fallback"  # pushcap: where a pcap goes when every upload failed
+TRIGGER_MAX_CONCURRENT_CAPTURES = 8  # captures running at once
+TRIGGER_MAX_QUEUED_CAPTURES = 16  # accepted captures waiting for a worker; beyond, refused
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+REDIS_CHANNEL = "capture"
+RESULTS_STREAM_MAX_ENTRIES = 10_000  # MAXLEN of the results stream
+CS_HOST = "localhost"
+CS_SCHEME = "https"
+CS_TIMEOUT_S = 15.0  # pcapdaemon's HTTP client timeout
+CS_RETRIES = 3  # further attempts after a 5xx answer or a connection error
+CS_RETRY_BACKOFF_S = 1.0  # first wait between attempts; doubles each time
+CS_MAX_BACKOFF_S = 30.0  # longest wait between two CloudShark attempts
+# pushcap's own bounds and timings of the trigger service.
+MAX_MESSAGE_BYTES = 64 * 1024  # a trigger request
+MAX_BPF_CHARS = 4096
+MAX_TEXT_CHARS = 1024  # any other text field of a request
+WINDOW_PAST_LIMIT_S = 7 * 86400  # `start` older than this is surely a unit mistake
+MAX_REGEX_CHARS = 256  # a request's node regex
+MAX_REGEX_STEPS = 10_000_000  # bound on (len(node)+1) ** (repeats+1): a search that ends at once
+LOGGED_MESSAGE_CHARS = 2000  # of a refused request, in the log
+RESULTS_PUBLISH_RETRIES = 3
+REDIS_BACKOFF_FIRST_S = 0.5  # first wait before reconnecting to Redis; doubles each time
+REDIS_BACKOFF_MAX_S = 30.0
+LISTENER_POLL_S = 0.5  # how often the listener looks at its stop flag while no message comes
+REDIS_HEALTH_CHECK_S = 10  # a silent dead Redis connection is found within this many seconds
+JOB_POLL_S = 0.2  # longest wait of a capture job on the ring before `stop` is checked again
+JOB_LATE_SLACK_S = 0.1  # on top of poll + coalesce: the kernel's block timer, thread scheduling
+TRIGGER_WAIT_MARGIN_S = 5.0  # `pushcap trigger`: beyond capture and upload, Redis round trips...
+LOCAL_REDIS_START_TIMEOUT_S = 5.0
+
+# --- flows ------------------------------------------------------------------------------------
+
+FLOWS_INTERVAL_S = 20.0  # tcpdump-aggregator's default interval
+FLOWS_INTERVAL_MIN_S = 0.1
+FLOWS_INTERVAL_MAX_S = 86400.0
+FLOWS_HOST = "127.0.0.1"
+FLOWS_PORT = 10518  # the Datadog agent's UDP log port in the aggregator's instructions
+FLOWS_MAX_DATAGRAM_BYTES = 1400
+FLOWS_FAILURE_LOG_INTERVAL_S = 10.0  # a failing export logs its error at most this often
+FLOW_GRACE_S = 0.5  # wall-clock wait after an interval ends for its last packets to arrive
+MAX_FLOWS = 100_000  # flows kept per interval
+FLOWS_COMPACT_MIN_ROWS = 65_536  # pending per-batch rows that trigger a merge into the table
+DNS_WORKER_THREADS = 4
+DNS_TIMEOUT_S = 2.0
+DNS_TTL_S = 300.0
+DNS_NEGATIVE_TTL_S = 60.0  # how long a failed lookup is remembered
+DNS_MAX_ENTRIES = 10_000
+DNS_MAX_PENDING_LOOKUPS = 1_000
+
+# --- status / service -------------------------------------------------------------------------
 
 STATUS_HOST = "127.0.0.1"  # [status]: loopback HTTP for `pushcap status` and /metrics
 STATUS_PORT = 9107  # 0 turns the endpoint off
@@ -31,4 +150,7 @@ STATUS_PORT = 9107  # 0 turns the endpoint off
 # `pushcap status` (its exit code) and /status; an upload queue fails until an upload succeeds.
 FAILING_WINDOW_S = 60.0
 ERROR_LOG_INTERVAL_S = 10.0  # a failing target logs its error at most this often
-PUSH_POLL_S = 0.2  # how long a push thread waits for its ring before ticking its targets
+REPEAT_SIGNAL_S = 1.0  # a second stop signal later than this after the first forces the exit
+SYSLOG_PRIORITY = 85  # authpriv.notice, pcapdaemon's example
+SYSLOG_TAG = "pushcap"
+SYSLOG_ADDRESS = "/dev/log"

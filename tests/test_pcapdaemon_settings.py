@@ -16,8 +16,8 @@ import pytest
 
 from pushcap.config.model import ConfigError
 from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
-from pushcap.config.pcapdaemon_flags import LOCAL_DIR
 from pushcap.config.toml import parse_daemon_config
+from pushcap.defaults import TRIGGER_LOCAL_DIR as LOCAL_DIR
 from pushcap.trigger.cloudshark import additional_tags
 from pushcap.trigger.delivery import capture_filename, write_into
 from pushcap.trigger.local_dir import prepare_local_dir

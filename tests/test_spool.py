@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from pushcap.config.model import ConfigError
+from pushcap.defaults import SPOOL_NAME_MAX_BYTES as NAME_MAX_BYTES
 from pushcap.push.rclone_remote import RcloneSettings, parse_settings
-from pushcap.push.spool import NAME_MAX_BYTES, Spool, entry_name, parse_entry_name
+from pushcap.push.spool import Spool, entry_name, parse_entry_name
 from pushcap.push.uploader import backoff_s
 
 

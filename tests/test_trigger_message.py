@@ -10,8 +10,8 @@ import pytest
 from pushcap.capture.bpf import BpfFilter
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
+from pushcap.defaults import MAX_MESSAGE_BYTES
 from pushcap.trigger.message import (
-    MAX_MESSAGE_BYTES,
     Capture,
     TriggerError,
     describe_request,

@@ -14,12 +14,12 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from pushcap import defaults
+
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it (see `columns`)
     import numpy as np
 
 RECORD_HEADER_BYTES = 16
-PCAP_MAGIC_NS = 0xA1B23C4D
-PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_FILE_HEADER = struct.Struct("<IHHiIII")  # magic, major, minor, thiszone, sigfigs, snaplen, dlt
 PCAP_FILE_HEADER_BYTES = PCAP_FILE_HEADER.size
 
@@ -27,8 +27,8 @@ PCAP_FILE_HEADER_BYTES = PCAP_FILE_HEADER.size
 def pcap_file_header(linktype: int, snaplen: int, nano: bool = True) -> bytes:
     """The 24-byte header every pushcap output file starts with (LE; `nano`: the records'
     timestamp fraction is in ns, else µs; see `Batch.nano`)."""
-    return PCAP_FILE_HEADER.pack(PCAP_MAGIC_NS if nano else PCAP_MAGIC_US, 2, 4, 0, 0, snaplen,
-                                 linktype)
+    magic = defaults.PCAP_MAGIC_NS if nano else defaults.PCAP_MAGIC_US
+    return PCAP_FILE_HEADER.pack(magic, 2, 4, 0, 0, snaplen, linktype)
 
 
 class Batch:

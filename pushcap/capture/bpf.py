@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pcapy
 
+from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf_program import BpfError, check_program
 from pushcap.capture.native_bpf import native_bpf
@@ -46,7 +47,8 @@ class BpfFilter:
     same expression (see `compile_shared`).
     """
 
-    def __init__(self, expression: str, linktype: int, snaplen: int = 262144) -> None:
+    def __init__(self, expression: str, linktype: int,
+                 snaplen: int = defaults.MAX_SNAPLEN_BYTES) -> None:
         """`linktype` is the pcap file header's LINKTYPE_*; libpcap's DLT_* is accepted too."""
         self.expression = expression
         self.linktype = linktype

@@ -11,14 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pushcap import defaults
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Ring
 from pushcap.capture.source import SourceError
 
 log = logging.getLogger("pushcap.engine")
-
-STATS_INTERVAL_S = 10.0
-REOPEN_BACKOFF_MAX_S = 30.0
 
 
 @dataclass
@@ -57,7 +55,7 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
         try:
             for batch in source.batches():
                 ring.append(batch)
-                if time.monotonic() - last_stats >= STATS_INTERVAL_S:
+                if time.monotonic() - last_stats >= defaults.CAPTURE_STATS_INTERVAL_S:
                     last_stats = time.monotonic()
                     update_capture_stats(name, source, stats)
                 backoff_s = 1.0
@@ -78,7 +76,7 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
 
 
 def _longer(backoff_s: float) -> float:
-    return min(backoff_s * 2, REOPEN_BACKOFF_MAX_S)
+    return min(backoff_s * 2, defaults.REOPEN_BACKOFF_MAX_S)
 
 
 def update_capture_stats(name: str, source: LiveSource, stats: CaptureStats) -> None:

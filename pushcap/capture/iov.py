@@ -25,9 +25,10 @@ import threading
 
 import numpy as np
 
+from pushcap import defaults
+
 IOV_MAX = 1024  # Linux's limit on slices per writev() call
 IOVEC = np.dtype([("base", np.uintp), ("len", np.uintp)])
-_SCRATCH_KEEP_BYTES = 16 << 20  # a scratch file grown past this is emptied after use
 _libc = ctypes.CDLL(None, use_errno=True)
 _writev = _libc.writev
 _writev.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
@@ -83,7 +84,7 @@ def gather(table: np.ndarray) -> np.ndarray | None:
         if got <= 0:
             raise OSError(errno.EIO, "scratch file shorter than what was written to it")
         done += got
-    if total > _SCRATCH_KEEP_BYTES:
+    if total > defaults.IOV_SCRATCH_KEEP_BYTES:
         os.ftruncate(fd, 0)
     return out
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import ctypes
 import functools
 
+from pushcap import defaults
 from pushcap.capture.native import bind, buffer_address
 
-CHUNK_BYTES = 1 << 20  # read and walked at a time: stays in a core's cache in between
-# libpcap's MAXIMUM_SNAPLEN: a record claiming more is corrupt (tcpdump -r stops there with
-# "invalid packet capture length"), and copied into an output file it would make that file
-# unreadable to libpcap. The walk stops before such a record; source.py says where it is.
-MAX_RECORD_CAPLEN = 262144
+# A record claiming more than libpcap's MAXIMUM_SNAPLEN (defaults.MAX_SNAPLEN_BYTES) is corrupt
+# (tcpdump -r stops there with "invalid packet capture length"), and copied into an output file
+# it would make that file unreadable to libpcap. The walk stops before such a record; source.py
+# says where it is.
 
 _I64 = ctypes.c_int64
 
@@ -52,7 +52,7 @@ class WindowWalk:
             raise ValueError(f"{available} bytes available in a region of {self._length}")
         self.count = self._function(self._address, available, self._end.value, self.count,
                                     *self._flags, self._max, *self._rows,
-                                    ctypes.byref(self._end), MAX_RECORD_CAPLEN)
+                                    ctypes.byref(self._end), defaults.MAX_SNAPLEN_BYTES)
         return self.count >= self._max
 
     def walk_in_lanes(self, scratch) -> None:
@@ -66,7 +66,7 @@ class WindowWalk:
         address, length = buffer_address(scratch)
         self.count = self._lanes_function(self._address, self._length, self._flags[1],
                                           self._max, *self._rows, ctypes.byref(self._end),
-                                          MAX_RECORD_CAPLEN, address, length // 8)
+                                          defaults.MAX_SNAPLEN_BYTES, address, length // 8)
 
     def result(self) -> tuple[int, memoryview, memoryview, memoryview, memoryview]:
         """(end, offsets, ts_ns, caplen, wirelen) of the whole records found; big-endian

@@ -31,21 +31,18 @@ from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
-from pushcap.capture.native_walk import CHUNK_BYTES, MAX_RECORD_CAPLEN, native_walk
+from pushcap.capture.native_walk import native_walk
 
 if TYPE_CHECKING:  # numpy is imported where it is used: a mapped file is replayed without it
     import numpy as np
 
 log = logging.getLogger("pushcap.capture")
 
-MAGIC_US = 0xA1B2C3D4
-MAGIC_NS = 0xA1B23C4D
 PCAPNG_SHB = 0x0A0D0D0A
-# Reading a pcap file: windows of whole records (one Batch each), sized for `batch_packets`.
-_FIRST_WINDOW_BYTES = 1 << 20
-_MIN_WINDOW_BYTES = 64 * 1024
-_MAX_WINDOW_BYTES = 16 << 20  # above this, fresh buffers cost page faults (glibc mmap threshold)
-_DROP_BYTES = 64 << 20  # a mapped file's pages behind the reader are unmapped this many at a time
+# Reading a pcap file: windows of whole records (one Batch each), sized for `batch_packets`
+# (defaults.READ_*_WINDOW_BYTES). Module names, as tests patch them:
+_DROP_BYTES = defaults.READ_DROP_BYTES
+CHUNK_BYTES = defaults.WALK_CHUNK_BYTES
 
 
 class SourceError(Exception):
@@ -87,15 +84,15 @@ class PcapFileSource:
         if len(header) < 24:
             raise SourceError(f"{path}: truncated pcap file header")
         magic_le = struct.unpack("<I", header[:4])[0]
-        if magic_le in (MAGIC_US, MAGIC_NS):
+        if magic_le in (defaults.PCAP_MAGIC_US, defaults.PCAP_MAGIC_NS):
             self._order = "<"
             magic = magic_le
         else:
             magic = struct.unpack(">I", header[:4])[0]
-            if magic not in (MAGIC_US, MAGIC_NS):
+            if magic not in (defaults.PCAP_MAGIC_US, defaults.PCAP_MAGIC_NS):
                 raise SourceError(f"{path}: not a pcap or pcapng file (magic {header[:4].hex()})")
             self._order = ">"
-        self._nano = magic == MAGIC_NS
+        self._nano = magic == defaults.PCAP_MAGIC_NS
         _, _, _, _, self.snaplen, linktype = struct.unpack(self._order + "HHiIII", header[4:])
         self.linktype = linktype & 0x0FFFFFFF  # upper bits carry FCS info, not the link type
 
@@ -125,7 +122,7 @@ class PcapFileSource:
         built, by `walk.record_starts` (vectorized); libpcap is not needed to walk the file.
         """
         position = 24
-        window = _FIRST_WINDOW_BYTES
+        window = defaults.READ_FIRST_WINDOW_BYTES
         while position < size:
             length = min(window, size - position)
             if mapped is not None:
@@ -135,11 +132,11 @@ class PcapFileSource:
                 region, batch = self._read_window(fd, position, length, buffer)
             if batch is None:
                 caplen = self._caplen_at(region) if length >= RECORD_HEADER_BYTES else 0
-                if caplen > MAX_RECORD_CAPLEN:
+                if caplen > defaults.MAX_SNAPLEN_BYTES:
                     raise SourceError(
                         f"{self.path}: the record at offset {position} claims {caplen} captured "
-                        f"bytes, more than libpcap's limit of {MAX_RECORD_CAPLEN}: the file is "
-                        "corrupt from there (the packets before it were replayed)")
+                        f"bytes, more than libpcap's limit of {defaults.MAX_SNAPLEN_BYTES}: the "
+                        "file is corrupt from there (the packets before it were replayed)")
                 if position + length >= size:
                     break  # a cut record at the end of the file
                 # One record larger than the window: read exactly that record next time.
@@ -152,7 +149,7 @@ class PcapFileSource:
                 mapped.drop_before(position)
             # Aim the next window at batch_packets records of the sizes seen so far.
             window = int(min(max(end / len(batch) * self.batch_packets * 1.02 + 65536,
-                                 _MIN_WINDOW_BYTES), _MAX_WINDOW_BYTES))
+                                 defaults.READ_MIN_WINDOW_BYTES), defaults.READ_MAX_WINDOW_BYTES))
         if position < size:
             self.truncated_bytes = size - position
             log.warning("event=truncated_capture file=%s whole_packets_kept=yes stray_bytes=%d",
@@ -210,7 +207,7 @@ class PcapFileSource:
             end = int(offsets[self.batch_packets])
             offsets = offsets[:self.batch_packets]
         ends = np.append(offsets[1:], end)
-        corrupt = np.flatnonzero(ends - offsets - RECORD_HEADER_BYTES > MAX_RECORD_CAPLEN)
+        corrupt = np.flatnonzero(ends - offsets - RECORD_HEADER_BYTES > defaults.MAX_SNAPLEN_BYTES)
         if len(corrupt):  # stop before it, as the C walk does
             end = int(offsets[corrupt[0]])
             offsets = offsets[:corrupt[0]]
@@ -298,7 +295,7 @@ class _ReadBuffer:
     windows reach.
     """
 
-    def __init__(self, capacity: int = _MAX_WINDOW_BYTES) -> None:
+    def __init__(self, capacity: int = defaults.READ_MAX_WINDOW_BYTES) -> None:
         import numpy as np
 
         self._map = mmap.mmap(-1, capacity)
@@ -324,8 +321,8 @@ class _MappedFile:
         self._dropped = 0
         # The lanes walk's scratch for the largest window: anonymous pages, only those a
         # window's records reach are ever touched.
-        self.scratch = mmap.mmap(-1, (max(_MAX_WINDOW_BYTES, MAX_RECORD_CAPLEN + 16) // 16
-                                      + 64) * 3 * 8)
+        largest = max(defaults.READ_MAX_WINDOW_BYTES, defaults.MAX_SNAPLEN_BYTES + 16)
+        self.scratch = mmap.mmap(-1, (largest // 16 + 64) * 3 * 8)
 
     def drop_before(self, position: int) -> None:
         """Unmap the whole pages before `position` (in steps of `_DROP_BYTES`)."""

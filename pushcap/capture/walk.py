@@ -13,9 +13,9 @@ import struct
 
 import numpy as np
 
+from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES
 
-_MAX_CAPLEN = 1 << 18  # libpcap's largest snaplen for ordinary link types: a guess above is wrong
 _MIN_LANE_BYTES = 16384  # spacing of the parallel lanes of the record walk (`record_starts`):
 _LANES = 512  # about this many lanes per window, but never closer than _MIN_LANE_BYTES
 _FEW_LANES = 8  # below this many lanes a numpy step costs more than walking each in Python
@@ -107,7 +107,7 @@ def _lane_guesses(region: np.ndarray, order: str, pattern: tuple[bytes, int],
     at = np.minimum(guesses, last_header)
     caplen = caplen_at[at]
     nxt = guesses + RECORD_HEADER_BYTES + caplen
-    ok = (caplen <= _MAX_CAPLEN) & (caplen <= wirelen_at[at]) & (nxt <= n)
+    ok = (caplen <= defaults.MAX_SNAPLEN_BYTES) & (caplen <= wirelen_at[at]) & (nxt <= n)
     data = np.frombuffer(region, dtype=np.uint8)
     probe = np.minimum(nxt, last_header) + shift
     follows = np.ones(len(guesses), dtype=bool)

@@ -19,8 +19,6 @@ from pushcap.config.field_check import FieldError, field_text
 from pushcap.config.model import NamingRule, SplitKind, SplitRule
 from pushcap.config.naming_rules import STRFTIME_MODE, resolution_ns, validate_naming
 
-_MIN_SPLIT_NS = 1_000_000
-_MIN_SPLIT_BYTES = 1024
 _MAX_SPLIT = 2**63 - 1
 _NUMBER_RE = re.compile(r"(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?")
 _MAX_EXPONENT = 100  # 10^100 is far past any split (below 2^63); keeps 10**n cheap
@@ -69,16 +67,16 @@ def parse_split(value: Any) -> SplitRule:
     amount = whole_number(words[1])
     if amount is None or amount <= 0 or amount > _MAX_SPLIT:
         raise FieldError(f"must be a positive whole number of {unit} below 2^63")
-    if kind is SplitKind.TIME and amount < _MIN_SPLIT_NS:
+    if kind is SplitKind.TIME and amount < defaults.MIN_SPLIT_NS:
         hint = f"; did you mean {amount}e9 ({amount} s)?" if amount <= 86400 else ""
         raise FieldError(
             f"is {amount} ns: --split-time is in nanoseconds and must be at least 1e6 (1 ms),"
             f" or files would hold almost nothing{hint}"
         )
-    if kind is SplitKind.BYTE and amount < _MIN_SPLIT_BYTES:
+    if kind is SplitKind.BYTE and amount < defaults.MIN_SPLIT_BYTES:
         raise FieldError(
-            f"is {amount} bytes: must be at least {_MIN_SPLIT_BYTES}, since each file carries a"
-            " 24-byte header and whole packets, so smaller splits make a file per packet;"
+            f"is {amount} bytes: must be at least {defaults.MIN_SPLIT_BYTES}, since each file"
+            " carries a 24-byte header and whole packets, so smaller splits make a file per packet;"
             " write e.g. --split-byte 1e9"
         )
     return SplitRule(kind, amount)

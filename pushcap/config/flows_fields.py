@@ -15,8 +15,6 @@ from typing import Any
 from pushcap import defaults
 from pushcap.config.field_check import FieldError, field_text
 
-_MIN_INTERVAL_S = 0.1
-_MAX_INTERVAL_S = 86400.0
 _UDP_RE = re.compile(r"udp://(?P<host>\[[^\[\]/]*\]|[^\[\]/:]*):(?P<port>[0-9]{1,5})")
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 
@@ -81,8 +79,9 @@ def parse_interval(value: Any) -> float:
     example = "Interval = 20"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FieldError(f"must be a number of seconds, e.g. {example}")
-    if not _MIN_INTERVAL_S <= value <= _MAX_INTERVAL_S:
+    if not defaults.FLOWS_INTERVAL_MIN_S <= value <= defaults.FLOWS_INTERVAL_MAX_S:
         raise FieldError(
-            f"must be between {_MIN_INTERVAL_S:g} and {_MAX_INTERVAL_S:g} seconds, e.g. {example}"
+            f"must be between {defaults.FLOWS_INTERVAL_MIN_S:g} and "
+            f"{defaults.FLOWS_INTERVAL_MAX_S:g} seconds, e.g. {example}"
         )
     return float(value)

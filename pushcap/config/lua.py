@@ -51,10 +51,8 @@ BLOCKED_GLOBALS = (
     "rawlen", "xpcall", "print", "warn", "module", "newproxy", "getfenv", "setfenv", "python",
 )  # fmt: skip
 
-_MAX_FILE_BYTES = 1024 * 1024  # a push config is a few KB; more means the wrong file
 _CHUNK_ID = "@@pushcap-config@@"  # replaced by the file name in Lua's messages (no 60-char cut)
 _STOP_MARKER = "pushcap: config stopped"  # the hook's error, recognised if it escapes the driver
-_HOOK_EVERY_INSTRUCTIONS = 1000
 # Config -> Target -> one target -> field values: tables below this depth are only named in
 # messages, never walked, so a self-referencing table cannot loop the conversion.
 _TABLE_DEPTH = 3
@@ -144,7 +142,7 @@ def load_targets(path: str | Path, captured: Collection[str] | None = None
     source_name = str(path)
     try:
         with open(path, "rb") as f:
-            data = f.read(_MAX_FILE_BYTES + 1)
+            data = f.read(defaults.LUA_MAX_FILE_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{source_name}: cannot read: {e.strerror or e}") from None
     return _load(data, source_name, captured)
@@ -157,10 +155,10 @@ def load_targets_text(text: str, source_name: str) -> tuple[TargetConfig, ...]:
 
 def _load(data: bytes, source_name: str, captured: Collection[str] | None = None
           ) -> tuple[TargetConfig, ...]:
-    if len(data) > _MAX_FILE_BYTES:
+    if len(data) > defaults.LUA_MAX_FILE_BYTES:
         raise ConfigError(
-            f"{source_name}: larger than {_MAX_FILE_BYTES // 1024} KiB; a push config is a few KB,"
-            " is this the right file?"
+            f"{source_name}: larger than {defaults.LUA_MAX_FILE_BYTES // 1024} KiB; a push config"
+            " is a few KB, is this the right file?"
         )
     if data.startswith(b"\x1b"):
         raise ConfigError(
@@ -195,7 +193,7 @@ def _evaluate(text: bytes, max_s: float, *, marking: bool) -> tuple[str, Any, An
         max_memory=defaults.LUA_MAX_MEMORY_BYTES,
     )  # fmt: skip
     blocked = "{" + ",".join(f'["{n}"]=true' for n in BLOCKED_GLOBALS) + "}"
-    driver_src = _DRIVER.replace("HOOK_EVERY", str(_HOOK_EVERY_INSTRUCTIONS))
+    driver_src = _DRIVER.replace("HOOK_EVERY", str(defaults.LUA_HOOK_EVERY_INSTRUCTIONS))
     driver_src = driver_src.replace("BLOCKED_TABLE", blocked).replace("STOP_MARKER", _STOP_MARKER)
     try:
         driver = lua.execute(driver_src.encode())

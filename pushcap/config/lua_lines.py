@@ -31,6 +31,8 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from pushcap import defaults
+
 __all__ = ["MARK_NAME", "Constructor", "instrument", "scan_constructors", "string_literals"]
 
 # The local the rewritten chunk receives MARK in (its `...`); not a global, so _G never shows it,
@@ -76,7 +78,6 @@ class Constructor:
 
 # (kind, text, offset): a plain tuple, as a 1 MiB file may hold a million tokens
 _Token = tuple[str, bytes, int]
-_CHECK_BYTES = 1 << 16  # source bytes between two looks at the clock
 
 
 class _OutOfTime(Exception):
@@ -101,10 +102,10 @@ def scan_constructors(data: bytes, deadline: float = math.inf) -> list[Construct
     found: list[Constructor] = []
     stack: list[int | bytes | str] = [_BLOCK]  # a constructor's index, b"(", b"[" or _BLOCK
     after_separator = False  # the token before is `{`, `,` or `;`
-    check_at = _CHECK_BYTES
+    check_at = defaults.LUA_CLOCK_CHECK_BYTES
     for j, (kind, text, at) in enumerate(tokens):
         if at >= check_at:
-            check_at = at + _CHECK_BYTES
+            check_at = at + defaults.LUA_CLOCK_CHECK_BYTES
             if time.monotonic() > deadline:
                 return []
         top = stack[-1]
@@ -147,12 +148,12 @@ def string_literals(data: bytes) -> list[bytes]:
 def _lex(data: bytes, deadline: float = math.inf) -> Iterator[_Token]:
     """The tokens of `data` but spaces and comments, in order; a string, long string or long
     comment left open comes out as one "open" token, and the scan goes on after it."""
-    pos, check_at = 0, _CHECK_BYTES
+    pos, check_at = 0, defaults.LUA_CLOCK_CHECK_BYTES
     while pos < len(data):
         for m in _TOKEN.finditer(data, pos):
             kind, at = m.lastgroup, m.start()
             if at >= check_at:
-                check_at = at + _CHECK_BYTES
+                check_at = at + defaults.LUA_CLOCK_CHECK_BYTES
                 if time.monotonic() > deadline:
                     raise _OutOfTime
             if kind == "long":

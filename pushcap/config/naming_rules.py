@@ -6,6 +6,7 @@ the config layer, so a Lua file is judged in one pass; push/naming.py renders th
 
 from __future__ import annotations
 
+from pushcap import defaults
 from pushcap.config.model import NamingRule
 
 NS_PER_S = 1_000_000_000
@@ -31,7 +32,6 @@ STRFTIME_RESOLUTION_NS = {
     **dict.fromkeys("YyGg", 365 * _DAY_NS),
 }
 CONSTANT_DIRECTIVES = "%zZ"  # same text for every instant: they do not make a name unique
-MAX_STRFTIME_LEN = 200
 
 
 # Each mode and how far apart two start times must be to always get different names (ns);
@@ -76,8 +76,8 @@ def check_strftime(fmt: str | None) -> None:
     example = f'{STRFTIME_MODE} "%Y%m%d_%H%M%S"'
     if not fmt:
         raise ValueError(f"needs a format after {STRFTIME_MODE}, e.g. {example}")
-    if len(fmt) > MAX_STRFTIME_LEN:
-        raise ValueError(f"the format is longer than {MAX_STRFTIME_LEN} characters")
+    if len(fmt) > defaults.MAX_STRFTIME_CHARS:
+        raise ValueError(f"the format is longer than {defaults.MAX_STRFTIME_CHARS} characters")
     if "/" in fmt:
         raise ValueError(
             "a '/' in the format would put files in subdirectories; use '-' or '_' instead"

@@ -3,7 +3,7 @@
 pcapdaemon users must be able to keep their files and their command lines, so both are read with
 pcapdaemon's names and precedence: a flag given on the command line overrides the file, the file
 overrides the defaults (pcapdaemon's documented defaults, which pcapdaemon itself did not always
-apply; they live in pcapdaemon_flags.py with the flags). Nothing below `config/` reads TOML or
+apply; they live in pushcap/defaults.py). Nothing below `config/` reads TOML or
 flags; the trigger path only sees these types. [syslog] belongs to obs.py (logging), not to the
 trigger path.
 
@@ -25,32 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from pushcap import defaults
 from pushcap.config.field_check import conceal
 from pushcap.config.model import ConfigError, DaemonConfig
-
-# The defaults (and the flags that show them) live in pcapdaemon_flags.py: building the
-# `pushcap` parser, which every command does, then needs none of the dataclasses below.
-from pushcap.config.pcapdaemon_flags import (
-    CS_HOST,
-    CS_RETRIES,
-    CS_RETRY_BACKOFF_S,
-    CS_SCHEME,
-    CS_TIMEOUT_S,
-    DEFAULT_TIMEOUT_S,
-    FALLBACK_DIR,
-    LOCAL_DIR,
-    MAX_BYTES,
-    MAX_CONCURRENT,
-    MAX_DURATION_S,
-    MAX_PACKETS,
-    MAX_QUEUED,
-    MAX_TIMEOUT_S,
-    REDIS_CHANNEL,
-    REDIS_HOST,
-    REDIS_PORT,
-    RESULTS_STREAM_MAX_LEN,
-    SNAP_LENGTH_BYTES,
-)
 from pushcap.config.pcapdaemon_flags import (
     add_pcapdaemon_flags as add_pcapdaemon_flags,  # re-exported: it has always lived here
 )
@@ -62,7 +39,6 @@ CLOUDSHARK_KEYS = {"host", "port", "scheme", "timeout", "token", "upload", "veri
                    "retries", "retrybackoff"}
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
-LOCAL_DIR_MODE = 0o750  # captures hold traffic: the service's user and group only
 LOCAL_DIR_FIX = "set [general] localdir / -destdir to a folder the service's user can write"
 
 
@@ -70,9 +46,9 @@ LOCAL_DIR_FIX = "set [general] localdir / -destdir to a folder the service's use
 class RedisSettings:
     """Where requests come from and results go. `password` never appears in repr or logs."""
 
-    host: str = REDIS_HOST
-    port: int = REDIS_PORT
-    channel: str = REDIS_CHANNEL
+    host: str = defaults.REDIS_HOST
+    port: int = defaults.REDIS_PORT
+    channel: str = defaults.REDIS_CHANNEL
     password: str | None = field(default=None, repr=False)
     username: str | None = None  # Redis 6 ACL user; None = the default user
     tls: bool = False  # `rediss://` host or `tls = true`
@@ -80,7 +56,7 @@ class RedisSettings:
     ca_file: str | None = None
     listen: bool = True  # pcapdaemon's `listen`; false turns the trigger path off
     configured: bool = False  # [redis] in the file or -redisnode: cli must not start its own server
-    stream_max_len: int = RESULTS_STREAM_MAX_LEN
+    stream_max_len: int = defaults.RESULTS_STREAM_MAX_ENTRIES
     connect_timeout_s: float = 5.0
 
     @property
@@ -112,16 +88,16 @@ class RedisSettings:
 class CloudSharkSettings:
     """The CloudShark upload endpoint. `token` never appears in repr or logs."""
 
-    host: str = CS_HOST
-    scheme: str = CS_SCHEME
+    host: str = defaults.CS_HOST
+    scheme: str = defaults.CS_SCHEME
     port: int | None = None  # None, or the scheme's own port, is left out of the URL
     token: str = field(default="", repr=False)
-    timeout_s: float = CS_TIMEOUT_S
+    timeout_s: float = defaults.CS_TIMEOUT_S
     upload: bool = False
     verify_tls: bool = True  # pcapdaemon skipped verification; pushcap only does when told to
     ca_file: str | None = None
-    retries: int = CS_RETRIES
-    retry_backoff_s: float = CS_RETRY_BACKOFF_S
+    retries: int = defaults.CS_RETRIES
+    retry_backoff_s: float = defaults.CS_RETRY_BACKOFF_S
 
     @property
     def base_url(self) -> str:
@@ -142,25 +118,25 @@ class TriggerSettings:
     """Everything the trigger path needs: caps on requests, delivery, Redis, CloudShark."""
 
     node_name: str
-    max_packets: int = MAX_PACKETS
-    max_bytes: int = MAX_BYTES  # per capture: also the bound on one request's memory
-    max_timeout_s: float = MAX_TIMEOUT_S
-    max_duration_s: float = MAX_DURATION_S
-    default_timeout_s: float = DEFAULT_TIMEOUT_S
-    snap_length: int = SNAP_LENGTH_BYTES
+    max_packets: int = defaults.TRIGGER_MAX_PACKETS
+    max_bytes: int = defaults.TRIGGER_MAX_BYTES  # per capture: also bounds a request's memory
+    max_timeout_s: float = defaults.TRIGGER_MAX_TIMEOUT_S
+    max_duration_s: float = defaults.TRIGGER_MAX_DURATION_S
+    default_timeout_s: float = defaults.TRIGGER_TIMEOUT_S
+    snap_length: int = defaults.TRIGGER_SNAPLEN_BYTES
     write_local: bool = False
-    local_dir: Path = Path(LOCAL_DIR)
+    local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR)
     local_dir_is_default: bool = True  # created at start; a configured one must exist
-    fallback_dir: Path = Path(FALLBACK_DIR)
+    fallback_dir: Path = Path(defaults.TRIGGER_FALLBACK_DIR)
     log_requests: bool = False
-    max_concurrent: int = MAX_CONCURRENT
-    max_queued: int = MAX_QUEUED
+    max_concurrent: int = defaults.TRIGGER_MAX_CONCURRENT_CAPTURES
+    max_queued: int = defaults.TRIGGER_MAX_QUEUED_CAPTURES
     redis: RedisSettings = field(default_factory=RedisSettings)
     cloudshark: CloudSharkSettings = field(default_factory=CloudSharkSettings)
 
 
 def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = None, *,
-                     default_local_dir: Path = Path(LOCAL_DIR)) -> TriggerSettings:
+                     default_local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR)) -> TriggerSettings:
     """Merge defaults < TOML < flags into validated settings; ConfigError names the culprit.
 
     With writelocal on and no localdir / -destdir, captures go to `default_local_dir`, which
@@ -174,12 +150,13 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     redis = _redis(TomlSection(config.redis, "redis", REDIS_KEYS, src), flags)
     cloudshark = _cloudshark(TomlSection(config.cloudshark, "cloudshark", CLOUDSHARK_KEYS, src),
                              flags)
-    max_timeout_s = gen.seconds("maxtimeout", MAX_TIMEOUT_S)
-    default_timeout_s = gen.seconds("defaulttimeout", DEFAULT_TIMEOUT_S)
+    max_timeout_s = gen.seconds("maxtimeout", defaults.TRIGGER_MAX_TIMEOUT_S)
+    default_timeout_s = gen.seconds("defaulttimeout", defaults.TRIGGER_TIMEOUT_S)
     if default_timeout_s > max_timeout_s:
         raise ConfigError(f"{src}: [general] defaulttimeout {default_timeout_s:g} s exceeds "
                           f"maxtimeout {max_timeout_s:g} s")
-    max_packets = flags.get("maxpackets", gen.integer("maxpackets", MAX_PACKETS, 1))
+    max_packets = flags.get("maxpackets",
+                            gen.integer("maxpackets", defaults.TRIGGER_MAX_PACKETS, 1))
     if max_packets < 1:
         raise ConfigError(f"-maxpackets {max_packets}: must be at least 1")
     write_local = flags.get("writelocal", gen.boolean("writelocal", False))
@@ -190,18 +167,20 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     return TriggerSettings(
         node_name=config.node_name,
         max_packets=max_packets,
-        max_bytes=gen.integer("maxbytes", MAX_BYTES, 25),
+        max_bytes=gen.integer("maxbytes", defaults.TRIGGER_MAX_BYTES, 25),
         max_timeout_s=max_timeout_s,
-        max_duration_s=gen.seconds("maxduration", MAX_DURATION_S),
+        max_duration_s=gen.seconds("maxduration", defaults.TRIGGER_MAX_DURATION_S),
         default_timeout_s=default_timeout_s,
-        snap_length=gen.integer("snaplength", SNAP_LENGTH_BYTES, 1, 262144),
+        snap_length=gen.integer("snaplength", defaults.TRIGGER_SNAPLEN_BYTES, 1,
+                                defaults.MAX_SNAPLEN_BYTES),
         write_local=write_local,
         local_dir=local_dir,
         local_dir_is_default=configured is None,
-        fallback_dir=Path(gen.text("fallbackdir", FALLBACK_DIR)),
+        fallback_dir=Path(gen.text("fallbackdir", defaults.TRIGGER_FALLBACK_DIR)),
         log_requests=gen.boolean("logrequests", False),
-        max_concurrent=gen.integer("maxconcurrent", MAX_CONCURRENT, 1, 1024),
-        max_queued=gen.integer("maxqueued", MAX_QUEUED, 0, 100_000),
+        max_concurrent=gen.integer("maxconcurrent", defaults.TRIGGER_MAX_CONCURRENT_CAPTURES, 1,
+                                   1024),
+        max_queued=gen.integer("maxqueued", defaults.TRIGGER_MAX_QUEUED_CAPTURES, 0, 100_000),
         redis=redis,
         cloudshark=cloudshark,
     )
@@ -249,8 +228,8 @@ def redis_settings(section: dict, args: argparse.Namespace | None, source: str
 
 
 def _redis(sec: TomlSection, flags: dict) -> RedisSettings:
-    host = flags.get("redisnode", sec.text("host", REDIS_HOST))
-    port = flags.get("redisport", sec.integer("port", REDIS_PORT, 1, 65535))
+    host = flags.get("redisnode", sec.text("host", defaults.REDIS_HOST))
+    port = flags.get("redisport", sec.integer("port", defaults.REDIS_PORT, 1, 65535))
     tls = sec.boolean("tls", False)
     username = sec.optional_text("user")
     password = sec.optional_text("auth")
@@ -271,7 +250,7 @@ def _redis(sec: TomlSection, flags: dict) -> RedisSettings:
         if url_port and "redisport" not in flags:
             port = url_port
         host = url.hostname
-    channel = flags.get("redischannel", sec.text("channel", REDIS_CHANNEL))
+    channel = flags.get("redischannel", sec.text("channel", defaults.REDIS_CHANNEL))
     if not _CHANNEL.match(channel):
         raise ConfigError(f"redis channel {conceal(repr(channel))}: letters, digits and ._:/- "
                           "only")
@@ -282,24 +261,24 @@ def _redis(sec: TomlSection, flags: dict) -> RedisSettings:
         tls_verify=sec.boolean("tlsverify", True), ca_file=sec.optional_text("cafile"),
         listen=sec.boolean("listen", True),
         configured=bool(sec.values) or "redisnode" in flags,
-        stream_max_len=sec.integer("streammaxlen", RESULTS_STREAM_MAX_LEN, 1))
+        stream_max_len=sec.integer("streammaxlen", defaults.RESULTS_STREAM_MAX_ENTRIES, 1))
 
 
 def _cloudshark(sec: TomlSection, flags: dict) -> CloudSharkSettings:
-    scheme = flags.get("csscheme", sec.text("scheme", CS_SCHEME))
+    scheme = flags.get("csscheme", sec.text("scheme", defaults.CS_SCHEME))
     if scheme not in ("http", "https"):
         raise ConfigError(f"[cloudshark] scheme {conceal(repr(scheme))}: use http or https")
     port = flags.get("csport", sec.integer("port", 0, 0, 65535)) or None
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"-csport {port}: must be 1..65535")
     settings = CloudSharkSettings(
-        host=flags.get("cshost", sec.text("host", CS_HOST)), scheme=scheme, port=port,
+        host=flags.get("cshost", sec.text("host", defaults.CS_HOST)), scheme=scheme, port=port,
         token=flags.get("cstoken", sec.optional_text("token") or ""),
-        timeout_s=float(flags.get("cstimeout", sec.seconds("timeout", CS_TIMEOUT_S))),
+        timeout_s=float(flags.get("cstimeout", sec.seconds("timeout", defaults.CS_TIMEOUT_S))),
         upload=flags.get("upload", sec.boolean("upload", False)),
         verify_tls=sec.boolean("verify", True), ca_file=sec.optional_text("cafile"),
-        retries=sec.integer("retries", CS_RETRIES, 0, 20),
-        retry_backoff_s=sec.seconds("retrybackoff", CS_RETRY_BACKOFF_S, minimum_s=0.0))
+        retries=sec.integer("retries", defaults.CS_RETRIES, 0, 20),
+        retry_backoff_s=sec.seconds("retrybackoff", defaults.CS_RETRY_BACKOFF_S, minimum_s=0.0))
     if settings.timeout_s <= 0:
         raise ConfigError("CloudShark timeout must be above 0 s")
     if settings.upload and not settings.token:

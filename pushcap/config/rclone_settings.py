@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from pushcap import defaults
 from pushcap.config.model import ConfigError
 from pushcap.config.toml_section import TomlSection
 
-SPOOL_DIR = "out/spool"
-SPOOL_MAX_BYTES = 8 * 1024**3
-RETRY_MIN_S = 1.0
-RETRY_MAX_S = 300.0
-COMMAND_TIMEOUT_S = 3600.0  # one rclone command (a whole upload of one file)
 NO_CHECK_DEST = "--no-check-dest"  # turns off the existence check `moveto_if_free` relies on
 
 
@@ -36,11 +32,11 @@ class RcloneSettings:
 
     config: str | None = None
     flags: tuple[str, ...] = ()
-    spool_dir: str = SPOOL_DIR
-    spool_max_bytes: int = SPOOL_MAX_BYTES
-    retry_min_s: float = RETRY_MIN_S
-    retry_max_s: float = RETRY_MAX_S
-    command_timeout_s: float = COMMAND_TIMEOUT_S
+    spool_dir: str = defaults.SPOOL_DIR
+    spool_max_bytes: int = defaults.SPOOL_MAX_BYTES
+    retry_min_s: float = defaults.UPLOAD_RETRY_MIN_S
+    retry_max_s: float = defaults.UPLOAD_RETRY_MAX_S
+    command_timeout_s: float = defaults.RCLONE_COMMAND_TIMEOUT_S
 
 
 KNOWN_KEYS = {f.name for f in fields(RcloneSettings)}

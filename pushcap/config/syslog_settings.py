@@ -8,31 +8,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pushcap import defaults
 from pushcap.config.model import ConfigError
 from pushcap.config.toml_section import TomlSection
 
 KNOWN_KEYS = {"priority", "tag", "address"}
-DEFAULT_PRIORITY = 85  # authpriv.notice, pcapdaemon's example
-DEFAULT_TAG = "pushcap"
-DEFAULT_ADDRESS = "/dev/log"
 
 
 @dataclass(frozen=True)
 class SyslogSettings:
     """priority: facility * 8 + severity; address: a socket path or `udp://host:port`."""
 
-    priority: int = DEFAULT_PRIORITY
-    tag: str = DEFAULT_TAG
-    address: str | tuple[str, int] = DEFAULT_ADDRESS
+    priority: int = defaults.SYSLOG_PRIORITY
+    tag: str = defaults.SYSLOG_TAG
+    address: str | tuple[str, int] = defaults.SYSLOG_ADDRESS
 
 
 def parse_syslog(section: dict, source: str) -> SyslogSettings:
     sec = TomlSection(section, "syslog", KNOWN_KEYS, source)
-    priority = sec.integer("priority", DEFAULT_PRIORITY, 0, 191)
-    tag = sec.text("tag", DEFAULT_TAG)
+    priority = sec.integer("priority", defaults.SYSLOG_PRIORITY, 0, 191)
+    tag = sec.text("tag", defaults.SYSLOG_TAG)
     if any(c in tag for c in " :[]\n"):
         raise ConfigError(f"{sec.where('tag')}: {tag!r} must be a single word")
-    address = sec.text("address", DEFAULT_ADDRESS)
+    address = sec.text("address", defaults.SYSLOG_ADDRESS)
     return SyslogSettings(priority, tag, _address(address, sec))
 
 

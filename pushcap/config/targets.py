@@ -65,7 +65,6 @@ FIELDS = (
 UNSUPPORTED_FIELDS = ("Chunked", "RingName", "Compress")
 FILE_ONLY_FIELDS = ("Split", "FileName", "PipeCmd", "FileSuffix")  # refused for Mode flows
 
-_SNAPLEN_BYTES = 262144
 _DESC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
 # rclone: `remote:path`, `remote,opt=v:path` or `:backend,opt="v":path` (quoted values may hold ':')
@@ -200,7 +199,7 @@ def _parse_bpf(value: Any) -> str | None:
     if expr is None:
         return None
     try:
-        pcapy.compile(pcapy.DLT_EN10MB, _SNAPLEN_BYTES, expr, 1, 0)
+        pcapy.compile(pcapy.DLT_EN10MB, defaults.MAX_SNAPLEN_BYTES, expr, 1, 0)
     except pcapy.PcapError as e:
         message = str(e).removeprefix("can't parse filter expression: ")
         raise FieldError(message) from None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pushcap import defaults
 from pushcap.flows.decode import Decoded
 
 # One flow key packed into 40 bytes (5 x uint64 for hashing), a row of a (n, 40) uint8 array:
@@ -26,8 +27,6 @@ from pushcap.flows.decode import Decoded
 # padding, and the 8-byte word view needs exactly 40 bytes per row.
 KEY_BYTES = 40
 SRC_AT, DST_AT = 8, 24
-DEFAULT_MAX_FLOWS = 100_000
-COMPACT_MIN_ROWS = 65_536  # pending per-batch rows that trigger a merge into the table
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
@@ -115,14 +114,14 @@ def _no_flows() -> Flows:
 class FlowTable:
     """One interval's flows; `add` per batch, `take` at the end of the interval."""
 
-    def __init__(self, max_flows: int = DEFAULT_MAX_FLOWS, compact_rows: int | None = None
+    def __init__(self, max_flows: int = defaults.MAX_FLOWS, compact_rows: int | None = None
                  ) -> None:
         """`compact_rows`: pending per-batch rows that trigger a merge (memory vs. merge work)."""
         if max_flows < 1:
             raise ValueError("max_flows must be at least 1")
         self.max_flows = max_flows
         self.overflow = Overflow()
-        self._compact_rows = compact_rows or max(COMPACT_MIN_ROWS, 2 * max_flows)
+        self._compact_rows = compact_rows or max(defaults.FLOWS_COMPACT_MIN_ROWS, 2 * max_flows)
         self._table = _no_flows()
         self._pending: list[Flows] = []
         self._pending_rows = 0

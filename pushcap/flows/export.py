@@ -24,12 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pushcap import defaults
+
 log = logging.getLogger("pushcap.flows")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 10518  # the Datadog agent's UDP log port in the aggregator's instructions
-DEFAULT_MAX_DATAGRAM_BYTES = 1400
-FAILURE_LOG_EVERY_S = 10.0
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # str(datetime.utcnow()), as the aggregator writes it
 
 
@@ -46,8 +44,8 @@ def parse_destination(path: str) -> tuple[str, int]:
         raise FlowExportError(f'flows destination "{path}": bad port ({exc})') from None
     if parts.scheme != "udp" or not parts.hostname or parts.path not in ("", "/"):
         raise FlowExportError(f'flows destination "{path}": expected udp://HOST:PORT, e.g. '
-                              f"udp://{DEFAULT_HOST}:{DEFAULT_PORT}")
-    return parts.hostname, port or DEFAULT_PORT
+                              f"udp://{defaults.FLOWS_HOST}:{defaults.FLOWS_PORT}")
+    return parts.hostname, port or defaults.FLOWS_PORT
 
 
 def format_time(ts_ns: int) -> str:
@@ -138,7 +136,7 @@ class UdpExporter:
     """Sends records to one collector over a connected UDP socket (so refusals are reported)."""
 
     def __init__(self, host: str, port: int,
-                 max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES) -> None:
+                 max_datagram_bytes: int = defaults.FLOWS_MAX_DATAGRAM_BYTES) -> None:
         self.host, self.port = host, port
         self.max_datagram_bytes = max_datagram_bytes
         self.stats = ExportStats()
@@ -189,9 +187,9 @@ class UdpExporter:
             self.stats.records_sent += count
 
     def _log_failure(self, exc: OSError) -> None:
-        """One warning per FAILURE_LOG_EVERY_S, with how many were not logged in between."""
+        """One warning per FLOWS_FAILURE_LOG_INTERVAL_S, with how many were not logged since."""
         now = time.monotonic()
-        if now - self._last_failure_log < FAILURE_LOG_EVERY_S:
+        if now - self._last_failure_log < defaults.FLOWS_FAILURE_LOG_INTERVAL_S:
             self._suppressed += 1
             return
         log.warning("event=flows_send_failed destination=%s error=%r failures_total=%d "

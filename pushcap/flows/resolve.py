@@ -24,14 +24,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pushcap import defaults
+
 log = logging.getLogger("pushcap.flows")
 
-DEFAULT_WORKERS = 4
-DEFAULT_TIMEOUT_S = 2.0
-DEFAULT_TTL_S = 300.0
-DEFAULT_NEGATIVE_TTL_S = 60.0
-DEFAULT_MAX_ENTRIES = 10_000
-DEFAULT_MAX_PENDING = 1_000
 
 Lookup = Callable[[str], str | None]
 
@@ -58,10 +54,11 @@ class Resolver:
     """Cached, bounded, non-blocking reverse DNS. Thread-safe; may be shared by targets."""
 
     def __init__(self, enabled: bool = True, lookup: Lookup = system_lookup,
-                 workers: int = DEFAULT_WORKERS, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 ttl_s: float = DEFAULT_TTL_S, negative_ttl_s: float = DEFAULT_NEGATIVE_TTL_S,
-                 max_entries: int = DEFAULT_MAX_ENTRIES,
-                 max_pending: int = DEFAULT_MAX_PENDING) -> None:
+                 workers: int = defaults.DNS_WORKER_THREADS,
+                 timeout_s: float = defaults.DNS_TIMEOUT_S, ttl_s: float = defaults.DNS_TTL_S,
+                 negative_ttl_s: float = defaults.DNS_NEGATIVE_TTL_S,
+                 max_entries: int = defaults.DNS_MAX_ENTRIES,
+                 max_pending: int = defaults.DNS_MAX_PENDING_LOOKUPS) -> None:
         self.enabled = enabled
         self._lookup = lookup
         self.timeout_s = timeout_s

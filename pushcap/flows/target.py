@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from pushcap import defaults
 from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import compile_target_filter
 from pushcap.capture.consumer import CountsFailures
 from pushcap.config.model import ConfigError, TargetConfig
-from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS, Flows, FlowTable, unpack_keys
+from pushcap.flows.aggregate import Flows, FlowTable, unpack_keys
 from pushcap.flows.decode import SUPPORTED_LINKTYPES, decode
 from pushcap.flows.export import (
-    DEFAULT_MAX_DATAGRAM_BYTES,
     DatadogRanges,
     FlowExportError,
     UdpExporter,
@@ -39,7 +39,6 @@ from pushcap.flows.resolve import Resolver, default_resolver
 
 log = logging.getLogger("pushcap.flows")
 
-FLOW_GRACE_S = 0.5  # wall-clock wait after an interval ends for its last packets to arrive
 PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP",
                51: "AH", 58: "ICMPv6", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}
 
@@ -71,8 +70,8 @@ class FlowTarget(CountsFailures):
 
     def __init__(self, target: TargetConfig, interface: str, linktype: int, snaplen: int,
                  resolver: Resolver | None = None, *, datadog: DatadogRanges | None = None,
-                 max_flows: int = DEFAULT_MAX_FLOWS,
-                 max_datagram_bytes: int = DEFAULT_MAX_DATAGRAM_BYTES,
+                 max_flows: int = defaults.MAX_FLOWS,
+                 max_datagram_bytes: int = defaults.FLOWS_MAX_DATAGRAM_BYTES,
                  exclude_own_traffic: bool = True, stamp_close_now: bool = False) -> None:
         """`resolver` None shares the process-wide resolver; pass `resolve.NO_DNS` for none."""
         self.target = target
@@ -187,7 +186,7 @@ class FlowTarget(CountsFailures):
         """Send the open interval once it has ended by the wall clock (quiet links included)."""
         if self._open is None:
             return
-        if now_ns >= (self._open + 1) * self.interval_ns + int(FLOW_GRACE_S * 1e9):
+        if now_ns >= (self._open + 1) * self.interval_ns + int(defaults.FLOW_GRACE_S * 1e9):
             self._emit()
 
     def close(self, now_ns: int | None = None) -> None:

@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from pushcap import defaults
 from pushcap.config.codec import Codec
 from pushcap.push.pcapfile import parse_part_name
 
-CHUNK_BYTES = 1 << 20
 COMPRESS_TMP_SUFFIX = ".ztmp"  # `<part>.ztmp`: hidden like the part, never matched as a `.part`
 COMPRESSED_MARK_SUFFIX = ".zdone"  # `<part>.zdone`: the part, renamed once its copy is complete
 
@@ -54,7 +54,7 @@ def _gzip_stream(fin: BinaryIO, fout: BinaryIO, level: int) -> None:
 
     # no file name or time in the header: the same input gives the same bytes
     with gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=fout, mtime=0) as gz:
-        shutil.copyfileobj(fin, gz, CHUNK_BYTES)
+        shutil.copyfileobj(fin, gz, defaults.COMPRESS_CHUNK_BYTES)
 
 
 def _lz4_stream(fin: BinaryIO, fout: BinaryIO, level: int) -> None:
@@ -64,7 +64,7 @@ def _lz4_stream(fin: BinaryIO, fout: BinaryIO, level: int) -> None:
     compressor = lz4.frame.LZ4FrameCompressor(compression_level=0 if level <= 2 else level,
                                               content_checksum=True)
     fout.write(compressor.begin())
-    while chunk := fin.read(CHUNK_BYTES):
+    while chunk := fin.read(defaults.COMPRESS_CHUNK_BYTES):
         fout.write(compressor.compress(chunk))
     fout.write(compressor.flush())
 
@@ -79,7 +79,8 @@ def _zstd_stream(fin: BinaryIO, fout: BinaryIO, codec: Codec) -> None:
         threads = codec.threads or -1
     compressor = zstandard.ZstdCompressor(level=codec.effective_level, threads=threads,
                                           write_checksum=True)
-    compressor.copy_stream(fin, fout, read_size=CHUNK_BYTES, write_size=CHUNK_BYTES)
+    compressor.copy_stream(fin, fout, read_size=defaults.COMPRESS_CHUNK_BYTES,
+                           write_size=defaults.COMPRESS_CHUNK_BYTES)
 
 
 def compressed_part(part: Path, codec: Codec | None) -> Path:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pushcap import defaults
 from pushcap.capture.batch import (
     PCAP_FILE_HEADER_BYTES,
     pcap_file_header,
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
 log = logging.getLogger("pushcap.push")
 
 PART_SUFFIX = ".part"
-WRITE_BUFFER_BYTES = 1 << 20
+
+
 def part_path(prefix: Path, start_ns: int, n: int = 0) -> Path:
     """Temporary path of a series file: hidden, so `<prefix>*` globs never match it. `n` tells
     apart files that start at the same nanosecond (byte split, bursts)."""
@@ -105,7 +107,7 @@ class PcapWriter:
         while True:  # never reuse a temporary name: an earlier file may still be finishing
             part = part_path(prefix, start_ns, n)
             try:
-                handle = part.open("xb", buffering=WRITE_BUFFER_BYTES)
+                handle = part.open("xb", buffering=defaults.WRITE_BUFFER_BYTES)
                 break
             except FileExistsError:
                 n += 1

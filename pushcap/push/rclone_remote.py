@@ -33,6 +33,7 @@ import time
 import uuid
 from pathlib import Path, PurePosixPath
 
+from pushcap import defaults
 from pushcap.config.model import ConfigError
 from pushcap.config.rclone_path import (  # noqa: F401 - importable from here as before
     display_path,
@@ -58,7 +59,6 @@ _NOISE = re.compile(r"Config file .* not found - using defaults")
 EXIT_DIR_NOT_FOUND = 3
 EXIT_FILE_NOT_FOUND = 4
 HASHES = ("md5", "sha1", "sha256", "sha512")  # rclone hash names that hashlib computes too
-ERROR_CHARS = 400
 
 
 class RcloneError(Exception):
@@ -160,7 +160,7 @@ class Rclone:
                  for line in stderr.decode("utf-8", "replace").splitlines()]
         lines = [line for line in lines if line and not _NOISE.search(line)]
         text = " | ".join(lines[-2:]) or "no message"
-        return scrub(text, self.secrets)[-ERROR_CHARS:]
+        return scrub(text, self.secrets)[-defaults.RCLONE_ERROR_CHARS:]
 
     def kill(self) -> None:
         """Stop the running command and refuse new ones (shutdown past its deadline)."""

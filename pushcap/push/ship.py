@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pushcap import defaults
 from pushcap.config.codec import Codec
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.push import pcapfile
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from pushcap.push.rclone_remote import RcloneSettings
 
 log = logging.getLogger("pushcap.push")
-
-CLOSE_TIMEOUT_S = 30.0
 
 
 class ShipError(Exception):
@@ -86,7 +85,7 @@ class FileShipper:
         if clean_stale:
             remove_stale(self.part_prefix.parent, self.part_prefix.name)
 
-    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    def close(self, timeout_s: float = defaults.SHIP_CLOSE_TIMEOUT_S) -> None:
         """Nothing to drain in File mode."""
 
     def stats(self) -> dict:
@@ -160,7 +159,7 @@ class RcloneShipper:
             remove_stale(self.part_prefix.parent, self.part_prefix.name)
         self.uploader.start(clean_stale)
 
-    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    def close(self, timeout_s: float = defaults.SHIP_CLOSE_TIMEOUT_S) -> None:
         """Upload what is queued within `timeout_s`; the rest stays spooled for the next start."""
         self.uploader.close(timeout_s)
 

@@ -11,9 +11,10 @@ remote's connection string (which may hold keys) is never written to disk. A fil
 queue by `rename` from the same file system after it was fsynced, so the queue holds only whole
 files.
 
-A name is at most `NAME_MAX_BYTES` long (file systems refuse names over 255 bytes, and a deep Path
-encodes to far more). A destination too long for the name goes into a *note*, a small file named
-by the entry's number, and the name keeps only the readable end of the destination:
+A name is at most `SPOOL_NAME_MAX_BYTES` (defaults.py) long (file systems refuse names over 255
+bytes, and a deep Path encodes to far more). A destination too long for the name goes into a
+*note*, a small file named by the entry's number, and the name keeps only the readable end of the
+destination:
 
     <enqueue_ns:020d>+<end of the percent-encoded destination>     note: <enqueue_ns:020d>.dest
 
@@ -38,10 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from pushcap import defaults
+
 log = logging.getLogger("pushcap.push")
 
 TMP_PREFIX = "."  # files still being moved in are hidden and never listed
-NAME_MAX_BYTES = 200  # an entry's name; with the hidden "." of a move-in, well under 255
 NOTE_DEST = "dest"  # the destination of an entry whose name could not hold it
 NOTE_FINAL = "final"  # the remote name the uploader chose (see the module docstring)
 NOTES = (NOTE_DEST, NOTE_FINAL)
@@ -67,9 +69,9 @@ def entry_name(enqueue_ns: int, dest: str) -> str:
     """`<ns>-<dest>`, or `<ns>+<end of dest>` (the dest in a note) when that would be too long."""
     quoted = quote(dest, safe="")
     name = f"{enqueue_ns:020d}-{quoted}"
-    if len(name) <= NAME_MAX_BYTES:
+    if len(name) <= defaults.SPOOL_NAME_MAX_BYTES:
         return name
-    cut = len(quoted) - (NAME_MAX_BYTES - _SEQ_DIGITS - 1)
+    cut = len(quoted) - (defaults.SPOOL_NAME_MAX_BYTES - _SEQ_DIGITS - 1)
     for back in (1, 2):  # do not start inside a %XX escape
         if quoted[cut - back] == "%":
             cut += 3 - back

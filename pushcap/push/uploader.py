@@ -51,6 +51,7 @@ import threading
 import time
 from pathlib import Path
 
+from pushcap import defaults
 from pushcap.config.secrets import scrub
 from pushcap.push.rclone_remote import (
     Rclone,
@@ -63,13 +64,9 @@ from pushcap.push.spool import Spool, SpoolEntry
 
 log = logging.getLogger("pushcap.push")
 
-IDLE_POLL_S = 1.0  # an empty spool is looked at again this often even without a wake-up
 TMP_SUFFIX = ".pushcap-tmp"
-TMP_BASE_BYTES = 160  # of the final basename in a temporary name: with our number and
-# suffix, and the `.<hash>.partial` rclone adds while writing (local, sftp), under 255 bytes
 MAX_DOUBLINGS = 64  # retry_min_s * 2**64 is past any retry_max_s; 2.0**1024 would overflow
-MAX_NAME_CONFLICTS = 20  # names lost to other writers in one attempt before it counts as failed
-KILL_JOIN_S = 10.0  # how long close() waits for the thread once it killed the upload in flight
+KILL_JOIN_S = defaults.UPLOAD_KILL_JOIN_S  # a module name, as tests patch it
 IDLE, GONE, DELIVERED, FAILED = "idle", "gone", "delivered", "failed"  # what one step did
 OURS, TAKEN, REPLACED = "ours", "taken", "replaced"  # what one move did (Uploader._move)
 
@@ -97,7 +94,7 @@ def tmp_name(dest_base: str, enqueue_ns: int) -> str:
     the name fits the 255 bytes most backends allow, plus the entry's number to keep it unique
     (also between hosts and targets writing one folder). From the destination, not the final
     name: one name for every final name tried, so none is left behind when a name is lost."""
-    base = dest_base.encode()[:TMP_BASE_BYTES].decode("utf-8", "ignore")
+    base = dest_base.encode()[:defaults.UPLOAD_TMP_BASE_BYTES].decode("utf-8", "ignore")
     return f".{base}.{enqueue_ns}{TMP_SUFFIX}"
 
 
@@ -215,7 +212,7 @@ class Uploader:
                 if outcome == IDLE:
                     if self._closing.is_set():
                         return
-                    self._wake.wait(IDLE_POLL_S)
+                    self._wake.wait(defaults.UPLOAD_IDLE_POLL_S)
                     self._wake.clear()
                 elif outcome == DELIVERED:
                     failures = 0
@@ -239,7 +236,7 @@ class Uploader:
             return owner
         log.warning("event=upload_wait %s spool=%s (the previous uploader of this spool is "
                     "still busy; uploads start when it ends)", self.label, self.spool.directory)
-        while not owner.acquire(timeout=IDLE_POLL_S):
+        while not owner.acquire(timeout=defaults.UPLOAD_IDLE_POLL_S):
             if self._closing.is_set():
                 return None
         log.info("event=upload_wait_over %s", self.label)
@@ -307,7 +304,7 @@ class Uploader:
         tried: set[str] = set()
         while (outcome := self._move(entry, tmp, rel, hashes)) != OURS:
             tried.add(rel)
-            if len(tried) > MAX_NAME_CONFLICTS:
+            if len(tried) > defaults.UPLOAD_MAX_NAME_CONFLICTS:
                 raise RcloneError(f"{len(tried)} names for "
                                   f"{display_path(self.remote_spec + entry.dest)} were taken by "
                                   "other writers meanwhile; trying again later")

@@ -26,8 +26,6 @@ from pushcap.supervisor.status import StatusServer, engine_status
 
 log = logging.getLogger("pushcap.supervisor.daemon")
 
-REPEAT_SIGNAL_S = 1.0
-
 
 class Service(Protocol):
     def start(self) -> None: ...
@@ -82,7 +80,8 @@ class Daemon:
         # A terminal's Ctrl-C reaches `make run` and pushcap together, and make passes it on once
         # more: a repeat within a second is the same request, a later one means "exit now".
         now = time.monotonic()
-        if self._first_signal_at is not None and now - self._first_signal_at > REPEAT_SIGNAL_S:
+        first = self._first_signal_at
+        if first is not None and now - first > defaults.REPEAT_SIGNAL_S:
             log.warning("event=second_signal action=exit_now")
             os._exit(1)
         if self._first_signal_at is None:

@@ -66,8 +66,7 @@ def add_flows_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _target(args, linktype: int, snaplen: int, name: str, live: bool) -> FlowTarget:
-    from pushcap.flows.aggregate import DEFAULT_MAX_FLOWS
-    from pushcap.flows.export import DEFAULT_MAX_DATAGRAM_BYTES, DatadogRanges, FlowExportError
+    from pushcap.flows.export import DatadogRanges, FlowExportError
     from pushcap.flows.resolve import NO_DNS, Resolver
     from pushcap.flows.target import FlowTarget
 
@@ -77,8 +76,8 @@ def _target(args, linktype: int, snaplen: int, name: str, live: bool) -> FlowTar
     except FlowExportError as exc:
         raise ConfigError(str(exc)) from None
     resolver = NO_DNS if args.no_dns else Resolver()
-    max_flows = DEFAULT_MAX_FLOWS if args.max_flows is None else args.max_flows
-    max_datagram = (DEFAULT_MAX_DATAGRAM_BYTES if args.max_datagram_bytes is None
+    max_flows = defaults.MAX_FLOWS if args.max_flows is None else args.max_flows
+    max_datagram = (defaults.FLOWS_MAX_DATAGRAM_BYTES if args.max_datagram_bytes is None
                     else args.max_datagram_bytes)
     return FlowTarget(config, name, linktype, snaplen, resolver, datadog=datadog,
                       max_flows=max_flows, max_datagram_bytes=max_datagram,
@@ -93,12 +92,10 @@ def _summary(target: FlowTarget, what: str) -> str:
 
 
 def cmd_flows(args) -> int:
-    from pushcap.flows.export import DEFAULT_HOST, DEFAULT_PORT
-
     if args.interval <= 0:
         raise ConfigError("--interval must be greater than 0")
     if args.destination is None:
-        args.destination = f"udp://{DEFAULT_HOST}:{DEFAULT_PORT}"
+        args.destination = f"udp://{defaults.FLOWS_HOST}:{defaults.FLOWS_PORT}"
     return _replay(args) if args.read else _live(args)
 
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import requests
 
+from pushcap import defaults
 from pushcap.config.pcapdaemon import CloudSharkSettings
 
 log = logging.getLogger("pushcap.trigger.cloudshark")
-
-MAX_BACKOFF_S = 30.0
 
 
 class UploadError(Exception):
@@ -88,7 +87,7 @@ class CloudSharkClient:
                             exc.status, str(exc), list(exc.exceptions))
                 if not retryable or attempt == attempts:
                     raise
-                if self.stop.wait(min(backoff_s, MAX_BACKOFF_S)):
+                if self.stop.wait(min(backoff_s, defaults.CS_MAX_BACKOFF_S)):
                     raise
                 backoff_s *= 2
         raise AssertionError("unreachable")

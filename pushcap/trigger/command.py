@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pushcap import defaults
 from pushcap.config.model import ConfigError
 
 # Every `pushcap` command builds this parser: what only `pushcap trigger` runs is imported in the
@@ -33,8 +34,7 @@ if TYPE_CHECKING:
     from pushcap.config.pcapdaemon import RedisSettings
 
 PASSWORD_ENV = "PUSHCAP_REDIS_PASSWORD"
-WAIT_MARGIN_S = 5.0  # beyond capture and upload: Redis round trips, late packets, a busy queue
-DEFAULT_CONFIG = "etc/pcapdaemon.toml"
+WAIT_MARGIN_S = defaults.TRIGGER_WAIT_MARGIN_S  # tests import it from here
 
 
 def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def add_trigger_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--customer")
     p.add_argument("--alertid", type=int)
     p.add_argument("--logrequest", action="store_true", help="ask nodes to log the request")
-    p.add_argument("--config", default=DEFAULT_CONFIG,
+    p.add_argument("--config", default=defaults.CONFIG_PATH,
                    help="daemon config for [redis] (optional; flags override it)")
     for name, kwargs in (("redisnode", {"metavar": "HOST"}),
                          ("redisport", {"type": int, "metavar": "PORT"}),
@@ -143,26 +143,21 @@ def capture_s_of(args: argparse.Namespace, config: dict, now_s: float) -> tuple[
         return min(ends)
     timeout_s = _seconds(config.get("general", {}).get("defaulttimeout"))
     if timeout_s is None:
-        from pushcap.config.pcapdaemon_flags import DEFAULT_TIMEOUT_S
-
-        timeout_s = DEFAULT_TIMEOUT_S
+        timeout_s = defaults.TRIGGER_TIMEOUT_S
     return lead_s + timeout_s, "defaulttimeout"
 
 
 def upload_allowance_s(section: dict) -> float:
     """The node's worst case for one delivery: every CloudShark attempt at its timeout, plus
     the backoffs between attempts (doubling, capped as cloudshark.py caps them)."""
-    from pushcap.config.pcapdaemon_flags import CS_RETRIES, CS_RETRY_BACKOFF_S, CS_TIMEOUT_S
-    from pushcap.trigger.cloudshark import MAX_BACKOFF_S
-
     if section.get("upload") is False:
         return 0.0  # a local file only: the margin covers it
-    timeout_s = _seconds(section.get("timeout")) or CS_TIMEOUT_S
-    retries = section.get("retries", CS_RETRIES)
-    retries = retries if isinstance(retries, int) and 0 <= retries <= 20 else CS_RETRIES
+    timeout_s = _seconds(section.get("timeout")) or defaults.CS_TIMEOUT_S
+    retries = section.get("retries", defaults.CS_RETRIES)
+    retries = retries if isinstance(retries, int) and 0 <= retries <= 20 else defaults.CS_RETRIES
     backoff_s = _seconds(section.get("retrybackoff"))
-    backoff_s = CS_RETRY_BACKOFF_S if backoff_s is None else backoff_s
-    waits_s = sum(min(backoff_s * 2**i, MAX_BACKOFF_S) for i in range(retries))
+    backoff_s = defaults.CS_RETRY_BACKOFF_S if backoff_s is None else backoff_s
+    waits_s = sum(min(backoff_s * 2**i, defaults.CS_MAX_BACKOFF_S) for i in range(retries))
     return (retries + 1) * timeout_s + waits_s
 
 

@@ -48,13 +48,10 @@ from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Cursor, Ring
 from pushcap.trigger.message import CaptureRequest
 
-POLL_S = 0.2  # longest wait on the ring before `stop` is checked again
-LATE_SLACK_S = 0.1  # on top of poll + coalesce: the kernel's block timer, thread scheduling
-
 
 def ring_latency_s(poll_timeout_ms: float = defaults.POLL_TIMEOUT_MS) -> float:
     """How long after its timestamp a packet may still be on its way into the ring."""
-    return (poll_timeout_ms + defaults.COALESCE_MS) / 1000 + LATE_SLACK_S
+    return (poll_timeout_ms + defaults.COALESCE_MS) / 1000 + defaults.JOB_LATE_SLACK_S
 
 
 @dataclass
@@ -183,7 +180,7 @@ class CaptureJob:
         settled_ns = self.end_ns + self.late_ns
         while not self.stop.is_set():
             now_ns = time.time_ns()
-            wait_s = min(POLL_S, max(settled_ns - now_ns, 0) / 1e9)
+            wait_s = min(defaults.JOB_POLL_S, max(settled_ns - now_ns, 0) / 1e9)
             batches = cursor.read(timeout_s=wait_s)
             for batch in batches:
                 if self._take(batch):

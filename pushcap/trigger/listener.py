@@ -15,14 +15,11 @@ from collections.abc import Callable
 
 import redis
 
+from pushcap import defaults
 from pushcap.config.pcapdaemon import RedisSettings
 
 log = logging.getLogger("pushcap.trigger.listener")
 
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
-POLL_S = 0.5  # how often the thread looks at its stop flag while no message comes
-HEALTH_CHECK_S = 10  # a silent dead connection is found within this many seconds
 
 MessageHandler = Callable[[bytes, int], None]
 
@@ -50,17 +47,17 @@ class Listener:
         return True
 
     def _run(self) -> None:
-        backoff_s = BACKOFF_FIRST_S
+        backoff_s = defaults.REDIS_BACKOFF_FIRST_S
         while not self._stop.is_set():
             client = pubsub = None
             try:
                 client = redis.Redis(**self.settings.client_kwargs(), socket_timeout=None,
-                                     health_check_interval=HEALTH_CHECK_S)
+                                     health_check_interval=defaults.REDIS_HEALTH_CHECK_S)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.settings.channel)
                 log.info("event=trigger_subscribed redis=%s", self.settings.describe())
                 self.connected.set()
-                backoff_s = BACKOFF_FIRST_S
+                backoff_s = defaults.REDIS_BACKOFF_FIRST_S
                 self._receive(pubsub)
             except (redis.RedisError, OSError) as exc:  # outage, auth or ACL refusal alike
                 self._lost(exc, backoff_s)
@@ -74,7 +71,7 @@ class Listener:
                         pass
             if self._stop.wait(backoff_s):
                 break
-            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+            backoff_s = min(backoff_s * 2, defaults.REDIS_BACKOFF_MAX_S)
 
     def _lost(self, exc: Exception, backoff_s: float) -> None:
         if self.connected.is_set() or self.reconnects == 0:
@@ -87,7 +84,7 @@ class Listener:
 
     def _receive(self, pubsub) -> None:
         while not self._stop.is_set():
-            message = pubsub.get_message(timeout=POLL_S)
+            message = pubsub.get_message(timeout=defaults.LISTENER_POLL_S)
             if message is None or message.get("type") != "message":
                 continue
             received_ns = time.time_ns()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
+from pushcap import defaults
 from pushcap.config.model import ConfigError
 from pushcap.config.pcapdaemon import (
     LOCAL_DIR_FIX,
-    LOCAL_DIR_MODE,
     TriggerSettings,
     local_dir_error,
 )
@@ -28,10 +28,10 @@ def prepare_local_dir(settings: TriggerSettings, src: str) -> None:
     try:
         for level in reversed(missing):
             try:
-                level.mkdir(mode=LOCAL_DIR_MODE)
+                level.mkdir(mode=defaults.TRIGGER_LOCAL_DIR_MODE)
             except FileExistsError:
                 continue  # made meanwhile by someone else: theirs to set up
-            level.chmod(LOCAL_DIR_MODE)
+            level.chmod(defaults.TRIGGER_LOCAL_DIR_MODE)
     except OSError as exc:
         raise local_dir_error(src, folder, exc.strerror or exc) from None
     if not folder.is_dir():

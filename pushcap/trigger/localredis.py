@@ -13,11 +13,10 @@ import socket
 import subprocess
 import time
 
+from pushcap import defaults
 from pushcap.config.pcapdaemon import RedisSettings
 
 log = logging.getLogger("pushcap.trigger.localredis")
-
-START_TIMEOUT_S = 5.0
 
 
 def answers(host: str, port: int, timeout_s: float = 0.3) -> bool:
@@ -37,7 +36,7 @@ class LocalRedis:
         self.binary = binary
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> bool:
+    def start(self, timeout_s: float = defaults.LOCAL_REDIS_START_TIMEOUT_S) -> bool:
         path = shutil.which(self.binary)
         if path is None:
             log.warning("event=local_redis_missing binary=%s hint=install redis-server",

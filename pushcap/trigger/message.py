@@ -41,17 +41,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pushcap import defaults
 from pushcap.capture.bpf import BpfError
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
 from pushcap.trigger.errors import TriggerError  # raised here; importers may take it from here
 from pushcap.trigger.node_match import compile_node_regex
 
-MAX_MESSAGE_BYTES = 64 * 1024
-MAX_BPF_CHARS = 4096
-MAX_TEXT_CHARS = 1024
-MAX_SNAP_BYTES = 262144
-WINDOW_PAST_LIMIT_S = 7 * 86400  # `start` older than this is surely a unit mistake
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Fields pcapdaemon accepts that have no meaning here (S3, packet debug): allowed, ignored.
@@ -123,8 +119,8 @@ def parse_request(data: bytes | str, settings: TriggerSettings,
 def _parse(data: bytes | str, settings: TriggerSettings,
            interfaces: tuple[InterfaceConfig, ...], check_bpf: BpfCheck | None,
            received_ns: int | None) -> CaptureRequest | None:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise TriggerError("message", f"larger than {MAX_MESSAGE_BYTES} bytes")
+    if len(data) > defaults.MAX_MESSAGE_BYTES:
+        raise TriggerError("message", f"larger than {defaults.MAX_MESSAGE_BYTES} bytes")
     try:
         msg = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -136,7 +132,7 @@ def _parse(data: bytes | str, settings: TriggerSettings,
     received_ns = received_ns if received_ns is not None else time.time_ns()
     fields = _Fields(msg)
     captures, notes = _captures(fields, interfaces)
-    bpf = fields.text("bpf", MAX_BPF_CHARS) or None
+    bpf = fields.text("bpf", defaults.MAX_BPF_CHARS) or None
     if bpf is not None and check_bpf is not None:
         for capture in captures:
             try:
@@ -160,7 +156,8 @@ def _parse(data: bytes | str, settings: TriggerSettings,
         received_ns=received_ns,
         captures=captures,
         bpf=bpf,
-        snap=fields.integer("snap", settings.snap_length, 1, MAX_SNAP_BYTES, zero_is_default=True),
+        snap=fields.integer("snap", settings.snap_length, 1, defaults.MAX_SNAPLEN_BYTES,
+                            zero_is_default=True),
         # `packets: 0` stays refused, as pcapdaemon refuses it ("between 1 and maxpackets").
         packets=fields.integer("packets", settings.max_packets, 1, settings.max_packets,
                                "maxpackets"),
@@ -241,7 +238,7 @@ def _window(fields: _Fields, received_ns: int, max_duration_s: float
     end = fields.number("end")
     now_s = received_ns / 1e9
     for name, value in (("start", start), ("end", end)):
-        if value is not None and not now_s - WINDOW_PAST_LIMIT_S <= value <= now_s + 86400:
+        if value is not None and not now_s - defaults.WINDOW_PAST_LIMIT_S <= value <= now_s + 86400:
             raise TriggerError(name, f"{value:g} is not an epoch time in seconds near now")
     if start is not None and end is not None:
         if end <= start:
@@ -257,7 +254,7 @@ def _tags(fields: _Fields) -> tuple[str, ...]:
         return ()
     if isinstance(raw, list) and all(isinstance(t, str) for t in raw):
         raw = ",".join(raw)
-    if not isinstance(raw, str) or len(raw) > MAX_TEXT_CHARS or _CONTROL.search(raw):
+    if not isinstance(raw, str) or len(raw) > defaults.MAX_TEXT_CHARS or _CONTROL.search(raw):
         raise TriggerError("tags", "must be a comma-separated string without control characters")
     return tuple(t.strip() for t in raw.split(",") if t.strip())
 

@@ -11,16 +11,14 @@ import re
 from re import _constants as sre_constants  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 
+from pushcap import defaults
 from pushcap.trigger.errors import TriggerError
-
-MAX_REGEX_CHARS = 256
-MAX_REGEX_STEPS = 10_000_000  # bound on (len(node)+1) ** (repeats+1): a search that ends at once
 
 
 def compile_node_regex(expr: str, subject_chars: int) -> re.Pattern[str]:
     """Compile `expr` only if a search over `subject_chars` characters provably ends quickly."""
-    if len(expr) > MAX_REGEX_CHARS:
-        raise TriggerError("nodere", f"longer than {MAX_REGEX_CHARS} characters")
+    if len(expr) > defaults.MAX_REGEX_CHARS:
+        raise TriggerError("nodere", f"longer than {defaults.MAX_REGEX_CHARS} characters")
     try:
         parsed = sre_parse.parse(expr)
         pattern = re.compile(expr)
@@ -45,7 +43,7 @@ def check_regex_cost(parsed, subject_chars: int, expr: str) -> None:
     polynomial: at most (n+1) ** (repeats + 1) steps for n characters, checked against a budget.
     """
     repeats = _count_repeats(parsed, inside_repeat=False, expr=expr)
-    if (subject_chars + 1) ** (repeats + 1) > MAX_REGEX_STEPS:
+    if (subject_chars + 1) ** (repeats + 1) > defaults.MAX_REGEX_STEPS:
         raise TriggerError("nodere", f"{expr!r} has too many repetitions ({repeats}) to search "
                            "in bounded time; simplify it")
 

@@ -16,11 +16,10 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from pushcap import defaults
 from pushcap.config.pcapdaemon import RedisSettings
 
 log = logging.getLogger("pushcap.trigger.results")
-
-PUBLISH_RETRIES = 3
 
 
 def result_record(node: str, request_id: str | None, status: str, **fields) -> dict:
@@ -46,7 +45,8 @@ class ResultPublisher:
     def _redis(self) -> redis.Redis:
         with self._lock:
             if self._client is None:
-                retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), PUBLISH_RETRIES)
+                retry = Retry(ExponentialBackoff(cap=2.0, base=0.1),
+                              defaults.RESULTS_PUBLISH_RETRIES)
                 self._client = redis.Redis(
                     **self.settings.client_kwargs(), socket_timeout=5.0, retry=retry,
                     retry_on_error=[redis.ConnectionError, redis.TimeoutError])

@@ -40,8 +40,6 @@ from pushcap.trigger.results import ResultPublisher, result_record
 
 log = logging.getLogger("pushcap.trigger")
 
-LOGGED_MESSAGE_CHARS = 2000
-
 
 class TriggerService:
     """Serves pcapdaemon-style capture requests from the given rings."""
@@ -219,4 +217,4 @@ class TriggerService:
 
 def _clip(data: bytes | str) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return text[:LOGGED_MESSAGE_CHARS]
+    return text[:defaults.LOGGED_MESSAGE_CHARS]
