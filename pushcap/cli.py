@@ -147,7 +147,7 @@ def _replay_failure(consumer) -> bool:
         return False
     what = f"{pending} file(s) not delivered" if pending else f"{figures['errors']} error(s)"
     print(f"pushcap: error: target {consumer.target.desc}: {what}: "
-          f"{figures.get('last_error') or getattr(consumer, 'last_error', '') or '?'}",
+          f"{figures.get('last_error') or consumer.last_error or '?'}",
           file=sys.stderr)
     return True
 
@@ -188,57 +188,6 @@ def _batch_packets(text: str) -> int:
     if not 1 <= value <= defaults.MAX_BATCH_PACKETS:
         raise argparse.ArgumentTypeError(f"must be 1 to {defaults.MAX_BATCH_PACKETS}, not {value}")
     return value
-
-
-def _status_address(args) -> tuple[str, int]:
-    from pushcap.config.toml import load_daemon_config
-
-    config = load_daemon_config(args.config)
-    return config.status_host, config.status_port
-
-
-EXIT_UNHEALTHY = 1
-EXIT_NO_DAEMON = 2
-
-
-def cmd_status(args) -> int:
-    """Exit 0 only when every interface captures and no target is failing, 1 otherwise, 2 when
-    no daemon answers: what a systemd watchdog or a monitoring check needs."""
-    import json
-
-    from pushcap.supervisor.status import fetch, render_table
-
-    host, port = _status_address(args)
-    try:
-        code, body = fetch(host, port, "/status")
-        status = json.loads(body)
-    except (OSError, ValueError) as exc:
-        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
-        return EXIT_NO_DAEMON
-    if code != 200 or not isinstance(status, dict) or "interfaces" not in status:
-        print(f"pushcap: http://{host}:{port}/status answered {code} without a status: "
-              "is that a pushcap daemon?", file=sys.stderr)
-        return EXIT_NO_DAEMON
-    print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_table(status))
-    return EXIT_UNHEALTHY if status.get("problems") else 0
-
-
-def cmd_reload(args) -> int:
-    import json
-
-    from pushcap.supervisor.status import fetch
-
-    host, port = _status_address(args)
-    try:
-        code, body = fetch(host, port, "/reload", method="POST", timeout_s=30)
-        answer = json.loads(body)
-        if not isinstance(answer, dict) or "ok" not in answer:
-            raise ValueError(f"HTTP {code} without a reload answer: is that a pushcap daemon?")
-    except (OSError, ValueError) as exc:
-        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
-        return EXIT_NO_DAEMON
-    print(("reloaded: " if answer["ok"] else "refused: ") + answer["message"])
-    return 0 if code == 200 else 1
 
 
 def version_text() -> str:
@@ -318,6 +267,8 @@ def _add_flows(sub) -> None:
 
 
 def _add_status(sub) -> None:
+    from pushcap.supervisor.status_command import cmd_status
+
     p = sub.add_parser("status", help="show what the running daemon is doing; exit 0 when "
                        "healthy, 1 when an interface or target is failing, 2 without a daemon")
     p.add_argument("--config", default=defaults.CONFIG_PATH, help="daemon config (TOML)")
@@ -326,6 +277,8 @@ def _add_status(sub) -> None:
 
 
 def _add_reload(sub) -> None:
+    from pushcap.supervisor.status_command import cmd_reload
+
     p = sub.add_parser("reload", help="make the running daemon re-read its Lua targets")
     p.add_argument("--config", default=defaults.CONFIG_PATH, help="daemon config (TOML)")
     p.set_defaults(func=cmd_reload)

@@ -1,0 +1,58 @@
+"""`pushcap status` and `pushcap reload`: clients of the running daemon's loopback endpoint.
+
+Their exit codes are for service managers and monitoring: status exits 0 only when every
+interface captures and no target is failing, 1 when something is wrong (the problems are
+printed first), 2 when no daemon answers (nothing listens, or what answers is no pushcap).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+EXIT_UNHEALTHY = 1
+EXIT_NO_DAEMON = 2
+
+
+def _status_address(args) -> tuple[str, int]:
+    from pushcap.config.toml import load_daemon_config
+
+    config = load_daemon_config(args.config)
+    return config.status_host, config.status_port
+
+
+def cmd_status(args) -> int:
+    """Exit 0 only when every interface captures and no target is failing, 1 otherwise, 2 when
+    no daemon answers: what a systemd watchdog or a monitoring check needs."""
+    from pushcap.supervisor.status import fetch, render_table
+
+    host, port = _status_address(args)
+    try:
+        code, body = fetch(host, port, "/status")
+        status = json.loads(body)
+    except (OSError, ValueError) as exc:
+        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    if code != 200 or not isinstance(status, dict) or "interfaces" not in status:
+        print(f"pushcap: http://{host}:{port}/status answered {code} without a status: "
+              "is that a pushcap daemon?", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_table(status))
+    return EXIT_UNHEALTHY if status.get("problems") else 0
+
+
+def cmd_reload(args) -> int:
+
+    from pushcap.supervisor.status import fetch
+
+    host, port = _status_address(args)
+    try:
+        code, body = fetch(host, port, "/reload", method="POST", timeout_s=30)
+        answer = json.loads(body)
+        if not isinstance(answer, dict) or "ok" not in answer:
+            raise ValueError(f"HTTP {code} without a reload answer: is that a pushcap daemon?")
+    except (OSError, ValueError) as exc:
+        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    print(("reloaded: " if answer["ok"] else "refused: ") + answer["message"])
+    return 0 if code == 200 else 1
