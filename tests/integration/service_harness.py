@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
+
+from waiting import wait_until
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -55,6 +59,24 @@ class Daemon:
         return subprocess.run([sys.executable, "-m", "pushcap.cli", *args, "--config",
                                str(self.toml)], cwd=self.tmp, capture_output=True, text=True,
                               timeout=60)
+
+    def status(self) -> dict:
+        """The daemon's status snapshot, straight from its endpoint (cheaper to poll than a
+        `pushcap status` process)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}/status",
+                                    timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def packets(self, desc: str) -> int:
+        """How many packets target `desc` has taken so far (0 while it is not listed)."""
+        return sum(t.get("packets", 0) for t in self.status()["targets"] if t["desc"] == desc)
+
+    def wait_packets(self, desc: str, count: int, what: str, timeout_s: float = 20) -> None:
+        wait_until(lambda: self.packets(desc) >= count, timeout_s,
+                   f"{count} packets at target {desc}: {what}")
+
+    def wait_log(self, needle: str, timeout_s: float = 20) -> None:
+        wait_until(lambda: needle in self.text(), timeout_s, f"{needle!r} in the daemon's log")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

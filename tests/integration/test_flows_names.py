@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 
 import numpy as np
 import pytest
 from flows_harness import NS, flows_config
+from waiting import wait_until
 
 from pushcap.capture.batch import Batch, build_records
 from pushcap.flows.resolve import NO_DNS, Resolver
@@ -36,23 +36,31 @@ def udp_batch(ts_ns: int, pairs: list[tuple[str, str]], payload: int = 100) -> B
 
 
 def test_slow_resolver_never_delays_records_and_names_follow(collector):
+    # The resolver answers only when the test lets it: records that reach the collector while
+    # every lookup is still held were sent without waiting for a name.
+    release = threading.Event()
+    asked: list[str] = []
+
     def slow_lookup(ip: str) -> str:
-        time.sleep(0.8)
+        asked.append(ip)
+        assert release.wait(30), "the test never released the resolver"
         return f"host-{ip.replace('.', '-')}.example"
 
-    resolver = Resolver(lookup=slow_lookup, workers=4, timeout_s=5.0)
+    resolver = Resolver(lookup=slow_lookup, workers=4, timeout_s=60.0)
     target = FlowTarget(flows_config(collector.url, 1.0), "test", 1, 65535, resolver)
     pairs = [("10.0.0.1", "10.0.0.2"), ("10.0.0.3", "10.0.0.4")]
     t0 = 1_700_000_000 * NS
     target.consume(udp_batch(t0, pairs))
-    started = time.monotonic()
     target.consume(udp_batch(t0 + NS, pairs))  # ends the first interval: its records go out
-    assert time.monotonic() - started < 0.3, "sending waited for the resolver"
-    first = collector.wait_for(lambda r: len(r) >= 2, 3)
+    wait_until(lambda: len(collector.records()) >= 2, 10,
+               "the first interval's 2 records at the collector")
+    first = collector.records()
+    assert not release.is_set() and resolver.cached() == 0, "sending waited for the resolver"
+    assert resolver.stats.resolved == resolver.stats.failed == 0
     assert [(r["source_HOST"], r["target_HOST"]) for r in first] == pairs
-    deadline = time.monotonic() + 5
-    while resolver.cached() < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    release.set()
+    wait_until(lambda: resolver.cached() == 4, 10, "4 names resolved and cached")
+    assert sorted(asked) == sorted(ip for pair in pairs for ip in pair)
     target.close()
     records = collector.wait_for(lambda r: len(r) >= 4, 3)
     assert [r["source_HOST"] for r in records[2:]] == ["host-10-0-0-1.example",
@@ -68,27 +76,34 @@ def test_failing_and_timed_out_lookups_leave_the_ip(collector):
     resolver = Resolver(lookup=failing)
     target = FlowTarget(flows_config(collector.url, 1.0), "test", 1, 65535, resolver)
     target.consume(udp_batch(1_700_000_000 * NS, [("10.1.0.1", "10.1.0.2")]))
-    time.sleep(0.2)
-    target.close()
+    target.close()  # names are looked up when an interval's records are made
     records = collector.wait_for(bool, 3)
     assert records[0]["source_HOST"] == "10.1.0.1"
-    deadline = time.monotonic() + 10
-    while resolver.stats.failed < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: resolver.stats.failed >= 2, 10, "both lookups to fail")
     assert resolver.stats.failed == 2 and resolver.name("10.1.0.1") == "10.1.0.1"
     resolver.close()
 
     stuck = threading.Event()
-    hanging = Resolver(lookup=lambda ip: stuck.wait(2) and "late.example", timeout_s=0.2,
-                       workers=1, max_pending=2)
+    hung: list[str] = []
+
+    def hang(ip: str) -> str | None:
+        hung.append(ip)
+        return stuck.wait(30) and "late.example"
+
+    hanging = Resolver(lookup=hang, timeout_s=0.2, workers=1, max_pending=2)
     assert hanging.name("10.2.0.1") == "10.2.0.1"
     assert [hanging.name(f"10.2.0.{i}") for i in range(2, 6)] == [f"10.2.0.{i}"
                                                                   for i in range(2, 6)]
     assert hanging.stats.skipped == 3, "the pending queue is bounded"
-    time.sleep(0.3)
-    assert hanging.name("10.2.0.1") == "10.2.0.1" and hanging.stats.timed_out == 1
+    wait_until(lambda: hung, 10, "the worker to ask the first address")
+    assert hanging.stats.timed_out == 0
+    # Once its 0.2 s are up, asking again gives up on the stuck lookup (and counts it).
+    wait_until(lambda: hanging.name("10.2.0.1") == "10.2.0.1" and hanging.stats.timed_out == 1,
+               10, "the stuck lookup to time out")
+    assert hung == ["10.2.0.1"]
     stuck.set()
-    time.sleep(0.1)
+    # The one worker has dealt with the late answer once it asks the next address.
+    wait_until(lambda: len(hung) >= 2, 10, "the worker to move past the late answer")
     assert hanging.name("10.2.0.1") == "10.2.0.1", "a late answer is ignored"
     hanging.close()
 
@@ -97,9 +112,7 @@ def test_resolver_cache_is_bounded_and_switchable():
     resolver = Resolver(lookup=lambda ip: f"n{ip}", max_entries=3)
 
     def settle(resolved: int) -> None:
-        deadline = time.monotonic() + 10
-        while resolver.stats.resolved < resolved and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: resolver.stats.resolved >= resolved, 10, f"{resolved} lookups")
 
     for i in range(10):
         assert resolver.name(f"10.3.0.{i}") == f"10.3.0.{i}"

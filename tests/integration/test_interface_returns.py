@@ -12,10 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from oracle import read_pcap
+from waiting import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,7 +46,7 @@ def send_frames(peer: str, tag: bytes, count: int) -> list[bytes]:
         for payload in payloads:
             s.send(b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + ETHERTYPE.to_bytes(2, "big")
                    + payload)
-            time.sleep(0.001)
+            time.sleep(0.001)  # paced: frames as a link carries them, not one burst
     return payloads
 
 
@@ -76,6 +78,13 @@ def status(toml: Path, exit_code: int) -> dict:
     return json.loads(out.stdout)
 
 
+def target_packets(port: int) -> int:
+    """Packets the daemon's one target has taken, from its status endpoint."""
+    url = f"http://127.0.0.1:{port}/status"
+    with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - loopback
+        return sum(t.get("packets", 0) for t in json.loads(answer.read())["targets"])
+
+
 def test_an_interface_that_goes_away_and_comes_back_is_captured_again(tmp_path):
     tag = os.getpid() % 100000
     capture, peer = f"pcrt{tag}", f"pcrp{tag}"
@@ -85,8 +94,9 @@ def test_an_interface_that_goes_away_and_comes_back_is_captured_again(tmp_path):
         f'return {{ Target = {{ {{ Desc = "all", Mode = "File", Path = "{out}/all", '
         f'Split = "--split-time 60e9", FilterBPF = "ether proto {ETHERTYPE}" }} }} }}\n')
     toml = tmp_path / "daemon.toml"
+    status_port = free_port()
     toml.write_text(f'[[interface]]\nname = "{capture}"\n[ring]\npoll_timeout_ms = 50\n'
-                    f"[status]\nport = {free_port()}\n")
+                    f"[status]\nport = {status_port}\n")
     proc = subprocess.Popen([sys.executable, "-m", "pushcap.cli", "run", "--lua",
                              str(tmp_path / "push.lua"), "--config", str(toml)],
                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)
@@ -94,7 +104,7 @@ def test_an_interface_that_goes_away_and_comes_back_is_captured_again(tmp_path):
     try:
         log.wait_for("event=started")
         before = send_frames(peer, b"before", 50)
-        time.sleep(0.5)
+        wait_until(lambda: target_packets(status_port) >= 50, 20, "the 50 frames sent before")
         ip("link", "del", capture)  # the peer goes with it
         log.wait_for(f"event=capture_error interface={capture}")
         answer = status(toml, 1)
@@ -104,7 +114,7 @@ def test_an_interface_that_goes_away_and_comes_back_is_captured_again(tmp_path):
         make_pair(capture, peer)
         log.wait_for(f"event=capture_reopened interface={capture}", timeout_s=40)
         after = send_frames(peer, b"after", 50)
-        time.sleep(0.5)
+        wait_until(lambda: target_packets(status_port) >= 100, 20, "the 50 frames sent after")
         answer = status(toml, 0)
         assert answer["problems"] == []
         up = answer["interfaces"][capture]

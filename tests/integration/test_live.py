@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from daemon_log import wait_for_log
-from oracle import capinfos_ok, read_pcap
+from oracle import OracleError, capinfos_ok, read_pcap
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +35,31 @@ def udp_payload(packet_data: bytes) -> bytes:
 def start_daemon(tmp_path: Path, lua_text: str, ring_seconds: int = 30,
                  ring_extra: str = "") -> subprocess.Popen:
     (tmp_path / "push.lua").write_text(lua_text)
+    with socket.socket() as s:  # the status endpoint, which tests poll for progress
+        s.bind(("127.0.0.1", 0))
+        status_port = s.getsockname()[1]
     (tmp_path / "daemon.toml").write_text(
         '[[interface]]\nname = "lo"\nalias = ["local"]\n'
+        f"[status]\nport = {status_port}\n"
         f"[ring]\nmax_seconds = {ring_seconds}\npoll_timeout_ms = 50\n{ring_extra}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(tmp_path / "push.lua"),
          "--config", str(tmp_path / "daemon.toml")],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     proc.startup_log = wait_for_log(proc, "event=started")
+    proc.status_port = status_port
     return proc
+
+
+def wait_packets(proc: subprocess.Popen, desc: str, count: int) -> None:
+    """Until target `desc` of the daemon has taken `count` packets (its status says so)."""
+    def taken() -> int:
+        url = f"http://127.0.0.1:{proc.status_port}/status"
+        with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - loopback
+            targets = json.loads(answer.read())["targets"]
+        return sum(t.get("packets", 0) for t in targets if t["desc"] == desc)
+
+    wait_until(lambda: taken() >= count, 20, f"{count} packets at target {desc}")
 
 
 def stop_daemon(proc: subprocess.Popen) -> str:
@@ -71,7 +90,7 @@ def send_numbered(port: int, count: int, tag: bytes) -> list[bytes]:
     payloads = [tag + b"-%06d-" % i + b"x" * (i % 700) for i in range(count)]
     for payload in payloads:
         sender.sendto(payload, ("127.0.0.1", port))
-        time.sleep(0.0005)
+        time.sleep(0.0005)  # paced: steady traffic rather than one burst
     return payloads
 
 
@@ -82,7 +101,7 @@ def test_live_capture_holds_exactly_the_sent_traffic(tmp_path):
     proc = start_daemon(tmp_path, lua(out, port))
     try:
         sent = send_numbered(port, 500, b"live")
-        time.sleep(0.5)
+        wait_packets(proc, "udp-test", len(sent))
     finally:
         err = stop_daemon(proc)
     files = sorted(out.glob("udp_*.pcap"))
@@ -110,8 +129,8 @@ def test_packets_up_to_the_loopback_mtu_are_captured_whole(tmp_path):
     try:
         for payload in sent:
             sender.sendto(payload[:65507], ("127.0.0.1", port))
-            time.sleep(0.002)
-        time.sleep(0.5)
+            time.sleep(0.002)  # paced: the socket buffers never overflow
+        wait_packets(proc, "udp-test", len(sent))
     finally:
         err = stop_daemon(proc)
     packets = [p for f in sorted(out.glob("udp_*.pcap")) for p in read_pcap(f).packets]
@@ -149,11 +168,9 @@ def test_time_split_closes_quiet_window_without_more_packets(tmp_path):
     proc = start_daemon(tmp_path, lua(out, port, split="--split-time 2e9"))
     try:
         sent = send_numbered(port, 20, b"quiet")
-        deadline = time.monotonic() + 8  # window (<= 2 s) + 1 s grace + poll
-        while time.monotonic() < deadline and not list(out.glob("udp_*.pcap")):
-            time.sleep(0.1)
-        published = list(out.glob("udp_*.pcap"))
-        assert published, "the window's file was not closed while the link was quiet"
+        # The window (<= 2 s) ends while no packet comes: its file is published all the same.
+        wait_until(lambda: list(out.glob("udp_*.pcap")), 20,
+                   "the window's file to be closed while the link is quiet")
         assert proc.poll() is None
     finally:
         stop_daemon(proc)
@@ -183,7 +200,15 @@ def test_sigkill_leftover_is_repaired_and_published_on_next_start(tmp_path):
     proc = start_daemon(tmp_path, lua(out, port))
     try:
         sent = send_numbered(port, 300, b"crash")
-        time.sleep(1.0)  # the open file is flushed every poll
+
+        def flushed() -> bool:  # the open file is flushed every poll
+            try:
+                return [udp_payload(p[3]) for part in out.glob(".udp.*.part")
+                        for p in read_pcap(part).packets] == sent
+            except OracleError:  # caught mid-write
+                return False
+
+        wait_until(flushed, 20, "every datagram in the open file on disk")
     finally:
         proc.kill()
         proc.wait(timeout=10)

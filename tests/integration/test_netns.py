@@ -7,16 +7,18 @@ A target without `Interface` reads both and writes one series per interface
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from daemon_log import wait_for_log
 from oracle import read_pcap
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +31,25 @@ host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(count):
     s.sendto(b"ns%05d" % i, (host, port))
-    time.sleep(0.002)
+    time.sleep(0.002)  # paced: a steady trickle, not a burst
 """
+
+# The daemon's status endpoint lives inside the namespace: a fixed port is free in a fresh one.
+STATUS_PORT = 8799
+STATUS = f"""
+import json, urllib.request
+with urllib.request.urlopen("http://127.0.0.1:{STATUS_PORT}/status", timeout=10) as answer:
+    status = json.loads(answer.read())
+print(json.dumps({{t["desc"] + "@" + t["interface"]: t.get("packets", 0)
+                  for t in status["targets"]}}))
+"""
+
+
+def packets_in(ns: str) -> dict[str, int]:
+    """Packets per target@interface, from the status of the daemon running in `ns`."""
+    answer = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", STATUS],
+                            capture_output=True, text=True, timeout=30)
+    return json.loads(answer.stdout) if answer.returncode == 0 else {}
 
 
 def ip(*args: str) -> None:
@@ -66,19 +85,19 @@ return { Target = {
 } }
 """)
     (tmp_path / "d.toml").write_text('[[interface]]\nname = "pc0"\nalias = ["wire"]\n'
-                                     '[[interface]]\nname = "lo"\n[status]\nport = 0\n')
+                                     f'[[interface]]\nname = "lo"\n[status]\n'
+                                     f'port = {STATUS_PORT}\n')
     daemon = subprocess.Popen(
         ["ip", "netns", "exec", netns, sys.executable, "-m", "pushcap.cli", "run", "--lua",
          "push.lua", "--config", "d.toml"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
-        for line in daemon.stderr:
-            if "event=started" in line:
-                break
-        time.sleep(0.3)
+        wait_for_log(daemon, "event=started")  # both interfaces are capturing by then
         for ns, host, count in ((PEER, "10.99.0.1", 30), (netns, "127.0.0.1", 20)):
             subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SENDER, host,
                             "7777", str(count)], check=True, timeout=30)
-        time.sleep(0.5)
+        want = {"both@pc0": 30, "both@lo": 20, "wire@pc0": 30}
+        wait_until(lambda: all(packets_in(netns).get(k, 0) >= n for k, n in want.items()), 30,
+                   f"the targets to take {want}")
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=40)

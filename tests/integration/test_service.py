@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from oracle import read_pcap
 from service_harness import Daemon, target_lua
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +32,17 @@ class Sender:
         while not self._stop.is_set():
             sock.sendto(b"seq%08d" % self.sent, ("127.0.0.1", self.port))
             self.sent += 1
-            time.sleep(0.001)
+            time.sleep(0.001)  # paced: steady traffic, not a burst the kernel may drop
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
         return self.sent
+
+
+def current_file(daemon: Daemon) -> str | None:
+    entry = next((t for t in daemon.status()["targets"] if t["desc"] == "seq"), {})
+    return entry.get("current_file")
 
 
 def sequence_numbers(files: list[Path]) -> list[int]:
@@ -50,7 +56,7 @@ def test_status_and_metrics_match_the_traffic(tmp_path, udp_port):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for i in range(200):
             sock.sendto(b"seq%08d" % i, ("127.0.0.1", udp_port))
-        time.sleep(1.0)
+        daemon.wait_packets("seq", 200, "all that was sent")
         proc = daemon.cli("status", "--json")
         assert proc.returncode == 0, proc.stderr
         status = json.loads(proc.stdout)
@@ -77,18 +83,21 @@ def test_reload_under_traffic_switches_at_the_file_boundary_exactly_once(tmp_pat
     daemon = Daemon(tmp_path, target_lua(out, udp_port, "before", split=split))
     sender = Sender(udp_port)
     try:
-        time.sleep(1.0)
+        daemon.wait_packets("seq", 100, "traffic in the first file")
         # A changed target (new Path): it finishes its current 2 s file, then switches.
         daemon.lua.write_text(target_lua(out, udp_port, "after", split=split))
         daemon.proc.send_signal(signal.SIGHUP)
-        time.sleep(3.5)
+        daemon.wait_log("switch=next_file")
+        wait_until(lambda: "after" in (current_file(daemon) or ""), 20,
+                   "the target to write an `after` file (the switch at the file boundary)")
         daemon.lua.write_text("return { Target = { { Desc = 'x', Mode = 'File', Path = 'y', "
                               "FilterBPF = 'tcpp' } } }")
         answer = daemon.cli("reload")
         assert answer.returncode == 1 and "tcpp" in answer.stdout
-        time.sleep(1.0)
+        # Traffic after the refused reload must still reach the switched target.
+        daemon.wait_packets("seq", daemon.packets("seq") + 100, "after the refused reload")
         sent = sender.stop()
-        time.sleep(0.5)
+        daemon.wait_packets("seq", sent, "everything sent")
         status = json.loads(daemon.cli("status", "--json").stdout)
     finally:
         sent = sender.stop()
@@ -115,7 +124,7 @@ def test_sigterm_under_traffic_finalizes_everything(tmp_path, udp_port):
     out = tmp_path / "out"
     daemon = Daemon(tmp_path, target_lua(out, udp_port, "seq"))
     sender = Sender(udp_port)
-    time.sleep(1.5)
+    daemon.wait_packets("seq", 100, "traffic under way")
     code = daemon.stop()
     sent = sender.stop()
     assert code == 0
@@ -176,17 +185,22 @@ def test_reload_inserting_a_target_leaves_the_others_untouched(tmp_path, udp_por
     daemon = Daemon(tmp_path, target_lua(out, udp_port, "seq"))
     sender = Sender(udp_port)
     try:
-        time.sleep(0.8)
+        daemon.wait_packets("seq", 100, "traffic under way")
         first = ('{ Desc = "new", Mode = "File", Path = "' + str(out) + '/new", '
                  f'FilterBPF = "udp and dst port {udp_port}" }}, ')
         daemon.lua.write_text(target_lua(out, udp_port, "seq").replace("Target = {", "Target = {"
                                                                    + first, 1))
         daemon.proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        daemon.wait_log("event=reload_applied")
+        daemon.wait_packets("new", 100, "the inserted target under traffic")
     finally:
         sent = sender.stop()
-        time.sleep(0.5)
-        assert daemon.stop() == 0
+        # Both targets read the same ring on one push thread: once `seq` has taken the last
+        # datagram, `new` has been handed it too.
+        try:
+            daemon.wait_packets("seq", sent, "everything sent")
+        finally:
+            assert daemon.stop() == 0
     text = daemon.text()
     assert "event=reload_applied" in text and "target=seq" not in "".join(
         line for line in daemon.log if "event=target_stop" in line), text

@@ -7,12 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 from daemon_log import wait_for_log
 from oracle import read_pcap
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +40,15 @@ return {{ Target = {{ {{ Desc = "s3live", Mode = "rclone", Path = "pcs3:bucket/l
         sent = [b"rc%06d" % i for i in range(200)]
         for payload in sent:
             sender.sendto(payload, ("127.0.0.1", port))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not s3_remote.files("bucket/live"):
-            time.sleep(0.2)
-        time.sleep(1.0)
+        wait_until(lambda: s3_remote.files("bucket/live"), 30, "a file at the remote")
+
+        def uploaded() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status",
+                                        timeout=10) as r:
+                [entry] = json.loads(r.read())["targets"]
+            return entry["uploads_ok"] >= 1 and entry["files_pending"] == 0
+
+        wait_until(uploaded, 30, "the status to count the upload done, none pending")
         status = json.loads(subprocess.run(
             [sys.executable, "-m", "pushcap.cli", "status", "--json", "--config", "d.toml"],
             cwd=tmp_path, capture_output=True, text=True, timeout=30).stdout)

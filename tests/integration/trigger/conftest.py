@@ -7,11 +7,12 @@ channel and TriggerService so tests cannot see each other's requests.
 
 from __future__ import annotations
 
-import time
+import socket
 import tomllib
 
 import pytest
-from trigger_harness import NODE, TOKEN, Harness, RedisServer
+from trigger_harness import NODE, TOKEN, Harness, RedisServer, ring_datagrams, send
+from waiting import wait_until
 
 from pushcap.config.toml import parse_daemon_config
 from pushcap.supervisor.engine import LiveEngine
@@ -50,8 +51,18 @@ def engine():
     config = parse_daemon_config(tomllib.loads(LO_CONFIG), "test.toml")
     live = LiveEngine(config, targets=())
     live.start()
-    time.sleep(0.3)
-    yield live
+    # Capturing once a datagram sent now shows up in the ring. The probe port stays bound for
+    # the module, so no test's udp_port can be the same and see the probes.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+        def probe_in_ring() -> bool:
+            send(port, "probe", 1)
+            return bool(ring_datagrams(live.rings["lo"], port))
+
+        wait_until(probe_in_ring, 20, "a probe datagram on lo to reach the ring")
+        yield live
     live.stop(10)
 
 

@@ -14,6 +14,7 @@ import pytest
 from daemon_log import wait_for_log
 from oracle import read_pcap
 from trigger_harness import TOKEN, RedisServer, free_port
+from waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -53,7 +54,8 @@ def test_run_flags_and_trigger_command(tmp_path, redis_server, cloudshark):
              "-redisport", str(redis_server.port), "-redischannel", channel, "--expect", "1",
              "--config", str(tmp_path / "missing.toml")],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
+        # The capture starts at the request: send once the daemon has it.
+        proc.startup_log += wait_for_log(proc, "event=trigger_accepted")
         for i in range(3):
             sock.sendto(b"cli-%d" % i, ("127.0.0.1", port))
         out, err = trigger.communicate(timeout=30)
@@ -177,10 +179,8 @@ def test_local_redis_ends_with_a_killed_daemon():
     finally:
         starter.kill()
         starter.wait(10)
-    deadline = time.monotonic() + 10
-    while answers("127.0.0.1", port) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not answers("127.0.0.1", port), f"redis-server {pid} outlived the killed daemon"
+    wait_until(lambda: not answers("127.0.0.1", port), 10,
+               f"redis-server {pid} to go with the killed daemon")
 
 
 def test_listener_authenticates_as_an_acl_user(tmp_path):
@@ -203,9 +203,7 @@ def test_listener_authenticates_as_an_acl_user(tmp_path):
         assert right.connected.wait(10)
         assert not wrong.connected.wait(1)
         server.client().publish("capture", b"hello")
-        deadline = time.monotonic() + 5
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: got, 5, "the message at the listener")
         assert got == [b"hello"]
         assert wrong.stop() and right.stop()
     finally:

@@ -22,6 +22,7 @@ from trigger_harness import (
     ring_payloads,
     send,
 )
+from waiting import wait_until
 
 from pushcap.capture.ring import Ring
 
@@ -31,7 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 def test_zero_limits_mean_the_defaults(harness, udp_port):
     h = harness(write_local=True)
     h.publish(base(udp_port, timeout=0, duration=0, bytes=0, snap=0, packets=3))
-    time.sleep(0.3)
     sent = send(udp_port, "zero", 3, size=600)
     [result] = h.wait_results()
     assert (result["status"], result["packets"], result["reason"]) == ("ok", 3, "packets"), result
@@ -43,7 +43,6 @@ def test_zero_limits_mean_the_defaults(harness, udp_port):
 def test_names_this_node_lacks_are_skipped_with_a_note(harness, udp_port):
     h = harness(write_local=True)
     h.publish(base(udp_port, interface=["eth9", "lo"], packets=2, requestid="skip-1"))
-    time.sleep(0.3)
     sent = send(udp_port, "skip", 2)
     [result] = h.wait_results()
     assert (result["status"], result["interface"], result["packets"]) == ("ok", "lo", 2), result
@@ -105,19 +104,22 @@ def test_timed_window_holds_exactly_the_packets_stamped_inside_it(harness, engin
         while not stop.is_set():
             send(udp_port, f"edge{sent:05d}", 1)
             sent += 1
-            time.sleep(0.002)
+            time.sleep(0.002)  # paced: a steady stream that never pauses
 
     h.publish(base(udp_port, **fields))
     sender = threading.Thread(target=stream)
     sender.start()
     try:
         [result] = h.wait_results()
-        time.sleep(0.5)  # the stream goes on well past the window
+        start_ns, end_ns = result["window_start_ns"], result["window_end_ns"]
+        # The stream goes on past the window: once datagrams stamped after its end are in the
+        # ring, so is every one stamped inside it (lo delivers them in order).
+        wait_until(lambda: ring_payloads(engine.rings["lo"], udp_port, start_ns, end_ns)[1]
+                   >= 20, 10, "20 datagrams stamped after the window in the ring")
     finally:
         stop.set()
         sender.join()
     assert (result["status"], result["reason"]) == ("ok", reason), result
-    start_ns, end_ns = result["window_start_ns"], result["window_end_ns"]
     assert end_ns - start_ns == 10**9
     capture = read_pcap(result["path"])
     assert all(start_ns <= ts < end_ns for ts, *_ in capture.packets)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import redis
 from oracle import read_pcap
+from waiting import wait_until
 
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import CloudSharkSettings, RedisSettings, TriggerSettings
@@ -144,10 +145,16 @@ class Harness:
         return self
 
     def publish(self, message: dict | str) -> float:
+        """Publish `message` and return once the service has received it: the moment of the
+        request (where a capture's window starts) is then fixed, so whatever the test sends
+        next is "after the request". Returns the time it was published."""
         data = message if isinstance(message, str) else json.dumps(message)
+        handled = self.service.stats()["requests"]
         sent = time.time()
         receivers = self.client.publish(self.channel, data)
         assert receivers >= 1
+        wait_until(lambda: self.service.stats()["requests"] > handled, 15,
+                   f"the service to receive {data[:80]!r}")
         return sent
 
     def wait_results(self, count: int = 1, timeout_s: float = 15.0) -> list[dict]:
