@@ -167,3 +167,31 @@ def test_a_renamed_target_on_the_same_path_delivers_after_the_old_one(tmp_path):
     engine.close_consumers("eth0")
     by_time = sorted(out.glob("a_*.pcap"), key=lambda f: f.stat().st_mtime_ns)
     assert by_time[0].name == f"a_{base}.pcap" and len(by_time) == 3
+
+
+def test_a_predecessor_gets_no_batch_or_tick_after_its_handover(tmp_path):
+    """Once a changed target has handed over (in the middle of a push step of several
+    batches), the supervisor no longer drives it: its close runs on a retirement thread, and
+    the contract says only the holder of a consumer calls it."""
+    out = tmp_path / "out"
+    engine = engine_with(tmp_path, target(out, "old", None))
+    base = 1_700_000_000 * S
+    engine.push_step("eth0", [batch_of([base + 100], [60])], base)
+    engine.reload((target(out, "new", None),))
+    old = engine.consumers["eth0"][0]
+    calls: list[str] = []
+    for step in ("consume", "tick"):
+        real = getattr(old, step)
+
+        def record(arg, step=step, real=real):
+            calls.append(f"{step} after handover" if old.retired_at is not None else step)
+            return real(arg)
+
+        setattr(old, step, record)
+    batches = [batch_of([base + 200], [60]), batch_of([base + S + 1], [60]),
+               batch_of([base + S + 2], [60]), batch_of([base + S + 3], [60])]
+    engine.push_step("eth0", batches, base + S)
+    engine.close_consumers("eth0")
+    assert calls == ["consume", "consume"]  # the last one finds the boundary and hands over
+    assert [p[0] for p in read_pcap(out / f"new_{base + S}.pcap").packets] == \
+        [base + S + 1, base + S + 2, base + S + 3]

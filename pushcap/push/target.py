@@ -6,7 +6,7 @@ packets written as one slice of the batch's record buffer, all in C where the li
 (`selection.py`). No Python runs per packet. The open file is a `RollingFile`; finished files go
 to the `Finisher` (fsync, compression, delivery off the packet path); a crash's leftovers are
 repaired at start (`repair.py`). Series implements the consumer contract the supervisor drives
-(`supervisor/contract.py`), the reload handover included.
+(`capture/consumer.py`), the reload handover included.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Series(CountsFailures):
         """Figures for `pushcap status` and /metrics (plus the shipper's, e.g. uploads)."""
         return {**asdict(self.stats), **self.shipper.stats()}
 
-    # --- the reload handover (supervisor/contract.py) ----------------------------------------
+    # --- the reload handover (capture/consumer.py) ----------------------------------------
     def retire(self) -> bool:
         """A reload changed this target: keep writing until the current file's natural end, then
         stop (`retired_at` says where the successor takes over). False when there is no open

@@ -177,13 +177,12 @@ class LiveEngine:
         bound = self._pending.pop(name, None)
         if bound is not None:
             targets.apply(bound)
-        slots = targets.slots
-        for batch in batches:
-            for slot in slots:
+        for batch in batches:  # targets.slots afresh each time: a handover replaces the list
+            for slot in targets.slots:
                 if not slot.held:
                     guarded(slot, slot.consumer.consume, batch)
             targets.handovers(batch)
-        for slot in slots:
+        for slot in targets.slots:
             guarded(slot, slot.consumer.tick, now_ns)
         targets.handovers()
 
