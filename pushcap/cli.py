@@ -45,7 +45,7 @@ log = logging.getLogger("pushcap.cli")
 def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
     from pushcap.config.toml import load_daemon_config
 
-    config = load_daemon_config(args.config)
+    config = load_daemon_config(args.config, args)  # pcapdaemon's flags override the file
     return config, load_targets(args.lua, config.interface_names())  # checks every Interface
 
 
@@ -67,10 +67,10 @@ def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, .
 
 
 def cmd_check(args) -> int:
-    from pushcap.config.pcapdaemon import trigger_settings
+    from pushcap.config.pcapdaemon import check_local_dir
 
     config, targets = _load(args)
-    trigger_settings(config, args)  # checks; creates nothing
+    check_local_dir(config.trigger, config.source_file)  # reads the disk, creates nothing
     _check_devices(config)
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
     for t in targets:
@@ -163,7 +163,6 @@ def _replay_figures(consumer) -> str:
 
 def cmd_run(args) -> int:
     # Imported here: `replay` and `check` need none of the daemon's services (start-up time).
-    from pushcap.config.pcapdaemon import trigger_settings
     from pushcap.supervisor.daemon import Daemon
     from pushcap.trigger.local_dir import prepare_local_dir
     from pushcap.trigger.localredis import LocalRedisService
@@ -174,7 +173,7 @@ def cmd_run(args) -> int:
         config = dataclasses.replace(config, log_dir=args.log_dir)
     obs.setup_logging(args.log_level or config.log_level, config, targets)
     daemon = Daemon(config, targets, args.lua)
-    trigger = trigger_settings(config, args)
+    trigger = config.trigger
     prepare_local_dir(trigger, config.source_file)  # the default writelocal folder
     daemon.add_service("local_redis", LocalRedisService(trigger.redis))
     # engine.rings is filled by engine.start(), which the daemon runs before services start.

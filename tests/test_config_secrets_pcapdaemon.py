@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from pushcap.config.model import ConfigError
-from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
+from pushcap.config.pcapdaemon import add_pcapdaemon_flags
 from pushcap.config.toml import key_lines, load_daemon_config
 
 BASE = '\n[[interface]]\nname = "lo"\n'
@@ -21,7 +21,7 @@ def error(tmp_path, toml: str, argv: tuple[str, ...] = ()) -> str:
     parser.add_argument("--config")
     add_pcapdaemon_flags(parser)
     with pytest.raises(ConfigError) as info:
-        trigger_settings(load_daemon_config(path), parser.parse_args(list(argv)))
+        load_daemon_config(path, parser.parse_args(list(argv)))
     return str(info.value)
 
 
@@ -70,8 +70,12 @@ def test_a_logged_daemon_config_shows_no_credential(tmp_path):
     path = tmp_path / "pcapdaemon.toml"
     path.write_text('[redis]\nhost = "redis://u:REDISpw99@h"\nauth = "REDISauth1"\n'
                     '[cloudshark]\ntoken = "CSTOKENabc"\n' + BASE)
-    shown = repr(load_daemon_config(path))
-    assert "redis://***@h" in shown and "'auth': '***'" in shown and "'token': '***'" in shown
+    config = load_daemon_config(path)
+    assert config.trigger.redis.password == "REDISpw99"  # the URL's password wins over auth
+    assert config.trigger.redis.username == "u" and config.trigger.redis.host == "h"
+    assert config.trigger.cloudshark.token == "CSTOKENabc"
+    shown = repr(config)
+    assert "host='h'" in shown and "username='u'" in shown  # the rest is shown
     assert not any(s in shown for s in ("REDISpw99", "REDISauth1", "CSTOKENabc"))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pushcap.config.model import ConfigError
-from pushcap.config.pcapdaemon import add_pcapdaemon_flags, trigger_settings
+from pushcap.config.pcapdaemon import add_pcapdaemon_flags, check_local_dir, pcapdaemon_flags
 from pushcap.config.toml import parse_daemon_config
 from pushcap.defaults import TRIGGER_LOCAL_DIR as LOCAL_DIR
 from pushcap.trigger.cloudshark import additional_tags
@@ -29,14 +29,18 @@ REPO = Path(__file__).resolve().parent.parent
 def settings(toml: str = "", argv: tuple[str, ...] = (), create_local_dir: bool = True,
              **options):
     """Trigger settings as `run` makes them (create_local_dir: then the daemon's start makes
-    the default writelocal folder) or as `check` does (False: nothing is created)."""
-    config = parse_daemon_config(tomllib.loads(toml + BASE), "t.toml")
+    the default writelocal folder) or as `check` does (False: the folder is checked, nothing
+    is created)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--config")
     add_pcapdaemon_flags(parser)
-    result = trigger_settings(config, parser.parse_args(list(argv)), **options)
+    flags = pcapdaemon_flags(parser.parse_args(list(argv)))
+    result = parse_daemon_config(tomllib.loads(toml + BASE), "t.toml", None, flags,
+                                 **options).trigger
     if create_local_dir:
         prepare_local_dir(result, "t.toml")
+    else:
+        check_local_dir(result, "t.toml")
     return result
 
 
@@ -196,21 +200,22 @@ def test_a_default_folder_behind_a_broken_symlink_is_refused(tmp_path, link, cre
 
 def test_braces_in_the_config_file_name_are_only_text(tmp_path):
     (tmp_path / "state").write_text("a file where a folder should be")
-    config = parse_daemon_config(tomllib.loads(BASE), "site{a}.toml")
+    config = parse_daemon_config(tomllib.loads(BASE), "site{a}.toml", None, {"writelocal": True},
+                                 default_local_dir=tmp_path / "state" / "captures")
     with pytest.raises(ConfigError, match=r"^site\{a\}\.toml: writelocal is on"):
-        trigger_settings(config, argparse.Namespace(pd_writelocal=True),
-                         default_local_dir=tmp_path / "state" / "captures")
+        check_local_dir(config.trigger, config.source_file)
 
 
 CHECK_AS_OTHER_USER = """
-import argparse, sys
+import sys
+from pathlib import Path
 from pushcap.config.model import ConfigError
-from pushcap.config.pcapdaemon import trigger_settings
+from pushcap.config.pcapdaemon import check_local_dir
 from pushcap.config.toml import parse_daemon_config
-config = parse_daemon_config({"interface": [{"name": "lo"}]}, "t.toml")
 try:
-    trigger_settings(config, argparse.Namespace(pd_writelocal=True),
-                     default_local_dir=__import__("pathlib").Path(sys.argv[1]))
+    config = parse_daemon_config({"interface": [{"name": "lo"}]}, "t.toml", None,
+                                 {"writelocal": True}, default_local_dir=Path(sys.argv[1]))
+    check_local_dir(config.trigger, "t.toml")
 except ConfigError as exc:
     print(exc)
 """

@@ -49,7 +49,7 @@ def test_seed_example_loads(tmp_path):
     assert config.resolve_interface("lo") == ("lo",)
     assert config.resolve_interface("nope") == ()
     assert config.ring.max_seconds == 60 and config.ring.max_bytes == 256 * 1024 * 1024
-    assert config.cloudshark["token"] == "fffffffffffffffffff"
+    assert config.trigger.cloudshark.token == "fffffffffffffffffff"
 
 
 def test_seed_example_verbatim_has_a_toml_error_reported_with_its_line(tmp_path):

@@ -14,6 +14,7 @@ from pushcap import defaults
 
 if TYPE_CHECKING:
     from pushcap.config.codec import Codec
+    from pushcap.config.pcapdaemon import TriggerSettings
     from pushcap.config.rclone_settings import RcloneSettings
     from pushcap.config.syslog_settings import SyslogSettings
 
@@ -109,9 +110,7 @@ class DaemonConfig:
     interfaces: tuple[InterfaceConfig, ...]
     ring: RingConfig
     log_level: str = "info"
-    general: dict = field(default_factory=dict)  # pcapdaemon sections kept for the trigger path
-    redis: dict = field(default_factory=dict)
-    cloudshark: dict = field(default_factory=dict)
+    trigger: TriggerSettings | None = None  # [general], [redis], [cloudshark] and the flags
     syslog: SyslogSettings | None = None  # no [syslog]: no syslog handler
     rclone: RcloneSettings | None = field(default=None, repr=False)  # None: the defaults
     status_host: str = defaults.STATUS_HOST

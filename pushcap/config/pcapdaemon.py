@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from pushcap import defaults
 from pushcap.config.field_check import conceal
-from pushcap.config.model import ConfigError, DaemonConfig
+from pushcap.config.model import ConfigError
 from pushcap.config.pcapdaemon_flags import (
     add_pcapdaemon_flags as add_pcapdaemon_flags,  # re-exported: it has always lived here
 )
@@ -135,20 +135,25 @@ class TriggerSettings:
     cloudshark: CloudSharkSettings = field(default_factory=CloudSharkSettings)
 
 
-def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = None, *,
+def pcapdaemon_flags(args: argparse.Namespace | None) -> dict:
+    """The pcapdaemon flags given on a command line (not given ones are None: the file wins)."""
+    return {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
+            if k.startswith("pd_") and v is not None}
+
+
+def trigger_settings(general: dict, redis_section: dict, cloudshark_section: dict,
+                     node_name: str, src: str, flags: dict, *,
                      default_local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR)) -> TriggerSettings:
     """Merge defaults < TOML < flags into validated settings; ConfigError names the culprit.
+    Called once, by toml.py while the file is parsed (with the command line's flags).
 
     With writelocal on and no localdir / -destdir, captures go to `default_local_dir`, which
-    the daemon creates when it starts (trigger/local_dir.py); here it is only checked that it
-    could (loading config creates nothing on disk, so `check` and `run` validate alike).
+    the daemon creates when it starts (trigger/local_dir.py); `check_local_dir` says whether
+    the folder can be used. Parsing reads and creates nothing on disk.
     """
-    src = config.source_file
-    gen = TomlSection(config.general, "general", None, src)  # shared: toml.py owns other keys
-    flags = {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
-             if k.startswith("pd_") and v is not None}
-    redis = _redis(TomlSection(config.redis, "redis", REDIS_KEYS, src), flags)
-    cloudshark = _cloudshark(TomlSection(config.cloudshark, "cloudshark", CLOUDSHARK_KEYS, src),
+    gen = TomlSection(general, "general", None, src)  # shared: toml.py owns other keys
+    redis = _redis(TomlSection(redis_section, "redis", REDIS_KEYS, src), flags)
+    cloudshark = _cloudshark(TomlSection(cloudshark_section, "cloudshark", CLOUDSHARK_KEYS, src),
                              flags)
     max_timeout_s = gen.seconds("maxtimeout", defaults.TRIGGER_MAX_TIMEOUT_S)
     default_timeout_s = gen.seconds("defaulttimeout", defaults.TRIGGER_TIMEOUT_S)
@@ -162,10 +167,8 @@ def trigger_settings(config: DaemonConfig, args: argparse.Namespace | None = Non
     write_local = flags.get("writelocal", gen.boolean("writelocal", False))
     configured = flags.get("destdir", gen.optional_text("localdir"))
     local_dir = default_local_dir if configured is None else Path(configured)
-    if write_local:
-        _check_local_dir(local_dir, configured is None, src)
     return TriggerSettings(
-        node_name=config.node_name,
+        node_name=node_name,
         max_packets=max_packets,
         max_bytes=gen.integer("maxbytes", defaults.TRIGGER_MAX_BYTES, 25),
         max_timeout_s=max_timeout_s,
@@ -195,13 +198,14 @@ def local_dir_error(src: str, folder: Path, why: object) -> ConfigError:
         f"0750, or {LOCAL_DIR_FIX}")
 
 
-def _check_local_dir(folder: Path, is_default: bool, src: str) -> None:
-    """Refuse a folder captures could not be written to, before the first one is taken.
-
-    A folder named in the config or on the command line must exist already, so that a typo in
-    it is reported instead of silently becoming a new folder; the default one must be creatable
-    by this user (the daemon's start creates it).
-    """
+def check_local_dir(settings: TriggerSettings, src: str) -> None:
+    """Refuse a writelocal folder captures could not be written to (`check`, and `run` before
+    it starts): a folder named in the config or on the command line must exist already, so that
+    a typo in it is reported instead of silently becoming a new folder; the default one must be
+    creatable by this user (the daemon's start creates it). Reads the disk, changes nothing."""
+    if not settings.write_local:
+        return
+    folder, is_default = settings.local_dir, settings.local_dir_is_default
     if not folder.is_dir():
         if not is_default:
             raise ConfigError(f"{src}: writelocal is on but the folder {folder} does not exist "

@@ -1,12 +1,10 @@
-"""pcapdaemon.toml: pcapdaemon's sections, plus pushcap's `[ring]` and `[general] node`.
+"""pcapdaemon.toml: pcapdaemon's sections, plus pushcap's own, parsed once into frozen dataclasses.
 
-The pcapdaemon sections ([general], [cloudshark], [redis], [syslog]) are kept as validated dicts
-for the trigger path; `[[interface]]` and `[ring]` are what the capture engine needs.
-
-tomllib reports no line for a value, yet the sections are checked later (pcapdaemon.py), and a
-message that may not show a value (a token, a password) must at least say where it is. So a file's
-[general], [redis] and [cloudshark] come as LineTable: a dict that also knows each key's line, and
-whose repr leaves credentials out, since a DaemonConfig holding it may be logged whole.
+Every section becomes a dataclass here, in one pass: [general], [redis] and [cloudshark] (with
+a command line's pcapdaemon flags over them) the trigger settings (pcapdaemon.py), [syslog],
+[rclone], [status], [[interface]] and [ring]. tomllib reports no line for a value, and a message
+that may not show a value (a token, a password) must at least say where it is, so the tables
+are first read as LineTable: a dict that also knows each key's line (toml_section.py).
 """
 
 from __future__ import annotations
@@ -16,11 +14,17 @@ import re
 import socket
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.config.model import ConfigError, DaemonConfig, InterfaceConfig, RingConfig
+from pushcap.config.pcapdaemon import pcapdaemon_flags, trigger_settings
 from pushcap.config.rclone_settings import parse_settings
 from pushcap.config.syslog_settings import parse_syslog
+
+if TYPE_CHECKING:
+    import argparse
+
 from pushcap.config.toml_section import (  # noqa: F401 - line machinery, importable from here
     SECRET_KEY,
     LineTable,
@@ -36,7 +40,10 @@ MAX_INTERFACE_NAME_CHARS = 15  # Linux's IFNAMSIZ less the NUL; aliases may be l
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
-def load_daemon_config(path: str | Path) -> DaemonConfig:
+def load_daemon_config(path: str | Path, args: argparse.Namespace | None = None
+                       ) -> DaemonConfig:
+    """The file, every section validated once; `args`: a command line's pcapdaemon flags,
+    which override the file (`run`, `check`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -47,11 +54,15 @@ def load_daemon_config(path: str | Path) -> DaemonConfig:
         raise ConfigError(f"{path.name}: is not UTF-8 text (a TOML file was expected)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: {exc}") from exc
-    return parse_daemon_config(raw, path.name, text)
+    return parse_daemon_config(raw, path.name, text, pcapdaemon_flags(args))
 
 
-def parse_daemon_config(raw: dict, source: str, text: str | None = None) -> DaemonConfig:
-    """Validate the parsed file; `text`, when given, lets later messages name a key's line."""
+def parse_daemon_config(raw: dict, source: str, text: str | None = None,
+                        flags: dict | None = None, *,
+                        default_local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR)
+                        ) -> DaemonConfig:
+    """Validate the parsed file; `text`, when given, lets messages name a key's line; `flags`
+    (pcapdaemon's, by name) override the file's trigger settings."""
     unknown = set(raw) - KNOWN_SECTIONS
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} "
@@ -76,9 +87,8 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None) -> Daem
         interfaces=_interfaces(raw.get("interface", []), source),
         ring=_ring(raw.get("ring", {}), source),
         log_level=level,
-        general=general,
-        redis=tables["redis"],
-        cloudshark=tables["cloudshark"],
+        trigger=trigger_settings(general, tables["redis"], tables["cloudshark"], node, source,
+                                 flags or {}, default_local_dir=default_local_dir),
         syslog=parse_syslog(tables["syslog"], source) if "syslog" in raw else None,
         rclone=parse_settings(tables["rclone"], source),
         **_status(tables["status"], source),

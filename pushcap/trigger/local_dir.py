@@ -15,12 +15,15 @@ from pushcap.config.model import ConfigError
 from pushcap.config.pcapdaemon import (
     LOCAL_DIR_FIX,
     TriggerSettings,
+    check_local_dir,
     local_dir_error,
 )
 
 
 def prepare_local_dir(settings: TriggerSettings, src: str) -> None:
-    """Create the default writelocal folder if it is missing; ConfigError if that fails."""
+    """Check the writelocal folder and create the default one if it is missing; ConfigError
+    (the same as `pushcap check` gives) if it cannot be used."""
+    check_local_dir(settings, src)
     folder = settings.local_dir
     if not settings.write_local or not settings.local_dir_is_default or folder.is_dir():
         return

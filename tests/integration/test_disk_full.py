@@ -28,7 +28,8 @@ SCRIPT = textwrap.dedent("""
     failures = 0
     for i, batch in enumerate(open_file_source(src, batch_packets=500).batches()):
         if i == 3:
-            room = series.writer.file.bytes_written + 30_001  # "disk full" inside a batch: torn write
+            # "disk full" inside a batch: a torn write
+            room = series.writer.file.bytes_written + 30_001
             resource.setrlimit(resource.RLIMIT_FSIZE, (room, hard))
         if i == 6:
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
