@@ -20,14 +20,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def quick_bench(tmp_path: Path, scenario: str, timeout_s: float) -> subprocess.CompletedProcess:
+    """`tools/bench.py --quick` of one scenario, its results in tmp_path/results.json."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--scenarios", scenario,
+         "--out", str(tmp_path / "results.json"), "--trace-dir", str(tmp_path / "traces"),
+         "--scratch", str(tmp_path / "scratch")],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+
+
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is the reference")
 def test_bench_quick_r2_prints_table_and_writes_json(tmp_path):
     out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--scenarios", "R2",
-         "--out", str(out), "--trace-dir", str(tmp_path / "traces"),
-         "--scratch", str(tmp_path / "scratch")],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = quick_bench(tmp_path, "R2", 120)
     assert proc.returncode == 0, proc.stderr
     assert "ratio wall/cpu/rss" in proc.stdout
     table_rows = [line for line in proc.stdout.splitlines() if line.startswith("R2 ")]
@@ -49,14 +54,9 @@ def test_bench_quick_r2_prints_table_and_writes_json(tmp_path):
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is the reference")
 def test_bench_quick_p1_runs_the_installed_wheel(tmp_path):
     """P1 builds the wheel, installs it in a venv of its own and times that venv's `pushcap`."""
-    out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "bench.py"), "--quick", "--scenarios", "P1",
-         "--out", str(out), "--trace-dir", str(tmp_path / "traces"),
-         "--scratch", str(tmp_path / "scratch")],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = quick_bench(tmp_path, "P1", 600)
     assert proc.returncode == 0, proc.stderr
-    p1 = json.loads(out.read_text())["scenarios"]["P1"]
+    p1 = json.loads((tmp_path / "results.json").read_text())["scenarios"]["P1"]
     assert p1["counts_match"] and p1["counts_pushcap"][0] > 0
     assert (tmp_path / "p1" / "venv" / "bin" / "pushcap").exists()
     assert any(line.strip().startswith("goal: CPU <= tcpdump") for line in
