@@ -58,7 +58,7 @@ JUNK = b"\xee" * 16  # in place of each record header: a load past caplen would 
 @pytest.fixture(scope="module")
 def nb() -> NativeBpf:
     native = native_bpf()
-    assert native is not None, "pushcap/capture/_native.so is missing bpf_select: `make setup`"
+    assert native is not None, "the C library lacks bpf_select: `make setup`"
     return native
 
 

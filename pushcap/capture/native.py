@@ -74,7 +74,7 @@ def packet_path() -> str:
 
 def bind(make: Callable[[ctypes.CDLL], T]) -> T | None:
     """`make(library)`: the wrapper of some of the library's functions, or None where the
-    library was not built (or is turned off) or predates them (a `_native.so` left from an
+    library was not built (or is turned off) or predates them (a `_native` library left from an
     older checkout, which `make setup` rebuilds): the caller then takes its numpy path."""
     library = native_library()
     try:

@@ -118,5 +118,5 @@ class NativeBpf:
 @functools.cache
 def native_bpf() -> NativeBpf | None:
     """The C interpreter, or None where the library was not built (see `native`) or predates it
-    (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
+    (a `_native` library left from an older build: `make setup` rebuilds it)."""
     return bind(NativeBpf)

@@ -68,5 +68,5 @@ class NativeRecords:
 @functools.cache
 def native_records() -> NativeRecords | None:
     """The C builder, or None where the library was not built (see `native`) or predates it
-    (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
+    (a `_native` library left from an older build: `make setup` rebuilds it)."""
     return bind(NativeRecords)

@@ -108,5 +108,5 @@ class NativeWalk:
 @functools.cache
 def native_walk() -> NativeWalk | None:
     """The C walk, or None where the library was not built (see `native`) or predates the
-    lanes walk (a `_native.so` left from an older checkout: `make setup` rebuilds it)."""
+    lanes walk (a `_native` library left from an older build: `make setup` rebuilds it)."""
     return bind(NativeWalk)
