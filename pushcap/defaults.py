@@ -32,6 +32,7 @@ COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long 
 # capture whole packets; truncation is an output choice, not capture's
 LIVE_SNAPLEN_BYTES = MAX_SNAPLEN_BYTES
 CAPTURE_STATS_INTERVAL_S = 10.0  # how often a capture thread reads the kernel's drop counters
+INTERFACE_POLL_S = 0.1  # while reopening waits: how often it looks whether the link is back
 REOPEN_BACKOFF_MAX_S = 30.0  # longest wait between attempts to reopen a lost interface
 # Reading a pcap file (--read, replay): windows of the file, grown or shrunk to the records' size.
 READ_FIRST_WINDOW_BYTES = 1 << 20

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pushcap import defaults
 from pushcap.capture.live import LiveSource
@@ -17,6 +18,8 @@ from pushcap.capture.ring import Ring
 from pushcap.capture.source import SourceError
 
 log = logging.getLogger("pushcap.engine")
+
+_IFF_UP = 0x1  # <linux/if.h>: the interface is administratively up
 
 
 @dataclass
@@ -46,7 +49,7 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
                 stats.error = str(exc)
                 log.error("event=capture_reopen_failed interface=%s error=%r retry_in_s=%g",
                           name, str(exc), backoff_s)
-                if stop.wait(backoff_s):
+                if wait_for_interface(name, backoff_s, stop):
                     break
                 backoff_s = _longer(backoff_s)
                 continue
@@ -67,12 +70,39 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
             stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
             source.close()
             source = None
-            if stop.wait(backoff_s):
+            if wait_for_interface(name, backoff_s, stop):
                 break
             backoff_s = _longer(backoff_s)
     if source is not None:
         update_capture_stats(name, source, stats)
     ring.close()
+
+
+def interface_up(name: str) -> bool:
+    """The interface exists and is administratively up (what libpcap needs to open it)."""
+    try:
+        flags = Path(f"/sys/class/net/{name}/flags").read_text()
+        return bool(int(flags, 16) & _IFF_UP)
+    except (OSError, ValueError):
+        return False
+
+
+def wait_for_interface(name: str, backoff_s: float, stop: threading.Event,
+                       state: Callable[[str], bool] = interface_up) -> bool:
+    """Wait out a reopen backoff, but no longer than until the interface comes back: a link
+    that returns after a long outage (when the backoff has grown to 30 s) is captured again
+    within a poll, not when the backoff ends. Only a change counts: an interface that is up
+    but cannot be opened (permissions) still waits the whole backoff. True when `stop` is set."""
+    was_up = state(name)
+    deadline = time.monotonic() + backoff_s
+    while (left := deadline - time.monotonic()) > 0:
+        if stop.wait(min(left, defaults.INTERFACE_POLL_S)):
+            return True
+        if not was_up and state(name):
+            log.info("event=interface_back interface=%s", name)
+            return False
+        was_up = was_up and state(name)
+    return stop.is_set()
 
 
 def _longer(backoff_s: float) -> float:
