@@ -54,6 +54,9 @@ def load_daemon_config(path: str | Path, args: argparse.Namespace | None = None
         raise ConfigError(f"{path.name}: is not UTF-8 text (a TOML file was expected)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: {exc}") from exc
+    except RecursionError:  # arrays or inline tables nested a thousand deep
+        raise ConfigError(f"{path.name}: values nested too deeply (arrays or tables inside "
+                          "each other); a pcapdaemon.toml needs at most two levels") from None
     return parse_daemon_config(raw, path.name, text, pcapdaemon_flags(args))
 
 
@@ -78,7 +81,7 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
     if not isinstance(node, str) or not node:
         raise ConfigError(f"{source}: [general] node must be a non-empty string")
     level = general.get("loglevel", "info")
-    if level not in LOG_LEVELS:
+    if not isinstance(level, str) or level not in LOG_LEVELS:
         raise ConfigError(f"{source}: [general] loglevel {level!r}: use one of "
                           f"{sorted(LOG_LEVELS)}")
     return DaemonConfig(

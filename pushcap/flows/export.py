@@ -37,11 +37,12 @@ class FlowExportError(ValueError):
 
 def parse_destination(path: str) -> tuple[str, int]:
     """`udp://HOST:PORT` (IPv6 as `udp://[::1]:PORT`; the port defaults to 10518)."""
-    parts = urlsplit(path)
     try:
+        parts = urlsplit(path)
         port = parts.port
-    except ValueError as exc:
-        raise FlowExportError(f'flows destination "{path}": bad port ({exc})') from None
+    except ValueError as exc:  # a bad port, or an unclosed `[` of an IPv6 address
+        raise FlowExportError(f'flows destination "{path}": {exc} (expected udp://HOST:PORT, '
+                              "an IPv6 address in brackets: udp://[::1]:10518)") from None
     if parts.scheme != "udp" or not parts.hostname or parts.path not in ("", "/"):
         raise FlowExportError(f'flows destination "{path}": expected udp://HOST:PORT, e.g. '
                               f"udp://{defaults.FLOWS_HOST}:{defaults.FLOWS_PORT}")

@@ -92,8 +92,13 @@ def _summary(target: FlowTarget, what: str) -> str:
 
 
 def cmd_flows(args) -> int:
-    if args.interval <= 0:
-        raise ConfigError("--interval must be greater than 0")
+    low, high = defaults.FLOWS_INTERVAL_MIN_S, defaults.FLOWS_INTERVAL_MAX_S
+    if not low <= args.interval <= high:  # also refuses nan; inf and 1e400 are above
+        raise ConfigError(f"--interval {args.interval:g}: must be {low:g} to {high:g} seconds")
+    if args.max_flows is not None and args.max_flows < 1:
+        raise ConfigError(f"--max-flows {args.max_flows}: must be at least 1")
+    if args.max_datagram_bytes is not None and args.max_datagram_bytes < 1:
+        raise ConfigError(f"--max-datagram-bytes {args.max_datagram_bytes}: must be at least 1")
     if args.destination is None:
         args.destination = f"udp://{defaults.FLOWS_HOST}:{defaults.FLOWS_PORT}"
     return _replay(args) if args.read else _live(args)

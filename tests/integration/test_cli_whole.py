@@ -155,3 +155,29 @@ def test_python_m_pushcap_is_the_pushcap_command():
                             capture_output=True, text=True, timeout=60)
     assert module.returncode == 0 and module.stdout == script.stdout
     assert module.stdout.startswith("pushcap ") and "packet path: C" in module.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--interval", "nan"), "--interval nan: must be 0.1 to 86400 seconds"),
+    (("--interval", "inf"), "--interval inf: must be 0.1 to 86400 seconds"),
+    (("--interval", "1e400"), "--interval inf: must be 0.1 to 86400 seconds"),
+    (("--max-flows", "0"), "--max-flows 0: must be at least 1"),
+    (("udp://[::1:9",), 'flows destination "udp://[::1:9": Invalid IPv6 URL'),
+])
+def test_flows_refuses_bad_options_in_one_line(args, says):
+    """Issue 17, item 15: these ended in tracebacks."""
+    proc = pushcap("flows", "--read", str(PCAPS_DIR / "tls-sll2.pcap"), *args)
+    assert proc.returncode == 1
+    assert says in one_error_line(proc)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('[general]\nloglevel = {a = 1}\n', "[general] loglevel {'a': 1}: use one of"),
+    ("x = " + "[" * 1000 + "]" * 1000 + "\n", "values nested too deeply"),
+])
+def test_a_hostile_toml_is_one_line(tmp_path, text, says):
+    """Issue 17, item 13: a TypeError and a RecursionError before."""
+    (tmp_path / "daemon.toml").write_text(text + '[[interface]]\nname = "lo"\n')
+    proc = pushcap("check", "--config", str(tmp_path / "daemon.toml"))
+    assert proc.returncode == 1
+    assert says in one_error_line(proc)
