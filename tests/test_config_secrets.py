@@ -123,3 +123,15 @@ def test_conceal_keeps_what_helps_and_hides_tokens():
     assert token not in conceal(f"https://{token}@github.com/x")
     assert conceal("-- split SECRETvalue42 --", "bearer_token=SECRETvalue42") == (
         "-- split *** --")
+
+
+@pytest.mark.timeout(30)  # a hang guard: the quadratic scan took hours at this size
+def test_scrubbing_a_huge_value_is_linear():
+    """Issue 17, item 11: every position of a long run of scheme characters started a new URL
+    scan to the run's end. A megabyte pasted into a field must still give its message."""
+    from pushcap.config.field_check import conceal
+    from pushcap.config.secrets import scrub, url_secrets
+
+    huge = "A" * 1_000_000
+    assert scrub(huge) == huge and url_secrets(huge) == set()
+    assert conceal(huge + " https://u:pw123456@h/x").endswith("https://***@h/x")

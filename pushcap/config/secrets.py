@@ -34,15 +34,21 @@ _TOKEN_USER = (rf"[^/\s:@'\"]{{{MIN_TOKEN_USER_CHARS},}}"
                r"|(?:gh[pousr]_|github_pat_|glpat-|xox[abprs]-)[^/\s:@'\"]+")
 
 
+# A URL scheme starts where a run of scheme characters starts: without the lookbehind every
+# position inside a long run (a 64 KB value pasted into a field) would scan to the run's end
+# again, quadratic time for what is one message.
+_SCHEME = r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://"
+
+
 @functools.cache
 def _patterns() -> SimpleNamespace:
     """The compiled patterns, once per process."""
     return SimpleNamespace(
         url_credentials=re.compile(
-            rf"[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^/\s:@'\"]+:([^/\s@'\"]+)|({_TOKEN_USER}))@"),
+            rf"{_SCHEME}(?:[^/\s:@'\"]+:([^/\s@'\"]+)|({_TOKEN_USER}))@"),
         scrub=(
-            (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
-            (re.compile(rf"([a-zA-Z][a-zA-Z0-9+.-]*://)(?:{_TOKEN_USER})@"), r"\1***@"),
+            (re.compile(rf"({_SCHEME})[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+            (re.compile(rf"({_SCHEME})(?:{_TOKEN_USER})@"), r"\1***@"),
             (re.compile(rf"(?i)\b({SENSITIVE_NAME})=('[^']*'|\"[^\"]*\"|[^&,:\s'\"]+)"),
              r"\1=***"),
             (re.compile(r"(?i)\b(authorization|cookie|x-amz-security-token)(\"?\s*[:=,]\s*)"
