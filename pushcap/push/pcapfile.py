@@ -8,6 +8,7 @@ instead of being deleted. Finishing never overwrites: a taken final name gets `_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -159,7 +160,10 @@ class PcapWriter:
         self._file.close()
 
     def discard(self) -> None:
-        self._file.close()
+        """Remove the file (it holds no packet); closing may fail to flush its header on a full
+        disk, which no longer matters."""
+        with contextlib.suppress(OSError):
+            self._file.close()
         self.part.unlink(missing_ok=True)
 
 

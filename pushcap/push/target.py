@@ -129,6 +129,11 @@ class Series(CountsFailures):
     def _finish_one(self, writer: PcapWriter) -> None:
         """On the finisher's thread: close and publish one file; a failure is counted and the
         part stays for the next start's repair."""
+        if not writer.packets:  # every write into it failed (a full disk): nothing to publish
+            writer.discard()
+            log.warning("event=file_discarded %s file=%s reason=no_packet_written", self.label,
+                        writer.part.name)
+            return
         try:
             writer.close()
             final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)

@@ -58,3 +58,42 @@ def test_failed_writes_keep_the_file_valid_and_are_counted(tmp_path):
     index = {p: i for i, p in enumerate(every)}
     positions = [index[p] for p in got.packets]
     assert positions == sorted(positions) and positions[-1] == len(every) - 1
+
+
+NOTHING_FITS = textwrap.dedent("""
+    import resource, signal, sys
+    from pathlib import Path
+    from pushcap.capture.source import open_file_source
+    from pushcap.config.model import *
+    from pushcap.push.target import Series
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+    out, src = Path(sys.argv[1]), sys.argv[2]
+    target = TargetConfig(1, "t", PushMode.FILE, str(out / "t"),
+                          SplitRule(SplitKind.BYTE, 10**9), NamingRule("--filename-epoch-nsec"))
+    series = Series(target, "f", out / "t", 1, 65535)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40, hard))  # the header fits, no packet does
+    failures = 0
+    for batch in open_file_source(src, batch_packets=500).batches():
+        try:
+            series.consume(batch)
+        except OSError:
+            failures += 1
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again for the close
+    series.close()
+    print(failures, series.stats.lost_packets, series.stats.packets)
+""")
+
+
+def test_a_file_whose_every_write_failed_is_not_published(tmp_path):
+    """Issue 17, item 5: a window with nothing written was published as a 24-byte header-only
+    file; its `.part` must not outlive the close either."""
+    src = PCAPS_DIR / "http-bro.org.pcap"
+    proc = subprocess.run([sys.executable, "-c", NOTHING_FITS, str(tmp_path), str(src)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    failures, lost, written = (int(x) for x in proc.stdout.split())
+    assert failures >= 1 and written == 0 and lost == len(read_pcap(src).packets)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert "event=file_discarded" in proc.stderr
