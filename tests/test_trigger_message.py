@@ -37,8 +37,8 @@ def parse(**fields):
     return parse_request(json.dumps(message), SETTINGS, IFACES, check_bpf)
 
 
-def rejected(field: str, message: dict | str) -> TriggerError:
-    data = message if isinstance(message, str) else json.dumps(message)
+def rejected(field: str, message: dict | str | bytes) -> TriggerError:
+    data = message if isinstance(message, str | bytes) else json.dumps(message)
     with pytest.raises(TriggerError) as info:
         parse_request(data, SETTINGS, IFACES, check_bpf)
     assert info.value.field == field, info.value
@@ -279,3 +279,24 @@ def test_request_id_of_a_bad_message():
     assert request_id_of('{"requestid": "abc", "packets": "x"}') == "abc"
     assert request_id_of('{"requestid": "../x"}') is None
     assert request_id_of("not json") is None
+
+
+@pytest.mark.parametrize("data", [
+    '{"node": "any", "interface": "eth0", "bpf": "udp\\ud800"}',  # an escaped lone surrogate
+    b'{"node": "any", "interface": "eth0", "bpf": "udp\xed\xa0\x80"}',  # its bytes
+])
+def test_a_lone_surrogate_is_refused_naming_its_field(data):
+    """Issue 17, item 9: it reached the BPF compiler (a traceback) or was refused as the whole
+    `message`; a string must be UTF-8 text, checked per field."""
+    error = rejected("bpf", data)
+    assert "not valid UTF-8" in str(error)
+
+
+def test_unknown_fields_are_accepted_with_a_note_naming_them():
+    """Issue 17, item 17: pcapdaemon ignores unknown fields, so pushcap accepts them, but a typo
+    (`bfp`) would capture every packet unnoticed: the result's notes say so."""
+    request = parse(bfp="udp port 53", colour="blue")
+    assert request.bpf is None
+    assert request.notes == ("unknown field 'bfp' ignored; did you mean 'bpf'?",
+                             "unknown field 'colour' ignored")
+    assert parse().notes == ()

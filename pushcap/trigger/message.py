@@ -122,16 +122,21 @@ def _parse(data: bytes | str, settings: TriggerSettings,
     if len(data) > defaults.MAX_MESSAGE_BYTES:
         raise TriggerError("message", f"larger than {defaults.MAX_MESSAGE_BYTES} bytes")
     try:
-        msg = json.loads(data)
+        # surrogatepass: an encoded lone surrogate (ED A0 80) decodes, so the field holding it
+        # is named below (_Fields refuses it), rather than the whole message
+        text = data.decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data
+        msg = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise TriggerError("message", f"not JSON ({type(exc).__name__}: {exc})"[:200]) from None
     if not isinstance(msg, dict):
         raise TriggerError("message", "must be a JSON object")
+    _check_utf8(msg)
     if not _for_this_node(msg, settings.node_name):
         return None
     received_ns = received_ns if received_ns is not None else time.time_ns()
     fields = _Fields(msg)
     captures, notes = _captures(fields, interfaces)
+    notes += _unknown_fields(msg)
     bpf = fields.text("bpf", defaults.MAX_BPF_CHARS) or None
     if bpf is not None and check_bpf is not None:
         for capture in captures:
@@ -174,6 +179,44 @@ def _parse(data: bytes | str, settings: TriggerSettings,
         log_request=fields.boolean("logrequest"),
         notes=notes,
     )
+
+
+# Every field pcapdaemon's messages have, and pushcap's own (before, start, end, duration).
+KNOWN_FIELDS = ("node", "nodere", "interface", "alias", "bpf", "snap", "packets", "bytes",
+                "timeout", "duration", "before", "start", "end", "tags", "customer", "alertid",
+                "logrequest", "requestid")
+
+
+def _check_utf8(msg: dict) -> None:
+    """Every string must be text that can be written out: a lone surrogate (`"\\ud800"` in
+    the JSON, or its bytes) is refused naming its field, before anything uses it."""
+    for key, value in msg.items():
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    field = key if isinstance(key, str) and key.isprintable() else "message"
+                    raise TriggerError(field, "is not valid UTF-8 text (a lone surrogate)"
+                                       ) from None
+        if isinstance(key, str):
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise TriggerError("message", "a field name is not valid UTF-8 text") from None
+
+
+def _unknown_fields(msg: dict) -> tuple[str, ...]:
+    """Notes for fields nobody reads: pcapdaemon accepts them too, but a typo (`bfp` for `bpf`)
+    would silently capture every packet, so the result and the log say so."""
+    import difflib
+
+    notes = []
+    for key in sorted(k for k in msg if k not in KNOWN_FIELDS)[:10]:
+        close = difflib.get_close_matches(key, KNOWN_FIELDS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        notes.append(f"unknown field {key[:64]!r} ignored{hint}")
+    return tuple(notes)
 
 
 def _for_this_node(msg: dict, node_name: str) -> bool:
