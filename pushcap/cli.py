@@ -113,7 +113,7 @@ def cmd_replay(args) -> int:
     if args.config is not None:
         from pushcap.config.toml import load_daemon_config
 
-        config = load_daemon_config(args.config)
+        config = load_daemon_config(args.config, trigger=False)
         rclone = config.rclone
         batch_packets = batch_packets or config.ring.batch_packets
     targets = load_targets(args.lua)

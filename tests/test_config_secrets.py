@@ -135,3 +135,12 @@ def test_scrubbing_a_huge_value_is_linear():
     huge = "A" * 1_000_000
     assert scrub(huge) == huge and url_secrets(huge) == set()
     assert conceal(huge + " https://u:pw123456@h/x").endswith("https://***@h/x")
+
+
+@pytest.mark.parametrize("text", ["1https://user:pa55word@host", "-https://user:pa55word@host",
+                                  "...https://ghp_abcdefghijklmnopqrstuvwx@github.com"])
+def test_a_url_after_digits_or_dots_is_still_scrubbed(text):
+    from pushcap.config.secrets import scrub
+
+    assert "pa55word" not in scrub(text) and "ghp_" not in scrub(text)
+    assert scrub(text).endswith(("***@host", "***@github.com"))

@@ -300,3 +300,14 @@ def test_unknown_fields_are_accepted_with_a_note_naming_them():
     assert request.notes == ("unknown field 'bfp' ignored; did you mean 'bpf'?",
                              "unknown field 'colour' ignored")
     assert parse().notes == ()
+
+
+def test_a_bad_string_in_another_nodes_message_is_not_ours_to_refuse():
+    data = '{"node": "some-other-node", "interface": "eth0", "bpf": "udp\\ud800"}'
+    assert parse_request(data, SETTINGS, IFACES, check_bpf) is None
+
+
+def test_pcapdaemons_own_ignored_fields_get_no_note():
+    assert parse(bucket="b", region="r", folder="f").notes == ()
+    many = parse(**{f"x{i}": 1 for i in range(25)}).notes
+    assert len(many) == 11 and many[-1] == "and 15 more unknown fields ignored"

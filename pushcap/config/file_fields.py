@@ -21,6 +21,7 @@ from pushcap.config.naming_rules import STRFTIME_MODE, resolution_ns, validate_n
 
 _MAX_SPLIT = 2**63 - 1
 _NUMBER_RE = re.compile(r"(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?")
+_MAX_NUMBER_CHARS = 64  # far more than any split needs; int() refuses 4300 digits
 _MAX_EXPONENT = 100  # 10^100 is far past any split (below 2^63); keeps 10**n cheap
 
 
@@ -62,7 +63,8 @@ def parse_split(value: Any) -> SplitRule:
         raise FieldError(f"must be {example}")
     kind = kinds[words[0]]
     unit = "ns" if kind is SplitKind.TIME else "bytes"
-    if not _NUMBER_RE.fullmatch(words[1]) or not any(c.isdigit() for c in words[1]):
+    if len(words[1]) > _MAX_NUMBER_CHARS or not _NUMBER_RE.fullmatch(words[1]) \
+            or not any(c.isdigit() for c in words[1]):
         raise FieldError(f"{words[1]!r} is not a number of {unit}; write e.g. 60e9 or 1000000")
     amount = whole_number(words[1])
     if amount is None or amount <= 0 or amount > _MAX_SPLIT:

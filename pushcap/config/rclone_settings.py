@@ -72,6 +72,8 @@ def parse_settings(section: dict | RcloneSettings | None,
         if value is not None:
             values[key] = int(value) if key == "spool_max_bytes" else float(value)
     for key in ("config", "spool_dir"):
+        if key == "config" and sec.values.get(key) == "":
+            continue  # as before: an empty path means rclone's usual places
         if key in sec.values:
             if not isinstance(sec.values[key], str) or not sec.values[key]:
                 raise ConfigError(f"{sec.where(key)}: {key} must be a path string, "

@@ -37,7 +37,7 @@ _TOKEN_USER = (rf"[^/\s:@'\"]{{{MIN_TOKEN_USER_CHARS},}}"
 # A URL scheme starts where a run of scheme characters starts: without the lookbehind every
 # position inside a long run (a 64 KB value pasted into a field) would scan to the run's end
 # again, quadratic time for what is one message.
-_SCHEME = r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://"
+_SCHEME = r"(?<![a-zA-Z0-9+.-])[0-9+.-]*[a-zA-Z][a-zA-Z0-9+.-]*://"
 
 
 @functools.cache

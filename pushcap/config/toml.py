@@ -40,10 +40,27 @@ MAX_INTERFACE_NAME_CHARS = 15  # Linux's IFNAMSIZ less the NUL; aliases may be l
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
-def load_daemon_config(path: str | Path, args: argparse.Namespace | None = None
-                       ) -> DaemonConfig:
+def load_daemon_config(path: str | Path, args: argparse.Namespace | None = None, *,
+                       trigger: bool = True) -> DaemonConfig:
     """The file, every section validated once; `args`: a command line's pcapdaemon flags,
-    which override the file (`run`, `check`)."""
+    which override the file (`run`, `check`). `trigger=False` (`replay`) leaves the trigger
+    sections out: a file that needs `run`'s flags (a -cstoken) is still a replay's config."""
+    path, raw, text = _read(path)
+    return parse_daemon_config(raw, path.name, text, pcapdaemon_flags(args), trigger=trigger)
+
+
+def load_status_address(path: str | Path) -> tuple[str, int]:
+    """Only `[status]` (host, port): what `pushcap status` and `reload` need to find the
+    daemon, whatever else the file holds."""
+    path, raw, text = _read(path)
+    section = raw.get("status", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path.name}: [status] must be a table")
+    found = _status(LineTable(section, key_lines(text).get("status", {})), path.name)
+    return found["status_host"], found["status_port"]
+
+
+def _read(path: str | Path) -> tuple[Path, dict, str]:
     path = Path(path)
     try:
         text = path.read_text()
@@ -57,11 +74,11 @@ def load_daemon_config(path: str | Path, args: argparse.Namespace | None = None
     except RecursionError:  # arrays or inline tables nested a thousand deep
         raise ConfigError(f"{path.name}: values nested too deeply (arrays or tables inside "
                           "each other); a pcapdaemon.toml needs at most two levels") from None
-    return parse_daemon_config(raw, path.name, text, pcapdaemon_flags(args))
+    return path, raw, text
 
 
 def parse_daemon_config(raw: dict, source: str, text: str | None = None,
-                        flags: dict | None = None, *,
+                        flags: dict | None = None, *, trigger: bool = True,
                         default_local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR)
                         ) -> DaemonConfig:
     """Validate the parsed file; `text`, when given, lets messages name a key's line; `flags`
@@ -91,8 +108,9 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
         ring=_ring(raw.get("ring", {}), source),
         log_level=level,
         trigger=trigger_settings(general, tables["redis"], tables["cloudshark"], node, source,
-                                 flags or {}, default_local_dir=default_local_dir),
-        syslog=parse_syslog(tables["syslog"], source) if "syslog" in raw else None,
+                                 flags or {}, default_local_dir=default_local_dir)
+        if trigger else None,
+        syslog=parse_syslog(tables["syslog"], source) if raw.get("syslog") else None,
         rclone=parse_settings(tables["rclone"], source),
         **_status(tables["status"], source),
         log_dir=_log_dir(general, source),

@@ -224,6 +224,9 @@ class FlowTarget(CountsFailures):
         self.stats.flows += len(flows)
         self.stats.records_sent, self.stats.datagrams = exp.records_sent, exp.datagrams
         self.stats.send_failures = exp.send_failures
+        if exp.send_failures > failures_before:  # the collector did not get this interval
+            self.note_error(OSError(f"{exp.send_failures - failures_before} datagram(s) to "
+                                    f"{self.target.path} could not be sent"))
         log.debug("event=flows_interval %s end=%s flows=%d send_failures=%d", self.label, stamp,
                   len(flows), exp.send_failures - failures_before)
 

@@ -119,7 +119,7 @@ class Uploader:
         self.last_error = ""
         self.last_error_ns = 0
         self.last_upload = ""
-        self.last_upload_ns = 0
+        self.attempt_failed = False  # the newest step failed (an upload or the spool)
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -185,7 +185,7 @@ class Uploader:
             last_error_age_s=round((time.time_ns() - self.last_error_ns) / 1e9, 1)
             if self.last_error_ns else None,
             # the newest attempt failed: files wait in the spool until an upload succeeds
-            upload_failing=self.last_error_ns > self.last_upload_ns,
+            upload_failing=self.attempt_failed,
         )
         return stats
 
@@ -209,6 +209,8 @@ class Uploader:
                 except Exception as exc:  # noqa: BLE001 - the thread must outlive the spool
                     self._spool_failed(exc, failures + 1)
                     outcome = FAILED
+                if outcome != GONE:  # delivered (or already there), idle: healthy again
+                    self.attempt_failed = outcome == FAILED
                 if outcome == IDLE:
                     if self._closing.is_set():
                         return
@@ -318,7 +320,6 @@ class Uploader:
         self.bytes_uploaded += entry.size
         self.upload_seconds += seconds
         self.last_upload = shown
-        self.last_upload_ns = time.time_ns()
         log.info("event=upload_done %s file=%s bytes=%d seconds=%.2f queued_s=%.1f", self.label,
                  shown, entry.size, seconds, entry.age_s)
 

@@ -70,6 +70,10 @@ class Daemon:
             except ConfigError as exc:
                 log.error("event=reload_refused file=%s error=%r", self.lua_path, str(exc))
                 return False, str(exc)
+            except Exception as exc:  # noqa: BLE001 - a reload must never stop the daemon
+                log.exception("event=reload_refused file=%s error=%r", self.lua_path,
+                              f"{type(exc).__name__}: {exc}")
+                return False, f"{type(exc).__name__}: {exc} (unexpected)"
             log.info("event=reload_applied file=%s targets=%d", self.lua_path, len(targets))
             return True, f"{len(targets)} targets"
 

@@ -14,11 +14,17 @@ EXIT_UNHEALTHY = 1
 EXIT_NO_DAEMON = 2
 
 
-def _status_address(args) -> tuple[str, int]:
-    from pushcap.config.toml import load_daemon_config
+def _status_address(args) -> tuple[str, int] | None:
+    """The daemon's address from `[status]`; None (said on stderr) when the file cannot give it:
+    then no daemon can be asked, which is exit 2, not the daemon's health."""
+    from pushcap.config.model import ConfigError
+    from pushcap.config.toml import load_status_address
 
-    config = load_daemon_config(args.config)
-    return config.status_host, config.status_port
+    try:
+        return load_status_address(args.config)
+    except ConfigError as exc:
+        print(f"pushcap: error: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_status(args) -> int:
@@ -26,7 +32,10 @@ def cmd_status(args) -> int:
     no daemon answers: what a systemd watchdog or a monitoring check needs."""
     from pushcap.supervisor.status import fetch, render_table
 
-    host, port = _status_address(args)
+    address = _status_address(args)
+    if address is None:
+        return EXIT_NO_DAEMON
+    host, port = address
     try:
         code, body = fetch(host, port, "/status")
         status = json.loads(body)
@@ -45,7 +54,10 @@ def cmd_reload(args) -> int:
 
     from pushcap.supervisor.status import fetch
 
-    host, port = _status_address(args)
+    address = _status_address(args)
+    if address is None:
+        return EXIT_NO_DAEMON
+    host, port = address
     try:
         code, body = fetch(host, port, "/reload", method="POST", timeout_s=30)
         answer = json.loads(body)

@@ -130,9 +130,9 @@ def _parse(data: bytes | str, settings: TriggerSettings,
         raise TriggerError("message", f"not JSON ({type(exc).__name__}: {exc})"[:200]) from None
     if not isinstance(msg, dict):
         raise TriggerError("message", "must be a JSON object")
-    _check_utf8(msg)
     if not _for_this_node(msg, settings.node_name):
-        return None
+        return None  # another node's message, even a bad one: its node answers for it
+    _check_utf8(msg)
     received_ns = received_ns if received_ns is not None else time.time_ns()
     fields = _Fields(msg)
     captures, notes = _captures(fields, interfaces)
@@ -187,6 +187,9 @@ KNOWN_FIELDS = ("node", "nodere", "interface", "alias", "bpf", "snap", "packets"
                 "logrequest", "requestid")
 
 
+_MAX_UNKNOWN_NOTES = 10
+
+
 def _check_utf8(msg: dict) -> None:
     """Every string must be text that can be written out: a lone surrogate (`"\\ud800"` in
     the JSON, or its bytes) is refused naming its field, before anything uses it."""
@@ -212,10 +215,13 @@ def _unknown_fields(msg: dict) -> tuple[str, ...]:
     import difflib
 
     notes = []
-    for key in sorted(k for k in msg if k not in KNOWN_FIELDS)[:10]:
+    unknown = sorted(k for k in msg if k not in KNOWN_FIELDS and k not in IGNORED_FIELDS)
+    for key in unknown[:_MAX_UNKNOWN_NOTES]:
         close = difflib.get_close_matches(key, KNOWN_FIELDS, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         notes.append(f"unknown field {key[:64]!r} ignored{hint}")
+    if len(unknown) > _MAX_UNKNOWN_NOTES:
+        notes.append(f"and {len(unknown) - _MAX_UNKNOWN_NOTES} more unknown fields ignored")
     return tuple(notes)
 
 

@@ -181,3 +181,40 @@ def test_a_hostile_toml_is_one_line(tmp_path, text, says):
     proc = pushcap("check", "--config", str(tmp_path / "daemon.toml"))
     assert proc.returncode == 1
     assert says in one_error_line(proc)
+
+
+def test_status_and_replay_read_only_what_they_need_of_the_file(tmp_path):
+    """A file that `run` accepts only with its flags (the CloudShark token given as -cstoken)
+    is still a file `status` finds the daemon with and `replay` takes [rclone] from."""
+    toml = tmp_path / "daemon.toml"
+    toml.write_text(f'[cloudshark]\nupload = true\n[[interface]]\nname = "lo"\n'
+                    f"[status]\nport = {free_port()}\n")
+    assert "token is missing" in one_error_line(pushcap("check", "--config", str(toml)))
+    status = pushcap("status", "--config", str(toml))
+    assert status.returncode == 2 and "no daemon answers" in one_error_line(status)
+    (tmp_path / "push.lua").write_text(
+        'return { Target = { { Desc = "all", Mode = "File", Path = "o/all" } } }')
+    replay = pushcap("replay", str(PCAPS_DIR / "tls-sll2.pcap"), "--lua", "push.lua",
+                     "--config", str(toml), cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[status]\nport = "x"\n[[interface]]\nname = "lo"\n')
+    status = pushcap("status", "--config", str(broken))
+    assert status.returncode == 2 and "[status] port (line 2)" in one_error_line(status)
+
+
+def test_an_empty_syslog_table_turns_nothing_on(tmp_path):
+    """A template with its [syslog] keys commented out must not send to /dev/log."""
+    from pushcap.config.toml import load_daemon_config
+
+    (tmp_path / "d.toml").write_text('[syslog]\n# priority = 85\n[[interface]]\nname = "lo"\n')
+    assert load_daemon_config(tmp_path / "d.toml").syslog is None
+
+
+def test_a_split_of_thousands_of_digits_is_a_field_error(tmp_path):
+    (tmp_path / "push.lua").write_text(
+        'return { Target = { { Desc = "a", Mode = "File", Path = "o/a", Split = '
+        f'"--split-time {"1" * 5000}" }} }} }}')
+    proc = pushcap("check", "--lua", str(tmp_path / "push.lua"))
+    assert proc.returncode == 1
+    assert 'target 1 "a": Split' in one_error_line(proc)
