@@ -12,7 +12,9 @@ from oracle import PCAPS_DIR, read_pcap
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = textwrap.dedent("""
+# A series writing the capture in argv[2] into argv[1], with EFBIG instead of SIGXFSZ when the
+# file size limit (standing in for a full disk) is reached.
+PRELUDE = textwrap.dedent("""
     import resource, signal, sys
     from pathlib import Path
     from pushcap.capture.source import open_file_source
@@ -24,6 +26,9 @@ SCRIPT = textwrap.dedent("""
     target = TargetConfig(1, "t", PushMode.FILE, str(out / "t"),
                           SplitRule(SplitKind.BYTE, 10**9), NamingRule("--filename-epoch-nsec"))
     series = Series(target, "f", out / "t", 1, 65535)
+""")
+
+SCRIPT = PRELUDE + textwrap.dedent("""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     failures = 0
     for i, batch in enumerate(open_file_source(src, batch_packets=500).batches()):
@@ -60,18 +65,7 @@ def test_failed_writes_keep_the_file_valid_and_are_counted(tmp_path):
     assert positions == sorted(positions) and positions[-1] == len(every) - 1
 
 
-NOTHING_FITS = textwrap.dedent("""
-    import resource, signal, sys
-    from pathlib import Path
-    from pushcap.capture.source import open_file_source
-    from pushcap.config.model import *
-    from pushcap.push.target import Series
-
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
-    out, src = Path(sys.argv[1]), sys.argv[2]
-    target = TargetConfig(1, "t", PushMode.FILE, str(out / "t"),
-                          SplitRule(SplitKind.BYTE, 10**9), NamingRule("--filename-epoch-nsec"))
-    series = Series(target, "f", out / "t", 1, 65535)
+NOTHING_FITS = PRELUDE + textwrap.dedent("""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (40, hard))  # the header fits, no packet does
     failures = 0
