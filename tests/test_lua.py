@@ -255,3 +255,22 @@ def test_structure_errors(text, words):
     message = load_error(text)
     assert message.startswith(f"{NAME}: ")
     assert words in message
+
+
+def test_a_clash_names_the_earliest_target_it_clashes_with():
+    text = ('return { Target = {\n'
+            '  { Desc = "a", Mode = "File", Path = "o/x" },\n'
+            '  { Desc = "b", Mode = "File", Path = "o/y" },\n'
+            '  { Desc = "b", Mode = "File", Path = "o/x" },\n'
+            '} }\n')
+    with pytest.raises(Exception, match=r'Path "o/x": is also used by target 1 "a" \(line 2\)'):
+        load_targets_text(text, NAME)
+
+
+@pytest.mark.timeout(60)  # a hang guard: comparing every pair took minutes at this size
+def test_fifty_thousand_targets_are_checked_in_one_pass():
+    """Issue 17, item 12: validation was quadratic in the number of targets (20,000: 21 s)."""
+    text = ('local C = { Target = {} }\nfor i = 1, 50000 do C.Target[i] = '
+            '{ Desc = "t" .. i, Mode = "File", Path = "o/t" .. i } end\nreturn C\n')
+    targets = load_targets_text(text, NAME)
+    assert len(targets) == 50000 and targets[-1].desc == "t50000"

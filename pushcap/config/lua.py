@@ -36,10 +36,11 @@ from typing import Any
 from lupa.lua54 import LuaError, LuaRuntime, lua_type
 
 from pushcap import defaults
-from pushcap.config.field_check import TargetPlace, conceal, shown_value
+from pushcap.config.field_check import TargetPlace, conceal
 from pushcap.config.lua_lines import Constructor, instrument, scan_constructors, string_literals
 from pushcap.config.lua_tokens import conceal_tokens
-from pushcap.config.model import ConfigError, PushMode, TargetConfig
+from pushcap.config.model import ConfigError, TargetConfig
+from pushcap.config.target_unique import SeenTargets, check_unique
 from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
 
 __all__ = ["load_targets", "load_targets_text"]
@@ -344,6 +345,7 @@ def _validate_config(
     if not raw_targets:
         raise ConfigError(f"{source_name}: Config.Target is empty; add at least one target")
     targets: list[tuple[TargetConfig, TargetPlace]] = []
+    seen = SeenTargets()
     for index, raw in enumerate(raw_targets, start=1):
         table = tables.get(index)
         place = TargetPlace(source_name, index)
@@ -355,32 +357,9 @@ def _validate_config(
                 and target.interface not in captured:
             raise ConfigError(f'{place.prefix("Interface")}: Interface "{target.interface}" is '
                               f"not captured (pcapdaemon.toml has: {', '.join(sorted(captured))})")
-        _check_unique(target, place, targets)
+        check_unique(target, place, seen)
         targets.append((target, place))
     return tuple(target for target, _ in targets)
-
-
-def _check_unique(
-    target: TargetConfig, place: TargetPlace, earlier: list[tuple[TargetConfig, TargetPlace]]
-) -> None:
-    for other, other_place in earlier:
-        if other.desc == target.desc:
-            clash, shown = "Desc", lua_repr(target.desc)
-            fix = "each target needs its own Desc (it names the target's logs and metrics)"
-        elif (other.mode, other.path) == (target.mode, target.path):
-            clash, shown = "Path", shown_value("Path", target.path)  # never its parameters
-            if target.mode is PushMode.FLOWS:
-                fix = "two flows targets sending to one address would mix their statistics"
-            else:
-                fix = "two targets writing one prefix would overwrite each other's files"
-        else:
-            continue
-        other_line = other_place.line_of(clash)
-        at = "" if other_line is None else f" (line {other_line})"
-        raise ConfigError(
-            f"{place.prefix(clash)}: {clash} {shown}:"
-            f' is also used by target {other.index} "{other.desc}"{at}; {fix}'
-        )
 
 
 def _named_fields(raw: Any, place: TargetPlace) -> dict[str, Any]:
