@@ -15,8 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import repo_paths  # noqa: E402
 
-# Every file this test process opens is checked: one that lies beside the repository (a
-# `../shared` a user's clone does not have) fails the test that opened it (tests/repo_paths.py).
+# Every file this test process opens is checked: one that lies beside the repository (a sibling
+# `shared/` folder, which a user's clone does not have) fails the test that opened it
+# (tests/repo_paths.py).
 OUTSIDE_READS = repo_paths.watch(REPO)
 
 

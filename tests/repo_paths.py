@@ -1,7 +1,7 @@
 """Which paths a test may read: the repository's own files, temporary folders, the system.
 
-A test that reads a file beside the repository (`../shared/pcaps/...`) passes on this team's
-machines and fails in a user's plain clone. The audit hook below sees every `open()` of the test
+A test that reads a file beside the repository (a sibling `shared/` folder) passes on this
+team's machines and fails in a user's plain clone. The audit hook below sees every `open()` of the test
 process (Python's and the C library's through `io`), so the rule is enforced where the read
 happens, not by searching test sources for spellings of `..`.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 
 class OutsideReads:
     """An audit hook that records opened paths which lie beside the repository: in one of the
-    folders that stood next to it when the session began (`../shared`, another checkout).
+    folders that stood next to it when the session began (a sibling `shared/` folder, another
+    checkout).
 
     Folders made during the session (pytest's and tempfile's) are not "beside" it, even when the
     clone itself lies in the temporary folder; nor is pytest's base folder, which outlives
