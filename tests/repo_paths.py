@@ -1,9 +1,9 @@
 """Which paths a test may read: the repository's own files, temporary folders, the system.
 
 A test that reads a file beside the repository (a sibling `shared/` folder) passes on this
-team's machines and fails in a user's plain clone. The audit hook below sees every `open()` of the test
-process (Python's and the C library's through `io`), so the rule is enforced where the read
-happens, not by searching test sources for spellings of `..`.
+team's machines and fails in a user's plain clone. The audit hook below sees every `open()` of
+the test process (Python's and the C library's through `io`), so the rule is enforced where the
+read happens, not by searching test sources for spellings of `..`.
 """
 
 from __future__ import annotations
