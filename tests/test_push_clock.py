@@ -13,7 +13,7 @@ from engine_harness import S, batch_of, engine_with
 from oracle import read_pcap
 
 from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
-from pushcap.supervisor.engine import push_clock_ns
+from pushcap.supervisor.target_lane import push_clock_ns
 
 
 def one_second_files(tmp_path):
@@ -31,11 +31,11 @@ def test_a_lagging_push_thread_keeps_each_packet_in_its_window(tmp_path):
     step = S // 100
     # 100 batches in window 0 (more than one read takes), then 20 in window 1.
     stamps = [base + i * step for i in range(120)]
-    cursor = ring.cursor()
     for ts in stamps:
         ring.append(batch_of([ts], [100]))
     ring.close()
-    engine._push_loop("eth0", cursor)
+    [lane] = engine.lanes("eth0")
+    lane.run()  # its cursor is at the ring's start: it reads all 120 batches, then closes
     files = sorted(out.glob("t_*.pcap"))
     assert [f.name for f in files] == [f"t_{base}.pcap", f"t_{base + S}.pcap"]
     in_first = [p[0] for p in read_pcap(files[0]).packets]

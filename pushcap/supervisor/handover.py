@@ -1,8 +1,9 @@
-"""One interface's consumers across reloads: which are kept, replaced, removed, added, and the
-handover of a changed target at its file boundary.
+"""One target's consumers on one interface across reloads: kept, replaced, removed or added, and
+the handover of a changed target at its file boundary.
 
-Reload swaps an interface's consumers inside its push thread, between two batches, so every
-packet goes to exactly one generation of targets: unchanged targets keep running untouched
+Reload swaps a target's consumers inside its lane's thread (target_lane.py), between two
+batches, so every packet goes to exactly one generation of the target: an unchanged target keeps
+running untouched
 (also when only their position in the file moved), removed ones finish their file, changed ones
 (same Desc, other settings) finish their current file under the old settings and hand over at
 its natural end, where the successor takes the rest of that batch. The state of a switch is the
@@ -31,9 +32,11 @@ def identity(target: TargetConfig, several: bool) -> tuple[TargetConfig, bool]:
     return dataclasses.replace(target, index=0), several
 
 
-class InterfaceTargets:
-    """The slots of one interface. Changed only on its push thread; `consumers()` is the
-    snapshot other threads (status) read."""
+class TargetSlots:
+    """The slots of one target (one Desc) on one interface: one, or two while a changed target
+    waits for its file boundary. Changed only on its lane's thread; `consumers()` is the
+    snapshot other threads (status) read. (The code handles any number of Descs: a lane's
+    binding holds at most one.)"""
 
     def __init__(self, interface: str, make: Callable[[TargetConfig, bool], Consumer],
                  retirements: Retirements) -> None:
@@ -71,8 +74,9 @@ class InterfaceTargets:
                      self.interface, target.mode.value)
         self._set(slots)
 
-    def apply(self, bound: Bound) -> None:
-        """A reload's targets for this interface (see the module doc)."""
+    def apply(self, bound: Bound, wait_for=None) -> None:
+        """A reload's binding of this target (see the module doc); a new target registers its
+        start (its delivery) only once `wait_for` (a Latch) opens."""
         wanted = {identity(t, several): (t, several) for t, several in bound}
         for pending in [s for s in self.slots if s.switching]:
             self._revise_switch(pending, wanted)
@@ -111,7 +115,8 @@ class InterfaceTargets:
         for slot in changed.values():
             self._retirements.retire(self.interface, slot, None)
         for predecessor, successor in sorted(switches, key=lambda pair: pair[0] is None):
-            self._retirements.retire(self.interface, predecessor, successor)
+            self._retirements.retire(self.interface, predecessor, successor,
+                                     wait_for if predecessor is None else None)
         self._set(current)
 
     def _revise_switch(self, pending: Slot, wanted: dict) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from pushcap.supervisor.slots import Slot, guarded
 from pushcap.supervisor.target_counters import RetiredCounts
@@ -26,9 +27,17 @@ class Retirements:
         self._latest: dict[str, threading.Thread] = {}  # output -> its latest retirement
         self._lock = threading.Lock()
 
-    def retire(self, interface: str, old: Slot | None, successor: Slot | None) -> None:
-        """Close `old`, then start `successor` and let it deliver (either may be None)."""
+    def retire(self, interface: str, old: Slot | None, successor: Slot | None,
+               wait_for=None) -> None:
+        """Close `old`, then start `successor` and let it deliver (either may be None). With
+        `wait_for` (a Latch: the other lanes of the interface applying the same reload), the
+        registration itself waits for it, off the caller's thread."""
         if old is None and successor is None:
+            return
+        if wait_for is not None:
+            threading.Thread(target=self._retire_after, args=(wait_for, interface, old,
+                                                              successor),
+                             daemon=True, name="retire-wait").start()
             return
         if old is not None:
             self.counts.closing(interface, old.consumer)
@@ -43,12 +52,19 @@ class Retirements:
                     self._latest[slot.consumer.output()] = thread
             thread.start()  # under the lock: nobody can find it in the map unstarted
 
-    def join(self) -> None:
-        """Wait for every retirement started so far."""
+    def _retire_after(self, wait_for, interface: str, old: Slot | None,
+                      successor: Slot | None) -> None:
+        wait_for.wait()
+        self.retire(interface, old, successor)
+
+    def join(self, timeout_s: float | None = None) -> bool:
+        """Wait for every retirement started so far (at most timeout_s); True when all ended."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._lock:
             threads = list(self._latest.values())
         for thread in threads:
-            thread.join()
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
     def _run(self, interface: str, old: Slot | None, successor: Slot | None,
              waits_for: set[threading.Thread]) -> None:

@@ -51,6 +51,9 @@ def engine_status(view: EngineView, extras: dict[str, Callable[[], dict]]) -> di
                 earlier.update(counters(consumer))
             for key, value in earlier.items():
                 entry[key] = entry.get(key, 0) + value
+            missed = view.missed.get((name, desc), 0)  # evicted before this target read them
+            entry["missed_packets"] = missed
+            entry["lost_packets"] = entry.get("lost_packets", 0) + missed
             if newest.last_error:
                 entry["last_error"] = newest.last_error
             targets.append(entry)

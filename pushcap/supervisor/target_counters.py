@@ -17,7 +17,8 @@ from pushcap.capture.consumer import Consumer
 # What only grows over a target's life; the rest of a status entry (pending files, the current
 # file, the last error) describes the newest consumer alone.
 COUNTERS = ("packets", "bytes", "files", "spool_errors", "uploads_ok", "uploads_failed",
-            "dropped_files", "name_conflicts", "errors", "records_sent", "send_failures")
+            "dropped_files", "name_conflicts", "errors", "records_sent", "send_failures",
+            "lost_packets")
 
 
 def consumer_status(consumer: Consumer) -> dict:

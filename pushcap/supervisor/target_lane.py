@@ -1,0 +1,183 @@
+"""One target on one interface, on a thread of its own with its own cursor into the ring.
+
+Isolation: every target (every Desc) of an interface reads the ring through its own cursor on
+its own thread, so a target whose disk or share is slow falls behind alone. When it falls
+further behind than the ring holds, it loses the packets evicted before it read them (the ring
+never waits for a reader): those are counted against that target (`missed_packets`, in its
+`lost_packets` and as a failure with its Desc in the log), while the interface's other targets,
+triggers and flows lose nothing.
+
+A reload reaches a lane as the new binding of its Desc (empty when the target was removed); the
+lane applies it between two of its own batches, with the handover of a changed target at its
+file boundary as before (`TargetSlots`). Lanes apply a reload at different moments, so a target
+new in a reload waits, before it may deliver, until every other lane of the interface has
+applied that reload: a renamed target writing where a removed one did never delivers before the
+removed one's retirement is registered (retirements.py orders the rest).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from pushcap import defaults
+from pushcap.capture.ring import Cursor
+from pushcap.supervisor.handover import Bound, TargetSlots
+from pushcap.supervisor.retirements import Retirements
+from pushcap.supervisor.slots import guarded
+
+log = logging.getLogger("pushcap.engine")
+
+
+class RingOverrun(Exception):
+    """A target read the ring too slowly: packets were evicted before it read them."""
+
+
+class Latch:
+    """Opens once every party that joined has arrived (the poster joins first and arrives
+    last, so lanes arriving while it still posts cannot open it early)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting = 1
+
+    def join(self) -> None:
+        with self._cond:
+            self._waiting += 1
+
+    def arrive(self) -> None:
+        with self._cond:
+            self._waiting -= 1
+            if self._waiting <= 0:
+                self._cond.notify_all()
+
+    def wait(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._waiting <= 0)
+
+
+def push_clock_ns(cursor: Cursor) -> int:
+    """The time a push step's `tick` closes windows by: packet time, carried on by the wall
+    clock. While the lane lags the ring it is the newest packet read (the wall clock would
+    close a window whose packets still wait in the ring). Once it has read everything, it is that
+    packet's time plus the wall time since the ring got it: a quiet link's window still ends with
+    no packet after it, while packets that reached the ring late (a backlog in libpcap's buffer,
+    a busy capture thread) or a NIC clock off the system's are not put in a later window's file.
+    """
+    if cursor.newest_ts_ns is None:
+        return time.time_ns()
+    if not cursor.caught_up:
+        return cursor.newest_ts_ns
+    return cursor.newest_ts_ns + max(0, time.time_ns() - cursor.newest_appended_ns)
+
+
+class TargetLane:
+    """The consumers of one Desc on one interface (two during a changed target's handover)."""
+
+    def __init__(self, interface: str, desc: str, slots: TargetSlots, cursor: Cursor | None,
+                 retirements: Retirements, count_missed: Callable[[str, int], None]) -> None:
+        self.interface = interface
+        self.desc = desc
+        self.slots = slots
+        self.cursor = cursor
+        self._retirements = retirements
+        self._count_missed = count_missed
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Bound, Latch | None, Latch | None]] = []
+        self._ended = False
+        self._missed_seen = 0
+        self._unlogged_missed = 0
+        self._last_missed_log_s = -1e9
+
+    def post(self, bound: Bound, wait_for: Latch | None, arrive_at: Latch | None) -> bool:
+        """Queue a reload's binding of this Desc; False when the lane has already ended (its
+        target was removed and closed), so the caller starts a new lane instead."""
+        with self._lock:
+            if self._ended:
+                return False
+            if arrive_at is not None:
+                arrive_at.join()
+            self._pending.append((bound, wait_for, arrive_at))
+            return True
+
+    def end_if_empty(self) -> bool:
+        """End the lane when a reload removed its target and nothing is pending."""
+        with self._lock:
+            self._ended = not self.slots.slots and not self._pending
+            return self._ended
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for bound, wait_for, arrive_at in pending:
+            try:
+                self.slots.apply(bound, wait_for)
+            finally:
+                if arrive_at is not None:
+                    arrive_at.arrive()
+
+    def step(self, batches: list, now_ns: int) -> None:
+        """One turn: a reload's binding, the batches, the clock, handovers at file ends."""
+        self._apply_pending()
+        slots = self.slots
+        for batch in batches:  # slots.slots afresh each time: a handover replaces the list
+            for slot in slots.slots:
+                if not slot.held:
+                    guarded(slot, slot.consumer.consume, batch)
+            slots.handovers(batch)
+        for slot in slots.slots:
+            guarded(slot, slot.consumer.tick, now_ns)
+        slots.handovers()
+
+    def run(self) -> None:
+        """The lane's thread: read, step, count what it missed, until the ring closes (then
+        finish its files) or a reload removed its target (its retirement finishes them)."""
+        cursor = self.cursor
+        while True:
+            batches = cursor.read(timeout_s=defaults.PUSH_POLL_S)
+            self.step(batches, push_clock_ns(cursor))
+            self.note_missed()
+            if cursor.closed:
+                break
+            if self.end_if_empty():
+                return
+        self.close()
+
+    def note_missed(self) -> None:
+        """Count packets evicted before this lane read them against its target: a failure of
+        this target (status, exit code of `pushcap status`), logged with its Desc at most every
+        ERROR_LOG_INTERVAL_S with the packets missed since the last line."""
+        missed = self.cursor.missed_packets - self._missed_seen
+        if missed <= 0:
+            return
+        self._missed_seen += missed
+        self._unlogged_missed += missed
+        self._count_missed(self.desc, missed)
+        error = RingOverrun(f"fell behind the ring: {missed} packets evicted before this target "
+                            "read them")
+        for slot in self.slots.slots:
+            slot.consumer.note_error(error)
+        now = time.monotonic()
+        if now - self._last_missed_log_s >= defaults.ERROR_LOG_INTERVAL_S:
+            self._last_missed_log_s = now
+            log.warning("event=push_behind target=%s interface=%s missed_packets=%d "
+                        "missed_total=%d", self.desc, self.interface, self._unlogged_missed,
+                        self._missed_seen)
+            self._unlogged_missed = 0
+
+    def close(self) -> None:
+        """Shutdown: the open file goes to its finisher at once, then this lane's delivery is
+        waited for (every lane closes on its own thread, so one target's slow remote does not
+        use up the others' shutdown time)."""
+        self._apply_pending()
+        self.slots.handovers(force=True)
+        slots = list(self.slots.slots)
+        for slot in slots:
+            guarded(slot, slot.consumer.end_file)
+        self._retirements.join()
+        for slot in slots:
+            guarded(slot, slot.consumer.finish)
+        for slot in slots:
+            guarded(slot, slot.consumer.close)
