@@ -12,9 +12,11 @@ times, and reports medians and the ratio pushcap / reference:
 
 Scenarios: R1, R2, R4 (replay vs `tcpdump -r IN -w OUT [FILTER]`), P1 (R2's job on 300k
 packets by the pip-installed wheel, start-up included: issue 15's goal), M1 (ring memory vs its byte
-bound), L1 (live capture on a veth pair at rising `tcpreplay` rates), T1 (trigger latency: a
-private redis-server and `pushcap run` on `lo` with a steady UDP stream in the ring, publish ->
-result message; tcpdump has no equivalent, so T1 is checked against its goal, p99 < 500 ms).
+bound), L1 (live capture on a veth pair at rising `tcpreplay` rates), L2 (live CPU per packet at
+fixed rates against two tcpdumps and a counting-only libpcap floor, benchlib/live_cpu.py), T1
+(trigger latency: a private redis-server and `pushcap run` on `lo` with a steady UDP stream in
+the ring, publish -> result message; tcpdump has no equivalent, so T1 is checked against its
+goal, p99 < 500 ms).
 Traces come from tools/gen_trace.py (seeded) and are cached in `--trace-dir`. Output files go
 to `--scratch` (tmpfs by default, so the disk's writeback does not add noise to
 either side) and are deleted after each run.
@@ -52,6 +54,8 @@ from benchlib.config import (  # noqa: E402
     L1_RATES_PPS,
     L1_STEP_S,
     L1_TRACE_PACKETS,
+    L2_PACKETS_PER_RATE,
+    L2_RATES_PPS,
     M1_BOUND_BYTES,
     M1_QUICK_BOUND_BYTES,
     QUICK_PACKETS,
@@ -62,6 +66,7 @@ from benchlib.config import (  # noqa: E402
 )
 from benchlib.inputs import ensure_trace  # noqa: E402
 from benchlib.live import bench_l1  # noqa: E402
+from benchlib.live_cpu import bench_l2  # noqa: E402
 from benchlib.measure import RSS_METHOD  # noqa: E402
 from benchlib.memory import bench_m1, m1_child  # noqa: E402
 from benchlib.package import P1, P1_PACKETS, install_wheel, use_installed  # noqa: E402
@@ -89,6 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--l1-step-s", type=float, default=L1_STEP_S)
     p.add_argument("--l1-tcpdump-args", default="",
                    help='extra tcpdump options for L1, e.g. "-B 65536" (pushcap\'s buffer)')
+    p.add_argument("--l2-packets", type=int, default=L2_PACKETS_PER_RATE,
+                   help="L2: packets sent per rate (whole loops of the L1 trace)")
+    p.add_argument("--l2-rates", default=",".join(str(r) for r in L2_RATES_PPS))
     p.add_argument("--t1-fill-s", type=float, default=None,
                    help=f"T1: seconds of traffic in the ring before the requests "
                    f"(default {T1_FILL_S:g}; --quick {T1_QUICK_FILL_S:g})")
@@ -107,6 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.packets, args.reps = QUICK_PACKETS, 1
         args.l1_packets, args.l1_step_s = QUICK_PACKETS, 0.5
         args.l1_rates = "10000"
+        args.l2_packets, args.l2_rates = QUICK_PACKETS, "10000"
     if args.t1_fill_s is None:
         args.t1_fill_s = T1_QUICK_FILL_S if args.quick else T1_FILL_S
     if args.t1_requests is None:
@@ -144,6 +153,11 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
             rates = tuple(int(float(r)) for r in args.l1_rates.split(","))
             results[name] = {"kind": "live", "title": "live veth",
                              **bench_l1(args.l1_packets, rates, args.l1_step_s, args.trace_dir,
+                                        scratch)}
+        elif name == "L2":
+            rates = tuple(int(float(r)) for r in args.l2_rates.split(","))
+            results[name] = {"kind": "live_cpu", "title": "live CPU per packet",
+                             **bench_l2(args.l1_packets, args.l2_packets, rates, args.trace_dir,
                                         scratch)}
         elif name == "P1":
             packets = min(P1_PACKETS, args.packets)

@@ -10,8 +10,8 @@ not follow a rebinding).
 
 from __future__ import annotations
 
-ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1", "P1")
-DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "T1", "P1")
+ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "L2", "T1", "P1")
+DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "L2", "T1", "P1")
 DEFAULT_REPLAY_PACKETS = 1_000_000
 QUICK_PACKETS = 2_000
 # Each replay scenario also runs both tools on a trace this small: what a run costs before its
@@ -36,6 +36,11 @@ L1_STEP_S = 3.0  # how long each rate is sent (whole loops of the L1 trace, at l
 L1_DRAIN_S = 1.0  # after the sender ends, before the capture is stopped
 L1_TRIES = 2  # captures per tool at a rate before it counts as lossy there (see bench_l1)
 L1_RING_BYTES = 256 * MIB  # pushcap's default ring bound (what L1's daemon runs with)
+# L2 (issue 19): CPU per packet at fixed rates; each rate sends whole loops of the L1 trace.
+L2_RATES_PPS = (100_000, 300_000, 600_000)
+L2_PACKETS_PER_RATE = 2_000_000
+L2_DRAIN_S = 1.0  # after the sender ends, before the CPU is read
+L2_KERNEL_BUFFER_BYTES = 64 * MIB  # pushcap's default kernel buffer, given to every tool
 SAMPLE_INTERVAL_S = 0.02
 PCAP_HEADER_BYTES = 24
 RECORD_HEADER_BYTES = 16

@@ -109,6 +109,19 @@ def print_table(results: dict, emit: Callable[[str], None] = print) -> None:
                  + (f"; fastest lossless step as sent: pushcap {actual['pushcap']:,} pps, "
                     f"tcpdump {actual['tcpdump']:,} pps" if actual else "")
                  + (f"; {r['error'][:200]}" if r.get("error") else ""))
+        elif name == "L2" and r.get("rates"):
+            for row in r["rates"]:
+                per = row["us_per_packet"]
+                cells = "  ".join(f"{who} {per[who] if per[who] is not None else 'LOSSY'}"
+                                  for who in per)
+                title = f"live CPU us/packet @ {row['rate_pps']:,} pps"
+                emit(f"{name:4} {title:32} {cells}; pushcap/tcpdump "
+                     f"{fmt_ratio(row['pushcap_vs_tcpdump'])}, "
+                     f"pushcap/floor {fmt_ratio(row['pushcap_vs_floor'])}; with trigger+flows: "
+                     f"/tcpdump {fmt_ratio(row['pushcap_full_vs_tcpdump'])}, /floor "
+                     f"{fmt_ratio(row['pushcap_full_vs_floor'])}")
+            if r.get("error"):
+                emit(f"{'':4} {r['error'][:200]}")
         elif name == "T1" and "p99_ms" in r:
             look, live = r["series"]["lookback"], r["series"]["live"]
             ours = f"p50 {look['p50_ms']:.0f}ms p99 {look['p99_ms']:.0f}ms"
