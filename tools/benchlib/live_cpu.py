@@ -197,14 +197,18 @@ def bench_l2(trace_packets: int, packets_per_rate: int, rates: tuple[int, ...], 
             "kernel_buffer_bytes": L2_KERNEL_BUFFER_BYTES, "rates": rows}
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else ratio(a, b)
+
+
 def _row(rate: int, runs: dict[str, dict]) -> dict:
     """One rate's figures; a ratio only where both runs were lossless."""
     per = {who: run["us_per_packet"] if run["lossless"] else None for who, run in runs.items()}
     return {"rate_pps": rate, "us_per_packet": per,
             "actual_pps": {who: round(run["actual_pps"]) for who, run in runs.items()},
             "lossless": {who: run["lossless"] for who, run in runs.items()},
-            "pushcap_vs_tcpdump": ratio(per["pushcap"], per["tcpdump"]),
-            "pushcap_vs_floor": ratio(per["pushcap"], per["floor"]),
-            "pushcap_full_vs_tcpdump": ratio(per["pushcap_full"], per["tcpdump"]),
-            "pushcap_full_vs_floor": ratio(per["pushcap_full"], per["floor"]),
+            "pushcap_vs_tcpdump": _ratio(per["pushcap"], per["tcpdump"]),
+            "pushcap_vs_floor": _ratio(per["pushcap"], per["floor"]),
+            "pushcap_full_vs_tcpdump": _ratio(per["pushcap_full"], per["tcpdump"]),
+            "pushcap_full_vs_floor": _ratio(per["pushcap_full"], per["floor"]),
             "runs": list(runs.values())}
