@@ -34,6 +34,11 @@ LIVE_SNAPLEN_BYTES = MAX_SNAPLEN_BYTES
 CAPTURE_STATS_INTERVAL_S = 10.0  # how often a capture thread reads the kernel's drop counters
 INTERFACE_POLL_S = 0.1  # while reopening waits: how often it looks whether the link is back
 REOPEN_BACKOFF_MAX_S = 30.0  # longest wait between attempts to reopen a lost interface
+# A failed handle is read on for up to this many poll timeouts (plus LEFTOVER_EXTRA_S) before it
+# is closed: the kernel hands the block it was filling to libpcap only when the block's timer
+# (the poll timeout) retires it, up to two timer runs after its first packet.
+LEFTOVER_POLL_TIMEOUTS = 2
+LEFTOVER_EXTRA_S = 0.1
 # Reading a pcap file (--read, replay): windows of the file, grown or shrunk to the records' size.
 READ_FIRST_WINDOW_BYTES = 1 << 20
 READ_MIN_WINDOW_BYTES = 64 * 1024
@@ -54,6 +59,10 @@ LUA_MAX_SECONDS = 2.0  # run time allowed to evaluate push_realtime.lua
 LUA_MAX_MEMORY_BYTES = 32 * 1024 * 1024
 LUA_MAX_FILE_BYTES = 1024 * 1024  # a push config is a few KB; more means the wrong file
 LUA_HOOK_EVERY_INSTRUCTIONS = 1000  # the Lua hook checks time and memory this often
+LUA_KILL_GRACE_SECONDS = 0.5  # the evaluating process is killed this long after LUA_MAX_SECONDS
+# address space that process may add to what it holds at start: Lua's own cap, the result's
+# Python copy and marshal buffer (each at most about LUA_MAX_MEMORY_BYTES), the rest slack
+LUA_PROCESS_EXTRA_BYTES = 512 * 1024 * 1024
 LUA_CLOCK_CHECK_BYTES = 1 << 16  # source bytes scanned between two looks at the clock
 
 TIME_SPLIT_GRACE_S = 1.0  # wall-clock wait after a window ends before closing it on a quiet link
@@ -131,7 +140,10 @@ FLOWS_INTERVAL_MIN_S = 0.1
 FLOWS_INTERVAL_MAX_S = 86400.0
 FLOWS_HOST = "127.0.0.1"
 FLOWS_PORT = 10518  # the Datadog agent's UDP log port in the aggregator's instructions
-FLOWS_MAX_DATAGRAM_BYTES = 1400
+FLOWS_MAX_DATAGRAM_BYTES = 1400  # with IP and UDP headers, fits a 1500-byte MTU: no fragments
+FLOWS_MAX_UDP_PAYLOAD_BYTES = 65507  # 65535 - 20 (IPv4) - 8 (UDP): above, send() fails
+FLOWS_PACK = False  # one record per datagram, as tcpdump-aggregator (and Logstash) expect
+DATADOG_RANGES_MAX_BYTES = 16 * 1024 * 1024  # Datadog's ip-ranges.json is ~100 KB
 FLOWS_FAILURE_LOG_INTERVAL_S = 10.0  # a failing export logs its error at most this often
 FLOW_GRACE_S = 0.5  # wall-clock wait after an interval ends for its last packets to arrive
 MAX_FLOWS = 100_000  # flows kept per interval
@@ -151,6 +163,12 @@ STATUS_PORT = 9107  # 0 turns the endpoint off
 # `pushcap status` (its exit code) and /status; an upload queue fails until an upload succeeds.
 FAILING_WINDOW_S = 60.0
 ERROR_LOG_INTERVAL_S = 10.0  # a failing target logs its error at most this often
+# [push] fstab / mount_units: where the host declares its mount points. A target whose folder
+# lies below one of them writes only while it is mounted (push/mount_guard.py); checked at most
+# this often while writing, every poll while waiting for the mount.
+FSTAB_PATH = "/etc/fstab"
+MOUNT_UNITS_DIR = "/etc/systemd/system"
+MOUNT_CHECK_INTERVAL_S = 1.0
 REPEAT_SIGNAL_S = 1.0  # a second stop signal later than this after the first forces the exit
 SYSLOG_PRIORITY = 85  # authpriv.notice, pcapdaemon's example
 SYSLOG_TAG = "pushcap"

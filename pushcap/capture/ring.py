@@ -68,6 +68,11 @@ class Ring:
             self._cond.notify_all()
 
     @property
+    def closed(self) -> bool:
+        """The source has ended (readers may still have batches to read)."""
+        return self._closed
+
+    @property
     def head_seq(self) -> int:
         """Sequence number the next appended batch will get (a cursor starting 'now')."""
         with self._cond:

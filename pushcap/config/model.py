@@ -66,6 +66,23 @@ class NamingRule:
 
 
 @dataclass(frozen=True)
+class DatadogRangesFile:
+    """Datadog's `ip-ranges.json` as read and checked at load (config/datadog_ranges.py).
+
+    The prefixes themselves, not only the path: the file is read once, when the config is
+    loaded, so a broken file is a load error naming the target, and a reload after the file
+    changed sees a changed target (and hands its interval over to one using the new ranges).
+    `services` holds (service, normalized prefixes) in the file's order.
+    """
+
+    path: str
+    services: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def prefixes(self) -> int:
+        return sum(len(prefixes) for _, prefixes in self.services)
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     """One push target from push_realtime.lua, validated."""
 
@@ -80,6 +97,8 @@ class TargetConfig:
     pipe_cmd: Codec | None = None  # FMADIO PipeCmd as parsed by config/codec.py; None = plain
     file_suffix: str = ".pcap"  # FMADIO FileSuffix, e.g. ".pcap.gz"
     interval_s: float = defaults.FLOWS_INTERVAL_S  # flows targets: seconds per interval
+    pack: bool = defaults.FLOWS_PACK  # flows targets: several records per datagram (JSON lines)
+    datadog_ranges: DatadogRangesFile | None = None  # flows targets: ip-ranges.json, as read
 
 
 @dataclass(frozen=True)
@@ -116,6 +135,8 @@ class DaemonConfig:
     status_host: str = defaults.STATUS_HOST
     status_port: int = defaults.STATUS_PORT
     log_dir: str | None = None  # [general] logdir: also write push_<Desc>.log per target
+    fstab_path: str = defaults.FSTAB_PATH  # [push] fstab (push/mount_guard.py)
+    mount_units_dir: str = defaults.MOUNT_UNITS_DIR  # [push] mount_units
 
     def interface_names(self) -> frozenset[str]:
         """Every name and alias a target's Interface may use."""

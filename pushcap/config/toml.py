@@ -9,7 +9,6 @@ are first read as LineTable: a dict that also knows each key's line (toml_sectio
 
 from __future__ import annotations
 
-import math
 import re
 import socket
 import tomllib
@@ -34,7 +33,7 @@ from pushcap.config.toml_section import (  # noqa: F401 - line machinery, import
 )
 
 KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone",
-                  "status"}
+                  "status", "push"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 MAX_INTERFACE_NAME_CHARS = 15  # Linux's IFNAMSIZ less the NUL; aliases may be longer
 LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -87,12 +86,14 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} "
                           f"(known: {sorted(KNOWN_SECTIONS)})")
-    for section in ("general", "cloudshark", "redis", "syslog", "ring", "rclone", "status"):
+    for section in ("general", "cloudshark", "redis", "syslog", "ring", "rclone", "status",
+                    "push"):
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
     lines = key_lines(text) if text is not None else {}
     tables = {name: LineTable(raw.get(name, {}), lines.get(name, {}))
-              for name in ("general", "redis", "cloudshark", "syslog", "rclone", "status")}
+              for name in ("general", "redis", "cloudshark", "syslog", "rclone", "status",
+                           "push")}
     general = tables["general"]
     node = general.get("node", socket.gethostname())
     if not isinstance(node, str) or not node:
@@ -114,7 +115,15 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
         rclone=parse_settings(tables["rclone"], source),
         **_status(tables["status"], source),
         log_dir=_log_dir(general, source),
+        **_push(tables["push"], source),
     )
+
+
+def _push(section: dict, source: str) -> dict:
+    """[push]: where the host declares its mount points (push/mount_guard.py)."""
+    sec = TomlSection(section, "push", {"fstab", "mount_units"}, source)
+    return {"fstab_path": sec.text("fstab", defaults.FSTAB_PATH),
+            "mount_units_dir": sec.text("mount_units", defaults.MOUNT_UNITS_DIR)}
 
 
 def _status(section: dict, source: str) -> dict:
@@ -160,7 +169,9 @@ def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
 def _number(section: dict, key: str, default: float, source: str, minimum: float,
             maximum: float | None = None) -> float:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+    # `not abs(value) < 1e300` refuses nan, inf and an integer beyond a float (which
+    # math.isfinite and float() would raise OverflowError for)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < 1e300 \
             or value < minimum:
         raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be a number >= "
                           f"{_plain(minimum)}")

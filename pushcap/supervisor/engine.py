@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pushcap import defaults
 from pushcap.capture.capture_thread import CaptureStats, capture_until_stopped, update_capture_stats
@@ -22,6 +23,7 @@ from pushcap.capture.consumer import Consumer
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Cursor, Ring
 from pushcap.config.model import DaemonConfig, TargetConfig
+from pushcap.push.mount_guard import MountGuard
 from pushcap.supervisor.consumers import (
     ConsumerFactory,
     check_filters,
@@ -130,8 +132,12 @@ class LiveEngine:
                 self._missed[name, desc] = self._missed.get((name, desc), 0) + packets
                 self.capture_stats[name].missed_by_push += packets
 
+        def guard(output: str) -> MountGuard:
+            return MountGuard(output, Path(self.config.fstab_path),
+                              Path(self.config.mount_units_dir))
+
         lane = TargetLane(name, desc, TargetSlots(name, make, self._retirements), cursor,
-                          self._retirements, count_missed)
+                          self._retirements, count_missed, guard)
         self._lanes[name][desc] = lane
         return lane
 

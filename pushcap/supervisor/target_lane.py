@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from pushcap import defaults
 from pushcap.capture.ring import Cursor
+from pushcap.push.mount_guard import MountGuard
 from pushcap.supervisor.handover import Bound, TargetSlots
 from pushcap.supervisor.retirements import Retirements
 from pushcap.supervisor.slots import guarded
@@ -33,6 +34,10 @@ log = logging.getLogger("pushcap.engine")
 
 class RingOverrun(Exception):
     """A target read the ring too slowly: packets were evicted before it read them."""
+
+
+class ShareNotMounted(Exception):
+    """A target's folder lies below a declared mount point that is not mounted."""
 
 
 class Latch:
@@ -77,7 +82,9 @@ class TargetLane:
     """The consumers of one Desc on one interface (two during a changed target's handover)."""
 
     def __init__(self, interface: str, desc: str, slots: TargetSlots, cursor: Cursor | None,
-                 retirements: Retirements, count_missed: Callable[[str, int], None]) -> None:
+                 retirements: Retirements, count_missed: Callable[[str, int], None],
+                 guard: Callable[[str], MountGuard] | None = None) -> None:
+        """`guard` makes the mount guard of an output folder (None: nothing is guarded)."""
         self.interface = interface
         self.desc = desc
         self.slots = slots
@@ -90,6 +97,10 @@ class TargetLane:
         self._missed_seen = 0
         self._unlogged_missed = 0
         self._last_missed_log_s = -1e9
+        self._guard = guard
+        self._guards: dict[str, MountGuard] = {}
+        self._waiting: str | None = None  # why the lane does not read (a share not mounted)
+        self._last_wait_log_s = -1e9
 
     def post(self, bound: Bound, wait_for: Latch | None, arrive_at: Latch | None) -> bool:
         """Queue a reload's binding of this Desc; False when the lane has already ended (its
@@ -133,9 +144,18 @@ class TargetLane:
 
     def run(self) -> None:
         """The lane's thread: read, step, count what it missed, until the ring closes (then
-        finish its files) or a reload removed its target (its retirement finishes them)."""
+        finish its files) or a reload removed its target (its retirement finishes them).
+        While its share is not mounted it does not read: the packets wait in the ring."""
         cursor = self.cursor
         while True:
+            if self.waiting_for_mount():
+                self._apply_pending()  # a reload may move the target elsewhere
+                if cursor.ring.closed:
+                    break
+                if self.end_if_empty():
+                    return
+                time.sleep(defaults.PUSH_POLL_S)
+                continue
             batches = cursor.read(timeout_s=defaults.PUSH_POLL_S)
             self.step(batches, push_clock_ns(cursor))
             self.note_missed()
@@ -144,6 +164,37 @@ class TargetLane:
             if self.end_if_empty():
                 return
         self.close()
+
+    def waiting_for_mount(self) -> str | None:
+        """Why this target must not write now (its share is not mounted), or None; counted
+        as a failure of the target while it lasts, logged when it starts, every
+        ERROR_LOG_INTERVAL_S while it lasts, and when it ends."""
+        if self._guard is None:
+            return None
+        reason = None
+        for slot in self.slots.slots:
+            output = slot.consumer.output()
+            if output is None:
+                continue
+            if output not in self._guards:
+                self._guards[output] = self._guard(output)
+            reason = self._guards[output].check()
+            if reason is not None:
+                break
+        now = time.monotonic()
+        if reason is not None:
+            for slot in self.slots.slots:
+                slot.consumer.note_error(ShareNotMounted(reason))
+            if self._waiting is None or now - self._last_wait_log_s >= \
+                    defaults.ERROR_LOG_INTERVAL_S:
+                self._last_wait_log_s = now
+                log.error("event=target_waiting target=%s interface=%s reason=%r",
+                          self.desc, self.interface, reason)
+        elif self._waiting is not None:
+            log.warning("event=target_resumed target=%s interface=%s", self.desc,
+                        self.interface)
+        self._waiting = reason
+        return reason
 
     def note_missed(self) -> None:
         """Count packets evicted before this lane read them against its target: a failure of
