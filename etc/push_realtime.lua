@@ -19,14 +19,14 @@
 --             at least 1e6), windows aligned to the epoch.
 --             "--split-byte <bytes>": a new file when the current one would pass this size
 --             (1e9 = 1 GB, at least 1024).
---   FileName  optional, default "--filename-epoch-sec-startend". How <name> is written (UTC):
---             --filename-epoch-sec-startend   1616334600-1616334660
---             --filename-epoch-sec            1616334600   (also -msec, -usec, -nsec)
---             --filename-tstr-HHMM            20211201_2350
---             --filename-tstr-HHMMSS          20211201_235059
+--   FileName  optional, default "--filename-epoch-sec-startend". How <name> is written, as FMADIO
+--             does (time strings in local time, TZ); for 2021-12-01 23:50:59.123456789 UTC, TZ=UTC:
+--             --filename-epoch-sec-startend   1638402600-1638402660   (its minute)
+--             --filename-epoch-sec            1638402659   (also -msec, -usec, -nsec)
+--             --filename-tstr-HHMM, -HHMMSS   20211201_2350, 20211201_235059
 --             --filename-tstr-HHMMSS_NS       20211201_235059.123.456.789
---             --filename-tstr-HHMMSS_SUB      20211201_235059.123456789
---             --filename-tstr-HHMMSS_TZ       20211201_235059_2021-12-01_18:50:59-05:00 (+ local)
+--             --filename-tstr-HHMMSS_SUB      20211201_23-50-59.123456789
+--             --filename-tstr-HHMMSS_TZ       2021-12-01_23:50:59+00:00 (Kolkata: ...+05:30)
 --             --filename-strftime "%Y%m%d_%H%M%S"  strftime directives, %N = nanoseconds
 --             (--filename-timestr-* are the same as --filename-tstr-*)
 --   FilterBPF optional. A libpcap (tcpdump) filter such as "tcp" or "not host 192.168.1.100";

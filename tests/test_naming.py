@@ -1,4 +1,7 @@
-"""File names per FileName mode, checked against values worked out by hand for fixed instants."""
+"""File names per FileName mode, checked against values worked out by hand for fixed instants.
+
+These run in UTC (the `utc` fixture); tests/test_fmadio_names.py checks every mode in other
+zones against pcap_split's formats."""
 
 from __future__ import annotations
 
@@ -32,6 +35,12 @@ def set_tz(monkeypatch):
     yield apply
     monkeypatch.undo()
     time.tzset()
+
+
+@pytest.fixture
+def utc(set_tz):
+    """The time-string modes are in local time (as FMADIO's): these expectations are UTC's."""
+    set_tz("UTC")
 
 
 def test_fixed_instant_is_what_the_expectations_assume():
@@ -68,38 +77,36 @@ def test_epoch_sec_startend_byte_split_uses_last_packet_time():
         ("--filename-tstr-HHMMSS", "20211201_235059"),
         ("--filename-timestr-HHMMSS_NS", "20211201_235059.123.456.789"),
         ("--filename-tstr-HHMMSS_NS", "20211201_235059.123.456.789"),
-        ("--filename-tstr-HHMMSS_SUB", "20211201_235059.123456789"),
+        ("--filename-tstr-HHMMSS_SUB", "20211201_23-50-59.123456789"),
     ],
 )
-def test_fixed_modes(mode, expected):
+def test_fixed_modes(mode, expected, utc):
     assert name(mode) == expected
 
 
-def test_sub_second_digits_are_zero_padded():
+def test_sub_second_digits_are_zero_padded(utc):
     start = T_S * 1_000_000_000 + 5_000_007
     assert name("--filename-tstr-HHMMSS_NS", start) == "20211201_235059.005.000.007"
-    assert name("--filename-tstr-HHMMSS_SUB", start) == "20211201_235059.005000007"
+    assert name("--filename-tstr-HHMMSS_SUB", start) == "20211201_23-50-59.005000007"
     assert name("--filename-epoch-msec", start) == "1638402659005"
 
 
-def test_names_are_utc_whatever_the_local_timezone(set_tz):
+def test_time_strings_are_local_time_as_fmadio_writes_them(set_tz):
     set_tz("America/New_York")
-    assert name("--filename-tstr-HHMMSS") == "20211201_235059"
-    assert name("--filename-strftime", fmt="%H%M") == "2350"
+    assert name("--filename-tstr-HHMMSS") == "20211201_185059"
+    assert name("--filename-strftime", fmt="%H%M") == "1850"
+    assert name("--filename-epoch-sec") == "1638402659"  # epoch modes never depend on the zone
 
 
-def test_tz_mode_in_utc(set_tz):
-    set_tz("UTC")
-    assert name("--filename-tstr-HHMMSS_TZ") == "20211201_235059_2021-12-01_23:50:59+00:00"
+def test_tz_mode_in_utc(utc):
+    assert name("--filename-tstr-HHMMSS_TZ") == "2021-12-01_23:50:59+00:00"
 
 
 def test_tz_mode_in_new_york_winter_and_summer(set_tz):
     set_tz("America/New_York")
-    assert name("--filename-tstr-HHMMSS_TZ") == "20211201_235059_2021-12-01_18:50:59-05:00"
+    assert name("--filename-tstr-HHMMSS_TZ") == "2021-12-01_18:50:59-05:00"
     summer = int(datetime(2022, 4, 21, 23, 59, 58, tzinfo=UTC).timestamp()) * 1_000_000_000
-    assert name("--filename-tstr-HHMMSS_TZ", summer) == (
-        "20220421_235958_2022-04-21_19:59:58-04:00"
-    )
+    assert name("--filename-tstr-HHMMSS_TZ", summer) == "2022-04-21_19:59:58-04:00"
 
 
 @pytest.mark.parametrize(
@@ -113,7 +120,7 @@ def test_tz_mode_in_new_york_winter_and_summer(set_tz):
         ("%Y-%m-%dT%H:%M:%S%z", "2021-12-01T23:50:59+0000"),
     ],
 )
-def test_strftime(fmt, expected):
+def test_strftime(fmt, expected, utc):
     assert name("--filename-strftime", fmt=fmt) == expected
 
 

@@ -14,11 +14,14 @@ NS_PER_S = 1_000_000_000
 STRFTIME_MODE = "--filename-strftime"
 
 # Directives `--filename-strftime` accepts: each gives the same text on every libc, none yields a
-# `/` (unlike %D, %x, %c) or whitespace (unlike %e, %c). %N and %s are computed by pushcap.
+# `/` (unlike %D, %x, %c) or whitespace (unlike %e, %c). They format local time, as pcap_split's
+# strftime does (push/naming.py); %N and %s are computed by pushcap.
 STRFTIME_DIRECTIVES = "YyGgmdjUWVuwHIMSpbBaAFTzZsN%"
 
 # Smallest step of each strftime directive, in ns: two windows at least this far apart never share
-# a value of the finest directive of a format. Directives missing here are constant in UTC.
+# a value of the finest directive of a format (except when daylight saving ends and local time
+# repeats an hour: the shippers then add `_2`). Directives missing here (the zone's offset and
+# name) never tell two windows apart.
 _DAY_NS = 86400 * NS_PER_S
 STRFTIME_RESOLUTION_NS = {
     "N": 1,

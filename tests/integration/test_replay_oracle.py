@@ -116,15 +116,16 @@ def test_time_split_on_minute_boundaries(tmp_path, write_lua, gen_trace):
         assert capinfos_ok(f) == len(read_pcap(f).packets)
 
 
+# Time strings are local time, as FMADIO writes them (the replay runs in this process's zone).
 NAMING = {
     "--filename-epoch-sec-startend": lambda s: f"{s}-{s + 60}",
     "--filename-epoch-sec": lambda s: f"{s}",
     "--filename-epoch-msec": lambda s: f"{s * 1000}",
-    "--filename-timestr-HHMM": lambda s: time.strftime("%Y%m%d_%H%M", time.gmtime(s)),
-    "--filename-timestr-HHMMSS": lambda s: time.strftime("%Y%m%d_%H%M%S", time.gmtime(s)),
-    "--filename-tstr-HHMMSS": lambda s: time.strftime("%Y%m%d_%H%M%S", time.gmtime(s)),
+    "--filename-timestr-HHMM": lambda s: time.strftime("%Y%m%d_%H%M", time.localtime(s)),
+    "--filename-timestr-HHMMSS": lambda s: time.strftime("%Y%m%d_%H%M%S", time.localtime(s)),
+    "--filename-tstr-HHMMSS": lambda s: time.strftime("%Y%m%d_%H%M%S", time.localtime(s)),
     "--filename-timestr-HHMMSS_NS": lambda s: time.strftime("%Y%m%d_%H%M%S.000.000.000",
-                                                            time.gmtime(s)),
+                                                            time.localtime(s)),
 }
 
 
