@@ -20,7 +20,8 @@ from pushcap.capture.native import bind, buffer_address
 # A record claiming more than libpcap's MAXIMUM_SNAPLEN (defaults.MAX_SNAPLEN_BYTES) is corrupt
 # (tcpdump -r stops there with "invalid packet capture length"), and copied into an output file
 # it would make that file unreadable to libpcap. The walk stops before such a record; source.py
-# says where it is.
+# says where it is. A file whose snaplen is smaller walks with that limit instead: libpcap cuts a
+# record longer than the snaplen, which source.py leaves to pcap_rules.py.
 
 _I64 = ctypes.c_int64
 
@@ -28,10 +29,12 @@ _I64 = ctypes.c_int64
 class WindowWalk:
     """The walk of one window (a buffer being filled from its start): `advance` after each
     read, then `result`. The per-record columns are fresh for every window (batches keep them)
-    and are int64 memoryviews: a replay runs without numpy (see `batch.Batch.columns`)."""
+    and are int64 memoryviews: a replay runs without numpy (see `batch.Batch.columns`). The walk
+    stops before a record longer than `max_caplen`."""
 
     def __init__(self, function, region, big_endian: bool, nano: bool,
-                 max_records: int, lanes_function=None) -> None:
+                 max_records: int, lanes_function=None,
+                 max_caplen: int = defaults.MAX_SNAPLEN_BYTES) -> None:
         self._function = function
         self._lanes_function = lanes_function
         self._region = region  # kept alive: the C code reads (and may write) it
@@ -44,6 +47,7 @@ class WindowWalk:
         base = buffer_address(self._arrays)[0]
         self._rows = [base + i * max_records * 8 for i in range(4)]
         self._end = _I64(0)
+        self._max_caplen = max_caplen
         self.count = 0
 
     def advance(self, available: int) -> bool:
@@ -52,7 +56,7 @@ class WindowWalk:
             raise ValueError(f"{available} bytes available in a region of {self._length}")
         self.count = self._function(self._address, available, self._end.value, self.count,
                                     *self._flags, self._max, *self._rows,
-                                    ctypes.byref(self._end), defaults.MAX_SNAPLEN_BYTES)
+                                    ctypes.byref(self._end), self._max_caplen)
         return self.count >= self._max
 
     def walk_in_lanes(self, scratch) -> None:
@@ -66,7 +70,7 @@ class WindowWalk:
         address, length = buffer_address(scratch)
         self.count = self._lanes_function(self._address, self._length, self._flags[1],
                                           self._max, *self._rows, ctypes.byref(self._end),
-                                          defaults.MAX_SNAPLEN_BYTES, address, length // 8)
+                                          self._max_caplen, address, length // 8)
 
     def result(self) -> tuple[int, memoryview, memoryview, memoryview, memoryview]:
         """(end, offsets, ts_ns, caplen, wirelen) of the whole records found; big-endian
@@ -94,8 +98,10 @@ class NativeWalk:
                                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                 ctypes.POINTER(_I64), _I64, ctypes.c_void_p, _I64]
 
-    def window(self, region, big_endian: bool, nano: bool, max_records: int) -> WindowWalk:
-        return WindowWalk(self._function, region, big_endian, nano, max_records, self._lanes)
+    def window(self, region, big_endian: bool, nano: bool, max_records: int,
+               max_caplen: int = defaults.MAX_SNAPLEN_BYTES) -> WindowWalk:
+        return WindowWalk(self._function, region, big_endian, nano, max_records, self._lanes,
+                          max_caplen)
 
     def walk(self, region, big_endian: bool, nano: bool, max_records: int
              ) -> tuple[int, int, memoryview, memoryview, memoryview, memoryview]:

@@ -4,6 +4,13 @@ Blocks are walked in Python, one per packet; pcapng arrives as an interchange fi
 exports), not at line rate, so clarity wins here. A file whose interfaces have different link
 types cannot go into one pcap series: packets of interfaces whose link type differs from the
 first interface's are skipped and counted, with a warning.
+
+Timestamps are read as libpcap 1.10 reads them for `tcpdump --time-stamp-precision=nano -r IN
+-w OUT` (sf-pcapng.c): every `if_tsresol` it accepts (10^-0 .. 10^-19 s, 2^-0 .. 2^-63 s; others
+are an error there and here), whole seconds plus `if_tsoffset` cut to the 32 bits a pcap record
+holds, and the fraction scaled in 64-bit unsigned arithmetic, which wraps for binary resolutions
+finer than 2^-34 s exactly as libpcap's does (`_timestamp_ns`). The snaplen is libpcap's adjusted
+one (`pcap_rules.adjusted_snaplen`): 0, as many writers put, reads as the link type's largest.
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ import logging
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from pushcap import defaults
 from pushcap.capture.batch import Batch, build_records
+from pushcap.capture.pcap_rules import adjusted_snaplen
 
 log = logging.getLogger("pushcap.capture")
 
@@ -24,6 +33,42 @@ SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000002, 0x00000003, 0x00000
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_IF_TSRESOL = 9
 OPT_IF_TSOFFSET = 14
+NS_PER_S = 1_000_000_000
+_U64 = (1 << 64) - 1
+_U32 = (1 << 32) - 1
+_MAX_TSRESOL_DECIMAL = 19  # libpcap: 10^19 is the largest power of 10 a uint64 holds
+_MAX_TSRESOL_BINARY = 63
+
+
+class _Interface(NamedTuple):
+    """What reading an interface's packets takes: its link type and snaplen (as written), its
+    timestamp units per second, whether those are a power of 2, and `if_tsoffset` (seconds)."""
+
+    linktype: int
+    snaplen: int
+    units: int
+    binary: bool
+    offset_s: int
+
+
+def _timestamp_ns(ticks: int, interface: _Interface) -> int:
+    """A timestamp in ns, exactly as tcpdump --time-stamp-precision=nano writes it.
+
+    libpcap splits the 64-bit count into seconds (plus the offset) and a fraction in unsigned
+    64-bit arithmetic; pcap_dump writes the seconds' low 32 bits. A binary fraction is scaled
+    as `frac * 10^9 / 2^n`, whose product wraps past 2^64 for n of 35 or more: kept, so that
+    the output equals tcpdump's.
+    """
+    units = interface.units
+    sec = (ticks // units + interface.offset_s) & _U32
+    frac = ticks % units
+    if interface.binary:
+        frac = ((frac * NS_PER_S) & _U64) // units
+    elif units >= NS_PER_S:
+        frac //= units // NS_PER_S
+    else:
+        frac *= NS_PER_S // units
+    return sec * NS_PER_S + frac
 
 
 class PcapngFileSource:
@@ -36,12 +81,12 @@ class PcapngFileSource:
         self.truncated_bytes = 0
         self.skipped_packets = 0
         self._data = path.read_bytes()
-        self._interfaces: list[tuple[int, int, int]] = []  # (linktype, snaplen, units per second)
-        self._offsets_ns: list[int] = []  # if_tsoffset of each interface
+        self._interfaces: list[_Interface] = []
         first_idb = self._first_interface()
         if first_idb is None:
             raise SourceError(f"{path}: pcapng file has no interface description block")
-        self.linktype, self.snaplen = first_idb
+        self.linktype, snaplen = first_idb
+        self.snaplen = adjusted_snaplen(self.linktype, snaplen)
 
     def _blocks(self) -> Iterator[tuple[str, int, int, int]]:
         """(byte order, block type, body start, body end) for each whole block."""
@@ -69,21 +114,31 @@ class PcapngFileSource:
 
     def _parse_idb(self, order: str, start: int, end: int) -> None:
         linktype, _, snaplen = struct.unpack_from(order + "HHI", self._data, start)
-        units = 1_000_000
-        offset_ns = 0
+        units, binary, offset_s = 1_000_000, False, 0  # pcapng's default: microseconds
         pos = start + 8
         while pos + 4 <= end:
             code, length = struct.unpack_from(order + "HH", self._data, pos)
             if code == 0:
                 break
             if code == OPT_IF_TSRESOL and length >= 1:
-                value = self._data[pos + 4]
-                units = 2 ** (value & 0x7F) if value & 0x80 else 10 ** value
+                units, binary = self._tsresol(self._data[pos + 4], start)
             elif code == OPT_IF_TSOFFSET and length == 8:
-                offset_ns = struct.unpack_from(order + "q", self._data, pos + 4)[0] * 10**9
+                offset_s = struct.unpack_from(order + "q", self._data, pos + 4)[0]
             pos += 4 + ((length + 3) & ~3)
-        self._interfaces.append((linktype, snaplen, units))
-        self._offsets_ns.append(offset_ns)
+        self._interfaces.append(_Interface(linktype, snaplen, units, binary, offset_s))
+
+    def _tsresol(self, value: int, start: int) -> tuple[int, bool]:
+        """(units per second, whether a power of 2) of an `if_tsresol` value; refused where
+        libpcap refuses it (tcpdump -r stops there too)."""
+        from pushcap.capture.source import SourceError
+
+        exponent, binary = value & 0x7F, bool(value & 0x80)
+        if exponent > (_MAX_TSRESOL_BINARY if binary else _MAX_TSRESOL_DECIMAL):
+            raise SourceError(f"{self.path}: the interface description block at byte "
+                              f"{start - 8} has if_tsresol {value:#04x}, a resolution of "
+                              f"{'2' if binary else '10'}^-{exponent} s, finer than libpcap "
+                              "reads")
+        return (1 << exponent if binary else 10 ** exponent), binary
 
     def batches(self, reuse_buffer: bool = False) -> Iterator[Batch]:  # noqa: ARG002
         """The file's packets, batch by batch (each batch has records of its own: pcapng
@@ -95,7 +150,6 @@ class PcapngFileSource:
         for order, btype, start, end in self._blocks():
             if btype == SHB:
                 self._interfaces = []
-                self._offsets_ns = []
             elif btype == IDB:
                 self._parse_idb(order, start, end)
             elif btype in (EPB, PB, SPB):
@@ -125,10 +179,13 @@ class PcapngFileSource:
             if not self._interfaces:
                 raise SourceError(f"{self.path}: simple packet block at byte {start - 8} comes "
                                   "before any interface description block")
-            linktype, snaplen, _ = self._interfaces[0]
+            first = self._interfaces[0]
             wirelen = struct.unpack_from(order + "I", data, start)[0]
+            snaplen = first.snaplen
             caplen = min(wirelen, snaplen, end - start - 4) if snaplen else wirelen
-            return (0, caplen, wirelen, start + 4) if linktype == self.linktype else None
+            if first.linktype != self.linktype:
+                return None
+            return _timestamp_ns(0, first), caplen, wirelen, start + 4  # if_tsoffset, as libpcap
         if btype == EPB:
             iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(order + "IIIII", data, start)
         else:
@@ -141,13 +198,11 @@ class PcapngFileSource:
         if body + caplen > end:
             raise SourceError(f"{self.path}: packet block at byte {start - 8} claims {caplen} "
                               "captured bytes, more than the block holds")
-        linktype, _, units = self._interfaces[iface]
-        if linktype != self.linktype:
+        interface = self._interfaces[iface]
+        if interface.linktype != self.linktype:
             self.skipped_packets += 1
             return None
-        ticks = (ts_hi << 32) | ts_lo
-        ts_ns = ticks * 1_000_000_000 // units + self._offsets_ns[iface]
-        return ts_ns, caplen, wirelen, body
+        return _timestamp_ns((ts_hi << 32) | ts_lo, interface), caplen, wirelen, body
 
     def _batch(self, ts, caplens, wirelens, starts) -> Batch:
         caplen = np.array(caplens, dtype=np.int64)

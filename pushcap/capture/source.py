@@ -10,6 +10,8 @@ per 566 MB, against 0.008 s of page faults for the mapping). Where its records s
 by the C walk in lanes (native_walk.py). A big-endian file is read window by window into a
 buffer, walked chunk by chunk as it is read, and its headers are rewritten to little-endian
 there. Where the C library was not built, vectorized lanes in numpy find the records (walk.py).
+The few files whose records libpcap does not read as written (old versions, records longer than
+the snaplen) are read by libpcap's rules in pcap_rules.py instead, chosen once per file.
 pcapng is parsed in pcapng.py (per-block Python: pcapng is an interchange format, not the hot
 path).
 
@@ -32,6 +34,14 @@ from typing import TYPE_CHECKING
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.native_walk import native_walk
+from pushcap.capture.pcap_rules import (
+    FileRules,
+    Lengths,
+    RuleReader,
+    adjusted_snaplen,
+    corrupt_record,
+    lengths_rule,
+)
 
 if TYPE_CHECKING:  # numpy is imported where it is used: a mapped file is replayed without it
     import numpy as np
@@ -72,13 +82,19 @@ def open_file_source(path: str | Path, batch_packets: int = defaults.BATCH_PACKE
 
 
 class PcapFileSource:
-    """A classic pcap file (either byte order, µs or ns timestamps)."""
+    """A classic pcap file (either byte order, µs or ns timestamps), read as libpcap reads it.
+
+    `snaplen` is libpcap's adjusted one (`pcap_rules.adjusted_snaplen`), the one tcpdump -w
+    writes. `end_offset`: the file offset just past the last record of the batches handed out
+    (a batch's records can be shorter than the file's: `pcap_rules`).
+    """
 
     def __init__(self, path: Path, batch_packets: int = defaults.BATCH_PACKETS) -> None:
         self.path = path
         self.name = path.name
         self.batch_packets = batch_packets
         self.truncated_bytes = 0
+        self.end_offset = 24
         with path.open("rb") as f:
             header = f.read(24)
         if len(header) < 24:
@@ -93,8 +109,13 @@ class PcapFileSource:
                 raise SourceError(f"{path}: not a pcap or pcapng file (magic {header[:4].hex()})")
             self._order = ">"
         self._nano = magic == defaults.PCAP_MAGIC_NS
-        _, _, _, _, self.snaplen, linktype = struct.unpack(self._order + "HHiIII", header[4:])
+        major, minor, snaplen, linktype = struct.unpack(self._order + "HH8xII", header[4:])
         self.linktype = linktype & 0x0FFFFFFF  # upper bits carry FCS info, not the link type
+        self.snaplen = adjusted_snaplen(linktype, snaplen)
+        self._rules = FileRules(self._order, self._nano, lengths_rule(major, minor),
+                                self.snaplen, self.linktype)
+        # The fast walk stops before a longer record: from there libpcap's rules apply.
+        self._record_limit = min(defaults.MAX_SNAPLEN_BYTES, self.snaplen)
 
     def batches(self, reuse_buffer: bool = False) -> Iterator[Batch]:
         """The file's packets, batch by batch.
@@ -109,6 +130,9 @@ class PcapFileSource:
             if size <= 24:
                 return
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            if self._rules.lengths is not Lengths.AS_WRITTEN:
+                yield from self._read_by_rules(fd, 24, size)
+                return
             mapped = _map_read_only(fd, size) if self._order == "<" else None
             buffer = _ReadBuffer() if reuse_buffer and mapped is None else None
             yield from self._walk(fd, size, mapped, buffer)
@@ -133,27 +157,40 @@ class PcapFileSource:
             if batch is None:
                 caplen = self._caplen_at(region) if length >= RECORD_HEADER_BYTES else 0
                 if caplen > defaults.MAX_SNAPLEN_BYTES:
-                    raise SourceError(
-                        f"{self.path}: the record at offset {position} claims {caplen} captured "
-                        f"bytes, more than libpcap's limit of {defaults.MAX_SNAPLEN_BYTES}: the "
-                        "file is corrupt from there (the packets before it were replayed)")
+                    raise corrupt_record(self.path, position, caplen)
+                if caplen > self.snaplen:  # libpcap cuts it to the snaplen
+                    yield from self._read_by_rules(fd, position, size)
+                    return
                 if position + length >= size:
                     break  # a cut record at the end of the file
                 # One record larger than the window: read exactly that record next time.
                 window = max(window, RECORD_HEADER_BYTES + self._caplen_at(region))
                 continue
-            yield batch
             end = len(batch.records)
+            self.end_offset = position + end
+            yield batch
             position += end
             if mapped is not None:
                 mapped.drop_before(position)
             # Aim the next window at batch_packets records of the sizes seen so far.
             window = int(min(max(end / len(batch) * self.batch_packets * 1.02 + 65536,
                                  defaults.READ_MIN_WINDOW_BYTES), defaults.READ_MAX_WINDOW_BYTES))
-        if position < size:
-            self.truncated_bytes = size - position
+        self._left_over(size - position)
+
+    def _read_by_rules(self, fd: int, position: int, size: int) -> Iterator[Batch]:
+        """The records from `position` on, read by libpcap's rules (pcap_rules.py)."""
+        reader = RuleReader(fd, position, size, self._rules, self.path)
+        for batch in reader.batches(self.batch_packets):
+            self.end_offset = reader.position
+            yield batch
+        self._left_over(size - reader.position)
+
+    def _left_over(self, stray_bytes: int) -> None:
+        """Say that the file ends inside a record (its whole records were all handed out)."""
+        if stray_bytes:
+            self.truncated_bytes = stray_bytes
             log.warning("event=truncated_capture file=%s whole_packets_kept=yes stray_bytes=%d",
-                        self.name, self.truncated_bytes)
+                        self.name, stray_bytes)
 
     def _read_window(self, fd: int, position: int, length: int, buffer: _ReadBuffer | None
                      ) -> tuple[np.ndarray, Batch | None]:
@@ -166,7 +203,8 @@ class PcapFileSource:
         if native is None:
             _pread_into(fd, position, region)
             return region, self._numpy_walk(region)
-        walk = native.window(region, self._order == ">", self._nano, self.batch_packets)
+        walk = native.window(region, self._order == ">", self._nano, self.batch_packets,
+                             self._record_limit)
         done = 0
         while done < length:
             chunk_end = min(done + CHUNK_BYTES, length)
@@ -184,7 +222,7 @@ class PcapFileSource:
             import numpy as np
 
             return region, self._numpy_walk(np.frombuffer(region, dtype=np.uint8))
-        walk = native.window(region, False, self._nano, self.batch_packets)
+        walk = native.window(region, False, self._nano, self.batch_packets, self._record_limit)
         walk.walk_in_lanes(scratch)
         return region, self._walked_batch(region, walk)
 
@@ -207,7 +245,7 @@ class PcapFileSource:
             end = int(offsets[self.batch_packets])
             offsets = offsets[:self.batch_packets]
         ends = np.append(offsets[1:], end)
-        corrupt = np.flatnonzero(ends - offsets - RECORD_HEADER_BYTES > defaults.MAX_SNAPLEN_BYTES)
+        corrupt = np.flatnonzero(ends - offsets - RECORD_HEADER_BYTES > self._record_limit)
         if len(corrupt):  # stop before it, as the C walk does
             end = int(offsets[corrupt[0]])
             offsets = offsets[:corrupt[0]]

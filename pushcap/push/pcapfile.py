@@ -172,13 +172,15 @@ def repair_part(part: Path) -> tuple[int, int, int] | None:
 
     Returns (packets, first_ts_ns, last_ts_ns), or None when it holds no whole packet (it is then
     removed: there is nothing in it to lose). The file is walked window by window with the
-    capture reader, so a leftover of many GB never has to fit in memory.
+    capture reader, so a leftover of many GB never has to fit in memory. The cut is where the
+    reader's last whole record ends in the file (`end_offset`), not the sum of the batches'
+    sizes: it reads as libpcap does, and cuts a record longer than the header's snaplen.
     """
-    from pushcap.capture.source import SourceError, open_file_source
+    from pushcap.capture.source import PcapFileSource, SourceError
 
     packets, first_ts, last_ts, end = 0, 0, 0, PCAP_FILE_HEADER_BYTES
     try:
-        source = open_file_source(part)
+        source = PcapFileSource(part)  # pushcap writes classic pcap only
     except SourceError:  # not even a whole file header: nothing was captured into it
         source = None
     try:
@@ -187,7 +189,7 @@ def repair_part(part: Path) -> tuple[int, int, int] | None:
                 first_ts = int(batch.ts_ns[0])
             packets += len(batch)
             last_ts = int(batch.ts_ns[-1])
-            end += batch.nbytes
+            end = source.end_offset
     except SourceError as exc:  # a corrupt record: the whole ones before it are kept
         log.warning("event=repair_corrupt file=%s kept_packets=%d error=%r", part.name,
                     packets, str(exc))
