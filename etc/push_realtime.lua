@@ -42,11 +42,15 @@
 --             or '-'; it must match the compression (gzip: .gz, lz4: .lz4, zstd: .zst or .zstd,
 --             none: none of these).
 --
--- Mode "flows" (pushcap only) sends flow statistics (5-tuple counters) as JSON lines over UDP
--- instead of writing pcap files:
+-- Mode "flows" (pushcap only) sends flow statistics (5-tuple counters) as JSON over UDP instead
+-- of writing pcap files, one record per datagram as tcpdump-aggregator sends them:
 --   Path      required. "udp://HOST:PORT": an IPv4 address, a bracketed IPv6 address such as
 --             "udp://[::1]:9000", or a host name; port 1-65535.
 --   Interval  optional, default 20. Seconds between statistics, 0.1 to 86400 (flows only).
+--   Pack      optional, default false. true: several records per datagram, one per line (for a
+--             collector that splits lines; Logstash's json filter reads one record per datagram).
+--   DatadogRanges optional. A copy of Datadog's ip-ranges.json: records also carry
+--             datadog_service and packet_flow. Read when this file is loaded.
 --   FilterBPF and Interface work as above; Split, FileName, PipeCmd and FileSuffix are refused.
 
 local Config = {}
@@ -86,13 +90,14 @@ table.insert(Config.Target,
 --     FileSuffix = ".pcap.gz",
 -- })
 
--- flow statistics of every packet, as JSON lines to a local collector every 20 s
+-- flow statistics of every packet, as JSON to a local collector every 20 s
 -- table.insert(Config.Target,
 -- {
 --     Desc      = "flows-all",
 --     Mode      = "flows",
 --     Path      = "udp://127.0.0.1:9000",
 --     Interval  = 20,
+--     -- DatadogRanges = "/etc/pushcap/ip-ranges.json",
 -- })
 
 return Config

@@ -54,7 +54,11 @@ def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, .
     from pushcap.push.ship import make_shipper
 
     if target.mode is PushMode.FLOWS:
-        return f"{target.path} every {target.interval_s:g} s"
+        packed = ", packed" if target.pack else ""
+        ranges = target.datadog_ranges
+        datadog = "" if ranges is None else \
+            f", Datadog ranges {ranges.path} ({ranges.prefixes()} prefixes)"
+        return f"{target.path} every {target.interval_s:g} s{packed}{datadog}"
     if target.mode is PushMode.RCLONE:
         from pushcap.push.rclone_remote import check_remote
 
@@ -157,7 +161,8 @@ def _replay_figures(consumer) -> str:
     stats = consumer.stats
     if consumer.target.mode is PushMode.FLOWS:
         return (f"packets={stats.packets} intervals={stats.intervals} "
-                f"records_sent={stats.records_sent} send_failures={stats.send_failures}")
+                f"records_sent={stats.records_sent} send_failures={stats.send_failures} "
+                f"datagrams={stats.datagrams}")
     return f"packets={stats.packets} files={stats.files} bytes={stats.bytes}"
 
 

@@ -1,9 +1,15 @@
-"""The fields of pushcap's own Mode flows: Path = "udp://HOST:PORT" and Interval (seconds).
+"""The fields of pushcap's own Mode flows: Path = "udp://HOST:PORT", Interval (seconds), Pack
+and DatadogRanges.
 
-A flows target sends flow statistics as JSON lines over UDP instead of writing files, so its Path is
-a UDP address (IPv4, bracketed IPv6 or a host name, port 1-65535) and Interval sets how often; the
-file fields are refused there (refuse_for_flows) and Interval is refused for File and rclone
-targets (refuse_interval). Kept apart from targets.py, which assembles a target from these rules.
+A flows target sends flow statistics as JSON over UDP instead of writing files, so its Path is
+a UDP address (IPv4, bracketed IPv6 or a host name, port 1-65535) and Interval sets how often;
+Pack = true puts several records in a datagram (JSON lines) instead of one record per datagram,
+which is what tcpdump-aggregator sends and a Logstash `udp` input with a `json` filter parses;
+DatadogRanges names Datadog's ip-ranges.json, read and checked here at load (datadog_ranges.py),
+so a missing or broken file is a load error naming the target, like the `pushcap flows` option
+`--datadog-ranges` it mirrors. The file fields are refused for flows (refuse_for_flows) and the
+flows fields for File and rclone targets (refuse_interval, refuse_flows_only). Kept apart from
+targets.py, which assembles a target from these rules.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import re
 from typing import Any
 
 from pushcap import defaults
+from pushcap.config.datadog_ranges import read_datadog_ranges
 from pushcap.config.field_check import FieldError, field_text
+from pushcap.config.model import DatadogRangesFile
 
 _UDP_RE = re.compile(r"udp://(?P<host>\[[^\[\]/]*\]|[^\[\]/:]*):(?P<port>[0-9]{1,5})")
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
@@ -34,6 +42,30 @@ def refuse_interval(value: Any) -> None:
         "is only for Mode flows (seconds between flow statistics); a File or rclone target is"
         " cut into files by Split, remove it"
     )
+
+
+def refuse_flows_only(value: Any) -> None:
+    raise FieldError(
+        "is only for Mode flows (how flow statistics are sent); a File or rclone target writes"
+        " pcap files, remove it"
+    )
+
+
+def parse_pack(value: Any) -> bool:
+    if value is None:
+        return defaults.FLOWS_PACK
+    if not isinstance(value, bool):
+        raise FieldError(
+            "must be true (several records per datagram, one JSON object per line) or false"
+            " (one record per datagram, as tcpdump-aggregator sends), e.g. Pack = true"
+        )
+    return value
+
+
+def parse_datadog_ranges(value: Any) -> DatadogRangesFile | None:
+    example = 'DatadogRanges = "/etc/pushcap/ip-ranges.json"'
+    path = field_text(value, example, required=False)
+    return None if path is None else read_datadog_ranges(path)
 
 
 def parse_udp_path(value: Any) -> str:

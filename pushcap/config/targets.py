@@ -15,9 +15,11 @@ Decisions on FMADIO's fields:
 - Chunked, RingName and Compress are FMADIO fields pushcap does not support yet; any other key is
   refused as unknown, so a typo never silently drops a setting.
 - `Interface` is pushcap's own field: one captured interface name or alias (None = all).
-- Mode "flows" is pushcap's own: flow statistics as JSON lines to Path = "udp://HOST:PORT" every
-  `Interval` seconds; the file fields (Split, FileName, PipeCmd, FileSuffix) are refused there and
-  Interval is refused elsewhere, since a field that is silently ignored is a misconfiguration.
+- Mode "flows" is pushcap's own: flow statistics as JSON to Path = "udp://HOST:PORT" every
+  `Interval` seconds, one record per datagram unless `Pack = true`, with Datadog services when
+  `DatadogRanges` names an ip-ranges.json (read at load); the file fields (Split, FileName,
+  PipeCmd, FileSuffix) are refused there and the flows fields (FLOWS_ONLY_FIELDS) elsewhere,
+  since a field that is silently ignored is a misconfiguration.
 Every error is one ConfigError: `<file>:<line>: target <i> "<Desc>": <Field> <value>: <problem and
 fix>`, the line being the field's when it is written in the target's table, else the table's (a
 TargetPlace from lua.py; no line when it is not known).
@@ -41,8 +43,11 @@ from pushcap.config.field_check import (
 )
 from pushcap.config.file_fields import parse_filename, parse_pipe_cmd, parse_split, parse_suffix
 from pushcap.config.flows_fields import (
+    parse_datadog_ranges,
     parse_interval,
+    parse_pack,
     parse_udp_path,
+    refuse_flows_only,
     refuse_for_flows,
     refuse_interval,
 )
@@ -51,6 +56,7 @@ from pushcap.config.model import ConfigError, PushMode, TargetConfig
 __all__ = [
     "FIELDS",
     "FILE_ONLY_FIELDS",
+    "FLOWS_ONLY_FIELDS",
     "UNSUPPORTED_FIELDS",
     "LuaOpaque",
     "TargetPlace",
@@ -60,10 +66,11 @@ __all__ = [
 
 FIELDS = (
     "Desc", "Mode", "Path", "Split", "FileName", "FilterBPF", "Interface", "PipeCmd", "FileSuffix",
-    "Interval",
+    "Interval", "Pack", "DatadogRanges",
 )  # fmt: skip
 UNSUPPORTED_FIELDS = ("Chunked", "RingName", "Compress")
 FILE_ONLY_FIELDS = ("Split", "FileName", "PipeCmd", "FileSuffix")  # refused for Mode flows
+FLOWS_ONLY_FIELDS = ("Interval", "Pack", "DatadogRanges")  # refused for File and rclone
 
 _DESC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
@@ -88,15 +95,18 @@ def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
                 f"{place.prefix(name)}: {name} is not supported yet by pushcap; remove it"
             )
         if name not in FIELDS:
+            shown = name if name.isidentifier() else lua_repr(name)  # a key may hold a newline
             raise ConfigError(
-                f"{place.prefix(name)}: unknown field {name} (known: {', '.join(FIELDS)})"
+                f"{place.prefix(name)}: unknown field {shown} (known: {', '.join(FIELDS)})"
             )
 
     mode = check_field(place, "Mode", fields.get("Mode"), _parse_mode)
     if mode is PushMode.FLOWS:
         return _validate_flows(fields, place, desc)
-    if "Interval" in fields:
-        check_field(place, "Interval", fields["Interval"], refuse_interval)
+    for name in FLOWS_ONLY_FIELDS:
+        if name in fields:
+            refuse = refuse_interval if name == "Interval" else refuse_flows_only
+            check_field(place, name, fields[name], refuse)
     path = check_field(place, "Path", fields.get("Path"), lambda v: _parse_path(v, mode))
     split_value = fields.get("Split", defaults.DEFAULT_SPLIT.encode())
     split = check_field(place, "Split", split_value, parse_split)
@@ -120,7 +130,8 @@ def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
 
 
 def _validate_flows(fields: dict[str, Any], place: TargetPlace, desc: str) -> TargetConfig:
-    """A Mode flows target: a UDP destination and an interval; the file fields are refused."""
+    """A Mode flows target: a UDP destination, an interval, packing and Datadog ranges; the file
+    fields are refused."""
     for name in FILE_ONLY_FIELDS:
         if name in fields:
             check_field(place, name, fields[name], refuse_for_flows)
@@ -136,6 +147,10 @@ def _validate_flows(fields: dict[str, Any], place: TargetPlace, desc: str) -> Ta
         filter_bpf=check_field(place, "FilterBPF", fields.get("FilterBPF"), _parse_bpf),
         interface=check_field(place, "Interface", fields.get("Interface"), _parse_interface),
         interval_s=interval,
+        pack=check_field(place, "Pack", fields.get("Pack"), parse_pack),
+        datadog_ranges=check_field(
+            place, "DatadogRanges", fields.get("DatadogRanges"), parse_datadog_ranges
+        ),
     )
 
 

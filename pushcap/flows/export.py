@@ -1,10 +1,20 @@
-"""Flow records as JSON lines over UDP, as the tcpdump-aggregator sends them.
+"""Flow records as JSON over UDP, as the tcpdump-aggregator sends them.
 
 A record is the aggregator's JSON object, same keys in the same order and the same types
 (`json.dumps` default separators, as the script uses), so a collector pipeline built for it
-keeps working. Several records share a datagram, one per line ("\\n" after each), and a datagram
-never exceeds `max_datagram_bytes` (default 1400: with IP and UDP headers it fits a 1500-byte
-MTU, so nothing is fragmented and a lost fragment never loses a whole datagram).
+keeps working. By default each record is one datagram and nothing else, exactly the bytes of
+the aggregator's `sendto(json.dumps(record))`: a Logstash `udp` input makes each datagram one
+event and its `json` filter parses that event's text as one JSON value (elk-tcpdump, which the
+aggregator was built from, is that pipeline), so two records in a datagram would be a parse
+failure there. With `pack`, several records share a datagram, one per line ("\\n" after
+each), for collectors that split a datagram into lines (Logstash's `json_lines` codec): fewer
+datagrams per interval.
+
+Either way a datagram never exceeds `max_datagram_bytes` (default 1400: with IP and UDP headers
+it fits a 1500-byte MTU, so nothing is fragmented and a lost fragment never loses a whole
+datagram; at most the UDP payload limit, 65507). A record that alone is longer (long host
+names) is sent with its hosts as IPs, as before a name resolves; one still too long is dropped,
+counted (`records_oversize`) and logged, never cut: a cut record is not JSON.
 
 Sending is best effort and never fatal: a collector that is down (ICMP port unreachable, seen as
 ECONNREFUSED on the connected socket's next send), no route, a full buffer... each failed
@@ -25,6 +35,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pushcap import defaults
+from pushcap.config.datadog_ranges import read_datadog_ranges
+from pushcap.config.field_check import FieldError
+from pushcap.config.model import DatadogRangesFile
 
 log = logging.getLogger("pushcap.flows")
 
@@ -75,13 +88,15 @@ class DatadogRanges:
         self._cache: dict[str, str | None] = {}
 
     @classmethod
+    def from_file(cls, ranges: DatadogRangesFile) -> DatadogRanges:
+        """The lookup for a ranges file read and checked at load (config/datadog_ranges.py)."""
+        return cls({service: list(prefixes) for service, prefixes in ranges.services})
+
+    @classmethod
     def load(cls, path: str | Path) -> DatadogRanges:
         try:
-            doc = json.loads(Path(path).read_text())
-            ranges = {name: [*v.get("prefixes_ipv4", []), *v.get("prefixes_ipv6", [])]
-                      for name, v in doc.items() if isinstance(v, dict)}
-            return cls(ranges)
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            return cls.from_file(read_datadog_ranges(str(path)))
+        except FieldError as exc:
             raise FlowExportError(f"Datadog ranges {path}: {exc}") from None
 
     def service(self, ip: str) -> str | None:
@@ -134,12 +149,19 @@ class ExportStats:
 
 
 class UdpExporter:
-    """Sends records to one collector over a connected UDP socket (so refusals are reported)."""
+    """Sends records to one collector over a connected UDP socket (so refusals are reported):
+    one record per datagram, or with `pack` as many JSON lines as fit `max_datagram_bytes`."""
 
     def __init__(self, host: str, port: int,
-                 max_datagram_bytes: int = defaults.FLOWS_MAX_DATAGRAM_BYTES) -> None:
+                 max_datagram_bytes: int = defaults.FLOWS_MAX_DATAGRAM_BYTES,
+                 pack: bool = defaults.FLOWS_PACK) -> None:
+        if not 1 <= max_datagram_bytes <= defaults.FLOWS_MAX_UDP_PAYLOAD_BYTES:
+            raise FlowExportError(f"max datagram bytes {max_datagram_bytes}: must be 1 to "
+                                  f"{defaults.FLOWS_MAX_UDP_PAYLOAD_BYTES} (a UDP payload)")
         self.host, self.port = host, port
         self.max_datagram_bytes = max_datagram_bytes
+        self.pack = pack
+        self._end = b"\n" if pack else b""  # a line in a packed datagram; nothing after one
         self.stats = ExportStats()
         self._sock: socket.socket | None = None
         self._last_failure_log = 0.0
@@ -163,22 +185,43 @@ class UdpExporter:
         return self._sock
 
     def encode(self, record: dict) -> bytes | None:
-        """One JSON line; if it cannot fit a datagram, hosts fall back to IPs, else None."""
-        line = (json.dumps(record) + "\n").encode()
-        if len(line) <= self.max_datagram_bytes:
-            return line
+        """The record's JSON (a line when packing); if it cannot fit a datagram, hosts fall back
+        to IPs, else None (counted)."""
+        data = json.dumps(record).encode() + self._end
+        if len(data) <= self.max_datagram_bytes:
+            return data
         short = {**record, "source_HOST": record["source_IP"], "target_HOST": record["target_IP"]}
-        line = (json.dumps(short) + "\n").encode()
-        if len(line) <= self.max_datagram_bytes:
-            return line
+        data = json.dumps(short).encode() + self._end
+        if len(data) <= self.max_datagram_bytes:
+            return data
         self.stats.records_oversize += 1
         return None
 
     def send(self, records: Iterable[dict]) -> None:
-        lines = (line for line in map(self.encode, records) if line is not None)
-        for payload, count in datagrams(lines, self.max_datagram_bytes):
+        """Best effort, one interval's records; a datagram that fails is counted, not retried."""
+        oversize = self.stats.records_oversize
+        encoded = (data for data in map(self.encode, records) if data is not None)
+        if self.pack:
+            self._send_all(datagrams(encoded, self.max_datagram_bytes))
+        else:
+            self._send_all((data, 1) for data in encoded)
+        if self.stats.records_oversize > oversize:
+            log.warning("event=flows_record_oversize destination=%s records_dropped=%d "
+                        "max_datagram_bytes=%d (even with hosts as IPs)", self.label,
+                        self.stats.records_oversize - oversize, self.max_datagram_bytes)
+
+    def _send_all(self, payloads: Iterable[tuple[bytes, int]]) -> None:
+        try:
+            sock = self._socket()
+        except OSError as exc:  # no address, no route: once for the interval, not per datagram
+            for _, count in payloads:
+                self.stats.send_failures += 1
+                self.stats.records_failed += count
+            self._log_failure(exc)
+            return
+        for payload, count in payloads:
             try:
-                self._socket().send(payload)
+                sock.send(payload)
             except OSError as exc:
                 self.stats.send_failures += 1
                 self.stats.records_failed += count

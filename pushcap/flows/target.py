@@ -10,6 +10,11 @@ sent never reopen.
 The exporter's own datagrams would otherwise be counted and sent again every interval (on `lo`,
 or when the collector is remote, on the uplink): by default UDP to or from the collector port is
 excluded, what tcpdump-aggregator users do with `port not 10518`.
+
+Sending an interval (one datagram per record by default: up to `max_flows` sends) happens on the
+thread that calls consume/tick/close: in the daemon the target's own lane (supervisor/
+target_lane.py), never the capture thread, so a long send delays only this target's reading of
+the ring, which holds seconds of packets.
 """
 
 from __future__ import annotations
@@ -61,19 +66,21 @@ class FlowStats:
     records_sent: int = 0
     datagrams: int = 0
     send_failures: int = 0
+    records_oversize: int = 0  # longer than a datagram even with hosts as IPs: not sent
     flows_overflowed: int = 0
     packets_overflowed: int = 0
 
 
 class FlowTarget(CountsFailures):
-    """Per-interval 5-tuple counters of one interface, sent as JSON lines over UDP."""
+    """Per-interval 5-tuple counters of one interface, sent as JSON over UDP."""
 
     def __init__(self, target: TargetConfig, interface: str, linktype: int, snaplen: int,
                  resolver: Resolver | None = None, *, datadog: DatadogRanges | None = None,
                  max_flows: int = defaults.MAX_FLOWS,
                  max_datagram_bytes: int = defaults.FLOWS_MAX_DATAGRAM_BYTES,
                  exclude_own_traffic: bool = True, stamp_close_now: bool = False) -> None:
-        """`resolver` None shares the process-wide resolver; pass `resolve.NO_DNS` for none."""
+        """`resolver` None shares the process-wide resolver; pass `resolve.NO_DNS` for none.
+        `datadog` None uses the target's DatadogRanges (read at load), if it has one."""
         self.target = target
         self.interface = interface
         self.stamp_close_now = stamp_close_now  # `pushcap flows -i`: stopping stamps "now"
@@ -94,8 +101,13 @@ class FlowTarget(CountsFailures):
             log.warning("event=flows_linktype_unsupported %s linktype=%d: no packet will count",
                         self.label, linktype)
         self.resolver = resolver if resolver is not None else default_resolver()
+        if datadog is None and target.datadog_ranges is not None:
+            datadog = DatadogRanges.from_file(target.datadog_ranges)
         self.datadog = datadog
-        self.exporter = UdpExporter(host, port, max_datagram_bytes)
+        try:
+            self.exporter = UdpExporter(host, port, max_datagram_bytes, target.pack)
+        except FlowExportError as exc:
+            raise ConfigError(f'target {target.index} "{target.desc}": {exc}') from None
         self.table = FlowTable(max_flows)
         self.stats = FlowStats()
         self._open: int | None = None  # interval number (ts_ns // interval_ns) being counted
@@ -224,6 +236,7 @@ class FlowTarget(CountsFailures):
         self.stats.flows += len(flows)
         self.stats.records_sent, self.stats.datagrams = exp.records_sent, exp.datagrams
         self.stats.send_failures = exp.send_failures
+        self.stats.records_oversize = exp.records_oversize
         if exp.send_failures > failures_before:  # the collector did not get this interval
             self.note_error(OSError(f"{exp.send_failures - failures_before} datagram(s) to "
                                     f"{self.target.path} could not be sent"))

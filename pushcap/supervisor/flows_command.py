@@ -1,8 +1,9 @@
 """`pushcap flows`: one-off flow statistics from an interface or a capture file.
 
 A drop-in for `tcpdump -U -i eth0 -nn -tttt port not 10518 | tcpdump_aggregator.py
-127.0.0.1:10518`: with no option it sends to udp://127.0.0.1:10518 every 20 s and leaves out its
-own datagrams. `--read` replays a file with intervals by packet time and exits when it ends;
+127.0.0.1:10518`: with no option it sends to udp://127.0.0.1:10518 every 20 s, one JSON record
+per datagram as the aggregator does (`--pack`: several, one per line), and leaves out its own
+datagrams. `--read` replays a file with intervals by packet time and exits when it ends;
 `--interface` captures until SIGINT/SIGTERM (a second signal more than a second later exits at
 once), sending the interval in progress before it stops.
 
@@ -23,6 +24,7 @@ from pushcap import defaults
 from pushcap.config.model import (
     ConfigError,
     DaemonConfig,
+    DatadogRangesFile,
     InterfaceConfig,
     NamingRule,
     PushMode,
@@ -54,11 +56,17 @@ def add_flows_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"seconds per interval (default {defaults.FLOWS_INTERVAL_S:g})")
     p.add_argument("--bpf", metavar="FILTER", help="count only packets this filter selects")
     p.add_argument("--no-dns", action="store_true", help="hosts are the IPs, no reverse DNS")
-    p.add_argument("--datadog-ranges", type=Path, metavar="FILE",
+    p.add_argument("--datadog-ranges", metavar="FILE",
                    help="Datadog ip-ranges.json: add datadog_service and packet_flow")
+    p.add_argument("--pack", action="store_true",
+                   help="several records per datagram, one JSON object per line (default: one "
+                        "record per datagram, as tcpdump-aggregator sends and Logstash's udp "
+                        "input with a json filter reads)")
     p.add_argument("--max-flows", type=int, default=None,  # None: flows.aggregate's default
                    help="flows per interval; more are counted as overflow")
-    p.add_argument("--max-datagram-bytes", type=int, default=None)  # None: flows.export's
+    p.add_argument("--max-datagram-bytes", type=int, default=None,  # None: flows.export's
+                   help=f"largest datagram (default {defaults.FLOWS_MAX_DATAGRAM_BYTES}, at most "
+                        f"{defaults.FLOWS_MAX_UDP_PAYLOAD_BYTES})")
     p.add_argument("--include-own-traffic", action="store_true",
                    help="also count UDP on the collector port (excluded by default)")
     p.set_defaults(func=cmd_flows)
@@ -66,20 +74,15 @@ def add_flows_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _target(args, linktype: int, snaplen: int, name: str, live: bool) -> FlowTarget:
-    from pushcap.flows.export import DatadogRanges, FlowExportError
     from pushcap.flows.resolve import NO_DNS, Resolver
     from pushcap.flows.target import FlowTarget
 
     config = _flows_target(args)
-    try:
-        datadog = DatadogRanges.load(args.datadog_ranges) if args.datadog_ranges else None
-    except FlowExportError as exc:
-        raise ConfigError(str(exc)) from None
     resolver = NO_DNS if args.no_dns else Resolver()
     max_flows = defaults.MAX_FLOWS if args.max_flows is None else args.max_flows
     max_datagram = (defaults.FLOWS_MAX_DATAGRAM_BYTES if args.max_datagram_bytes is None
                     else args.max_datagram_bytes)
-    return FlowTarget(config, name, linktype, snaplen, resolver, datadog=datadog,
+    return FlowTarget(config, name, linktype, snaplen, resolver,
                       max_flows=max_flows, max_datagram_bytes=max_datagram,
                       exclude_own_traffic=not args.include_own_traffic, stamp_close_now=live)
 
@@ -88,7 +91,8 @@ def _summary(target: FlowTarget, what: str) -> str:
     s = target.stats
     return (f"{what}: packets={s.packets} non_ip={s.non_ip_packets} intervals={s.intervals} "
             f"flows={s.flows} records_sent={s.records_sent} datagrams={s.datagrams} "
-            f"send_failures={s.send_failures} flows_overflowed={s.flows_overflowed}")
+            f"send_failures={s.send_failures} records_oversize={s.records_oversize} "
+            f"flows_overflowed={s.flows_overflowed}")
 
 
 def cmd_flows(args) -> int:
@@ -97,10 +101,13 @@ def cmd_flows(args) -> int:
         raise ConfigError(f"--interval {args.interval:g}: must be {low:g} to {high:g} seconds")
     if args.max_flows is not None and args.max_flows < 1:
         raise ConfigError(f"--max-flows {args.max_flows}: must be at least 1")
-    if args.max_datagram_bytes is not None and args.max_datagram_bytes < 1:
-        raise ConfigError(f"--max-datagram-bytes {args.max_datagram_bytes}: must be at least 1")
+    most = defaults.FLOWS_MAX_UDP_PAYLOAD_BYTES
+    if args.max_datagram_bytes is not None and not 1 <= args.max_datagram_bytes <= most:
+        raise ConfigError(f"--max-datagram-bytes {args.max_datagram_bytes}: must be 1 to {most} "
+                          "(the largest UDP payload)")
     if args.destination is None:
         args.destination = f"udp://{defaults.FLOWS_HOST}:{defaults.FLOWS_PORT}"
+    args.datadog = _datadog_ranges(args.datadog_ranges)
     return _replay(args) if args.read else _live(args)
 
 
@@ -123,11 +130,24 @@ class _FlowsFactory:
             made.resolver.close()
 
 
+def _datadog_ranges(path: str | None) -> DatadogRangesFile | None:
+    """Read once, before anything starts, by the rules of a flows target's DatadogRanges."""
+    if path is None:
+        return None
+    from pushcap.config.datadog_ranges import read_datadog_ranges
+    from pushcap.config.field_check import FieldError
+
+    try:
+        return read_datadog_ranges(path)
+    except FieldError as exc:
+        raise ConfigError(f"--datadog-ranges {path}: {exc}") from None
+
+
 def _flows_target(args) -> TargetConfig:
     return TargetConfig(index=1, desc="flows", mode=PushMode.FLOWS, path=args.destination,
                         split=SplitRule(SplitKind.TIME, int(args.interval * 1e9)),
                         naming=NamingRule(defaults.DEFAULT_FILENAME), filter_bpf=args.bpf,
-                        interval_s=args.interval)
+                        interval_s=args.interval, pack=args.pack, datadog_ranges=args.datadog)
 
 
 def _replay(args) -> int:

@@ -1,4 +1,12 @@
-"""The loopback collector and target config both flows test files drive, kept in one place."""
+"""The loopback collector and target config the flows test files drive, kept in one place.
+
+The collector reads as the aggregator's consumers do: `records()` is Logstash's `udp` input with
+a `json` filter (elk-tcpdump's logstash.conf, the pipeline tcpdump-aggregator was built for):
+each datagram is one event whose whole text gets one JSON parse, and every datagram must parse
+into an object with the aggregator's fields, or the test fails (where Logstash would tag the
+event `_jsonparsefailure` and lose its records). `packed_records()` reads `Pack` output, JSON
+lines, as a `json_lines` codec would.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,32 @@ import time
 from pushcap.config.model import NamingRule, PushMode, SplitKind, SplitRule, TargetConfig
 
 NS = 1_000_000_000
+AGGREGATOR_FIELDS = ("source_IP", "source_PORT", "target_IP", "target_PORT", "type", "count",
+                     "length", "source_HOST", "target_HOST", "time")  # the seed's, in its order
+
+
+def logstash_event(datagram: bytes) -> dict:
+    """What Logstash's `udp {}` input + `json { source => "message" }` make of one datagram.
+
+    The input decodes the datagram (codec plain, UTF-8) into one event's `message`; the filter
+    runs one JSON parse over all of it and merges the object into the event. A parse error,
+    or a value that is not an object, is `_jsonparsefailure`: here an AssertionError.
+    """
+    message = datagram.decode("utf-8")
+    try:
+        event = json.loads(message)
+    except ValueError as exc:
+        raise AssertionError(f"_jsonparsefailure ({exc}) on {message[:300]!r}") from None
+    assert isinstance(event, dict), f"_jsonparsefailure: not an object: {message[:300]!r}"
+    missing = [name for name in AGGREGATOR_FIELDS if name not in event]
+    assert not missing, f"no {missing} in {event}"
+    return event
+
+
+def json_lines(datagram: bytes) -> list[dict]:
+    """A packed datagram: every line one record, each line ended by a newline."""
+    assert datagram.endswith(b"\n"), datagram[-100:]
+    return [json.loads(line) for line in datagram.decode().splitlines()]
 
 
 class Collector:
@@ -38,16 +72,17 @@ class Collector:
                 continue
 
     def records(self) -> list[dict]:
-        out = []
-        for d in list(self.datagrams):
-            assert d.endswith(b"\n")
-            out.extend(json.loads(line) for line in d.decode().splitlines())
-        return out
+        """Every datagram received so far, through logstash_event: one record each."""
+        return [logstash_event(d) for d in list(self.datagrams)]
 
-    def wait_for(self, predicate, timeout_s: float) -> list[dict]:
+    def packed_records(self) -> list[dict]:
+        """Every datagram received so far as JSON lines (a target with Pack)."""
+        return [r for d in list(self.datagrams) for r in json_lines(d)]
+
+    def wait_for(self, predicate, timeout_s: float, packed: bool = False) -> list[dict]:
         deadline = time.monotonic() + timeout_s
         while True:
-            records = self.records()
+            records = self.packed_records() if packed else self.records()
             if predicate(records) or time.monotonic() > deadline:
                 return records
             time.sleep(0.05)
@@ -58,8 +93,9 @@ class Collector:
         self.sock.close()
 
 
-def flows_config(url: str, interval_s: float, bpf: str | None = None) -> TargetConfig:
+def flows_config(url: str, interval_s: float, bpf: str | None = None,
+                 pack: bool = False) -> TargetConfig:
     return TargetConfig(index=1, desc="flows-test", mode=PushMode.FLOWS, path=url,
                         split=SplitRule(SplitKind.TIME, int(interval_s * NS)),
                         naming=NamingRule("--filename-epoch-sec"), filter_bpf=bpf,
-                        interval_s=interval_s)
+                        interval_s=interval_s, pack=pack)

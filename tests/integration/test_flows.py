@@ -117,7 +117,8 @@ def run_command(*args: str, timeout_s: float = 60) -> subprocess.CompletedProces
 
 def replay_inprocess(path: Path, url: str, interval_s: float, **kwargs) -> FlowTarget:
     source = open_file_source(path, batch_packets=4096)
-    target = FlowTarget(flows_config(url, interval_s), source.name, source.linktype,
+    config = flows_config(url, interval_s, pack=kwargs.pop("pack", False))
+    target = FlowTarget(config, source.name, source.linktype,
                         source.snaplen, kwargs.pop("resolver", NO_DNS), **kwargs)
     for batch in source.batches():
         target.consume(batch)
@@ -147,6 +148,7 @@ def test_generated_trace_matches_dpkt_per_interval(gen_trace, collector):
     assert int(summary["send_failures"]) == 0 and int(summary["flows_overflowed"]) == 0
     assert int(summary["intervals"]) >= 4
     assert_matches_oracle(collector, path, 1.0, int(summary["records_sent"]))
+    assert int(summary["datagrams"]) == int(summary["records_sent"]) == len(collector.datagrams)
     for d in collector.datagrams:
         assert len(d) <= 1400
 
@@ -193,12 +195,23 @@ def test_flow_cap_counts_what_overflows(gen_trace, collector):
 def test_datagrams_stay_under_the_limit(gen_trace, collector):
     path = gen_trace(5_000, seed=5)
     target = replay_inprocess(path, collector.url, 60.0, max_datagram_bytes=600,
-                              exclude_own_traffic=False)
-    collector.wait_for(lambda r: len(r) >= target.stats.records_sent, 5)
+                              exclude_own_traffic=False, pack=True)
+    collector.wait_for(lambda r: len(r) >= target.stats.records_sent, 5, packed=True)
     assert len(collector.datagrams) == target.stats.datagrams > 10
     assert all(len(d) <= 600 for d in collector.datagrams)
     assert sum(d.count(b"\n") for d in collector.datagrams) == target.stats.records_sent
     assert max(d.count(b"\n") for d in collector.datagrams) > 1, "lines must share datagrams"
+
+
+def test_one_record_per_datagram_by_default(gen_trace, collector):
+    """The aggregator's `sendto(json.dumps(record))`: each datagram is one record's JSON and
+    nothing more (no newline), so Logstash's udp input + json filter parses every one."""
+    path = gen_trace(5_000, seed=5)
+    target = replay_inprocess(path, collector.url, 60.0, exclude_own_traffic=False)
+    records = collector.wait_for(lambda r: len(r) >= target.stats.records_sent, 5)
+    assert len(records) == len(collector.datagrams) == target.stats.datagrams \
+        == target.stats.records_sent > 10
+    assert [json.dumps(r).encode() for r in records] == collector.datagrams
 
 
 # --- live on lo ------------------------------------------------------------------------------
