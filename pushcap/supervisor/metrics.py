@@ -6,6 +6,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from pushcap.supervisor.trigger_metrics import trigger_families
+
 INTERFACE_METRICS = [  # (status key, metric name, kind, help)
     ("packets_captured", "pushcap_interface_packets_captured", "counter",
      "Packets captured into the ring"),
@@ -13,6 +15,8 @@ INTERFACE_METRICS = [  # (status key, metric name, kind, help)
     ("if_drops", "pushcap_interface_if_drops", "counter", "Packets the interface dropped"),
     ("push_missed_packets", "pushcap_interface_push_missed_packets", "counter",
      "Packets evicted from the ring before a push target read them, added over the targets"),
+    ("lost_at_failure", "pushcap_interface_lost_at_failure", "counter",
+     "Packets libpcap held when the interface failed that could not be read any more"),
     ("capturing", "pushcap_interface_capturing", "gauge",
      "1 while the interface is captured, 0 while it is down and being reopened"),
     ("reopens", "pushcap_interface_reopens", "counter",
@@ -26,6 +30,8 @@ TARGET_METRICS = [
     ("files", "pushcap_target_files", "counter", "Files finished by the target"),
     ("files_pending", "pushcap_target_pending_files", "gauge", "Files waiting for upload"),
     ("bytes_pending", "pushcap_target_pending_bytes", "gauge", "Bytes waiting for upload"),
+    ("oldest_pending_age_s", "pushcap_target_oldest_pending_age_seconds", "gauge",
+     "Age of the oldest file waiting for upload (0 with none)"),
     ("spool_errors", "pushcap_target_spool_errors", "counter",
      "Failed reads or deletes of the upload spool (uploads wait)"),
     ("uploads_ok", "pushcap_target_uploads_ok", "counter", "Files uploaded"),
@@ -38,6 +44,18 @@ TARGET_METRICS = [
      "Packets the target lost: missed in the ring, or selected but not written"),
     ("missed_packets", "pushcap_target_missed_packets", "counter",
      "Packets evicted from the ring before the target read them (it fell behind)"),
+    ("retention_deleted_files", "pushcap_target_retention_deleted_files", "counter",
+     "Published files deleted by the target's Keep limits"),
+    ("retention_deleted_bytes", "pushcap_target_retention_deleted_bytes", "counter",
+     "Bytes (files and their indexes) deleted by the target's Keep limits"),
+    ("archive_files", "pushcap_target_archive_files", "gauge",
+     "Published files of the target on disk (Keep or Index targets)"),
+    ("archive_bytes", "pushcap_target_archive_bytes", "gauge",
+     "Bytes of the target's published files and their indexes on disk"),
+    ("archive_span_s", "pushcap_target_archive_span_seconds", "gauge",
+     "Span of packet history the target's files on disk hold"),
+    ("indexed_files", "pushcap_target_indexed_files", "counter", "Index files written"),
+    ("index_errors", "pushcap_target_index_errors", "counter", "Index files that failed"),
     ("records_sent", "pushcap_flows_records_sent", "counter", "Flow records exported"),
     ("send_failures", "pushcap_flows_send_failures", "counter", "Flow datagrams not sent"),
 ]
@@ -59,11 +77,7 @@ class _SnapshotCollector:
                 if isinstance(t.get(key), int | float):
                     family.add_metric([t["desc"], t["interface"], t["mode"]], float(t[key]))
             yield family
-        for section in ("triggers",):
-            for key, value in (self.status.get(section) or {}).items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    yield GaugeMetricFamily(f"pushcap_{section}_{key}", f"{section} {key}",
-                                            value=float(value))
+        yield from trigger_families(self.status.get("trigger") or {})
         yield GaugeMetricFamily("pushcap_reloads", "Config reloads applied",
                                 value=float(self.status["reloads"]))
 

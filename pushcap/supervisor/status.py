@@ -1,4 +1,5 @@
-"""The daemon's loopback HTTP endpoint: `/status` (JSON), `/metrics` (Prometheus), `/reload`.
+"""The daemon's loopback HTTP endpoint: `/` (the status page), `/status` (JSON), `/metrics`
+(Prometheus), `/reload`.
 
 One small server answers `pushcap status`, `pushcap reload` and a Prometheus scrape. Figures are
 read from the engine when asked, never counted per packet for this. It listens on loopback by
@@ -15,6 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from pushcap.capture.consumer import newest_error
 from pushcap.supervisor.engine import EngineView
 from pushcap.supervisor.target_counters import consumer_status, counters
 
@@ -31,6 +33,7 @@ def engine_status(view: EngineView, extras: dict[str, Callable[[], dict]]) -> di
         interfaces[name] = {
             "packets_captured": ring.packets_total, "kernel_drops": cap.kernel_drops,
             "if_drops": cap.if_drops, "push_missed_packets": cap.missed_by_push,
+            "lost_at_failure": cap.lost_at_failure,
             "ring_packets": packets, "ring_bytes": nbytes, "ring_seconds": span_ns / 1e9,
             "ring_max_bytes": ring.max_bytes, "capturing": int(cap.error is None),
             "reopens": cap.reopens,
@@ -54,8 +57,7 @@ def engine_status(view: EngineView, extras: dict[str, Callable[[], dict]]) -> di
             missed = view.missed.get((name, desc), 0)  # evicted before this target read them
             entry["missed_packets"] = missed
             entry["lost_packets"] = entry.get("lost_packets", 0) + missed
-            if newest.last_error:
-                entry["last_error"] = newest.last_error
+            entry.update(newest_error(entry, newest))  # with when it last happened
             targets.append(entry)
     status = {"time": time.time(), "node": view.node, "reloads": view.reloads,
               "interfaces": interfaces, "targets": targets, "problems": problems(interfaces,
@@ -79,7 +81,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: StatusServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path == "/status":
+        if self.path.partition("?")[0] in ("/", "/index.html"):  # the page's own ?refresh=
+            from pushcap.supervisor.status_page import page
+
+            body, headers = page()
+            self._send(200, "text/html; charset=utf-8", body, headers)
+        elif self.path == "/status":
             self._send(200, "application/json", json.dumps(self.server.snapshot()).encode())
         elif self.path == "/metrics":
             from pushcap.supervisor.metrics import render_metrics
@@ -87,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
             body, content_type = render_metrics(self.server.snapshot())
             self._send(200, content_type, body)
         else:
-            self._send(404, "text/plain", b"not found: try /status or /metrics\n")
+            self._send(404, "text/plain", b"not found: try /, /status or /metrics\n")
 
     def do_POST(self) -> None:  # noqa: N802
         if self.path != "/reload":
@@ -97,9 +104,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200 if ok else 409, "application/json",
                    json.dumps({"ok": ok, "message": message}).encode())
 
-    def _send(self, code: int, content_type: str, body: bytes) -> None:
+    def _send(self, code: int, content_type: str, body: bytes,
+              headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -156,10 +166,14 @@ def render_table(status: dict) -> str:
     for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets",
                                      "problems"}):
         part = status[key]
-        if isinstance(part, dict) and all(not isinstance(v, dict | list) for v in part.values()):
-            lines += ["", key, *_table([(name, part[name]) for name in sorted(part)])]
-        else:  # nested figures: as JSON, which says what nests in what
+        if not isinstance(part, dict):
             lines += ["", key, "  " + json.dumps(part, sort_keys=True)]
+            continue
+        flat = sorted(name for name, v in part.items() if not isinstance(v, dict | list))
+        lines += ["", key, *(_table([(name, part[name]) for name in flat]) if flat else [])]
+        for name in sorted(set(part) - set(flat)):  # nested figures: as JSON, which says what
+            items = part[name] if isinstance(part[name], list) else [part[name]]  # nests in what
+            lines += [f"  {name}", *(f"    {json.dumps(v, sort_keys=True)}" for v in items)]
     return "\n".join(lines)
 
 

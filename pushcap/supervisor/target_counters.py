@@ -22,10 +22,12 @@ COUNTERS = ("packets", "bytes", "files", "spool_errors", "uploads_ok", "uploads_
 
 
 def consumer_status(consumer: Consumer) -> dict:
-    """One consumer's own status figures, its error count and whether it is failing."""
+    """One consumer's own status figures, its error count and whether it is failing.
+    `upload_failing` (rclone targets) stays beside `failing`: the status page tells a target
+    retrying its uploads from one that cannot write."""
     figures = dict(consumer.status())
     figures["errors"] = consumer.errors
-    figures["failing"] = bool(figures.pop("upload_failing", False) or consumer.failing())
+    figures["failing"] = bool(figures.get("upload_failing", False) or consumer.failing())
     return figures
 
 

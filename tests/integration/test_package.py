@@ -93,6 +93,9 @@ def test_the_archives_hold_the_library_and_none_of_the_test_captures(built):
         sdist_names = archive.getnames()
     assert any(n.startswith("pushcap/capture/_native") and n.endswith(".so") for n in wheel_names)
     assert "pushcap/__main__.py" in wheel_names
+    # the status page is package data: without it the endpoint's root would fail
+    assert "pushcap/supervisor/status_page.html" in wheel_names
+    assert any(n.endswith("pushcap/supervisor/status_page.html") for n in sdist_names)
     for names in (wheel_names, sdist_names):
         assert not [n for n in names if n.endswith((".pcap", ".pcapng")) or "/tests/" in n
                     or n.startswith("tests/")]
