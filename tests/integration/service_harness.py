@@ -33,13 +33,17 @@ return {{ Target = {{
 
 class Daemon:
     def __init__(self, tmp: Path, lua_text: str, toml_extra: str = "",
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), interface: str = "lo",
+                 ring_extra: str = "", poll_timeout_ms: int = 50) -> None:
+        """`interface`: what it captures; `ring_extra`: more `[ring]` lines (`max_seconds =
+        2\n`); `toml_extra`: whole sections after `[status]`."""
         self.tmp = tmp
         self.status_port = free_port()
         self.lua = tmp / "push.lua"
         self.lua.write_text(lua_text)
         self.toml = tmp / "daemon.toml"
-        self.toml.write_text(f'[[interface]]\nname = "lo"\n[ring]\npoll_timeout_ms = 50\n'
+        self.toml.write_text(f'[[interface]]\nname = "{interface}"\n[ring]\n'
+                             f'poll_timeout_ms = {poll_timeout_ms}\n{ring_extra}'
                              f'[status]\nport = {self.status_port}\n{toml_extra}')
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pushcap.cli", "run", "--lua", str(self.lua), "--config",
