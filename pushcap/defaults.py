@@ -15,6 +15,9 @@ MAX_SNAPLEN_BYTES = 262144  # libpcap's MAXIMUM_SNAPLEN: a longer record is corr
 
 CONFIG_PATH = "etc/pcapdaemon.toml"  # --config of run, check, replay, trigger
 PUSH_LUA_PATH = "etc/push_realtime.lua"  # --lua: the push targets
+# A long command's progress line on a terminal is redrawn at most this often (it is checked once
+# per batch, never per packet).
+PROGRESS_INTERVAL_S = 0.25
 
 # --- capture / ring ---------------------------------------------------------------------------
 
@@ -46,6 +49,21 @@ READ_MAX_WINDOW_BYTES = 16 << 20  # above, fresh buffers cost page faults (glibc
 READ_DROP_BYTES = 64 << 20  # a mapped file's pages behind the reader are unmapped this many at once
 WALK_CHUNK_BYTES = 1 << 20  # read and walked at a time by the native walk: stays in a core's cache
 IOV_SCRATCH_KEEP_BYTES = 16 << 20  # a writev scratch file grown past this is emptied after use
+
+# --- BPF compiles (FilterBPF and trigger `bpf` alike; config/bpf_compile.py says why) ----------
+
+# libpcap's optimizer time grows about with the cube of the terms (300 `port N`: 3.4 s, 1,000:
+# 6 min) and holds the GIL: a filter over its size or time budget is refused.
+MAX_FILTER_BPF_CHARS = 8192  # a FilterBPF (a trigger's `bpf`: MAX_BPF_CHARS)
+BPF_COMPILE_BUDGET_S = 10.0  # a FilterBPF, at load, reload, check and replay
+TRIGGER_BPF_COMPILE_BUDGET_S = 2.0  # a trigger request's `bpf`: its publisher waits for it
+# Shorter expressions compile in-process (worst found: 5 ms holding the GIL), longer ones in a
+# child process that is killed at the budget (~20 ms to start).
+BPF_INPROCESS_MAX_CHARS = 256
+BPF_COMPILE_MAX_MEMORY_BYTES = 1 << 30  # the child's address space (a 300-term compile: 50 MB)
+BPF_CACHE_ENTRIES = 1024  # compiled programs (and refusals) kept, least recently used dropped
+BPF_CACHE_MAX_INSNS = 1 << 18  # their instructions, all together (~100 bytes each in Python)
+TRIGGER_BPF_COMPILE_THREADS = 2  # trigger filters over BPF_INPROCESS_MAX_CHARS compiling at once
 
 # --- push (file targets) ----------------------------------------------------------------------
 
@@ -132,6 +150,33 @@ JOB_POLL_S = 0.2  # longest wait of a capture job on the ring before `stop` is c
 JOB_LATE_SLACK_S = 0.1  # on top of poll + coalesce: the kernel's block timer, thread scheduling
 TRIGGER_WAIT_MARGIN_S = 5.0  # `pushcap trigger`: beyond capture and upload, Redis round trips...
 LOCAL_REDIS_START_TIMEOUT_S = 5.0
+# [s3] (pcapdaemon's keys, uploaded through rclone) and [sqs] (pcapdaemon's long polling).
+S3_ENDPOINT = "s3.amazonaws.com"
+S3_REGION = "us-east-1"
+S3_ACL = "private"  # pcapdaemon's default ACL
+S3_TIMEOUT_S = 60.0  # one rclone upload of one capture (at most maxbytes, 100 MB by default)
+SQS_WAIT_S = 20  # long polling: SQS's longest wait, pcapdaemon's default
+SQS_CHUNK_MESSAGES = 10  # messages per receive: SQS's largest, pcapdaemon's default
+# An SQS message is invisible to other consumers while its capture runs: received with this
+# visibility timeout, extended by as much again whenever half of it has passed, deleted once its
+# results are published. A crashed node's messages so come back after at most this long.
+SQS_VISIBILITY_S = 60
+SQS_ERROR_BACKOFF_S = 5.0  # after a failed receive (queue or network down)
+SQS_CALL_TIMEOUT_S = 30.0  # boto3's read timeout, above the longest long poll (20 s)
+SQS_STOP_JOIN_S = 1.0  # at stop, a long poll in progress is waited for this long, no longer
+# An interface of the host that [[interface]] does not list, captured live for one request.
+ON_DEMAND_BUFFER_BYTES = 8 * 1024 * 1024  # its libpcap buffer
+ON_DEMAND_RING_SECONDS = 10.0  # its private ring: the job reads it as it fills
+ON_DEMAND_RING_BYTES = 64 * 1024 * 1024
+PACKET_DEBUG_MAX_LINES = 1000  # packetdebug: packets logged per capture, then a count of the rest
+# The last trigger results kept for /status and the status page (newest first), each text field
+# cut to TRIGGER_RESULT_TEXT_CHARS: the page shows them, the Redis stream keeps the whole record.
+TRIGGER_RECENT_RESULTS = 20
+TRIGGER_RESULT_TEXT_CHARS = 300
+# Bucket bounds of pushcap_trigger_latency_seconds (request received -> result published; the
+# capture's own duration included, so they reach from a `before`-only capture to maxduration).
+TRIGGER_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                             300.0, 900.0, 3600.0)
 
 # --- flows ------------------------------------------------------------------------------------
 
@@ -163,6 +208,10 @@ STATUS_PORT = 9107  # 0 turns the endpoint off
 # `pushcap status` (its exit code) and /status; an upload queue fails until an upload succeeds.
 FAILING_WINDOW_S = 60.0
 ERROR_LOG_INTERVAL_S = 10.0  # a failing target logs its error at most this often
+# At start: how long the check for targets capturing their own uploads waits for a remote's
+# name to resolve, and for `ip route get` to answer (it warns; it never delays the start).
+OWN_UPLOADS_DNS_TIMEOUT_S = 2.0
+OWN_UPLOADS_ROUTE_TIMEOUT_S = 5.0
 # [push] fstab / mount_units: where the host declares its mount points. A target whose folder
 # lies below one of them writes only while it is mounted (push/mount_guard.py); checked at most
 # this often while writing, every poll while waiting for the mount.
@@ -173,3 +222,17 @@ REPEAT_SIGNAL_S = 1.0  # a second stop signal later than this after the first fo
 SYSLOG_PRIORITY = 85  # authpriv.notice, pcapdaemon's example
 SYSLOG_TAG = "pushcap"
 SYSLOG_ADDRESS = "/dev/log"
+
+# --- the archive: retention, per-file index, `pushcap query` (pushcap/archive/) ---------------
+
+INDEX_DIR_NAME = ".pushcap-index"  # beside a target's files: hidden, never matches `<Path>_*`
+INDEX_SUFFIX = ".parquet"  # `<data file name>.parquet` in INDEX_DIR_NAME
+# Records per Parquet row group of an index: a query reads the row groups of the flows it
+# wants, so smaller groups read less for a narrow filter and cost a little more space.
+INDEX_ROW_GROUP_RECORDS = 65_536
+INDEX_COMPRESSION = "zstd"
+# How often a target's keeper looks again without a new file (--keep-time ages, --keep-free
+# changes with other writers on the file system).
+RETENTION_CHECK_INTERVAL_S = 10.0
+ARCHIVE_CLOSE_TIMEOUT_S = 60.0  # at shutdown, for the indexes still to be written
+QUERY_CHUNK_RECORDS = 65_536  # candidate records read, filtered and written per step

@@ -22,6 +22,9 @@ def stand_in(handle, monkeypatch) -> LiveSource:
     source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
     source._handle, source._fd, source._poll_timeout_s = handle, 0, 0.0
     source._stop, source._error = threading.Event(), None
+    source.packets_read = source.leftovers_read = source._if_drops = 0
+    source._counted_at_open = 0
+    source._loopback, source._leftover_wait_s = False, 0.0  # no reading on after an error
     monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
     monkeypatch.setattr(source_module.time, "sleep", lambda _s: None)
     return source

@@ -1,7 +1,9 @@
 """One interface's capture thread: libpcap's batches into the ring, for as long as the daemon
 runs. A failed handle (the interface went down or away) is closed and the interface reopened with
 backoff, so a link that comes back is captured again; meanwhile `CaptureStats.error` says why it
-is not (status, metrics)."""
+is not (status, metrics). Before a failed handle is closed, what libpcap still holds is read
+(LiveSource) and its counters are taken; packets it took in that could not be read are counted
+(`lost_at_failure`) and logged, never silently gone."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class CaptureStats:
     kernel_drops: int = 0
     if_drops: int = 0
     missed_by_push: int = 0
+    lost_at_failure: int = 0  # taken in by a handle that failed, and not readable any more
     error: str | None = None  # why the interface is not being captured right now
     reopens: int = 0
     base: tuple[int, int, int] = (0, 0, 0)
@@ -64,9 +67,10 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
                 backoff_s = 1.0
         except SourceError as exc:
             stats.error = str(exc)
-            log.error("event=capture_error interface=%s error=%r retry_in_s=%g", name,
-                      str(exc), backoff_s)
+            log.error("event=capture_error interface=%s error=%r retry_in_s=%g "
+                      "read_after_error=%d", name, str(exc), backoff_s, source.leftovers_read)
             update_capture_stats(name, source, stats)
+            count_unread(name, source, stats)
             stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
             source.close()
             source = None
@@ -107,6 +111,16 @@ def wait_for_interface(name: str, backoff_s: float, stop: threading.Event,
 
 def _longer(backoff_s: float) -> float:
     return min(backoff_s * 2, defaults.REOPEN_BACKOFF_MAX_S)
+
+
+def count_unread(name: str, source: LiveSource, stats: CaptureStats) -> None:
+    """Count, and log, the packets a failed handle took in but could not hand over."""
+    unread = source.unread()
+    if unread:
+        stats.lost_at_failure += unread
+        log.error("event=capture_lost interface=%s packets=%d lost_at_failure=%d (in libpcap's "
+                  "buffer when the interface failed, and not readable)", name, unread,
+                  stats.lost_at_failure)
 
 
 def update_capture_stats(name: str, source: LiveSource, stats: CaptureStats) -> None:

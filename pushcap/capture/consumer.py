@@ -6,13 +6,16 @@ exactly these calls by the supervisor, which never probes a consumer for attribu
 on it or calls its private methods. A step that fails is counted against that consumer (a
 failure never stops the other targets): `errors`, `last_error`, kept for `pushcap status` and
 /metrics. A series counts from two threads (the push thread's writes, the finisher's
-publishing), so the count is taken under a lock.
+publishing), so the count is taken under a lock. The last error stays in the status after its
+cause has passed (it is the history an operator looks for), always with when it last happened
+(`last_error_at`, `last_error_age_s`): an error that stopped reads as one that stopped.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from pushcap import defaults
@@ -62,14 +65,16 @@ class Consumer(Protocol):
     def open_delivery(self) -> None: ...
     def note_error(self, exc: BaseException) -> int: ...
     def failing(self, window_s: float = defaults.FAILING_WINDOW_S) -> bool: ...
+    def error_figures(self) -> dict: ...
 
 
 class CountsFailures:
-    """Mixin: `errors`, `last_error`, `note_error()` and `failing()`."""
+    """Mixin: `errors`, `last_error`, `note_error()`, `failing()` and `error_figures()`."""
 
     errors: int = 0
     last_error: str = ""
     last_error_monotonic_s: float | None = None
+    last_error_ns: int = 0  # wall clock, for the status to say when (0: never)
 
     def note_error(self, exc: BaseException) -> int:
         """Count a failure; return the count so far."""
@@ -78,6 +83,7 @@ class CountsFailures:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.last_error_monotonic_s = time.monotonic()
+            self.last_error_ns = time.time_ns()
             return self.errors
 
     def failing(self, window_s: float = defaults.FAILING_WINDOW_S) -> bool:
@@ -86,3 +92,29 @@ class CountsFailures:
         means the cause has passed; `pushcap status` exits 1 while any target is failing."""
         at = self.last_error_monotonic_s
         return at is not None and time.monotonic() - at < window_s
+
+    def error_figures(self) -> dict:
+        """`last_error` with when it last happened (`last_error_at`, UTC; `last_error_age_s`,
+        on the monotonic clock); {} before any error."""
+        at = self.last_error_monotonic_s
+        if at is None:
+            return {}
+        return {"last_error": self.last_error, "last_error_at": utc_text(self.last_error_ns),
+                "last_error_age_s": round(time.monotonic() - at, 1)}
+
+
+def utc_text(ns: int) -> str:
+    """An epoch time as ISO 8601 UTC to the second (`2026-12-06T12:34:56Z`)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+
+
+def newest_error(figures: Mapping, consumer: Consumer) -> dict:
+    """The error figures a status entry shows: the consumer's own (a write, a finish), unless
+    its status `figures` already carry a newer one (an rclone target's uploads, with their own
+    `last_error_age_s`). {} when the figures' error stands."""
+    own = consumer.error_figures()
+    theirs = figures.get("last_error_age_s")
+    if not own or (figures.get("last_error") and isinstance(theirs, int | float)
+                   and theirs <= own["last_error_age_s"]):
+        return {}
+    return own

@@ -12,6 +12,7 @@ import select
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pcapy
@@ -31,6 +32,16 @@ ACTIVATE_ERRORS = {
     -8: "permission denied (capture needs root or CAP_NET_RAW)", -9: "the interface is not up",
     -6: "monitor mode is not supported", -11: "promiscuous mode is not permitted",
 }
+_IFF_LOOPBACK = 0x8  # <linux/if.h>
+_U32 = 1 << 32  # libpcap's counters are u_int: they wrap
+
+
+def _is_loopback(interface: str) -> bool:
+    try:
+        return bool(int(Path(f"/sys/class/net/{interface}/flags").read_text(), 16)
+                    & _IFF_LOOPBACK)
+    except (OSError, ValueError):
+        return False
 
 
 def capture_devices() -> tuple[str, ...] | None:
@@ -48,11 +59,18 @@ class LiveSource:
     The snaplen keeps whole packets (`defaults.LIVE_SNAPLEN_BYTES`), so caplen is the wire length;
     cutting packets short is an output decision (a trigger's `snap`), never capture's. libpcap's
     timestamps on a live handle are microseconds.
+
+    When the handle fails (the interface went down or away), what libpcap still holds is read
+    before the error is raised (`_leftovers`), and what even that could not read is `unread()`:
+    packets are read or counted, never silently gone.
     """
 
     def __init__(self, interface: str, batch_packets: int = defaults.BATCH_PACKETS,
                  poll_timeout_ms: int = defaults.POLL_TIMEOUT_MS, promisc: bool = True,
-                 buffer_bytes: int = defaults.KERNEL_BUFFER_BYTES) -> None:
+                 buffer_bytes: int = defaults.KERNEL_BUFFER_BYTES,
+                 leftover_wait_s: float | None = None) -> None:
+        """`leftover_wait_s`: how long a failed handle is read on (see `_leftovers`); by
+        default two poll timeouts and a margin."""
         self.name = interface
         self.batch_packets = batch_packets
         self.snaplen = defaults.LIVE_SNAPLEN_BYTES
@@ -77,6 +95,15 @@ class LiveSource:
         self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
         self._stop = threading.Event()
         self._error: SourceError | None = None  # see _drain
+        self.packets_read = 0  # handed over in batches (see unread)
+        self.leftovers_read = 0  # of which read after the handle failed (see _leftovers)
+        self._loopback = _is_loopback(interface)
+        self._leftover_wait_s = leftover_wait_s if leftover_wait_s is not None else (
+            defaults.LEFTOVER_POLL_TIMEOUTS * poll_timeout_ms / 1000 + defaults.LEFTOVER_EXTRA_S)
+        self._if_drops = 0  # the last interface drop count read while the interface existed
+        # Packets that reached the socket while libpcap set it up went to its plain receive
+        # queue, which libpcap never reads: counted by the kernel, never delivered (see unread).
+        self._counted_at_open = self._taken_in() or 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -89,8 +116,38 @@ class LiveSource:
             pass
 
     def stats(self) -> tuple[int, int, int]:
-        """(received, dropped by the kernel, dropped by the interface) as libpcap reports them."""
-        return tuple(self._handle.stats())
+        """(received, dropped by the kernel, dropped by the interface) as libpcap reports them.
+
+        libpcap reads the interface's drops from /proc/net/dev and adds the change since its
+        last reading; once the interface is gone it reads 0 there and its count turns into
+        garbage (an unsigned wrap), so then the last count read while it existed stands."""
+        received, dropped, if_dropped = self._handle.stats()
+        if Path(f"/sys/class/net/{self.name}").exists():
+            self._if_drops = if_dropped
+        return received, dropped, self._if_drops
+
+    def unread(self) -> int | None:
+        """Packets the kernel put in libpcap's buffer that were never handed over in a batch
+        (received minus kernel drops minus read: libpcap's counters are kept by the kernel for
+        the socket, so they survive the interface), counted from when the handle was opened (a
+        packet that reached the ring while it opened hides one lost packet at most). None where
+        the counters cannot tell: a loopback interface counts every packet twice (libpcap skips
+        the outgoing copy), and a closed handle has none."""
+        if self._loopback:
+            return None
+        taken_in = self._taken_in()
+        if taken_in is None:
+            return None
+        unread = (taken_in - self._counted_at_open - self.packets_read) % _U32
+        return unread if unread < _U32 // 2 else 0  # "below zero": nothing unread
+
+    def _taken_in(self) -> int | None:
+        """What the kernel put in libpcap's buffer so far (received minus dropped), or None."""
+        try:
+            received, dropped, _ = self.stats()
+        except (pcapy.PcapError, ValueError):
+            return None
+        return (received - dropped) % _U32
 
     def batches(self) -> Iterator[Batch]:
         """Batches as packets arrive. A batch is what the kernel holds when woken, plus, when
@@ -98,9 +155,7 @@ class LiveSource:
         costs a fixed few hundred µs of numpy calls per target, so at high rates batches of a
         few hundred packets would waste more CPU than the packets do."""
         full = False
-        while not self._stop.is_set():
-            if self._error is not None:  # raised after the packets read before it went out
-                raise self._error
+        while not self._stop.is_set() and self._error is None:
             if not full:
                 select.select([self._fd], [], [], self._poll_timeout_s)
             chunks = self._drain(self.batch_packets)
@@ -112,25 +167,50 @@ class LiveSource:
                 packets = sum(len(meta) for _, meta in chunks) // 16
             full = packets >= self.batch_packets  # more may be waiting: read on at once
             if packets:
-                yield self._batch(chunks)
-        if self._error is not None:  # stopped right after the batch it came with: still said
+                yield self._handed_over(chunks)
+        if self._error is not None:
+            # raised after the packets read before it and what libpcap still holds, also when
+            # it came with a stop (still said)
+            yield from self._leftovers()
             raise self._error
+
+    def _leftovers(self) -> Iterator[Batch]:
+        """What libpcap still holds once the handle failed. libpcap reports the failure as soon
+        as the socket has it, but the packets of the last poll timeout before it are still in
+        the TPACKET_V3 block the kernel was filling, which reaches libpcap only when the block's
+        timer (the poll timeout) retires it: closing at once lost them (65 packets sent 30 ms
+        before `ip link del`, issue 17). So the handle is read on until its counters say
+        nothing is left, for at most two timer runs; `unread()` is what even that missed."""
+        deadline = time.monotonic() + self._leftover_wait_s
+        while time.monotonic() < deadline and self.unread() != 0:
+            select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunks = self._drain(self.batch_packets)
+            if chunks:
+                batch = self._handed_over(chunks)
+                self.leftovers_read += len(batch)
+                yield batch
+            else:  # the failed socket may report readable with nothing to read: no busy loop
+                time.sleep(defaults.COALESCE_MS / 1000)
+
+    def _handed_over(self, chunks: list[tuple[bytes, bytes]]) -> Batch:
+        batch = self._batch(chunks)
+        self.packets_read += len(batch)
+        return batch
 
     def _drain(self, limit: int, chunks: list[tuple[bytes, bytes]] | None = None
                ) -> list[tuple[bytes, bytes]]:
         """(packet bytes, meta) chunks from libpcap, added to `chunks` (the batch gathered so
-        far), until it has nothing ready or `limit` more packets are taken. An error once the
-        batch holds packets is kept for `batches` to raise after they are delivered: packets
-        taken from libpcap exist nowhere else."""
+        far), until it has nothing ready or `limit` more packets are taken. An error is kept
+        (the first one) for `batches` to raise after the packets taken are delivered and what
+        libpcap still holds is read: packets taken from libpcap exist nowhere else."""
         chunks = [] if chunks is None else chunks
         while limit > 0:
             try:
                 data, meta = self._handle.next_batch(limit)
             except pcapy.PcapError as exc:
-                error = SourceError(f"interface {self.name}: {exc}")
-                if not chunks:
-                    raise error from exc
-                self._error = error
+                if self._error is None:
+                    self._error = SourceError(f"interface {self.name}: {exc}")
+                    self._error.__cause__ = exc
                 break
             if not meta:
                 break

@@ -112,12 +112,19 @@ def settle_marks(directory: Path, base: str) -> None:
         return
     for mark in directory.glob(f".{base}.*{COMPRESSED_MARK_SUFFIX}"):
         part = mark.with_name(mark.name[:-len(COMPRESSED_MARK_SUFFIX)])
-        if not _is_ours(part, base):
-            continue
-        if part.with_name(part.name + COMPRESS_TMP_SUFFIX).exists():
-            os.rename(mark, part)
-        else:
-            mark.unlink()
+        if _is_ours(part, base):
+            settle_mark(part)
+
+
+def settle_mark(part: Path) -> None:
+    """`part`'s mark, if it has one, sorted out as `settle_marks` says."""
+    mark = compressed_mark(part)
+    if not mark.exists():
+        return
+    if part.with_name(part.name + COMPRESS_TMP_SUFFIX).exists():
+        os.rename(mark, part)
+    else:
+        mark.unlink()
 
 
 def remove_stale(directory: Path, base: str) -> None:

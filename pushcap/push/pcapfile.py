@@ -154,9 +154,15 @@ class PcapWriter:
         self._file.flush()
 
     def close(self) -> None:
-        """Flush to stable storage: a published file must survive a power cut."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        """Flush to stable storage: a published file must survive a power cut. The file is
+        closed even when that fails (what is on disk is then finished again, see Series)."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            raise
         self._file.close()
 
     def discard(self) -> None:

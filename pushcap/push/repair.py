@@ -1,8 +1,9 @@
 """A crash's leftovers of a series: `.part` files cut at their last whole record and published.
 
-At start only (a reload's or a replay's neighbours may have live temporaries). A part that
-publish() had already linked to its final name (or whose compressed copy it had) is removed,
-never published twice; an empty one is left for the next file's name to skip.
+At start only (a reload's or a replay's neighbours may have live temporaries), and for a part
+of the series' own whose finishing failed (`finish_part`, see Series). A part that publish()
+had already linked to its final name (or whose compressed copy it had) is removed, never
+published twice; one without a whole packet is removed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pushcap.push import pcapfile
-from pushcap.push.compress import COMPRESS_TMP_SUFFIX, settle_marks
+from pushcap.push.compress import COMPRESS_TMP_SUFFIX, settle_mark, settle_marks
 
 log = logging.getLogger("pushcap.push")
 
@@ -44,22 +45,34 @@ def repair_leftovers(prefix: Path, label: str,
         parsed = pcapfile.parse_part_name(part)
         if parsed is None or parsed[0] != prefix.name:
             continue
-        compressed = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
-        published = published_as(part, prefix)
-        if published is None and compressed.exists():
-            published = published_as(compressed, prefix)
-        if published is not None:
-            # publish() had linked it (or its compressed copy) to its final name when the
-            # crash came, before the unlink: publishing again would copy it as `_2`.
-            part.unlink()
-            compressed.unlink(missing_ok=True)
-            log.info("event=repair_already_published %s file=%s final=%s", label, part.name,
-                     published)
-            continue
-        found = pcapfile.repair_part(part)
-        if found is None:
-            log.info("event=repair_empty %s file=%s", label, part.name)
-            continue
-        packets, _, last_ts = found
-        final = publish(part, parsed[1], last_ts)
-        log.warning("event=repair_done %s file=%s packets=%d", label, final, packets)
+        finish_part(part, parsed[1], prefix, label, publish)
+
+
+def finish_part(part: Path, start_ns: int, prefix: Path, label: str,
+                publish: Callable[[Path, int, int], Path]) -> Path | None:
+    """Cut one part of series `prefix` at its last whole record and publish it; the final
+    path, or None when there was nothing to publish (no part, no whole packet in it, or
+    published already). Raises what publish() raises; the part then stays."""
+    settle_mark(part)
+    if not part.exists():
+        return None
+    compressed = part.with_name(part.name + COMPRESS_TMP_SUFFIX)
+    published = published_as(part, prefix)
+    if published is None and compressed.exists():
+        published = published_as(compressed, prefix)
+    if published is not None:
+        # publish() had linked it (or its compressed copy) to its final name when the
+        # crash came, before the unlink: publishing again would copy it as `_2`.
+        part.unlink()
+        compressed.unlink(missing_ok=True)
+        log.info("event=repair_already_published %s file=%s final=%s", label, part.name,
+                 published)
+        return None
+    found = pcapfile.repair_part(part)
+    if found is None:
+        log.info("event=repair_empty %s file=%s", label, part.name)
+        return None
+    packets, _, last_ts = found
+    final = publish(part, start_ns, last_ts)
+    log.warning("event=repair_done %s file=%s packets=%d", label, final, packets)
+    return final

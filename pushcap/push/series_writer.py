@@ -121,14 +121,15 @@ class SeriesWriter:
         if no packet follows."""
         if not self.file.is_open:
             return
+        if self.target.split.kind is SplitKind.TIME:
+            window_end_ns = (self._window + 1) * self.target.split.value
+            if now_ns >= window_end_ns + int(defaults.TIME_SPLIT_GRACE_S * 1e9):
+                # ended before any flush: a flush failing (a full disk) must not keep it open
+                self.end_file()
+                if self.retiring:
+                    self.retired_at = 0  # the window ended quietly: the successor takes the rest
+                return
         self.file.flush()
-        if self.target.split.kind is not SplitKind.TIME:
-            return
-        window_end_ns = (self._window + 1) * self.target.split.value
-        if now_ns >= window_end_ns + int(defaults.TIME_SPLIT_GRACE_S * 1e9):
-            self.end_file()
-            if self.retiring:
-                self.retired_at = 0  # the window ended quietly: the successor takes what follows
 
     def end_file(self) -> None:
         """Hand the open file to the finisher: fsync, compression and delivery happen off the

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pushcap import defaults
+from pushcap.archive.keeper import make_keeper
 from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import compile_target_filter
 from pushcap.capture.consumer import CountsFailures
@@ -23,7 +24,7 @@ from pushcap.config.model import SplitKind, TargetConfig
 from pushcap.push.finisher import Finisher
 from pushcap.push.naming import file_name
 from pushcap.push.pcapfile import PcapWriter
-from pushcap.push.repair import repair_leftovers
+from pushcap.push.repair import finish_part, repair_leftovers
 from pushcap.push.rolling_file import RollingFile
 from pushcap.push.series_writer import SeriesWriter
 from pushcap.push.ship import make_shipper
@@ -50,8 +51,11 @@ class Series(CountsFailures):
         self.interface = interface
         self.shipper = make_shipper(target, prefix, rclone_settings)
         self.prefix = self.shipper.part_prefix  # where temporary files are written
+        # Keep and Index (File targets): indexes and retention on a thread of their own
+        self.archive = make_keeper(target, self.prefix, self.label)
         self.stats = SeriesStats()
         self.finisher = Finisher(self._finish_one, f"finish-{target.desc}")
+        self._unfinished: list[PcapWriter] = []  # finishing failed: tried again (_finish_one)
         bpf_filter = compile_target_filter(target, linktype, snaplen)
         self.writer = SeriesWriter(target, RollingFile(self.prefix, linktype, snaplen,
                                                         self.label),
@@ -70,6 +74,8 @@ class Series(CountsFailures):
         """Start delivery (rclone uploads run beside the packet path, never in it). At launch,
         a crash's leftovers are repaired and compression temporaries removed; never at a reload
         or in a replay (a predecessor's, or a running daemon's, temporaries may be live)."""
+        if self.archive is not None:
+            self.archive.start(at_launch)
         if at_launch:
             self.repair_leftovers()
         self.shipper.start(at_launch)
@@ -80,7 +86,8 @@ class Series(CountsFailures):
 
     def status(self) -> dict:
         """Figures for `pushcap status` and /metrics (plus the shipper's, e.g. uploads)."""
-        return {**asdict(self.stats), **self.shipper.stats()}
+        archive = self.archive.status() if self.archive is not None else {}
+        return {**asdict(self.stats), **self.shipper.stats(), **archive}
 
     # --- the reload handover (capture/consumer.py) ----------------------------------------
     def retire(self) -> bool:
@@ -127,8 +134,10 @@ class Series(CountsFailures):
 
     # --- finished files ----------------------------------------------------------------------
     def _finish_one(self, writer: PcapWriter) -> None:
-        """On the finisher's thread: close and publish one file; a failure is counted and the
-        part stays for the next start's repair."""
+        """On the finisher's thread: close and publish one file. A failure is counted and the
+        part is finished again (cut at its last whole record, or removed without one) before
+        each later file and at close(): a full disk may have room by then."""
+        self._finish_unfinished()
         if not writer.packets:  # every write into it failed (a full disk): nothing to publish
             writer.discard()
             log.warning("event=file_discarded %s file=%s reason=no_packet_written", self.label,
@@ -137,22 +146,42 @@ class Series(CountsFailures):
         try:
             writer.close()
             final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)
-        except Exception as exc:  # noqa: BLE001 - the part stays; the next start repairs it
+        except Exception as exc:  # noqa: BLE001 - the part stays and is tried again
             self.note_error(exc)
             log.error("event=file_finish_failed %s file=%s error=%r", self.label,
                       writer.part.name, self.last_error)
+            self._unfinished.append(writer)
             return
         self.stats.files += 1
         self.stats.last_file = str(final)
         log.info("event=file_done %s file=%s packets=%d bytes=%d", self.label, final,
                  writer.packets, writer.bytes_written)
 
+    def _finish_unfinished(self) -> None:
+        """Finish again the parts whose finishing failed, from what is on disk."""
+        still = []
+        for writer in self._unfinished:
+            try:
+                final = finish_part(writer.part, writer.start_ns, self.prefix, self.label,
+                                    self._publish)
+            except Exception as exc:  # noqa: BLE001 - it stays, for the next try or start
+                self.note_error(exc)
+                still.append(writer)
+                continue
+            if final is not None:
+                self.stats.files += 1
+                self.stats.last_file = str(final)
+        self._unfinished = still
+
     def _publish(self, part: Path, start_ns: int, last_ts_ns: int) -> Path:
         if self.target.split.kind is SplitKind.TIME:
             end_ns = start_ns + self.target.split.value
         else:
             end_ns = last_ts_ns
-        return self.shipper.deliver(part, file_name(self.target.naming, start_ns, end_ns))
+        final = self.shipper.deliver(part, file_name(self.target.naming, start_ns, end_ns))
+        if self.archive is not None:
+            self.archive.published(final)  # indexed and Keep applied off this thread
+        return final
 
     def finish(self) -> None:
         """Finish the open file and wait until every finished file is delivered (or failed)."""
@@ -160,8 +189,16 @@ class Series(CountsFailures):
         self.finisher.join()
 
     def close(self) -> None:
-        """Finish the open file (shutdown, end of a replay, target removed by a reload)."""
+        """Finish the open file (shutdown, end of a replay, target removed by a reload). A
+        part that still cannot be finished holds packets (one without is removed): it is
+        kept, never deleted, named in the log, and published at the next start."""
         self.finish()
         self.finisher.stop()
+        self._finish_unfinished()  # the finisher's thread has ended: this thread's turn
+        for writer in self._unfinished:
+            log.warning("event=part_kept %s file=%s error=%r (it holds packets; the next "
+                        "start publishes it)", self.label, writer.part, self.last_error)
         # What is not delivered within this time stays spooled for the next start: nothing lost.
         self.shipper.close(defaults.SHIPPER_CLOSE_TIMEOUT_S)
+        if self.archive is not None:
+            self.archive.close()

@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 from pushcap import defaults
+from pushcap.capture.consumer import utc_text
 from pushcap.config.secrets import scrub
 from pushcap.push.rclone_remote import (
     Rclone,
@@ -182,6 +183,7 @@ class Uploader:
             if self.upload_seconds else 0.0,
             last_upload=self.last_upload,
             last_error=self.last_error,
+            last_error_at=utc_text(self.last_error_ns) if self.last_error_ns else None,
             last_error_age_s=round((time.time_ns() - self.last_error_ns) / 1e9, 1)
             if self.last_error_ns else None,
             # the newest attempt failed: files wait in the spool until an upload succeeds

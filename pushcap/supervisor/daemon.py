@@ -19,7 +19,7 @@ from typing import Protocol
 from pushcap import defaults
 from pushcap.config.lua import load_targets
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
-from pushcap.supervisor import obs
+from pushcap.supervisor import obs, own_uploads
 from pushcap.supervisor.consumers import ConsumerFactory, make_consumer
 from pushcap.supervisor.engine import LiveEngine
 from pushcap.supervisor.status import StatusServer, engine_status
@@ -98,6 +98,8 @@ class Daemon:
             signal.signal(sig, self._on_signal)
         self.engine.start()
         try:
+            linktypes = {name: ring.linktype for name, ring in self.engine.rings.items()}
+            own_uploads.start_check(self.engine.targets, self.config, linktypes)
             self._start_status()
             for name, service in self.services.items():
                 service.start()

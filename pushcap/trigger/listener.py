@@ -1,7 +1,10 @@
 """The Redis pub/sub listener: one thread, subscribed to the request channel, that never dies.
 
 Redis going away (restart, network, failover) is normal: the thread logs it, waits with an
-exponential backoff and subscribes again, and capture and push carry on untouched meanwhile. Each
+exponential backoff and subscribes again, and capture and push carry on untouched meanwhile.
+`connected` turns false as soon as the connection drops: the client's own retries (redis-py
+retries a dropped connection 3 times with backoff before raising, which kept `redis_connected`
+true for seconds after Redis died) are off, since this loop is the one that retries. Each
 message is handed to `on_message` with the time it arrived, which is "the moment of the request"
 for the capture; the handler must return quickly (it validates and queues, it does not capture).
 """
@@ -14,6 +17,8 @@ import time
 from collections.abc import Callable
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pushcap import defaults
 from pushcap.config.pcapdaemon import RedisSettings
@@ -52,7 +57,8 @@ class Listener:
             client = pubsub = None
             try:
                 client = redis.Redis(**self.settings.client_kwargs(), socket_timeout=None,
-                                     health_check_interval=defaults.REDIS_HEALTH_CHECK_S)
+                                     health_check_interval=defaults.REDIS_HEALTH_CHECK_S,
+                                     retry=Retry(NoBackoff(), 0))
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.settings.channel)
                 log.info("event=trigger_subscribed redis=%s", self.settings.describe())
