@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 # per-packet work alike (issue 7). Any other Python 3.11+ works: `make BASE_PYTHON=python3 ...`.
 BASE_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 DEBS := python3 python3-venv gcc libc6-dev libpcap-dev tcpdump wireshark-common redis-server iproute2 tcpreplay \
-	time zstd lz4
+	time zstd lz4 chromium libfuse3-3
 LUA ?= etc/push_realtime.lua
 CONFIG ?= etc/pcapdaemon.toml
 CSRC := $(wildcard pushcap/capture/csrc/*.c)
 
-.PHONY: setup debs run test lint bench dist clean
+.PHONY: setup debs run test lint soak bench dist clean
 
 # compileall: pushcap is installed editable, so its modules are compiled from source at every
 # start unless their .pyc files exist, and PYTHONDONTWRITEBYTECODE=1 (this environment, some CI)
@@ -37,6 +37,16 @@ run: setup
 
 test: lint
 	$(PY) -m pytest -q -ra
+
+# Longer runs than `make test` has time for: the fuzz tests (tests/fuzz) with many more, random
+# examples (PUSHCAP_FUZZ=soak; failures are kept in .hypothesis/ and tried first next time), and
+# every test marked `soak`, which `make test` skips (PUSHCAP_SOAK=1). A long scenario joins by
+# being marked `@pytest.mark.soak`; SOAK_ARGS adds pytest arguments (e.g. -x, -k lua). The
+# reliability scenarios (marked `reliability`) run in `make test` too, longer here.
+soak: setup
+	PUSHCAP_FUZZ=soak PUSHCAP_SOAK=1 $(PY) -m pytest -q -ra -m "fuzz or soak or reliability" \
+		--timeout=3600 \
+		$(SOAK_ARGS) tests
 
 # ruff, and the layers of DESIGN.md as import-linter contracts (pyproject.toml)
 lint: setup

@@ -1,4 +1,4 @@
-"""`pushcap` command line: run, check, replay, status, reload, trigger, flows."""
+"""`pushcap` command line: run, check, replay, query, status, reload, trigger, flows."""
 
 from __future__ import annotations
 
@@ -91,6 +91,8 @@ def cmd_check(args) -> int:
                        for i in config.interfaces)
     print(f"\nnode {config.node_name}; interfaces {ifaces}; ring {config.ring.max_seconds:g} s / "
           f"{config.ring.max_bytes} B per interface")
+    for notice in config.trigger.notices:  # accepted, without a meaning in pushcap
+        print(f"notice: {notice}")
     print(f"OK: {args.lua} ({len(targets)} targets) and {args.config}")
     return 0
 
@@ -121,23 +123,38 @@ def cmd_replay(args) -> int:
         rclone = config.rclone
         batch_packets = batch_packets or config.ring.batch_packets
     targets = load_targets(args.lua)
-    show = sys.stderr.isatty() and not args.quiet
-
-    def progress(packets: int) -> None:
-        sys.stderr.write(f"\r{packets} packets read")
-
-    summary = replay(args.file, targets, batch_packets or defaults.BATCH_PACKETS,
-                     progress if show else None, rclone_settings=rclone)
-    if show:
-        sys.stderr.write("\n")
+    meter = _replay_progress(args)
+    try:
+        summary = replay(args.file, targets, batch_packets or defaults.BATCH_PACKETS,
+                         meter.update if meter else None, rclone_settings=rclone)
+    finally:
+        if meter:  # erased when the summary follows on the terminal, else left in its last state
+            meter.finish(keep=not sys.stdout.isatty())
     rate = summary.packets / summary.seconds if summary.seconds else 0.0
-    print(f"read {summary.packets} packets from {args.file} in {summary.batches} batches in "
-          f"{summary.seconds:.3f} s ({rate:,.0f} packets/s)")
+    print(f"read {summary.packets} packets ({summary.bytes / 1e6:.1f} MB) from {args.file} in "
+          f"{summary.batches} batches in {summary.seconds:.3f} s ({rate:,.0f} packets/s)")
     failed = 0
     for consumer in summary.series:
         print(f"  {consumer.target.desc}: {_replay_figures(consumer)}")
         failed += _replay_failure(consumer)
     return 1 if failed else 0
+
+
+def _replay_progress(args):
+    """A progress line on stderr while a replay runs, when stderr is a terminal and without
+    --quiet; else None (pipes, logs and CI get only the summary)."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES
+    from pushcap.supervisor.progress import Progress
+
+    try:
+        size = args.file.stat().st_size
+    except OSError:  # replay says what is wrong with the file
+        size = 0
+    meter = Progress(sys.stderr, size, start_bytes=PCAP_FILE_HEADER_BYTES)
+    meter.clear_before_logs(logging.getLogger("pushcap"))
+    return meter
 
 
 def _replay_failure(consumer) -> bool:
@@ -174,11 +191,15 @@ def cmd_run(args) -> int:
     from pushcap.trigger.service import TriggerService
 
     config, targets = _load(args)
+    trigger = config.trigger
+    if trigger.refusal:  # `[kafka] listen = true`: loads (check), never runs half-configured
+        raise ConfigError(trigger.refusal)
     if args.log_dir:
         config = dataclasses.replace(config, log_dir=args.log_dir)
     obs.setup_logging(args.log_level or config.log_level, config, targets)
+    for notice in trigger.notices:
+        log.warning("event=config_notice notice=%r", notice)
     daemon = Daemon(config, targets, args.lua)
-    trigger = config.trigger
     prepare_local_dir(trigger, config.source_file)  # the default writelocal folder
     daemon.add_service("local_redis", LocalRedisService(trigger.redis))
     # engine.rings is filled by engine.start(), which the daemon runs before services start.
@@ -306,13 +327,20 @@ def _add_replay(sub) -> None:
     p.add_argument("--batch-packets", type=_batch_packets,
                    help=f"packets per read (default [ring] batch_packets, else "
                    f"{defaults.BATCH_PACKETS})")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line on a terminal (the summary is still printed)")
     p.set_defaults(func=cmd_replay)
+
+
+def _add_query(sub) -> None:
+    from pushcap.supervisor.query_command import add_query_parser
+
+    add_query_parser(sub)
 
 
 SUBCOMMANDS = {"run": _add_run, "trigger": _add_trigger, "flows": _add_flows,
                "status": _add_status, "reload": _add_reload, "check": _add_check,
-               "replay": _add_replay}
+               "replay": _add_replay, "query": _add_query}
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -347,7 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     traceback)."""
     words = sys.argv[1:] if argv is None else argv
     only = words[0] if words and words[0] in SUBCOMMANDS else None
-    args = build_parser(only).parse_args(words)
+    parser = build_parser(only)
+    args = parser.parse_args(words)
+    for name, value in vars(args).items():
+        # Python 3.11's argparse turns `--opt=--` into [] (any type, append: [[]]), not a value
+        if isinstance(value, list) and (value == [] or [] in value):
+            parser.error(f"--{name.removeprefix('pd_')}: `=--` is no value; write the value")
     obs.setup_logging("info")
     try:
         return args.func(args)

@@ -128,7 +128,7 @@ def test_port_left_out_only_for_the_schemes_own():
 
 
 @pytest.mark.parametrize("toml, argv, culprit", [
-    ("[general]\nmaxpackets = 0\n", (), "maxpackets"),
+    ("[general]\nmaxpackets = -1\n", (), "maxpackets"),  # 0 is pcapdaemon's "not set"
     ("[general]\nmaxtimeout = \"soon\"\n", (), "maxtimeout"),
     ("[general]\ndefaulttimeout = 100\nmaxtimeout = 10\n", (), "defaulttimeout"),
     ("[general]\nwritelocal = true\nlocaldir = \"/nonexistent/x\"\n", (), "/nonexistent/x"),

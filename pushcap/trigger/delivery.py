@@ -1,4 +1,8 @@
-"""Deliver one finished capture: local folder and/or CloudShark, with a fallback folder.
+"""Deliver one finished capture: local folder, CloudShark and/or S3, with a fallback folder.
+
+A capture goes to the fallback folder when writelocal did not keep it and an upload that is on
+failed (the other upload may have taken it: the failed one's copy is still kept), or when no
+destination is on at all: a capture is never lost.
 
 File names are built only from this node's name, the interface (both from configuration) and a
 number, each reduced to a safe character set, and written with O_EXCL under a hidden temporary
@@ -18,6 +22,7 @@ from pushcap.config.pcapdaemon import TriggerSettings
 from pushcap.trigger.cloudshark import CloudSharkClient, UploadError, additional_tags
 from pushcap.trigger.job import CaptureOutcome
 from pushcap.trigger.message import CaptureRequest
+from pushcap.trigger.s3_upload import S3Uploader, S3UploadError
 
 log = logging.getLogger("pushcap.trigger.delivery")
 
@@ -39,6 +44,9 @@ class Delivery:
     local_error: str | None = None  # writelocal failed (the capture then goes to the fallback)
     upload_exceptions: tuple[str, ...] = ()
     attempts: int = 0
+    s3_url: str | None = None  # the object's URL ([s3])
+    s3_error: str | None = None
+    s3_attempts: int = 0
 
 
 def safe_part(text: str) -> str:
@@ -81,9 +89,11 @@ def write_into(folder: Path, filename: str, data: bytes) -> Path:
 class Deliverer:
     """Applies the settings' delivery rules to each finished capture."""
 
-    def __init__(self, settings: TriggerSettings, client: CloudSharkClient | None) -> None:
+    def __init__(self, settings: TriggerSettings, client: CloudSharkClient | None,
+                 s3: S3Uploader | None = None) -> None:
         self.settings = settings
         self.client = client
+        self.s3 = s3
 
     def deliver(self, request: CaptureRequest, outcome: CaptureOutcome) -> Delivery:
         settings = self.settings
@@ -103,10 +113,9 @@ class Deliverer:
                 log.error("event=trigger_write_failed requestid=%s interface=%s error=%r",
                           request.request_id, outcome.interface, result.local_error)
         uploaded_ok = False
+        tags = additional_tags(request.customer, request.alertid, request.tags,
+                               outcome.alias, settings.node_name, outcome.interface, outcome.snap)
         if self.client is not None and settings.cloudshark.upload:
-            tags = additional_tags(request.customer, request.alertid, request.tags,
-                                   outcome.alias, settings.node_name, outcome.interface,
-                                   outcome.snap)
             try:
                 uploaded = self.client.upload(data, filename, tags)
             except UploadError as exc:
@@ -120,10 +129,28 @@ class Deliverer:
                 log.info("event=trigger_uploaded requestid=%s interface=%s id=%s url=%s "
                          "attempts=%d", request.request_id, outcome.interface,
                          uploaded.capture_id, uploaded.url, uploaded.attempts)
-        if not (written_locally or uploaded_ok):
-            # Every destination failed or none is on: keep the capture rather than lose it.
+        s3_ok = self._to_s3(request, outcome, data, filename, tags, result)
+        failed = result.upload_error is not None or result.s3_error is not None
+        if not written_locally and (failed or not (uploaded_ok or s3_ok)):
+            # An upload failed, or none is on: keep the capture rather than lose it.
             result.path = str(write_into(settings.fallback_dir, filename, data))
             result.fallback = True
             log.warning("event=trigger_fallback requestid=%s interface=%s path=%s",
                         request.request_id, outcome.interface, result.path)
         return result
+
+    def _to_s3(self, request: CaptureRequest, outcome: CaptureOutcome, data: bytes,
+               filename: str, tags: str, result: Delivery) -> bool:
+        if self.s3 is None or not self.settings.s3.upload:
+            return False
+        try:
+            uploaded = self.s3.upload(data, filename, tags)
+        except S3UploadError as exc:
+            result.s3_error = str(exc)
+            log.error("event=trigger_s3_failed requestid=%s interface=%s error=%r",
+                      request.request_id, outcome.interface, result.s3_error)
+            return False
+        result.s3_url, result.s3_attempts = uploaded.url, uploaded.attempts
+        log.info("event=trigger_s3_uploaded requestid=%s interface=%s url=%s attempts=%d",
+                 request.request_id, outcome.interface, uploaded.url, uploaded.attempts)
+        return True

@@ -38,11 +38,12 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from pushcap import defaults
 from pushcap.capture.bpf import BpfError
+from pushcap.config.bpf_compile import shown_filter
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
 from pushcap.trigger.errors import TriggerError  # raised here; importers may take it from here
@@ -50,8 +51,10 @@ from pushcap.trigger.node_match import compile_node_regex
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Fields pcapdaemon accepts that have no meaning here (S3, packet debug): allowed, ignored.
-IGNORED_FIELDS = {"packetdebug", "folder", "bucket", "acl", "region", "endpoint", "encryption",
+# Fields pcapdaemon accepts that have no meaning here: allowed, ignored. Its per-request S3
+# fields among them: a request may not send the node's S3 keys to another endpoint or bucket,
+# nor make a capture public; [s3] alone says where captures go.
+IGNORED_FIELDS = {"folder", "bucket", "acl", "region", "endpoint", "encryption",
                   "aliasmatched", "alertstr"}
 
 
@@ -61,6 +64,8 @@ class Capture:
 
     interface: str
     alias: str | None = None
+    # an interface of this host that [[interface]] does not list: captured live, no lookback
+    on_demand: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,15 @@ class CaptureRequest:
     customer: str | None = None
     alertid: int | None = None
     log_request: bool = False
+    packet_debug: bool = False  # `packetdebug` (or [general] packetdebug): log its packets
     notes: tuple[str, ...] = ()  # what was adjusted or skipped, for every result and the log
 
 
-# A BPF check callback: compile `expr` for an interface or raise BpfError.
+# A BPF check callback: compile `expr` for an interface or raise BpfError. The service passes
+# none: it compiles off the listener thread, after parsing (request_filter.py says why).
 BpfCheck = Callable[[str, str], None]
+# The host's capture devices (libpcap's list), asked for lazily.
+HostInterfaces = Callable[[], Collection[str]]
 
 
 def request_id_of(data: bytes | str) -> str | None:
@@ -103,14 +112,17 @@ def request_id_of(data: bytes | str) -> str | None:
 
 def parse_request(data: bytes | str, settings: TriggerSettings,
                   interfaces: tuple[InterfaceConfig, ...], check_bpf: BpfCheck | None = None,
-                  received_ns: int | None = None) -> CaptureRequest | None:
+                  received_ns: int | None = None,
+                  host_interfaces: HostInterfaces | None = None) -> CaptureRequest | None:
     """Validate a raw message for this node; None when it is addressed to another node.
+    `host_interfaces`: the host's capture devices, asked only for an `interface` name that
+    [[interface]] lacks (on-demand capture, `[general] ondemand`); None: such names are skipped.
 
     Raises TriggerError and nothing else: a number or a nesting that breaks Python's own
     limits somewhere no field check foresaw is still a refusal of the message, not a crash.
     """
     try:
-        return _parse(data, settings, interfaces, check_bpf, received_ns)
+        return _parse(data, settings, interfaces, check_bpf, received_ns, host_interfaces)
     except (OverflowError, RecursionError, MemoryError) as exc:
         raise TriggerError("message", f"cannot be validated ({type(exc).__name__}: {exc})"[:200]
                            ) from None
@@ -118,7 +130,8 @@ def parse_request(data: bytes | str, settings: TriggerSettings,
 
 def _parse(data: bytes | str, settings: TriggerSettings,
            interfaces: tuple[InterfaceConfig, ...], check_bpf: BpfCheck | None,
-           received_ns: int | None) -> CaptureRequest | None:
+           received_ns: int | None, host_interfaces: HostInterfaces | None = None
+           ) -> CaptureRequest | None:
     if len(data) > defaults.MAX_MESSAGE_BYTES:
         raise TriggerError("message", f"larger than {defaults.MAX_MESSAGE_BYTES} bytes")
     try:
@@ -135,7 +148,7 @@ def _parse(data: bytes | str, settings: TriggerSettings,
     _check_utf8(msg)
     received_ns = received_ns if received_ns is not None else time.time_ns()
     fields = _Fields(msg)
-    captures, notes = _captures(fields, interfaces)
+    captures, notes = _captures(fields, interfaces, host_interfaces)
     notes += _unknown_fields(msg)
     bpf = fields.text("bpf", defaults.MAX_BPF_CHARS) or None
     if bpf is not None and check_bpf is not None:
@@ -143,7 +156,8 @@ def _parse(data: bytes | str, settings: TriggerSettings,
             try:
                 check_bpf(bpf, capture.interface)
             except BpfError as exc:
-                raise TriggerError("bpf", f"{bpf!r} does not compile: {exc}") from None
+                raise TriggerError("bpf", f"{shown_filter(bpf)} does not compile: {exc}"
+                                   ) from None
     # 0 is "not set" for every limit below, as in pcapdaemon (see the module docstring).
     timeout_s: float | None = fields.seconds("timeout", 0.0, settings.max_timeout_s, "maxtimeout")
     duration_s = fields.seconds("duration", 0.0, settings.max_duration_s, "maxduration")
@@ -155,7 +169,8 @@ def _parse(data: bytes | str, settings: TriggerSettings,
     request_id = fields.text("requestid", 64)
     if request_id and not _SAFE_ID.match(request_id):
         raise TriggerError("requestid", "letters, digits and ._:- only, at most 64")
-    alertid = fields.integer("alertid", None, 0, 2**63 - 1)
+    # 0 is no alert id, as in pcapdaemon (Go's zero value): no `alertid:0` tag, none in results
+    alertid = fields.integer("alertid", None, 0, 2**63 - 1) or None
     return CaptureRequest(
         request_id=request_id or uuid.uuid4().hex,
         received_ns=received_ns,
@@ -177,6 +192,7 @@ def _parse(data: bytes | str, settings: TriggerSettings,
         customer=fields.text("customer", 256) or None,
         alertid=alertid,
         log_request=fields.boolean("logrequest"),
+        packet_debug=fields.boolean("packetdebug") or settings.packet_debug,
         notes=notes,
     )
 
@@ -184,7 +200,7 @@ def _parse(data: bytes | str, settings: TriggerSettings,
 # Every field pcapdaemon's messages have, and pushcap's own (before, start, end, duration).
 KNOWN_FIELDS = ("node", "nodere", "interface", "alias", "bpf", "snap", "packets", "bytes",
                 "timeout", "duration", "before", "start", "end", "tags", "customer", "alertid",
-                "logrequest", "requestid")
+                "logrequest", "packetdebug", "requestid")
 
 
 _MAX_UNKNOWN_NOTES = 10
@@ -199,7 +215,9 @@ def _check_utf8(msg: dict) -> None:
                 try:
                     item.encode("utf-8")
                 except UnicodeEncodeError:
-                    field = key if isinstance(key, str) and key.isprintable() else "message"
+                    # named by its key when that can name it (an empty or huge key cannot)
+                    field = (key if isinstance(key, str) and key.isprintable()
+                             and 0 < len(key) <= 64 else "message")
                     raise TriggerError(field, "is not valid UTF-8 text (a lone surrogate)"
                                        ) from None
         if isinstance(key, str):
@@ -242,12 +260,15 @@ def _for_this_node(msg: dict, node_name: str) -> bool:
     return pattern.search(node_name) is not None
 
 
-def _captures(fields: _Fields, interfaces: tuple[InterfaceConfig, ...]
+def _captures(fields: _Fields, interfaces: tuple[InterfaceConfig, ...],
+              host_interfaces: HostInterfaces | None = None
               ) -> tuple[tuple[Capture, ...], tuple[str, ...]]:
     """`interface` xor `alias`, each a list (or one string); one capture per interface.
 
-    Names this node does not have are skipped with a note (pcapdaemon skipped them too); the
-    request is refused only when none of them is here, naming what is.
+    An `interface` name that [[interface]] lacks but the host has is captured on demand when
+    `host_interfaces` is given (pcapdaemon captured any interface of its host). Names this node
+    does not have are skipped with a note (pcapdaemon skipped them too); the request is refused
+    only when none of them is here, naming what is.
     """
     names = fields.names("interface")
     aliases = fields.names("alias")
@@ -264,6 +285,11 @@ def _captures(fields: _Fields, interfaces: tuple[InterfaceConfig, ...]
             result.setdefault(name, Capture(name))
         elif name not in unknown:
             unknown.append(name)
+    if unknown and names and host_interfaces is not None:
+        present = set(host_interfaces())
+        for name in [n for n in unknown if n in present]:
+            unknown.remove(name)
+            result.setdefault(name, Capture(name, on_demand=True))
     for alias in aliases:
         covered = [i.name for i in interfaces if alias in i.aliases]
         if not covered and alias not in unknown:

@@ -3,6 +3,10 @@
 Pub/sub reaches whoever listens now (`pushcap trigger` waiting for its answer); the stream keeps
 the last N outcomes of the whole fleet for collectors that were not listening. Publishing must
 never take the capture path down: a Redis outage costs the result (logged), nothing else.
+
+With `[redis] listen = false` (requests come from SQS only) there is no Redis to publish on:
+each result is then logged as one line (`event=trigger_result`), which is where pcapdaemon's
+outcomes went for every request (it published none).
 """
 
 from __future__ import annotations
@@ -53,8 +57,12 @@ class ResultPublisher:
             return self._client
 
     def publish(self, record: dict) -> bool:
-        """True when the result reached Redis (both the channel and the stream)."""
+        """True when the result reached Redis (both the channel and the stream), or, without a
+        Redis (`listen = false`), the log."""
         payload = json.dumps(record, separators=(",", ":"), sort_keys=True)
+        if not self.settings.listen:
+            log.info("event=trigger_result result=%s", payload)
+            return True
         try:
             client = self._redis()
             client.publish(self.settings.results_channel, payload)

@@ -5,8 +5,15 @@ stop before `LiveEngine.stop()` without either side waiting on the other. Concur
 are bounded by configuration: at most `max_concurrent` captures run, `max_queued` more wait, each
 holds at most `max_bytes` of pcap; a request beyond that is refused with a result saying so.
 
+Requests come from Redis (listener.py) and, with `[sqs]`, an SQS queue (sqs_listener.py, whose
+messages are deleted once their results are out: completion.py); captures go to CloudShark, S3
+(s3_upload.py) and/or a folder (delivery.py); an interface [[interface]] does not list is
+opened for its capture alone (on_demand.py).
+
 Every message gets an answer: a request this node cannot serve is published as "rejected" with
 the field at fault, whatever made validation fail, and the listener goes on with the next one.
+A request's `bpf` is compiled off the listener, under a time and size budget
+(request_filter.py): a filter libpcap would take minutes on is refused and delays no other one.
 What was adjusted on the way (an interface skipped, a lookback capped) is logged and carried in
 each result's `notes`, so a publisher never mistakes a partial capture for the one it asked for.
 """
@@ -17,7 +24,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pushcap import defaults
 from pushcap.capture.bpf import BpfFilter
@@ -25,6 +32,7 @@ from pushcap.capture.ring import Ring
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
 from pushcap.trigger.cloudshark import CloudSharkClient
+from pushcap.trigger.completion import Completions, finish
 from pushcap.trigger.delivery import Deliverer
 from pushcap.trigger.job import CaptureJob, CaptureOutcome, ring_latency_s
 from pushcap.trigger.listener import Listener
@@ -36,7 +44,13 @@ from pushcap.trigger.message import (
     parse_request,
     request_id_of,
 )
+from pushcap.trigger.on_demand import capture_on_demand, host_interfaces
+from pushcap.trigger.packet_debug import log_packets
+from pushcap.trigger.recent import RecentResults
+from pushcap.trigger.request_filter import Filters, RequestFilters
 from pushcap.trigger.results import ResultPublisher, result_record
+from pushcap.trigger.s3_upload import S3Uploader
+from pushcap.trigger.sqs_listener import SqsListener
 
 log = logging.getLogger("pushcap.trigger")
 
@@ -61,9 +75,16 @@ class TriggerService:
         self._futures_lock = threading.Lock()
         self._counts: dict[str, int] = {"requests": 0, "rejected": 0, "captures": 0}
         self.publisher = ResultPublisher(settings.redis)
+        self.recent = RecentResults()  # the last results and their latency, for /status
+        self.filters = RequestFilters(rings, settings.max_queued)  # off the listener's thread
         client = CloudSharkClient(settings.cloudshark, self._stop)
-        self.deliverer = Deliverer(settings, client if settings.cloudshark.upload else None)
+        self.deliverer = Deliverer(settings, client if settings.cloudshark.upload else None,
+                                   S3Uploader(settings.s3, self._stop) if settings.s3.upload
+                                   else None)
         self.listener = Listener(settings.redis, self.handle_message)
+        self.sqs = SqsListener(settings.sqs, self.handle_message) if settings.sqs.listen \
+            else None
+        self._completions = Completions()  # when an SQS message's results are all out
 
     def start(self) -> None:
         cs = self.settings.cloudshark
@@ -73,15 +94,24 @@ class TriggerService:
                  self.settings.max_concurrent)
         if self.settings.redis.listen:
             self.listener.start()
+        if self.settings.s3.upload:
+            log.info("event=trigger_s3 destination=%s", self.settings.s3.describe())
+        if self.sqs is not None:
+            self.sqs.start()
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop listening; running captures end now and deliver what they have. True if clean."""
         deadline = time.monotonic() + timeout_s
         self._stop.set()
         clean = self.listener.stop(max(0.0, deadline - time.monotonic()))
+        if self.sqs is not None:
+            clean = self.sqs.stop(max(0.0, deadline - time.monotonic())) and clean
+        self.filters.stop()
         with self._futures_lock:
             pending = set(self._futures)
         _, not_done = concurrent.futures.wait(pending, max(0.0, deadline - time.monotonic()))
+        if self.sqs is not None:
+            self.sqs.release_in_flight()  # what did not finish goes back on the queue now
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.publisher.close()
         log.info("event=trigger_stopped unfinished=%d", len(not_done))
@@ -93,57 +123,77 @@ class TriggerService:
             running = len(self._futures)
         return {**self._counts, "captures_in_progress": running,
                 "redis_connected": self.listener.connected.is_set(),
-                "redis_errors": self.listener.reconnects}
+                "redis_errors": self.listener.reconnects, **self.recent.snapshot(),
+                **(self.sqs.stats() if self.sqs is not None else {})}
 
     def _count(self, key: str) -> None:
         with self._futures_lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
-    def handle_message(self, data: bytes | str, received_ns: int) -> None:
-        """Validate and queue one message (called by the listener; tests may call it directly)."""
+    def handle_message(self, data: bytes | str, received_ns: int,
+                       on_results: Callable[[], None] | None = None) -> bool:
+        """Validate and queue one message (called by a listener; tests may call it directly).
+        `on_results` is called once every result the message owes is published (the SQS
+        listener then deletes it); returns False when none is owed (another node's message)."""
         settings = self.settings
         self._count("requests")
         if settings.log_requests:
             log.info("event=trigger_message data=%r", _clip(data))
         try:
-            request = parse_request(data, settings, self.interfaces, self._check_bpf, received_ns)
+            request = parse_request(data, settings, self.interfaces, received_ns=received_ns,
+                                    host_interfaces=host_interfaces if settings.on_demand
+                                    else None)
         except TriggerError as exc:
             self._reject(data, exc.field, str(exc))
-            return
+            finish(on_results)
+            return True
         except Exception as exc:  # noqa: BLE001 - a validator bug still owes the publisher an answer
             log.exception("event=trigger_validation_failed")
             self._reject(data, "message", f"message: could not be validated "
                          f"({type(exc).__name__}: {exc})"[:300])
-            return
+            finish(on_results)
+            return True
         if request is None:
             log.debug("event=trigger_not_for_us node=%s", settings.node_name)
-            return
+            return False
         if request.log_request and not settings.log_requests:
             log.info("event=trigger_message data=%r", _clip(data))
+        if on_results is not None:
+            self._completions.expect(request, len(request.captures), on_results)
+        if request.bpf is None:
+            self._accept(request, {})
+        elif not self.filters.submit(request, lambda filters: self._accept(request, filters),
+                                     lambda exc: self._reject(data, exc.field, str(exc),
+                                                              request)):
+            self._reject(data, "bpf", f"bpf: not compiled: busy, {self.settings.max_queued} "
+                         "requests' filters are waiting to compile; try again", request)
+        return True
+
+    def _accept(self, request: CaptureRequest, filters: Filters) -> None:
+        """Queue a request's captures, with its compiled filters (on the listener's thread
+        without a `bpf`, else on request_filter's)."""
         log.info("event=trigger_accepted %s", describe_request(request))
         for note in request.notes:
             log.warning("event=trigger_note requestid=%s note=%r", request.request_id, note)
         for capture in request.captures:
-            self._submit(request, capture)
+            self._submit(request, capture, filters.get(capture.interface))
 
-    def _reject(self, data: bytes | str, field: str, error: str) -> None:
+    def _reject(self, data: bytes | str, field: str, error: str,
+                request: CaptureRequest | None = None) -> None:
+        """Publish a refusal; `request`: one refused after parsing, which owes nothing more."""
         log.warning("event=trigger_rejected field=%s error=%r", field, error)
         self._count("rejected")
         try:
             request_id = request_id_of(data)
         except Exception:  # noqa: BLE001 - the id is a courtesy; the rejection must go out
             request_id = None
-        self.publisher.publish(result_record(self.settings.node_name, request_id, "rejected",
-                                             field=field, error=error))
+        self._publish(result_record(self.settings.node_name, request_id, "rejected",
+                                    field=field, error=error))
+        if request is not None:
+            self._completions.settle(request)
 
-    def _check_bpf(self, expr: str, interface: str) -> None:
-        ring = self.rings.get(interface)
-        if ring is not None:
-            BpfFilter(expr, ring.linktype, ring.snaplen)
-        else:
-            BpfFilter(expr, 1)  # Ethernet; the capture itself will report the missing ring
-
-    def _submit(self, request: CaptureRequest, capture: Capture) -> None:
+    def _submit(self, request: CaptureRequest, capture: Capture,
+                bpf: BpfFilter | None = None) -> None:
         if self._stop.is_set() or not self._slots.acquire(blocking=False):
             busy = "stopping" if self._stop.is_set() else (
                 f"busy: {self.settings.max_concurrent} captures running and "
@@ -152,7 +202,7 @@ class TriggerService:
                         request.request_id, capture.interface, busy)
             self._publish_capture(request, capture, "error", error=busy)
             return
-        future = self._pool.submit(self._run, request, capture)
+        future = self._pool.submit(self._run, request, capture, bpf)
         with self._futures_lock:
             self._futures.add(future)
         future.add_done_callback(self._forget)
@@ -161,14 +211,17 @@ class TriggerService:
         with self._futures_lock:
             self._futures.discard(future)
 
-    def _run(self, request: CaptureRequest, capture: Capture) -> None:
+    def _run(self, request: CaptureRequest, capture: Capture, bpf: BpfFilter | None) -> None:
         try:
             ring = self.rings.get(capture.interface)
-            if ring is None:
+            if capture.on_demand:  # not in [[interface]]: opened for this capture alone
+                outcome = capture_on_demand(request, capture, self._stop)
+            elif ring is None:
                 raise RuntimeError(f"interface {capture.interface} is configured but not "
                                    "being captured")
-            outcome = CaptureJob(request, capture.interface, capture.alias, ring,
-                                 self._stop, self.late_s).run()
+            else:
+                outcome = CaptureJob(request, capture.interface, capture.alias, ring,
+                                     self._stop, self.late_s, bpf_filter=bpf).run()
             self._finish(request, capture, outcome)
         except Exception as exc:  # noqa: BLE001 - a failed capture is a result, not a crash
             log.exception("event=trigger_failed requestid=%s interface=%s", request.request_id,
@@ -190,16 +243,19 @@ class TriggerService:
         for note in outcome.notes:
             log.warning("event=trigger_note requestid=%s interface=%s note=%r",
                         request.request_id, capture.interface, note)
+        if request.packet_debug:
+            log_packets(request, outcome)
         if outcome.packets == 0:
             self._publish_capture(request, capture, "empty", **stats)
             return
         delivery = self.deliverer.deliver(request, outcome)
-        error = delivery.upload_error or delivery.local_error
+        error = delivery.upload_error or delivery.s3_error or delivery.local_error
         status = "error" if error else "ok"
         self._publish_capture(
             request, capture, status, **stats, path=delivery.path,
             fallback=delivery.fallback or None, cloudshark_id=delivery.cloudshark_id,
-            cloudshark_url=delivery.cloudshark_url, error=error,
+            cloudshark_url=delivery.cloudshark_url, s3_url=delivery.s3_url,
+            s3_attempts=delivery.s3_attempts or None, error=error,
             exceptions=list(delivery.upload_exceptions) or None,
             attempts=delivery.attempts or None)
 
@@ -208,11 +264,16 @@ class TriggerService:
         self._count("captures")
         self._count(f"captures_{status}")
         all_notes = [*request.notes, *(notes or ())]
-        self.publisher.publish(result_record(
+        self._publish(result_record(
             self.settings.node_name, request.request_id, status, interface=capture.interface,
             alias=capture.alias, alertid=request.alertid, customer=request.customer,
             latency_s=round((time.time_ns() - request.received_ns) / 1e9, 3),
             notes=all_notes or None, **fields))
+        self._completions.published(request)
+
+    def _publish(self, record: dict) -> None:
+        self.recent.add(record)
+        self.publisher.publish(record)
 
 
 def _clip(data: bytes | str) -> str:
