@@ -7,6 +7,7 @@ import pcapy
 
 from pushcap.capture.batch import Batch, build_records
 from pushcap.capture.bpf import BpfFilter
+from pushcap.config import bpf_compile
 
 DLT_EN10MB = 1
 
@@ -60,3 +61,11 @@ class _FakeProgram:
 
     def get_bpf(self) -> list[tuple[int, int, int, int]]:
         return self.insns
+
+
+def fake_libpcap(monkeypatch, insns: list[tuple[int, int, int, int]]) -> None:
+    """Make libpcap's compiler answer `insns` whatever it is asked: a program libpcap would not
+    emit. The compile cache is emptied first, or an earlier answer for the same expression would
+    be what BpfFilter gets (use expressions no real test compiles: the fake stays cached)."""
+    monkeypatch.setattr(pcapy, "compile", lambda *args: _FakeProgram(insns))
+    bpf_compile.clear_cache()

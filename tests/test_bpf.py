@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pcapy
 import pytest
-from bpf_helpers import DLT_EN10MB, _as_batch, _assert_libpcap_agrees, _FakeProgram, _random_packets
+from bpf_helpers import DLT_EN10MB, _as_batch, _assert_libpcap_agrees, _random_packets, fake_libpcap
 
-from pushcap.capture import bpf
 from pushcap.capture.bpf import BpfError, BpfFilter, compile_shared
 
 PCAPS = Path(__file__).resolve().parent / "data"
@@ -209,7 +208,7 @@ def test_bad_filter_raises_with_libpcaps_message() -> None:
 ])
 def test_programs_libpcap_would_not_run_are_refused(monkeypatch: pytest.MonkeyPatch,
                                                     insns: list) -> None:
-    monkeypatch.setattr(bpf.pcapy, "compile", lambda *args: _FakeProgram(insns))
+    fake_libpcap(monkeypatch, insns)
     with pytest.raises(BpfError):
         BpfFilter("anything", DLT_EN10MB)
 
@@ -221,7 +220,7 @@ def test_backward_jump_limit(monkeypatch: pytest.MonkeyPatch) -> None:
             (0x15, 1, 0, 60),                # 1: A == 60 ? -> 3 : -> 2
             (0x05, 0, 0, 0xFFFFFFFD),        # 2: ja 0
             (0x06, 0, 0, 1)]                 # 3: accept
-    monkeypatch.setattr(bpf.pcapy, "compile", lambda *args: _FakeProgram(loop))
+    fake_libpcap(monkeypatch, loop)
     assert BpfFilter("loop to 60", DLT_EN10MB).match(_as_batch([bytes(20)]))[0]
     loop[1] = (0x15, 1, 0, 65536)  # reached at jump 65535: still inside the guard
     assert BpfFilter("loop to 65536", DLT_EN10MB).match(_as_batch([bytes(20)]))[0]
@@ -255,6 +254,6 @@ def test_protochain_follows_as_many_extension_headers_as_libpcap() -> None:
 def test_ret_a_accepts_on_nonzero_accumulator(monkeypatch: pytest.MonkeyPatch) -> None:
     """`ret a` returns a snap length: any nonzero value accepts, 0 rejects."""
     prog = [(0x30, 0, 0, 0), (0x16, 0, 0, 0)]  # ldb [0]; ret a
-    monkeypatch.setattr(bpf.pcapy, "compile", lambda *args: _FakeProgram(prog))
+    fake_libpcap(monkeypatch, prog)
     batch = _as_batch([b"\x00" * 14, b"\x01" + bytes(13), b"\x80" + bytes(13), b""])
     assert BpfFilter("ret a", DLT_EN10MB).match(batch).tolist() == [False, True, True, False]

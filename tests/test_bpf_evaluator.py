@@ -7,9 +7,8 @@ import zlib
 import numpy as np
 import pcapy
 import pytest
-from bpf_helpers import DLT_EN10MB, _as_batch, _assert_libpcap_agrees, _FakeProgram, _random_packets
+from bpf_helpers import DLT_EN10MB, _as_batch, _assert_libpcap_agrees, _random_packets, fake_libpcap
 
-from pushcap.capture import bpf
 from pushcap.capture.bpf import BpfError, BpfFilter
 
 # The evaluator's shortcuts (dead registers dropped at splits, runs of jumps resolved with masks,
@@ -189,7 +188,7 @@ def test_random_programs_match_reference(monkeypatch: pytest.MonkeyPatch) -> Non
     compared = 0
     for _ in range(400):
         insns = _random_program(rng)
-        monkeypatch.setattr(bpf.pcapy, "compile", lambda *args, insns=insns: _FakeProgram(insns))
+        fake_libpcap(monkeypatch, insns)
         try:
             filt = BpfFilter("random", DLT_EN10MB)
         except BpfError:

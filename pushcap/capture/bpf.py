@@ -1,8 +1,9 @@
 """A capture filter: libpcap compiles the expression, pushcap runs it over whole batches.
 
-libpcap (`pcapy.compile`) turns the expression into a classic BPF program, the same one
-`tcpdump -r` runs; `bpf_program.check_program` refuses what libpcap's own validator would, and
-Linux-only ancillary loads. The program then runs over a batch at once, never one Python call per
+libpcap (`pcapy.compile`, under config/bpf_compile.py's size and time budgets and through its
+cache) turns the expression into a classic BPF program, the same one `tcpdump -r` runs;
+`bpf_program.check_program` refuses what libpcap's own validator would, and Linux-only ancillary
+loads. The program then runs over a batch at once, never one Python call per
 packet: in C (`native_bpf`, `select`) on the push path, or with numpy (`bpf_numpy`) where the
 library was not built and where a caller wants a mask (triggers, flows). Both give exactly
 libpcap's `bpf_filter()` answers (tests hold them to it and to tcpdump).
@@ -13,12 +14,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-import pcapy
-
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf_program import BpfError, check_program
 from pushcap.capture.native_bpf import native_bpf
+from pushcap.config.bpf_compile import check_size, compile_program
+from pushcap.config.field_check import lua_repr
 from pushcap.config.model import ConfigError, TargetConfig
 
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
@@ -29,12 +30,10 @@ if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
 
 __all__ = ["BpfError", "BpfFilter", "compile_shared"]  # BpfError is re-exported for callers
 
-_PARSE_PREFIX = "can't parse filter expression: "
 # File LINKTYPE_* values whose libpcap DLT_* differs (libpcap's linktype_to_dlt(), Linux values):
 # pcap files say 101 for raw IP, but pcap_compile() only knows DLT_RAW = 12.
 _LINKTYPE_TO_DLT = {100: 11, 101: 12, 102: 15, 103: 16}
 
-_compile_lock = threading.Lock()
 _shared_lock = threading.Lock()
 _shared: dict[tuple[str, int, int], BpfFilter] = {}
 
@@ -48,20 +47,21 @@ class BpfFilter:
     """
 
     def __init__(self, expression: str, linktype: int,
-                 snaplen: int = defaults.MAX_SNAPLEN_BYTES) -> None:
-        """`linktype` is the pcap file header's LINKTYPE_*; libpcap's DLT_* is accepted too."""
+                 snaplen: int = defaults.MAX_SNAPLEN_BYTES, *,
+                 budget_s: float | None = None,
+                 max_chars: int | None = defaults.MAX_FILTER_BPF_CHARS) -> None:
+        """`linktype` is the pcap file header's LINKTYPE_*; libpcap's DLT_* is accepted too.
+
+        The program comes from bpf_compile's cache, compiled there under `budget_s` (None: a
+        FilterBPF's) and `max_chars` when it is not cached (a trigger passes its own): a long
+        expression waits for a child process, holding no GIL, so build this off threads that
+        must answer (the trigger listener) and it never stalls capture threads.
+        """
         self.expression = expression
         self.linktype = linktype
         self.snaplen = snaplen
-        try:
-            with _compile_lock:  # older libpcaps keep parser state in globals
-                prog = pcapy.compile(_LINKTYPE_TO_DLT.get(linktype, linktype), snaplen,
-                                     expression, 1, 0)
-        except pcapy.PcapError as e:
-            msg = str(e)
-            raise BpfError(msg.removeprefix(_PARSE_PREFIX)) from None
-        self.program: tuple[tuple[int, int, int, int], ...] = tuple(
-            tuple(int(v) for v in insn) for insn in prog.get_bpf())
+        self.program = compile_program(expression, _LINKTYPE_TO_DLT.get(linktype, linktype),
+                                       snaplen, budget_s=budget_s, max_chars=max_chars)
         check_program(list(self.program))
         self._numpy: NumpyProgram | None = None
         self._native: NativeProgram | None = None
@@ -116,11 +116,15 @@ class BpfFilter:
         return self._numpy
 
 
-def compile_shared(expression: str | None, linktype: int, snaplen: int) -> BpfFilter | None:
+def compile_shared(expression: str | None, linktype: int, snaplen: int,
+                   max_chars: int | None = defaults.MAX_FILTER_BPF_CHARS) -> BpfFilter | None:
     """The one BpfFilter for (expression, linktype, snaplen); None (match all) for no expression.
 
-    Targets with the same filter share one compiled program. The lock makes concurrent callers
-    agree on a single object; compiling is cheap, so holding it while compiling is fine.
+    Targets with the same filter share one compiled program (and its C form). The lock makes
+    concurrent callers agree on a single object. It is held while compiling: targets are built
+    one after the other, off the capture threads, and a compile holds it at most for
+    defaults.BPF_COMPILE_BUDGET_S (the wait for a child process holds no GIL). Only targets'
+    filters come here: the dict is bounded by the config, not by the network.
     """
     if expression is None:
         return None
@@ -128,7 +132,7 @@ def compile_shared(expression: str | None, linktype: int, snaplen: int) -> BpfFi
     with _shared_lock:
         bpf = _shared.get(key)
         if bpf is None:
-            bpf = _shared[key] = BpfFilter(expression, linktype, snaplen)
+            bpf = _shared[key] = BpfFilter(expression, linktype, snaplen, max_chars=max_chars)
         return bpf
 
 
@@ -136,10 +140,13 @@ def compile_target_filter(target: TargetConfig, linktype: int, snaplen: int,
                           expression: str | None = None) -> BpfFilter | None:
     """A target's shared filter (`expression` when the consumer widens the target's own, e.g.
     flows leaving out their own datagrams); a bad one is a ConfigError naming the target, its
-    FilterBPF and the link type, the one wording every consumer and check uses."""
+    FilterBPF and the link type, the one wording every consumer and check uses. The size budget
+    applies to the FilterBPF as written; a widened expression adds a known few characters."""
     try:
+        if target.filter_bpf is not None:
+            check_size(target.filter_bpf, defaults.MAX_FILTER_BPF_CHARS)
         return compile_shared(target.filter_bpf if expression is None else expression,
-                              linktype, snaplen)
+                              linktype, snaplen, max_chars=None)
     except BpfError as exc:
         raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
-                          f'"{target.filter_bpf}": {exc} (link type {linktype})') from exc
+                          f'{lua_repr(target.filter_bpf)}: {exc} (link type {linktype})') from exc

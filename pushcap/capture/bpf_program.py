@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# One error type for a filter, whoever refuses it: libpcap, its budgets (config, where a
+# FilterBPF is first compiled), or check_program below. Re-exported from here and from bpf.py.
+from pushcap.config.bpf_compile import BpfError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -37,9 +41,6 @@ _VALID_LD = {LD | W | ABS, LD | H | ABS, LD | B | ABS, LD | W | IND, LD | H | IN
 _ALU_OPS = {ADD, SUB, MUL, DIV, OR, AND, LSH, RSH, MOD, XOR}
 _JMP_OPS = {JEQ, JGT, JGE, JSET}
 
-
-class BpfError(ValueError):
-    """A filter that libpcap rejects, or a program this evaluator cannot run faithfully."""
 
 
 def check_program(insns: list[tuple[int, int, int, int]]) -> None:

@@ -47,6 +47,7 @@ from pushcap.capture.batch import (
 from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Cursor, Ring
 from pushcap.trigger.message import CaptureRequest
+from pushcap.trigger.request_filter import compile_request_filter
 
 
 def ring_latency_s(poll_timeout_ms: float = defaults.POLL_TIMEOUT_MS) -> float:
@@ -87,15 +88,17 @@ class CaptureJob:
     """Runs one (request, interface) capture; `run()` blocks until it ends."""
 
     def __init__(self, request: CaptureRequest, interface: str, alias: str | None, ring: Ring,
-                 stop: threading.Event | None = None, late_s: float | None = None) -> None:
+                 stop: threading.Event | None = None, late_s: float | None = None, *,
+                 bpf_filter: BpfFilter | None = None) -> None:
+        """`bpf_filter`: `request.bpf` compiled for `ring` (the service compiles it once, off
+        the listener: request_filter.py); without one it is compiled here, the same way."""
         self.request = request
         self.ring = ring
         self.stop = stop or threading.Event()
         self.late_ns = int((ring_latency_s() if late_s is None else late_s) * 1e9)
-        # Not compile_shared(): its cache lives forever, and expressions from the network are
-        # unbounded in number. Compiling costs a millisecond once per capture.
-        self.bpf: BpfFilter | None = (BpfFilter(request.bpf, ring.linktype, ring.snaplen)
-                                      if request.bpf else None)
+        if bpf_filter is None and request.bpf:
+            bpf_filter = compile_request_filter(request.bpf, ring)
+        self.bpf = bpf_filter
         snap = min(request.snap, ring.snaplen) if ring.snaplen else request.snap
         self.outcome = CaptureOutcome(interface, alias, ring.linktype, snap)
         self._bytes = PCAP_FILE_HEADER_BYTES
