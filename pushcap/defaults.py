@@ -32,6 +32,10 @@ POLL_TIMEOUT_MS = 100
 KERNEL_BUFFER_BYTES = 64 * 1024 * 1024
 KERNEL_BUFFER_MAX_BYTES = 1 << 30
 COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long for more packets
+# A C capture read's buffer (capture/native_live.py): room for this much per packet wanted, at
+# most LIVE_READ_MAX_BYTES; what a read does not fill is given back to the allocator at once.
+LIVE_READ_BYTES_PER_PACKET = 1536
+LIVE_READ_MAX_BYTES = 16 * 1024 * 1024
 # capture whole packets; truncation is an output choice, not capture's
 LIVE_SNAPLEN_BYTES = MAX_SNAPLEN_BYTES
 CAPTURE_STATS_INTERVAL_S = 10.0  # how often a capture thread reads the kernel's drop counters
