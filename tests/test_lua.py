@@ -212,6 +212,13 @@ def test_field_errors_name_target_and_field(fields, prefix, words):
     assert words in message
 
 
+def test_an_unknown_field_name_is_quoted_when_it_is_not_a_plain_name():
+    """Found by tests/fuzz: a key holding a newline came out raw, a message of two lines."""
+    message = load_error(one_target(**{'["Fit\\nler"]': '"tcp"'}), line=True)
+    assert message.startswith(f'{AT2}: target 2 "t2": unknown field "Fit\\nler" (known: ')
+    assert "\n" not in message
+
+
 def test_filter_bpf_compiled_at_load_with_libpcap_message():
     message = load_error(one_target(FilterBPF='"tcpp"'), line=True)
     assert message == f'{AT2}: target 2 "t2": FilterBPF "tcpp": syntax error'

@@ -3,12 +3,12 @@
 The file is Lua because FMADIO's is, so existing configs work unchanged; but it is code, so it runs
 in a throwaway Lua 5.4 runtime with only pure functions (table, string without dump, math,
 pairs...), as source text only (a precompiled chunk is refused: bytecode can break out of any
-Lua sandbox), under a wall-clock budget (defaults.LUA_MAX_SECONDS, enforced by a count hook the
-config cannot remove) and a memory cap (defaults.LUA_MAX_MEMORY_BYTES). Known limit: a C function
-does not run hooks, so a pathological pattern in string.find/match/gsub can outlive the budget.
+Lua sandbox), under a time budget (defaults.LUA_MAX_SECONDS) and a memory cap
+(defaults.LUA_MAX_MEMORY_BYTES), in a child process that is killed when a C library call outlives
+the budget (lua_process.py says why; lua_driver.py is the code that runs there).
 
-The returned Config table is converted to plain Python while the runtime is alive (strings as
-bytes, tables as dicts down to the target fields), then its shape is checked here: Config.Target a
+The returned Config table is converted to plain Python in that child (strings as bytes, tables
+as dicts down to the target fields), then its shape is checked here: Config.Target a
 list of tables with named fields, no two targets with the same Desc, or the same Mode and Path
 (their files would overwrite each other). What each field may hold is pushcap.config.targets'
 business, which never sees Lua. load_targets / load_targets_text are the API other modules import.
@@ -33,106 +33,19 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from lupa.lua54 import LuaError, LuaRuntime, lua_type
-
 from pushcap import defaults
 from pushcap.config.field_check import TargetPlace, conceal
 from pushcap.config.lua_lines import Constructor, instrument, scan_constructors, string_literals
+from pushcap.config.lua_process import evaluate_bounded
 from pushcap.config.lua_tokens import conceal_tokens
 from pushcap.config.model import ConfigError, TargetConfig
 from pushcap.config.target_unique import SeenTargets, check_unique
-from pushcap.config.targets import LuaOpaque, lua_repr, validate_target
+from pushcap.config.targets import lua_repr, validate_target
 
 __all__ = ["load_targets", "load_targets_text"]
 
-# Globals a config may not use; reading one raises "<name> is not available" at the caller's line.
-BLOCKED_GLOBALS = (
-    "os", "io", "require", "dofile", "loadfile", "load", "loadstring", "debug", "package",
-    "collectgarbage", "coroutine", "setmetatable", "getmetatable", "rawget", "rawset", "rawequal",
-    "rawlen", "xpcall", "print", "warn", "module", "newproxy", "getfenv", "setfenv", "python",
-)  # fmt: skip
-
 _CHUNK_ID = "@@pushcap-config@@"  # replaced by the file name in Lua's messages (no 60-char cut)
-_STOP_MARKER = "pushcap: config stopped"  # the hook's error, recognised if it escapes the driver
-# Config -> Target -> one target -> field values: tables below this depth are only named in
-# messages, never walked, so a self-referencing table cannot loop the conversion.
-_TABLE_DEPTH = 3
-
-# The privileged driver: runs before the config with full Lua, builds the sandbox, loads the config
-# as text, installs the time hook and reports what happened as (status, detail).
-_DRIVER = """
-local load, pcall, error, next, type, tostring = load, pcall, error, next, type, tostring
-local setmetatable, getmetatable, sethook, getinfo = setmetatable, getmetatable, debug.sethook,
-  debug.getinfo
-local pack, unpack = table.pack, table.unpack
-local MEMORY, STOP = "not enough memory", "STOP_MARKER"
-local BLOCKED = BLOCKED_TABLE
-
-local function copy(t)
-  local c = {}
-  for k, v in next, t do c[k] = v end
-  return c
-end
-
-local function refuse(what)
-  error(what .. " is not available in push_realtime.lua: it runs sandboxed with only table, "
-    .. "string, math, pairs, ipairs, next, select, tostring, tonumber, type, unpack, pcall, "
-    .. "error and assert", 3)
-end
-
-return function(text, chunkname, now, max_s, marking)
-  local aborted, stop_line = nil, nil
-  -- constructor number of each table the marked copy built (lua_lines.py); weak: no table is kept
-  local marks = setmetatable({}, {__mode = "k"})
-  local function mark(n, t)
-    if type(t) == "table" then marks[t] = n end
-    return t
-  end
-  local str = copy(string)
-  str.dump = nil
-  string.dump = nil
-  setmetatable(str, {__index = function(_, k) if k == "dump" then refuse("string.dump") end end})
-  getmetatable("").__index = str  -- ("x"):dump() must not reach the real string table either
-
-  local function guarded_pcall(f, ...)
-    local r = pack(pcall(f, ...))
-    if aborted then error(STOP, 0) end
-    if not r[1] and r[2] == MEMORY then aborted = "memory"; error(MEMORY, 0) end
-    return unpack(r, 1, r.n)
-  end
-
-  local env = {
-    table = copy(table), string = str, math = copy(math), pairs = pairs, ipairs = ipairs,
-    next = next, select = select, tostring = tostring, tonumber = tonumber, type = type,
-    unpack = table.unpack, error = error, assert = assert, pcall = guarded_pcall,
-  }
-  env._G = env
-  setmetatable(env, {__index = function(_, k) if BLOCKED[k] then refuse(k) end end})
-
-  local fn, err = load(text, chunkname, "t", env)
-  if not fn then return "syntax", err end
-  local args = marking and pack(mark) or pack()  -- the marked copy's ... (not the config's)
-  local deadline = now() + max_s
-  sethook(function()
-    if not aborted and now() > deadline then
-      aborted = "timeout"
-      local level, info = 2, getinfo(2, "Sl")
-      while info and info.source ~= chunkname do  -- the config's line, not mark's or pcall's
-        level = level + 1
-        info = getinfo(level, "Sl")
-      end
-      stop_line = info and info.currentline
-    end
-    if aborted then error(STOP, 0) end
-  end, "", HOOK_EVERY)
-  local ok, res = pcall(fn, unpack(args, 1, args.n))
-  sethook()
-  if aborted then return aborted, stop_line end
-  if ok then return "ok", res, marks end
-  if res == MEMORY then return "memory", nil end
-  return "error", tostring(res)
-end
-"""
+_CHUNKNAME = f"={_CHUNK_ID}".encode()
 
 
 def load_targets(path: str | Path, captured: Collection[str] | None = None
@@ -186,43 +99,22 @@ def _conceal_source(message: str, data: bytes) -> str:
     return conceal(message, literals)
 
 
-def _evaluate(text: bytes, max_s: float, *, marking: bool) -> tuple[str, Any, Any]:
-    """Run `text` in a fresh runtime: the driver's (status, detail, marks), still Lua values (they
-    keep the runtime alive); `marking`: `text` is instrument's copy. LuaError: the driver failed."""
-    lua = LuaRuntime(
-        encoding=None, register_eval=False, register_builtins=False,
-        max_memory=defaults.LUA_MAX_MEMORY_BYTES,
-    )  # fmt: skip
-    blocked = "{" + ",".join(f'["{n}"]=true' for n in BLOCKED_GLOBALS) + "}"
-    driver_src = _DRIVER.replace("HOOK_EVERY", str(defaults.LUA_HOOK_EVERY_INSTRUCTIONS))
-    driver_src = driver_src.replace("BLOCKED_TABLE", blocked).replace("STOP_MARKER", _STOP_MARKER)
-    try:
-        driver = lua.execute(driver_src.encode())
-        chunkname = f"={_CHUNK_ID}".encode()
-        raw_status, detail, *rest = driver(text, chunkname, time.monotonic, max_s, marking)
-        return raw_status.decode(), detail, rest[0] if rest else None
-    except MemoryError:  # LuaMemoryError outside the chunk's pcall: same cause
-        return "memory", None, None
-    except LuaError as e:
-        if _STOP_MARKER in str(e):
-            return "timeout", None, None
-        raise
-
-
 def _run_sandboxed(data: bytes, source_name: str) -> Any:
     """Evaluate the file as written in a fresh runtime: the value it returned, as Python data."""
     limit_s = f"{defaults.LUA_MAX_SECONDS:g} s"
     limit_mib = f"{defaults.LUA_MAX_MEMORY_BYTES / 2**20:g} MiB"
-    try:
-        status, detail, _ = _evaluate(data, defaults.LUA_MAX_SECONDS, marking=False)
-    except LuaError as e:
-        message = conceal(str(e))
-        raise ConfigError(f"{source_name}: could not be evaluated: {message}") from None
+    outcome = evaluate_bounded(data, _CHUNKNAME, defaults.LUA_MAX_SECONDS)
+    status, detail = outcome.status, outcome.detail
     if status == "ok":
-        return _to_python(detail, 0)
-    if status == "timeout":
-        where = f", stopped at line {detail}" if isinstance(detail, int) and detail > 0 else ""
-        raise ConfigError(f"{source_name}: ran longer than {limit_s} (infinite loop?){where}")
+        return detail
+    if status == "failed" or status == "crashed":
+        raise ConfigError(f"{source_name}: could not be evaluated: {conceal(str(detail))}")
+    if status == "timeout" or status == "killed":
+        line = detail if status == "timeout" else _stuck_line(data)
+        where = f", stopped at line {line}" if isinstance(line, int) and line > 0 else ""
+        why = "infinite loop?" if status == "timeout" else \
+            "a library call given a huge count or a backtracking pattern?"
+        raise ConfigError(f"{source_name}: ran longer than {limit_s} ({why}){where}")
     if status == "memory":
         raise ConfigError(
             f"{source_name}: used more than {limit_mib} of memory; a push config is a small table"
@@ -238,6 +130,16 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
     raise ConfigError(message)
 
 
+def _stuck_line(data: bytes) -> int | None:
+    """The line of the C call a killed run never returned from: a second run, traced (each line
+    calling a C function is reported as it does), killed in the same way. Only a killed run pays
+    for it; a config that does something else this time (math.random) may get no line."""
+    outcome = evaluate_bounded(data, _CHUNKNAME, defaults.LUA_MAX_SECONDS, trace=True)
+    if outcome.status == "timeout" and isinstance(outcome.detail, int):
+        return outcome.detail
+    return outcome.line if outcome.status == "killed" else None
+
+
 def _marked_tables(data: bytes, config: Any) -> dict[int, Constructor]:
     """Config.Target's index -> its table's constructor, from a run of the marked copy; {} if the
     source does not scan, or that run fails or returns other than `config`, the value as written
@@ -246,50 +148,24 @@ def _marked_tables(data: bytes, config: Any) -> dict[int, Constructor]:
     found = scan_constructors(data, deadline)
     if not found:
         return {}
-    try:
-        marked = instrument(data, found)
-        status, value, marks = _evaluate(marked, deadline - time.monotonic(), marking=True)
-        if status != "ok" or _fingerprint(_to_python(value, 0)) != _fingerprint(config):
-            return {}
-        return _target_tables(value, marks, found)
-    except (LuaError, MemoryError):
+    marked = instrument(data, found)
+    left_s = deadline - time.monotonic()
+    if left_s <= 0:
         return {}
+    outcome = evaluate_bounded(marked, _CHUNKNAME, left_s, marking=True)
+    if outcome.status != "ok" or _fingerprint(outcome.detail) != _fingerprint(config):
+        return {}
+    marks = outcome.marks or {}
+    return {index: found[n] for index, n in marks.items() if 0 <= n < len(found)}
 
 
 def _fingerprint(value: Any) -> str:
-    """A _to_python value as text two runs can compare: LuaOpaque by kind, not identity."""
+    """A value as run_sandboxed returns it, as text two runs can compare: LuaOpaque by kind, not
+    identity."""
     if isinstance(value, dict):
         pairs = sorted(repr((_fingerprint(k), _fingerprint(v))) for k, v in value.items())
         return "{" + ", ".join(pairs) + "}"
     return repr(value)  # bytes, numbers and booleans by value and type, LuaOpaque as <a kind>
-
-
-def _target_tables(config: Any, marks: Any, found: list[Constructor]) -> dict[int, Constructor]:
-    """Config.Target's index -> the constructor its table came from, for the targets marked."""
-    if marks is None or lua_type(config) != "table":
-        return {}
-    targets = config[b"Target"]  # a table of the sandbox: no metatable, so a plain read
-    if lua_type(targets) != "table":
-        return {}
-    tables: dict[int, Constructor] = {}
-    for index, value in targets.items():
-        n = marks[value] if lua_type(value) == "table" else None
-        if isinstance(index, int) and isinstance(n, int) and 0 <= n < len(found):
-            tables[index] = found[n]
-    return tables
-
-
-def _to_python(value: Any, depth: int) -> Any:
-    """A Lua value as plain data: tables become dicts (keys kept raw), functions LuaOpaque."""
-    kind = lua_type(value)
-    if kind is None:
-        return value  # nil, boolean, number or (encoding=None) bytes
-    if kind != "table" or depth >= _TABLE_DEPTH:
-        return LuaOpaque(kind)
-    return {
-        (LuaOpaque(lua_type(k)) if lua_type(k) else k): _to_python(v, depth + 1)
-        for k, v in value.items()
-    }
 
 
 # --- structure --------------------------------------------------------------------------------
