@@ -21,6 +21,7 @@ def stand_in(handle, monkeypatch) -> LiveSource:
     source = LiveSource.__new__(LiveSource)
     source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
     source._handle, source._fd, source._poll_timeout_s = handle, 0, 0.0
+    source._native = None  # the pcapy-ng path (the C capture reads a real handle only)
     source._stop, source._error = threading.Event(), None
     source.packets_read = source.leftovers_read = source._if_drops = 0
     source._counted_at_open = 0

@@ -20,6 +20,7 @@ import pcapy
 from pushcap import defaults
 from pushcap.capture import iov
 from pushcap.capture.batch import Batch, build_records, records_from_slices
+from pushcap.capture.native_live import LiveReadError, NativeLiveHandle, native_live
 from pushcap.capture.native_records import native_records
 from pushcap.capture.source import SourceError
 
@@ -74,6 +75,16 @@ class LiveSource:
         self.name = interface
         self.batch_packets = batch_packets
         self.snaplen = defaults.LIVE_SNAPLEN_BYTES
+        self._native: NativeLiveHandle | None = None
+        native = native_live()
+        if native is not None:  # libpcap's callback writes the batch's records (native_live)
+            self._native, code, why = native.open(interface, self.snaplen, promisc,
+                                                  poll_timeout_ms, buffer_bytes)
+            if self._native is None:
+                raise SourceError(f"interface {interface}: {ACTIVATE_ERRORS.get(code, why)}")
+            self._open(self._native.fd, self._native.datalink, poll_timeout_ms,
+                       leftover_wait_s)
+            return
         try:
             handle = pcapy.create(interface)
             handle.set_snaplen(self.snaplen)
@@ -89,15 +100,19 @@ class LiveSource:
         except (pcapy.PcapError, ValueError) as exc:
             raise SourceError(f"interface {interface}: {exc}") from exc
         self._handle = handle
+        self._open(fd, handle.datalink(), poll_timeout_ms, leftover_wait_s)
+
+    def _open(self, fd: int, dlt: int, poll_timeout_ms: int,
+              leftover_wait_s: float | None) -> None:
+        """The state of an opened handle, whichever reads it."""
         self._fd = fd
         self._poll_timeout_s = poll_timeout_ms / 1000
-        dlt = handle.datalink()
         self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
         self._stop = threading.Event()
         self._error: SourceError | None = None  # see _drain
         self.packets_read = 0  # handed over in batches (see unread)
         self.leftovers_read = 0  # of which read after the handle failed (see _leftovers)
-        self._loopback = _is_loopback(interface)
+        self._loopback = _is_loopback(self.name)
         self._leftover_wait_s = leftover_wait_s if leftover_wait_s is not None else (
             defaults.LEFTOVER_POLL_TIMEOUTS * poll_timeout_ms / 1000 + defaults.LEFTOVER_EXTRA_S)
         self._if_drops = 0  # the last interface drop count read while the interface existed
@@ -110,6 +125,9 @@ class LiveSource:
 
     def close(self) -> None:
         """Release libpcap's handle (its kernel buffer) once this source has failed for good."""
+        if self._native is not None:
+            self._native.close()
+            return
         try:
             self._handle.close()
         except pcapy.PcapError:  # already closed
@@ -121,7 +139,8 @@ class LiveSource:
         libpcap reads the interface's drops from /proc/net/dev and adds the change since its
         last reading; once the interface is gone it reads 0 there and its count turns into
         garbage (an unsigned wrap), so then the last count read while it existed stands."""
-        received, dropped, if_dropped = self._handle.stats()
+        handle = self._native if self._native is not None else self._handle
+        received, dropped, if_dropped = handle.stats()
         if Path(f"/sys/class/net/{self.name}").exists():
             self._if_drops = if_dropped
         return received, dropped, self._if_drops
@@ -145,7 +164,7 @@ class LiveSource:
         """What the kernel put in libpcap's buffer so far (received minus dropped), or None."""
         try:
             received, dropped, _ = self.stats()
-        except (pcapy.PcapError, ValueError):
+        except (pcapy.PcapError, ValueError, LiveReadError):
             return None
         return (received - dropped) % _U32
 
@@ -159,12 +178,12 @@ class LiveSource:
             if not full:
                 select.select([self._fd], [], [], self._poll_timeout_s)
             chunks = self._drain(self.batch_packets)
-            packets = sum(len(meta) for _, meta in chunks) // 16
+            packets = self._count(chunks)
             if 0 < packets < self.batch_packets // 4 and not self._stop.is_set() \
                     and self._error is None:
                 time.sleep(defaults.COALESCE_MS / 1000)
                 self._drain(self.batch_packets - packets, chunks)
-                packets = sum(len(meta) for _, meta in chunks) // 16
+                packets = self._count(chunks)
             full = packets >= self.batch_packets  # more may be waiting: read on at once
             if packets:
                 yield self._handed_over(chunks)
@@ -204,6 +223,8 @@ class LiveSource:
         (the first one) for `batches` to raise after the packets taken are delivered and what
         libpcap still holds is read: packets taken from libpcap exist nowhere else."""
         chunks = [] if chunks is None else chunks
+        if self._native is not None:
+            return self._drain_native(limit, chunks)
         while limit > 0:
             try:
                 data, meta = self._handle.next_batch(limit)
@@ -218,9 +239,41 @@ class LiveSource:
             limit -= len(meta) // 16
         return chunks
 
-    def _batch(self, chunks: list[tuple[bytes, bytes]]) -> Batch:
+    def _drain_native(self, limit: int, pieces: list) -> list:
+        """`_drain` through the C capture: pieces of (records, columns), read until libpcap
+        has nothing ready or `limit` more packets are taken (a read also ends when its buffer
+        is full: the packet that did not fit comes first in the next)."""
+        while limit > 0:
+            records, columns, error = self._native.read(limit, self._read_bytes(limit))
+            count = columns.shape[1]
+            if count:
+                pieces.append((records, columns))
+                limit -= count
+            if error is not None:
+                if self._error is None:
+                    self._error = SourceError(f"interface {self.name}: {error}")
+                break
+            if not count:
+                break
+        return pieces
+
+    @staticmethod
+    def _read_bytes(limit: int) -> int:
+        """A read's buffer: room for `limit` packets of about a full Ethernet frame, bounded
+        (the unused rest is given back at once: NativeLiveHandle.read)."""
+        return min(limit * defaults.LIVE_READ_BYTES_PER_PACKET, defaults.LIVE_READ_MAX_BYTES)
+
+    def _count(self, chunks: list) -> int:
+        """Packets in what `_drain` gathered."""
+        if self._native is not None:
+            return sum(columns.shape[1] for _, columns in chunks)
+        return sum(len(meta) for _, meta in chunks) // 16
+
+    def _batch(self, chunks: list) -> Batch:
         """One Batch from libpcap's chunks: the packets of every chunk go into the records
         straight from the chunk's buffer (no join of the chunks first)."""
+        if self._native is not None:
+            return self._native_batch(chunks)
         builder = native_records()
         if builder is not None:
             try:
@@ -242,4 +295,18 @@ class LiveSource:
             records, offsets = build_records(ts_ns, caplen, caplen,
                                              b"".join(data for data, _ in chunks), data_offsets)
         return Batch(records, offsets, ts_ns, caplen, caplen.copy(), self.linktype,
+                     self.snaplen)
+
+    def _native_batch(self, pieces: list) -> Batch:
+        """The C capture's pieces as one Batch: a single piece as it is (the usual case at
+        any rate worth measuring), several (a trickle gathered over the coalescing wait)
+        joined, offsets moved to the join."""
+        if len(pieces) == 1:
+            records, columns = pieces[0]
+        else:
+            records = np.concatenate([r for r, _ in pieces])
+            bases = np.cumsum([0] + [len(r) for r, _ in pieces[:-1]])
+            columns = np.concatenate([c for _, c in pieces], axis=1)
+            columns[0] += np.repeat(bases, [c.shape[1] for _, c in pieces])
+        return Batch(records, columns[0], columns[1], columns[2], columns[3], self.linktype,
                      self.snaplen)

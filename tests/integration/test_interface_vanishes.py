@@ -45,6 +45,9 @@ def veth():
     tag = os.getpid() % 100000
     capture, peer = f"pcvc{tag}", f"pcvp{tag}"
     ip("link", "add", capture, "type", "veth", "peer", "name", peer)
+    for name in (capture, peer):  # no IPv6 neighbour discovery: only the test's frames
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=True,
+                       capture_output=True, timeout=30)
     ip("link", "set", capture, "up")
     ip("link", "set", peer, "up")
     yield capture, peer

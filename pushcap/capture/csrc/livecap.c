@@ -1,0 +1,176 @@
+/* Live capture straight into a batch's records (pushcap/capture/native_live.py).
+ *
+ * pcapy-ng's next_batch() copies every packet twice (into its own buffer, then into a Python
+ * bytes object) before the batch builder copies it a third time to put a record header before
+ * it. Here libpcap's pcap_dispatch() hands each packet to a C callback that writes the 16-byte
+ * record header and the packet into the batch's buffer: one copy out of the kernel's ring, and
+ * the batch's columns (offset, ts_ns, caplen, wirelen) filled on the way. The handle is opened
+ * with the libpcap this library is linked with (the system's), so it never meets pcapy-ng's.
+ *
+ * A packet that does not fit the buffer's rest is kept ("spilled") and goes first into the next
+ * read: libpcap has already consumed it from its ring, so it must not be dropped.
+ */
+#include <pcap/pcap.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct live_handle {
+    pcap_t *pcap;
+    uint8_t *spill; /* one packet that did not fit the last read's buffer */
+    struct pcap_pkthdr spill_header;
+    int has_spill;
+    int snaplen;
+    /* the read in progress */
+    uint8_t *out;
+    int64_t out_len, pos, count;
+    int64_t *offsets, *ts_ns, *caplen, *wirelen;
+};
+
+/* One record at out[pos]: seconds, nanosecond fraction, caplen, wire length (little-endian,
+ * as every batch's records), then the packet. 0, or 1 when there is no room for it. */
+static int put_record(struct live_handle *h, const struct pcap_pkthdr *header,
+                      const uint8_t *data)
+{
+    uint32_t cap = header->caplen, len = header->len;
+    if (h->pos + 16 + (int64_t)cap > h->out_len)
+        return 1;
+    int64_t ts = (int64_t)header->ts.tv_sec * 1000000000 + (int64_t)header->ts.tv_usec * 1000;
+    uint32_t whole = (uint32_t)(ts / 1000000000), frac = (uint32_t)(ts % 1000000000);
+    uint8_t *r = h->out + h->pos;
+    for (int b = 0; b < 4; b++) {
+        r[b] = (uint8_t)(whole >> (8 * b));
+        r[4 + b] = (uint8_t)(frac >> (8 * b));
+        r[8 + b] = (uint8_t)(cap >> (8 * b));
+        r[12 + b] = (uint8_t)(len >> (8 * b));
+    }
+    memcpy(r + 16, data, cap);
+    h->offsets[h->count] = h->pos;
+    h->ts_ns[h->count] = ts;
+    h->caplen[h->count] = cap;
+    h->wirelen[h->count] = len;
+    h->count++;
+    h->pos += 16 + (int64_t)cap;
+    return 0;
+}
+
+static void on_packet(u_char *user, const struct pcap_pkthdr *header, const u_char *data)
+{
+    struct live_handle *h = (struct live_handle *)user;
+    if (put_record(h, header, data) == 0)
+        return;
+    uint32_t cap = header->caplen > (uint32_t)h->snaplen ? (uint32_t)h->snaplen : header->caplen;
+    memcpy(h->spill, data, cap);
+    h->spill_header = *header;
+    h->spill_header.caplen = cap;
+    h->has_spill = 1;
+    pcap_breakloop(h->pcap);
+}
+
+/* Open and activate `device` (whole packets up to `snaplen`, promiscuous or not, the poll
+ * timeout and kernel buffer given), nonblocking. NULL on failure: `*code` is libpcap's
+ * activate code (or -1) and `errbuf` (PCAP_ERRBUF_SIZE) says why. */
+void *live_open(const char *device, int snaplen, int promisc, int timeout_ms, int buffer_bytes,
+                char *errbuf, int *code)
+{
+    struct live_handle *h = calloc(1, sizeof *h);
+    *code = -1;
+    if (h == NULL) {
+        strncpy(errbuf, "out of memory", PCAP_ERRBUF_SIZE - 1);
+        return NULL;
+    }
+    h->snaplen = snaplen;
+    h->spill = malloc((size_t)snaplen);
+    h->pcap = pcap_create(device, errbuf);
+    if (h->spill == NULL || h->pcap == NULL)
+        goto fail;
+    pcap_set_snaplen(h->pcap, snaplen);
+    pcap_set_promisc(h->pcap, promisc);
+    pcap_set_timeout(h->pcap, timeout_ms);
+    pcap_set_buffer_size(h->pcap, buffer_bytes);
+    *code = pcap_activate(h->pcap);
+    if (*code < 0) {
+        strncpy(errbuf, pcap_geterr(h->pcap), PCAP_ERRBUF_SIZE - 1);
+        goto fail;
+    }
+    if (pcap_setnonblock(h->pcap, 1, errbuf) < 0) {
+        *code = -1;
+        goto fail;
+    }
+    return h;
+fail:
+    if (h->pcap != NULL)
+        pcap_close(h->pcap);
+    free(h->spill);
+    free(h);
+    return NULL;
+}
+
+int live_fd(void *handle) { return pcap_get_selectable_fd(((struct live_handle *)handle)->pcap); }
+
+int live_datalink(void *handle) { return pcap_datalink(((struct live_handle *)handle)->pcap); }
+
+/* Up to `limit` packets into out[0, out_len) as records, their columns into the four arrays
+ * (`limit` entries each). Returns the packets written; `*used` is the bytes of `out` they take.
+ * `*status`: 0, or -1 when libpcap failed (`errbuf` says why; the packets before it are
+ * returned), or -2 when `out` cannot hold even the spilled packet. */
+int64_t live_read(void *handle, uint8_t *out, int64_t out_len, int64_t limit, int64_t *offsets,
+                  int64_t *ts_ns, int64_t *caplen, int64_t *wirelen, int64_t *used,
+                  int *status, char *errbuf)
+{
+    struct live_handle *h = (struct live_handle *)handle;
+    h->out = out;
+    h->out_len = out_len;
+    h->pos = 0;
+    h->count = 0;
+    h->offsets = offsets;
+    h->ts_ns = ts_ns;
+    h->caplen = caplen;
+    h->wirelen = wirelen;
+    *status = 0;
+    if (h->has_spill && limit > 0) {
+        if (put_record(h, &h->spill_header, h->spill) != 0) {
+            *status = -2;
+            *used = 0;
+            return 0;
+        }
+        h->has_spill = 0;
+    }
+    while (h->count < limit && !h->has_spill) {
+        int64_t want = limit - h->count;
+        int got = pcap_dispatch(h->pcap, want > 0x7fffffff ? 0x7fffffff : (int)want, on_packet,
+                                (u_char *)h);
+        if (got == PCAP_ERROR) {
+            strncpy(errbuf, pcap_geterr(h->pcap), PCAP_ERRBUF_SIZE - 1);
+            *status = -1;
+            break;
+        }
+        if (got == 0)
+            break; /* nothing more ready */
+    }
+    *used = h->pos;
+    return h->count;
+}
+
+/* libpcap's counters: received, dropped by the kernel, dropped by the interface. -1 on error. */
+int live_stats(void *handle, uint32_t *out, char *errbuf)
+{
+    struct live_handle *h = (struct live_handle *)handle;
+    struct pcap_stat stats;
+    if (pcap_stats(h->pcap, &stats) < 0) {
+        strncpy(errbuf, pcap_geterr(h->pcap), PCAP_ERRBUF_SIZE - 1);
+        return -1;
+    }
+    out[0] = stats.ps_recv;
+    out[1] = stats.ps_drop;
+    out[2] = stats.ps_ifdrop;
+    return 0;
+}
+
+void live_close(void *handle)
+{
+    struct live_handle *h = (struct live_handle *)handle;
+    pcap_close(h->pcap);
+    free(h->spill);
+    free(h);
+}

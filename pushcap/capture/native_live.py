@@ -1,0 +1,120 @@
+"""A live libpcap handle read by C straight into batch records (`csrc/livecap.c`).
+
+Where the library is built, `live.py` captures through this instead of pcapy-ng: libpcap's
+callback writes each packet, behind its record header, into the batch's own buffer, one copy
+out of the kernel's ring (pcapy-ng's `next_batch` made two before the record builder made a
+third) and no Python object per read but the batch's arrays. pcapy-ng stays where it serves:
+BPF compilation, file reading, listing devices, and live capture where the library is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from pushcap.capture.batch import RECORD_HEADER_BYTES
+from pushcap.capture.native import bind
+
+_I64 = ctypes.c_int64
+_P = ctypes.c_void_p
+ERRBUF_BYTES = 256  # PCAP_ERRBUF_SIZE
+
+
+class LiveReadError(Exception):
+    """libpcap failed on a live handle; `packets` were read before it (and are returned)."""
+
+
+class NativeLiveHandle:
+    """One activated, nonblocking libpcap handle (see `NativeLive.open`)."""
+
+    def __init__(self, functions: NativeLive, pointer: int, snaplen: int) -> None:
+        self._f = functions
+        self._pointer: int | None = pointer
+        self.snaplen = snaplen
+        self.fd = functions.fd(pointer)
+        self.datalink = functions.datalink(pointer)
+
+    def read(self, limit: int, out_bytes: int
+             ) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """Up to `limit` packets as records (at most `out_bytes`, at least room for one whole
+        packet): (records, columns (4 x n: offset, ts_ns, caplen, wirelen), the error libpcap
+        reported after them, or None). Every array is exactly as long as what it holds (the
+        ring counts them), the records buffer shrunk in place."""
+        out_bytes = max(out_bytes, RECORD_HEADER_BYTES + self.snaplen)
+        records = np.empty(out_bytes, dtype=np.uint8)
+        columns = np.empty((4, limit), dtype=np.int64)
+        used, status = _I64(0), ctypes.c_int(0)
+        errbuf = ctypes.create_string_buffer(ERRBUF_BYTES)
+        rows = [columns[i].ctypes.data for i in range(4)]
+        count = self._f.read(self._live(), records.ctypes.data, out_bytes, limit, *rows,
+                             ctypes.byref(used), ctypes.byref(status), errbuf)
+        records.resize(used.value, refcheck=False)  # realloc: no copy, the rest is released
+        if count < limit:
+            columns = columns[:, :count].copy()
+        error = None
+        if status.value == -1:
+            error = errbuf.value.decode(errors="replace") or "libpcap read failed"
+        elif status.value == -2:
+            error = f"a packet does not fit a {out_bytes}-byte read buffer"
+        return records, columns, error
+
+    def stats(self) -> tuple[int, int, int]:
+        out = (ctypes.c_uint32 * 3)()
+        errbuf = ctypes.create_string_buffer(ERRBUF_BYTES)
+        if self._f.stats(self._live(), out, errbuf) < 0:
+            raise LiveReadError(errbuf.value.decode(errors="replace"))
+        return out[0], out[1], out[2]
+
+    def close(self) -> None:
+        """Release the handle (its kernel buffer); a second close does nothing."""
+        if self._pointer is not None:
+            pointer, self._pointer = self._pointer, None
+            self._f.close(pointer)
+
+    def _live(self) -> int:
+        if self._pointer is None:
+            raise LiveReadError("the handle is closed")
+        return self._pointer
+
+
+class NativeLive:
+    """The loaded functions of `csrc/livecap.c`."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self.open_function = library.live_open
+        self.open_function.restype = _P
+        self.open_function.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
+                                       ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+                                       ctypes.POINTER(ctypes.c_int)]
+        self.fd = library.live_fd
+        self.fd.argtypes = [_P]
+        self.datalink = library.live_datalink
+        self.datalink.argtypes = [_P]
+        self.read = library.live_read
+        self.read.restype = _I64
+        self.read.argtypes = [_P, _P, _I64, _I64, _P, _P, _P, _P, ctypes.POINTER(_I64),
+                              ctypes.POINTER(ctypes.c_int), ctypes.c_char_p]
+        self.stats = library.live_stats
+        self.stats.argtypes = [_P, ctypes.POINTER(ctypes.c_uint32), ctypes.c_char_p]
+        self.close = library.live_close
+        self.close.restype = None
+        self.close.argtypes = [_P]
+
+    def open(self, interface: str, snaplen: int, promisc: bool, timeout_ms: int,
+             buffer_bytes: int) -> tuple[NativeLiveHandle | None, int, str]:
+        """(the handle, 0, "") or (None, libpcap's activate code, why) when it cannot open."""
+        errbuf = ctypes.create_string_buffer(ERRBUF_BYTES)
+        code = ctypes.c_int(0)
+        pointer = self.open_function(interface.encode(), snaplen, int(promisc), timeout_ms,
+                                     buffer_bytes, errbuf, ctypes.byref(code))
+        if not pointer:
+            return None, code.value, errbuf.value.decode(errors="replace")
+        return NativeLiveHandle(self, pointer, snaplen), 0, ""
+
+
+@functools.cache
+def native_live() -> NativeLive | None:
+    """The C capture, or None where the library was not built (see `native`) or predates it."""
+    return bind(NativeLive)
