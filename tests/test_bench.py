@@ -97,3 +97,19 @@ def test_bench_quick_t1_reports_latency_against_the_goal(tmp_path):
     assert t1["p99_ms"] == t1["series"]["lookback"]["p99_ms"]
     assert isinstance(t1["meets_goal"], bool)
     assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is the reference")
+def test_bench_quick_archive_scenarios(tmp_path):
+    """Q1 (a query of an indexed archive against tcpdump over its files) and I1 (a replay's
+    cost of Index = true) run and report; the outputs of Q1's two tools are compared."""
+    proc = quick_bench(tmp_path, "Q1,I1", 300)
+    assert proc.returncode == 0, proc.stderr
+    scenarios = json.loads((tmp_path / "results.json").read_text())["scenarios"]
+    q1, i1 = scenarios["Q1"], scenarios["I1"]
+    assert q1["identical"] and q1["counts"]["pushcap"] == q1["counts"]["tcpdump"] > 0
+    assert 0 < q1["goals"]["index_share"] < 0.5 and 0 < q1["goals"]["read_share"] < 0.5
+    assert i1["index"]["cpu_s"] > 0 and "index_fixed_cpu_s" in i1
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("Q1 ") for line in lines)
+    assert any(line.startswith("I1 ") for line in lines)

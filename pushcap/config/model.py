@@ -66,6 +66,34 @@ class NamingRule:
 
 
 @dataclass(frozen=True)
+class KeepRule:
+    """`Keep = "--keep-bytes 500e9 --keep-files N --keep-time <ns> --keep-free <percent>"`: how
+    much of a File target's published history stays on disk (pushcap/archive/retention.py).
+
+    Every limit given applies (None: not limited that way); the oldest files go first.
+    `max_bytes` counts the files and their indexes; `min_free_percent` is a floor of free space
+    on the file system holding them (Stenographer's DiskFreePercentage).
+    """
+
+    max_bytes: int | None = None
+    max_files: int | None = None
+    max_age_ns: int | None = None
+    min_free_percent: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_bytes is not None:
+            parts.append(f"{self.max_bytes} B")
+        if self.max_files is not None:
+            parts.append(f"{self.max_files} files")
+        if self.max_age_ns is not None:
+            parts.append(f"{self.max_age_ns / 1e9:g} s")
+        if self.min_free_percent is not None:
+            parts.append(f"{self.min_free_percent:g}% free")
+        return "keep " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class DatadogRangesFile:
     """Datadog's `ip-ranges.json` as read and checked at load (config/datadog_ranges.py).
 
@@ -99,6 +127,8 @@ class TargetConfig:
     interval_s: float = defaults.FLOWS_INTERVAL_S  # flows targets: seconds per interval
     pack: bool = defaults.FLOWS_PACK  # flows targets: several records per datagram (JSON lines)
     datadog_ranges: DatadogRangesFile | None = None  # flows targets: ip-ranges.json, as read
+    keep: KeepRule | None = None  # File targets: retention of published files (Keep)
+    indexed: bool = False  # File targets: a Parquet index per published file (Index = true)
 
 
 @dataclass(frozen=True)

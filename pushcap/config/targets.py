@@ -15,6 +15,8 @@ Decisions on FMADIO's fields:
 - Chunked, RingName and Compress are FMADIO fields pushcap does not support yet; any other key is
   refused as unknown, so a typo never silently drops a setting.
 - `Interface` is pushcap's own field: one captured interface name or alias (None = all).
+- `Keep` (retention) and `Index` (a Parquet index per file) are pushcap's own, for File targets
+  only (archive_fields.py).
 - Mode "flows" is pushcap's own: flow statistics as JSON to Path = "udp://HOST:PORT" every
   `Interval` seconds, one record per datagram unless `Pack = true`, with Datadog services when
   `DatadogRanges` names an ip-ranges.json (read at load); the file fields (Split, FileName,
@@ -30,9 +32,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pcapy
-
 from pushcap import defaults
+from pushcap.config.archive_fields import parse_index, parse_keep, refuse_for_rclone
+from pushcap.config.bpf_compile import BpfError, compile_program
 from pushcap.config.field_check import (
     FieldError,
     LuaOpaque,
@@ -66,14 +68,16 @@ __all__ = [
 
 FIELDS = (
     "Desc", "Mode", "Path", "Split", "FileName", "FilterBPF", "Interface", "PipeCmd", "FileSuffix",
-    "Interval", "Pack", "DatadogRanges",
+    "Interval", "Pack", "DatadogRanges", "Keep", "Index",
 )  # fmt: skip
 UNSUPPORTED_FIELDS = ("Chunked", "RingName", "Compress")
-FILE_ONLY_FIELDS = ("Split", "FileName", "PipeCmd", "FileSuffix")  # refused for Mode flows
+FILE_ONLY_FIELDS = ("Split", "FileName", "PipeCmd", "FileSuffix", "Keep", "Index")  # not flows
+ARCHIVE_FIELDS = ("Keep", "Index")  # File targets only (archive_fields.py)
 FLOWS_ONLY_FIELDS = ("Interval", "Pack", "DatadogRanges")  # refused for File and rclone
 
 _DESC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
+_DLT_EN10MB = 1  # FilterBPF is checked for Ethernet at load; each interface's type at start
 # rclone: `remote:path`, `remote,opt=v:path` or `:backend,opt="v":path` (quoted values may hold ':')
 _RCLONE_RE = re.compile(
     r"(?P<remote>:?[\w.+@-](?:[\w. +@-]*[\w.+@-])?)"
@@ -115,6 +119,10 @@ def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
     pipe_cmd = check_field(place, "PipeCmd", fields.get("PipeCmd"), parse_pipe_cmd)
     suffix_value = fields.get("FileSuffix")
     suffix = check_field(place, "FileSuffix", suffix_value, lambda v: parse_suffix(v, pipe_cmd))
+    if mode is PushMode.RCLONE:
+        for name in ARCHIVE_FIELDS:
+            if name in fields:
+                check_field(place, name, fields[name], refuse_for_rclone)
     return TargetConfig(
         index=place.index,
         desc=desc,
@@ -126,6 +134,8 @@ def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
         interface=check_field(place, "Interface", fields.get("Interface"), _parse_interface),
         pipe_cmd=pipe_cmd,
         file_suffix=suffix,
+        keep=check_field(place, "Keep", fields.get("Keep"), parse_keep),
+        indexed=check_field(place, "Index", fields.get("Index"), parse_index),
     )
 
 
@@ -213,11 +223,10 @@ def _parse_bpf(value: Any) -> str | None:
     expr = field_text(value, example, required=False)
     if expr is None:
         return None
-    try:
-        pcapy.compile(pcapy.DLT_EN10MB, defaults.MAX_SNAPLEN_BYTES, expr, 1, 0)
-    except pcapy.PcapError as e:
-        message = str(e).removeprefix("can't parse filter expression: ")
-        raise FieldError(message) from None
+    try:  # for Ethernet at live capture's snaplen: the key `run` compiles lo and eth* under
+        compile_program(expr, _DLT_EN10MB, defaults.LIVE_SNAPLEN_BYTES)
+    except BpfError as e:  # libpcap's message, or the size or time budget (bpf_compile.py)
+        raise FieldError(str(e)) from None
     return expr
 
 

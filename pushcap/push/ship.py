@@ -76,7 +76,9 @@ class FileShipper:
         return final
 
     def describe(self) -> str:
-        return f"{self.part_prefix}_*{self.target.file_suffix}{_compression(self.codec)}"
+        archive = (", indexed" if self.target.indexed else "") + \
+            (f", {self.target.keep.describe()}" if self.target.keep else "")
+        return f"{self.part_prefix}_*{self.target.file_suffix}{_compression(self.codec)}{archive}"
 
     def start(self, clean_stale: bool = True) -> None:
         """Remove compression temporaries a crash left (their part is delivered again). Not in

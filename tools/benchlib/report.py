@@ -133,5 +133,13 @@ def print_table(results: dict, emit: Callable[[str], None] = print) -> None:
                  f" ring), ended by {look['reasons']}; with {r['live_extra_s']:g} s of live "
                  f"traffic: p50 {live['p50_ms']:.0f}ms p99 {live['p99_ms']:.0f}ms, "
                  f"{live['packets_per_capture']:,} packets/capture")
+        elif name == "Q1" and "goals" in r:
+            from .archive import print_q1
+
+            print_q1(r, emit)
+        elif name == "I1" and "index_cpu_per_mpkt_s" in r:
+            from .archive import print_i1
+
+            print_i1(r, emit)
         else:
             emit(f"{name:4} {r.get('title', ''):32} skipped: {r.get('skipped', '?')}")

@@ -1,0 +1,226 @@
+"""A series' archive keeper: indexes its published files and applies Keep, on a thread of its own.
+
+The series tells the keeper each file it publishes (`published`), on the finisher's thread, and
+goes on: the index is built from the just-published file (still in the page cache) and Keep's
+limits are applied on the keeper's thread, so neither ever touches the packet path or delays
+the next file's delivery. Every RETENTION_CHECK_INTERVAL_S without a new file the limits are
+checked again (files age; other writers fill the disk).
+
+At a launch (never at a reload or in a replay, where a neighbour's temporaries may be live) the
+keeper also repairs what a crash left in the index folder: a hidden index part is removed, an
+index whose data file is gone is removed, and every file of the series without a usable index
+gets one, oldest first, on the keeper's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pushcap import defaults
+from pushcap.archive.datafile import head
+from pushcap.archive.layout import (
+    PART_SUFFIX,
+    SeriesFiles,
+    data_of_index,
+    index_dir,
+    index_path,
+)
+from pushcap.archive.retention import KeptFile, Retention
+from pushcap.config.model import PushMode, TargetConfig
+
+# pyarrow and numpy (build, index_file) are imported when a file is indexed: a replay or a
+# daemon whose targets have no Index never pays for them at start.
+if TYPE_CHECKING:
+    from pushcap.archive.index_file import IndexMeta
+
+log = logging.getLogger("pushcap.archive")
+
+_STOP = object()
+
+
+class ArchiveKeeper:
+    """Index and retention of one series (`prefix`: its `<Path>` or `<Path>_<interface>`)."""
+
+    def __init__(self, target: TargetConfig, prefix: Path, label: str) -> None:
+        self.target = target
+        self.label = label
+        self.files = SeriesFiles(prefix, target.naming, target.file_suffix)
+        self.retention = Retention(target.keep, prefix.parent, label)
+        self.indexed_files = 0
+        self.index_errors = 0
+        self.last_index_error: str | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # --- the series' side -------------------------------------------------------------------
+    def start(self, at_launch: bool) -> None:
+        """Learn the files on disk (and at a launch repair the index folder) on the thread."""
+        self._put(("scan", at_launch))
+
+    def published(self, path: Path) -> None:
+        """A file of the series was published (any thread; returns at once)."""
+        self._put(("file", path))
+
+    def close(self, timeout_s: float = defaults.ARCHIVE_CLOSE_TIMEOUT_S) -> None:
+        """Index what was published, apply the limits, end the thread (within `timeout_s`;
+        an index still missing then is built at the next start)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout_s)
+
+    def status(self) -> dict:
+        figures = self.retention.figures()
+        if self.target.indexed:
+            figures.update(indexed_files=self.indexed_files, index_errors=self.index_errors)
+        return figures
+
+    def _put(self, item) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name=f"archive-{self.target.desc}")
+                self._thread.start()
+        self._queue.put(item)
+
+    # --- the keeper's thread ----------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=defaults.RETENTION_CHECK_INTERVAL_S)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._enforce()
+                return
+            try:
+                if item is not None and item[0] == "scan":
+                    self._scan(item[1])
+                elif item is not None:
+                    self._file(item[1])
+                self._enforce()
+            except Exception as exc:  # noqa: BLE001 - the keeper must outlive any one file
+                log.error("event=archive_error %s error=%r", self.label, str(exc))
+
+    def _enforce(self) -> None:
+        self.retention.enforce()
+
+    def _file(self, path: Path) -> None:
+        meta, index_bytes = self._index(path) if self.target.indexed else (None, 0)
+        self._keep(path, index_bytes, meta)
+
+    def _keep(self, path: Path, index_bytes: int, meta: IndexMeta | None) -> None:
+        try:
+            self.retention.add(_kept(path, index_bytes, meta))
+        except FileNotFoundError:  # deleted meanwhile (by hand, another keeper)
+            pass
+
+    def _index(self, path: Path) -> tuple[IndexMeta | None, int]:
+        """Build `path`'s index: its figures and size ((None, 0) when it could not be built)."""
+        from pushcap.archive.build import NotIndexable, build_index
+
+        started = time.perf_counter()
+        try:
+            meta = build_index(path)
+            size = index_path(path).stat().st_size
+        except NotIndexable as exc:
+            log.warning("event=index_skipped %s file=%s reason=%r", self.label, path, str(exc))
+            return None, 0
+        except FileNotFoundError:
+            return None, 0  # deleted meanwhile
+        except Exception as exc:  # noqa: BLE001 - counted, logged; the file is still kept
+            self.index_errors += 1
+            self.last_index_error = str(exc)
+            log.error("event=index_failed %s file=%s error=%r", self.label, path, str(exc))
+            return None, 0
+        self.indexed_files += 1
+        log.debug("event=index_done %s file=%s packets=%d bytes=%d seconds=%.3f", self.label,
+                  path, meta.packets, size, time.perf_counter() - started)
+        return meta, size
+
+    def _scan(self, at_launch: bool) -> None:
+        """The series' files now on disk, and at a launch the index folder's repair."""
+        if at_launch:
+            self._repair_index_folder()
+        found = []
+        for entry in self.files.listing():
+            try:
+                found.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path),
+                              entry.stat().st_size))
+            except FileNotFoundError:
+                continue
+        for _, _, path, size in sorted(found):
+            meta, index_bytes = None, 0
+            if self.target.indexed:
+                meta, index_bytes = _usable_index(path, size)
+                if meta is None and at_launch:
+                    meta, index_bytes = self._index(path)
+                    log.info("event=index_rebuilt %s file=%s", self.label, path)
+            self._keep(path, index_bytes, meta)
+
+    def _repair_index_folder(self) -> None:
+        folder = index_dir(self.files.folder)
+        if not folder.is_dir():
+            return
+        for index in folder.iterdir():
+            data = data_of_index(index)
+            if data is None or not self.files.owns(data.name):
+                continue
+            if index.name.endswith(PART_SUFFIX):  # a crash while it was written
+                index.unlink(missing_ok=True)
+                log.info("event=index_part_removed %s file=%s", self.label, index)
+            elif not data.exists():  # retention deleted the data, a crash kept the index
+                index.unlink(missing_ok=True)
+                log.info("event=index_orphan_removed %s file=%s", self.label, index)
+
+
+def _usable_index(path: Path, size: int) -> tuple[IndexMeta | None, int]:
+    """(figures, size) of `path`'s index when it describes the file as it is, else (None, 0)."""
+    from pushcap.archive.index_file import IndexReader, IndexUnusable
+
+    index = index_path(path)
+    try:
+        reader = IndexReader(index)
+        if reader.meta.data_size != size:
+            return None, 0
+        return reader.meta, index.stat().st_size
+    except (FileNotFoundError, IndexUnusable):
+        return None, 0
+
+
+def _kept(path: Path, index_bytes: int, meta: IndexMeta | None) -> KeptFile:
+    """A file as retention keeps it: age, size, and the span of its packets (from its index;
+    else its first record's timestamp and its modification time)."""
+    info = path.stat()
+    if meta is not None and meta.packets:
+        return KeptFile(info.st_mtime_ns, path.name, path, info.st_size + index_bytes,
+                        meta.first_ts, meta.last_ts)
+    first = info.st_mtime_ns
+    try:
+        raw = head(path, 32)
+        if len(raw) >= 32:
+            magic = struct.unpack_from("<I", raw)[0]
+            sec, frac = struct.unpack_from("<II", raw, 24)
+            if magic == defaults.PCAP_MAGIC_NS:
+                first = sec * 1_000_000_000 + frac
+            elif magic == defaults.PCAP_MAGIC_US:
+                first = sec * 1_000_000_000 + frac * 1000
+    except (OSError, EOFError, ValueError):
+        pass
+    return KeptFile(info.st_mtime_ns, path.name, path, info.st_size + index_bytes, first,
+                    info.st_mtime_ns)
+
+
+def make_keeper(target: TargetConfig, prefix: Path, label: str) -> ArchiveKeeper | None:
+    """The keeper of a File target's series with Keep or Index; None otherwise."""
+    if target.mode is not PushMode.FILE or (target.keep is None and not target.indexed):
+        return None
+    return ArchiveKeeper(target, prefix, label)
