@@ -36,6 +36,10 @@ COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long 
 # most LIVE_READ_MAX_BYTES; what a read does not fill is given back to the allocator at once.
 LIVE_READ_BYTES_PER_PACKET = 1536
 LIVE_READ_MAX_BYTES = 16 * 1024 * 1024
+# The first read of a live batch starts a new record arena (capture/record_arena.py) unless this
+# much is free in the current one: room for the reads that complete the batch (5 ms of a busy
+# 10 Gb/s link is ~6 MB), so a batch's pieces rarely straddle two arenas and need a copy.
+LIVE_BATCH_HEADROOM_BYTES = 2 * 1024 * 1024
 # capture whole packets; truncation is an output choice, not capture's
 LIVE_SNAPLEN_BYTES = MAX_SNAPLEN_BYTES
 CAPTURE_STATS_INTERVAL_S = 10.0  # how often a capture thread reads the kernel's drop counters

@@ -244,7 +244,9 @@ class LiveSource:
         has nothing ready or `limit` more packets are taken (a read also ends when its buffer
         is full: the packet that did not fit comes first in the next)."""
         while limit > 0:
-            records, columns, error = self._native.read(limit, self._read_bytes(limit))
+            headroom = 0 if pieces else defaults.LIVE_BATCH_HEADROOM_BYTES
+            records, columns, error = self._native.read(limit, self._read_bytes(limit),
+                                                        headroom)
             count = columns.shape[1]
             if count:
                 pieces.append((records, columns))
@@ -298,13 +300,13 @@ class LiveSource:
                      self.snaplen)
 
     def _native_batch(self, pieces: list) -> Batch:
-        """The C capture's pieces as one Batch: a single piece as it is (the usual case at
-        any rate worth measuring), several (a trickle gathered over the coalescing wait)
-        joined, offsets moved to the join."""
+        """The C capture's pieces as one Batch: a single piece as it is, several (a trickle
+        gathered over the coalescing wait) joined (without a copy where they lie side by side
+        in the arena, as reads that follow each other do), offsets moved to the join."""
         if len(pieces) == 1:
             records, columns = pieces[0]
         else:
-            records = np.concatenate([r for r, _ in pieces])
+            records = self._native.arena.joined_or_copied([r for r, _ in pieces])
             bases = np.cumsum([0] + [len(r) for r, _ in pieces[:-1]])
             columns = np.concatenate([c for _, c in pieces], axis=1)
             columns[0] += np.repeat(bases, [c.shape[1] for _, c in pieces])

@@ -16,6 +16,7 @@ import numpy as np
 
 from pushcap.capture.batch import RECORD_HEADER_BYTES
 from pushcap.capture.native import bind
+from pushcap.capture.record_arena import RecordArena
 
 _I64 = ctypes.c_int64
 _P = ctypes.c_void_p
@@ -35,22 +36,26 @@ class NativeLiveHandle:
         self.snaplen = snaplen
         self.fd = functions.fd(pointer)
         self.datalink = functions.datalink(pointer)
+        self.arena = RecordArena()  # where the records go (see record_arena)
 
-    def read(self, limit: int, out_bytes: int
+    def read(self, limit: int, out_bytes: int, headroom: int = 0
              ) -> tuple[np.ndarray, np.ndarray, str | None]:
         """Up to `limit` packets as records (at most `out_bytes`, at least room for one whole
         packet): (records, columns (4 x n: offset, ts_ns, caplen, wirelen), the error libpcap
-        reported after them, or None). Every array is exactly as long as what it holds (the
-        ring counts them), the records buffer shrunk in place."""
-        out_bytes = max(out_bytes, RECORD_HEADER_BYTES + self.snaplen)
-        records = np.empty(out_bytes, dtype=np.uint8)
+        reported after them, or None). The records are a view into the handle's arena; the
+        columns are exactly as long as what they hold (the ring counts them). `headroom`:
+        start a new arena unless this much is free (the first read of a batch asks for room for
+        the reads that follow, so a batch's pieces rarely straddle two arenas)."""
+        whole_packet = RECORD_HEADER_BYTES + self.snaplen
+        arena, start, free = self.arena.room(whole_packet + headroom)
+        out_bytes = min(free, max(out_bytes, whole_packet))
         columns = np.empty((4, limit), dtype=np.int64)
         used, status = _I64(0), ctypes.c_int(0)
         errbuf = ctypes.create_string_buffer(ERRBUF_BYTES)
         rows = [columns[i].ctypes.data for i in range(4)]
-        count = self._f.read(self._live(), records.ctypes.data, out_bytes, limit, *rows,
+        count = self._f.read(self._live(), arena.ctypes.data + start, out_bytes, limit, *rows,
                              ctypes.byref(used), ctypes.byref(status), errbuf)
-        records.resize(used.value, refcheck=False)  # realloc: no copy, the rest is released
+        records = self.arena.commit(used.value)
         if count < limit:
             columns = columns[:, :count].copy()
         error = None

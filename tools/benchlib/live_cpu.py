@@ -3,7 +3,9 @@
 A veth pair (the sender's end in a network namespace of its own, lab from live.py) carries the
 L1 trace, looped, at each fixed `tcpreplay` rate. For each rate the capturing processes' CPU
 (user + sys from /proc/<pid>/stat) is read right before the sender starts and after the capture
-has drained (start-up and the final flush excluded), and divided by the packets captured:
+has drained (start-up and the final flush excluded: every tool first captures L2_WARMUP_LOOPS
+loops of the trace, which fill pushcap's ring once), and divided by the packets captured in the
+measured window:
 
 - pushcap with two File targets (every packet, `tcp`), without and with what `make run` also
   runs (the trigger listener on its private redis-server, a flows target);
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 from . import config
-from .config import L2_DRAIN_S, L2_KERNEL_BUFFER_BYTES, LIVE_TCP_EQUIVALENT
+from .config import L2_DRAIN_S, L2_KERNEL_BUFFER_BYTES, L2_WARMUP_LOOPS, LIVE_TCP_EQUIVALENT
 from .inputs import ensure_trace, lua_text, pushcap_argv
 from .live import VethLab, _tcpdump_select_count, _wait_for, l1_unavailable
 from .measure import count_pcap, ratio
@@ -142,6 +144,10 @@ def _one_run(lab: VethLab, who: str, trace: Path, rate: int, loops: int, work: P
         capture = _pushcap(lab, work, who == "pushcap_full", flows_port)
     try:
         capture.wait_ready()
+        # Warm-up, the same for every tool: pushcap's ring takes fresh memory (page faults)
+        # until it is full once, a start-up cost a daemon pays once, not per packet.
+        warm = lab.replay(trace, rate, L2_WARMUP_LOOPS)
+        time.sleep(L2_DRAIN_S)
         before = capture.cpu_s()
         sent = lab.replay(trace, rate, loops)
         time.sleep(L2_DRAIN_S)
@@ -149,9 +155,13 @@ def _one_run(lab: VethLab, who: str, trace: Path, rate: int, loops: int, work: P
     finally:
         capture.stop()
     got_all, got_tcp = _captured(who, work)
+    got_all -= warm["sent"]
     shutil.rmtree(work, ignore_errors=True)
-    want_tcp = expected_tcp["tcpdump" if who == "tcpdump" else "pushcap"] * loops
-    lossless = sent["failed"] == 0 and got_all == sent["sent"] and \
+    per_loop = expected_tcp["tcpdump" if who == "tcpdump" else "pushcap"]
+    want_tcp = per_loop * loops
+    if got_tcp is not None:
+        got_tcp -= per_loop * L2_WARMUP_LOOPS
+    lossless = sent["failed"] == 0 and warm["failed"] == 0 and got_all == sent["sent"] and \
         (got_tcp is None or got_tcp == want_tcp)
     run = {"tool": who, "rate_pps": rate, **sent, "captured": got_all, "captured_tcp": got_tcp,
            "expected_tcp": want_tcp if got_tcp is not None else None, "cpu_s": round(cpu_s, 3),
