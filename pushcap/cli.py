@@ -19,10 +19,11 @@ from pathlib import Path  # noqa: E402
 
 from pushcap import defaults  # noqa: E402
 from pushcap.capture.source import SourceError  # noqa: E402
-from pushcap.config.lua import load_targets  # noqa: E402
+from pushcap.config.lua import load_push_config, load_targets  # noqa: E402
 from pushcap.config.model import (  # noqa: E402
     ConfigError,
     DaemonConfig,
+    PushConfig,
     PushMode,
     TargetConfig,
 )
@@ -42,11 +43,11 @@ gc.enable()
 log = logging.getLogger("pushcap.cli")
 
 
-def _load(args) -> tuple[DaemonConfig, tuple[TargetConfig, ...]]:
+def _load(args) -> tuple[DaemonConfig, PushConfig]:
     from pushcap.config.toml import load_daemon_config
 
     config = load_daemon_config(args.config, args)  # pcapdaemon's flags override the file
-    return config, load_targets(args.lua, config.interface_names())  # checks every Interface
+    return config, load_push_config(args.lua, config.interface_names())  # checks Interfaces
 
 
 def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, ...],
@@ -73,7 +74,8 @@ def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, .
 def cmd_check(args) -> int:
     from pushcap.config.pcapdaemon import check_local_dir
 
-    config, targets = _load(args)
+    config, push = _load(args)
+    targets = push.targets
     check_local_dir(config.trigger, config.source_file)  # reads the disk, creates nothing
     _check_devices(config)
     rows = [("#", "Desc", "Mode", "Interfaces", "Destination", "Split", "FileName", "FilterBPF")]
@@ -83,7 +85,7 @@ def cmd_check(args) -> int:
         rows.append((str(t.index), t.desc, t.mode.value, ",".join(names),
                      _destination(t, config, names, args.probe),
                      "-" if flows else t.split.describe(), "-" if flows else t.naming.describe(),
-                     t.filter_bpf or "(all packets)"))
+                     _filter_text(t)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -91,10 +93,17 @@ def cmd_check(args) -> int:
                        for i in config.interfaces)
     print(f"\nnode {config.node_name}; interfaces {ifaces}; ring {config.ring.max_seconds:g} s / "
           f"{config.ring.max_bytes} B per interface")
-    for notice in config.trigger.notices:  # accepted, without a meaning in pushcap
+    for notice in (*push.notices, *config.trigger.notices):  # accepted, without a meaning
         print(f"notice: {notice}")
     print(f"OK: {args.lua} ({len(targets)} targets) and {args.config}")
     return 0
+
+
+def _filter_text(target: TargetConfig) -> str:
+    """The FilterBPF column: the filter, and whether it sees decapsulated packets (Decap)."""
+    if target.filter_bpf is None:
+        return "(all packets)"
+    return f"{target.filter_bpf} (decapsulated)" if target.decap else target.filter_bpf
 
 
 def _check_devices(config) -> None:
@@ -186,11 +195,13 @@ def _replay_figures(consumer) -> str:
 def cmd_run(args) -> int:
     # Imported here: `replay` and `check` need none of the daemon's services (start-up time).
     from pushcap.supervisor.daemon import Daemon
+    from pushcap.supervisor.trigger_archives import archive_sources
     from pushcap.trigger.local_dir import prepare_local_dir
     from pushcap.trigger.localredis import LocalRedisService
     from pushcap.trigger.service import TriggerService
 
-    config, targets = _load(args)
+    config, push = _load(args)
+    targets = push.targets
     trigger = config.trigger
     if trigger.refusal:  # `[kafka] listen = true`: loads (check), never runs half-configured
         raise ConfigError(trigger.refusal)
@@ -199,12 +210,13 @@ def cmd_run(args) -> int:
     obs.setup_logging(args.log_level or config.log_level, config, targets)
     for notice in trigger.notices:
         log.warning("event=config_notice notice=%r", notice)
-    daemon = Daemon(config, targets, args.lua)
+    daemon = Daemon(config, targets, args.lua, notices=push.notices)  # logs them once
     prepare_local_dir(trigger, config.source_file)  # the default writelocal folder
     daemon.add_service("local_redis", LocalRedisService(trigger.redis))
     # engine.rings is filled by engine.start(), which the daemon runs before services start.
     daemon.add_service("trigger", TriggerService(trigger, daemon.engine.rings, config.interfaces,
-                                                 poll_timeout_ms=config.ring.poll_timeout_ms))
+                                                 poll_timeout_ms=config.ring.poll_timeout_ms,
+                                                 archives=archive_sources(daemon.engine)))
     return daemon.run()
 
 
@@ -385,16 +397,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, SourceError) as exc:
-        print(f"pushcap: error: {exc}", file=sys.stderr)
+        print(f"pushcap: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns the rest into a line
         if os.environ.get("PUSHCAP_DEBUG"):
             raise
-        print(f"pushcap: error: {args.command}: {type(exc).__name__}: {exc} (unexpected; "
-              "PUSHCAP_DEBUG=1 shows where)", file=sys.stderr)
+        print(f"pushcap: error: {args.command}: {type(exc).__name__}: {one_line(str(exc))} "
+              "(unexpected; PUSHCAP_DEBUG=1 shows where)", file=sys.stderr)
         return 1
+
+
+# C0 controls and DEL as Python escapes ("\n", "\x1b"): what a message quotes from a file name, a
+# config's own error() text or a command-line word must not start a line or drive the terminal.
+_ESCAPED = {code: repr(chr(code))[1:-1] for code in (*range(32), 127)}
+
+
+def one_line(message: str) -> str:
+    """`message` as one line of text, its control characters escaped."""
+    return message.translate(_ESCAPED)
 
 
 def entry() -> None:

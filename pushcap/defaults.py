@@ -81,6 +81,16 @@ MIN_SPLIT_NS = 1_000_000  # smallest --split-time accepted
 MIN_SPLIT_BYTES = 1024  # smallest --split-size accepted
 MAX_STRFTIME_CHARS = 200  # longest --filename-strftime pattern accepted
 
+# FMADIO's push fields (config/fmadio_fields.py). Decap: FMADIO's documented default ("Default
+# (true)", docs.fmad.io, Automatic Push PCAP); Config.Decap or a target's Decap changes it.
+DECAP_DEFAULT = True
+DESC_MAX_CHARS = 200  # a Desc is any printable text up to this long
+DESC_FILE_NAME_MAX_CHARS = 64  # its file-name form (push_<Desc>.log, the rclone spool folder)
+# ScriptNew runs at each new file, off the packet path, one run at a time per target; a run
+# still going after this long is killed (a new file while one runs is skipped and counted).
+SCRIPT_NEW_TIMEOUT_S = 60.0
+DECAP_SCRATCH_KEEP_BYTES = 8 << 20  # a lane keeps its Decap scratch buffers up to this size
+
 LUA_MAX_SECONDS = 2.0  # run time allowed to evaluate push_realtime.lua
 LUA_MAX_MEMORY_BYTES = 32 * 1024 * 1024
 LUA_MAX_FILE_BYTES = 1024 * 1024  # a push config is a few KB; more means the wrong file
@@ -244,3 +254,6 @@ INDEX_COMPRESSION = "zstd"
 RETENTION_CHECK_INTERVAL_S = 10.0
 ARCHIVE_CLOSE_TIMEOUT_S = 60.0  # at shutdown, for the indexes still to be written
 QUERY_CHUNK_RECORDS = 65_536  # candidate records read, filtered and written per step
+# A trigger's listing of a series' files (archive/written.py): scanned again while a file was
+# published meanwhile, at most this often.
+ARCHIVE_LIST_ATTEMPTS = 5

@@ -113,3 +113,21 @@ def test_bench_quick_archive_scenarios(tmp_path):
     lines = proc.stdout.splitlines()
     assert any(line.startswith("Q1 ") for line in lines)
     assert any(line.startswith("I1 ") for line in lines)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="T2 starts a redis-server")
+@pytest.mark.skipif(not _can_capture(), reason="T2 captures on lo (root or CAP_NET_RAW)")
+def test_bench_quick_t2_reaches_into_the_archive(tmp_path):
+    """T2 on a tiny hour (20,000 packets) and a 2 s fill: each `before = 3600` request is
+    answered from the archive, its pcap the same packets `pushcap query` finds there."""
+    proc = quick_bench(tmp_path, "T2", 300)
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.startswith("T2 ") and "goal < 2000ms" in line
+               for line in proc.stdout.splitlines()), proc.stdout
+    t2 = json.loads((tmp_path / "results.json").read_text())["scenarios"]["T2"]
+    assert t2["kind"] == "trigger" and t2["requests"] == 2, t2
+    assert t2["statuses"] == ["ok", "ok"] and t2["identical"], t2
+    assert t2["query_packets"] > 0 and t2["files"] >= 60
+    assert any("packets from the archive" in note for note in t2["notes"]), t2["notes"]
+    assert isinstance(t2["meets_goal"], bool)
+    assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"

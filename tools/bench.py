@@ -17,7 +17,9 @@ fixed rates against two tcpdumps and a counting-only libpcap floor, benchlib/liv
 (trigger latency: a private redis-server and `pushcap run` on `lo` with a steady UDP stream in
 the ring, publish -> result message; tcpdump has no equivalent, so T1 is checked against its
 goal, p99 < 500 ms), Q1 (`pushcap query` for one host of an indexed archive vs `tcpdump -V` over
-its files) and I1 (a replay's CPU with `Index = true` vs without, beside tcpdump), issue 20.
+its files), I1 (a replay's CPU with `Index = true` vs without, beside tcpdump) and T2 (a trigger
+with `before = 3600` served from an hour of indexed archive and a 60 s ring, against its goal,
+under 2 s, its pcap checked against `pushcap query`), issue 20.
 Traces come from tools/gen_trace.py (seeded) and are cached in `--trace-dir`. Output files go
 to `--scratch` (tmpfs by default, so the disk's writeback does not add noise to
 either side) and are deleted after each run.
@@ -66,6 +68,10 @@ from benchlib.config import (  # noqa: E402
     T1_QUICK_FILL_S,
     T1_QUICK_REQUESTS,
     T1_REQUESTS,
+    T2_PACKETS,
+    T2_QUICK_PACKETS,
+    T2_QUICK_REQUESTS,
+    T2_REQUESTS,
 )
 from benchlib.inputs import ensure_trace  # noqa: E402
 from benchlib.live import bench_l1  # noqa: E402
@@ -76,6 +82,7 @@ from benchlib.package import P1, P1_PACKETS, install_wheel, use_installed  # noq
 from benchlib.replay import REPLAY_SCENARIOS, bench_replay  # noqa: E402
 from benchlib.report import machine, print_table, source_version  # noqa: E402
 from benchlib.trigger import bench_t1  # noqa: E402
+from benchlib.trigger_archive import bench_t2  # noqa: E402
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -108,6 +115,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--t1-requests", type=int, default=None,
                    help=f"T1: requests per series (default {T1_REQUESTS}; --quick "
                    f"{T1_QUICK_REQUESTS})")
+    p.add_argument("--t2-packets", type=int, default=None,
+                   help=f"T2: packets in the archive's hour (default {T2_PACKETS}; --quick "
+                   f"{T2_QUICK_PACKETS})")
+    p.add_argument("--t2-requests", type=int, default=None,
+                   help=f"T2: requests (default {T2_REQUESTS}; --quick {T2_QUICK_REQUESTS})")
     p.add_argument("--pushcap-src", type=Path, default=None,
                    help="run pushcap from this source tree (PYTHONPATH) instead of the install")
     p.add_argument("--m1-child", type=Path, help=argparse.SUPPRESS)
@@ -128,6 +140,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.t1_requests = T1_QUICK_REQUESTS if args.quick else T1_REQUESTS
     if args.t1_fill_s <= 0 or args.t1_requests < 1:
         p.error("--t1-fill-s must be > 0 and --t1-requests >= 1")
+    if args.t2_packets is None:
+        args.t2_packets = T2_QUICK_PACKETS if args.quick else T2_PACKETS
+    if args.t2_requests is None:
+        args.t2_requests = T2_QUICK_REQUESTS if args.quick else T2_REQUESTS
+    if args.t2_packets < 1000 or args.t2_requests < 1:
+        p.error("--t2-packets must be >= 1000 and --t2-requests >= 1")
     if args.m1_bound is None:
         args.m1_bound = M1_QUICK_BOUND_BYTES if args.quick else M1_BOUND_BYTES
     return args
@@ -187,6 +205,10 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
         elif name == "T1":
             results[name] = {"kind": "trigger", "title": "trigger latency",
                              **bench_t1(args.t1_fill_s, args.t1_requests, scratch)}
+        elif name == "T2":
+            results[name] = {"kind": "trigger", "title": "trigger into the archive",
+                             **bench_t2(args.t2_packets, args.t2_requests, args.t1_fill_s,
+                                        scratch)}
     return results
 
 

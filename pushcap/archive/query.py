@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +70,12 @@ class ArchiveQuery:
     before the first batch is read."""
 
     def __init__(self, files: Sequence[Path], start_ns: int, end_ns: int, bpf: str | None,
-                 note: Callable[[str], None] | None = None) -> None:
+                 note: Callable[[str], None] | None = None,
+                 unmapped: Collection[Path] = ()) -> None:
+        """`unmapped`: files another program may cut shorter while they are read (the parts a
+        series is still writing): read, never mapped (capture/source.py says why)."""
         self.start_ns, self.end_ns = start_ns, end_ns
+        self._unmapped = {Path(p) for p in unmapped}
         self.expression = bpf
         self.stats = QueryStats(files=len(files))
         self._note_to = note
@@ -164,7 +168,8 @@ class ArchiveQuery:
                 except StaleIndex as exc:
                     self.note(f"{f.path.name}: index not used ({exc}); the file is scanned")
             plain = stack.enter_context(uncompressed(f.path, codec_of(f.path)))
-            picked = pick_scan(plain, self._bpf, self.start_ns, self.end_ns)
+            picked = pick_scan(plain, self._bpf, self.start_ns, self.end_ns,
+                               mapped=f.path not in self._unmapped)
         except FileNotFoundError:
             self._missing(f.path)
             return None

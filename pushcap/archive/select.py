@@ -105,9 +105,11 @@ def _pick_chunk(data, mapped, offsets, caplen, nano, bpf, start_ns, end_ns, plai
     return offsets[keep], ts[keep], caplen[keep]
 
 
-def pick_scan(path: Path, bpf: BpfFilter | None, start_ns: int, end_ns: int) -> Picked:
-    """Read the whole file; the selected records are copied out of each batch."""
-    source = open_file_source(path)
+def pick_scan(path: Path, bpf: BpfFilter | None, start_ns: int, end_ns: int,
+              mapped: bool = True) -> Picked:
+    """Read the whole file; the selected records are copied out of each batch. `mapped`
+    False: read, not mapped (a file that may be cut shorter meanwhile: capture/source.py)."""
+    source = open_file_source(path, mapped=mapped)
     buffers, ts_parts, caplen_parts, nano = [], [], [], True
     for batch in source.batches():
         nano = batch.nano

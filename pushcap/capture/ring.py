@@ -6,6 +6,10 @@ go, whether or not a slow reader has read them: that reader finds out on its nex
 reports how many packets it missed, so loss is visible and capture never stalls.
 The byte bound counts the packets' record bytes (16-byte header each) plus the per-packet
 numpy arrays (32 bytes a packet): what holding them actually costs.
+
+The ring also remembers the newest timestamp it ever evicted: a reader joining older packets
+from elsewhere (a trigger reaching into the archive) learns from it, with `lookback()`, which
+timestamps the ring may have lost some packets of.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Ring:
         self._bytes = 0
         self._closed = False
         self.evicted_packets = 0
+        self.evicted_newest_ns: int | None = None  # the largest timestamp evicted so far
 
     def append(self, batch: Batch) -> None:
         with self._cond:
@@ -55,6 +60,10 @@ class Ring:
             self._entries.popleft()
             self._bytes -= oldest.memory_bytes
             self.evicted_packets += len(oldest)
+            if len(oldest):  # the batch's largest, not its last: timestamps can step back
+                newest = int(oldest.ts_ns.max())
+                if self.evicted_newest_ns is None or newest > self.evicted_newest_ns:
+                    self.evicted_newest_ns = newest
 
     @property
     def packets_total(self) -> int:
@@ -93,6 +102,12 @@ class Ring:
         """Every batch held now, oldest first (for lookback reads)."""
         with self._cond:
             return [entry[0] for entry in self._entries]
+
+    def lookback(self) -> tuple[list[Batch], int | None]:
+        """`snapshot()` and, taken at the same instant, the newest timestamp evicted before
+        it (None: nothing was): packets stamped after that were never lost by this ring."""
+        with self._cond:
+            return [entry[0] for entry in self._entries], self.evicted_newest_ns
 
     def cursor(self, from_start: bool = False) -> Cursor:
         """A reader's position: at the newest data (default) or at the oldest batch held."""

@@ -59,8 +59,10 @@ class SourceError(Exception):
     """A capture source cannot be opened or read; the message names the file or interface."""
 
 
-def open_file_source(path: str | Path, batch_packets: int = defaults.BATCH_PACKETS):
-    """Open a classic pcap or pcapng file as a source, choosing the reader by its magic."""
+def open_file_source(path: str | Path, batch_packets: int = defaults.BATCH_PACKETS,
+                     mapped: bool = True):
+    """Open a classic pcap or pcapng file as a source, choosing the reader by its magic.
+    `mapped` False: a classic pcap file is read, never mapped (see PcapFileSource)."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -78,7 +80,7 @@ def open_file_source(path: str | Path, batch_packets: int = defaults.BATCH_PACKE
         from pushcap.capture.pcapng import PcapngFileSource
 
         return PcapngFileSource(path, batch_packets)
-    return PcapFileSource(path, batch_packets)
+    return PcapFileSource(path, batch_packets, mapped)
 
 
 class PcapFileSource:
@@ -87,12 +89,18 @@ class PcapFileSource:
     `snaplen` is libpcap's adjusted one (`pcap_rules.adjusted_snaplen`), the one tcpdump -w
     writes. `end_offset`: the file offset just past the last record of the batches handed out
     (a batch's records can be shorter than the file's: `pcap_rules`).
+
+    `mapped` False: read window by window, never mapped, for a file another program may cut
+    shorter while it is read (a part still being written): a mapped page past the new end
+    would stop the process with SIGBUS, a read only ends the file with a SourceError.
     """
 
-    def __init__(self, path: Path, batch_packets: int = defaults.BATCH_PACKETS) -> None:
+    def __init__(self, path: Path, batch_packets: int = defaults.BATCH_PACKETS,
+                 mapped: bool = True) -> None:
         self.path = path
         self.name = path.name
         self.batch_packets = batch_packets
+        self._mapped = mapped
         self.truncated_bytes = 0
         self.end_offset = 24
         with path.open("rb") as f:
@@ -133,7 +141,7 @@ class PcapFileSource:
             if self._rules.lengths is not Lengths.AS_WRITTEN:
                 yield from self._read_by_rules(fd, 24, size)
                 return
-            mapped = _map_read_only(fd, size) if self._order == "<" else None
+            mapped = _map_read_only(fd, size) if self._order == "<" and self._mapped else None
             buffer = _ReadBuffer() if reuse_buffer and mapped is None else None
             yield from self._walk(fd, size, mapped, buffer)
 

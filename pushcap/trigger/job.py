@@ -25,7 +25,14 @@ here unless `start` lies ahead, so a pcapdaemon request means the same on both.
 
 A lookback the ring cannot serve is said so in `notes`, never silently shortened: `before` (or a
 past `start`) beyond `[ring] max_seconds` is capped to it, and a window reaching past the oldest
-packet of a ring that filled `[ring] max_bytes` first is reported as short.
+packet of a ring that filled `[ring] max_bytes` first is reported as short. Where an indexed
+File target reads the interface (`archive`), the lookback is not capped: the part of the window
+older than the ring comes from that target's files, joined to the ring's part with no gap and
+no duplicate (archive_seam.py), and `notes` say how many packets came from there.
+
+The caps hold for the whole window, archive, ring and live parts together: `packets` and
+`bytes` count every packet taken, and the window [start, end) is at most `maxduration` long,
+its lookback included (the live part ends sooner when it would pass that).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from pushcap.capture.batch import (
 )
 from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Cursor, Ring
+from pushcap.trigger.archive_seam import ArchivePart, ArchiveSource, choose_source, find_seam
 from pushcap.trigger.message import CaptureRequest
 from pushcap.trigger.request_filter import compile_request_filter
 
@@ -89,11 +97,14 @@ class CaptureJob:
 
     def __init__(self, request: CaptureRequest, interface: str, alias: str | None, ring: Ring,
                  stop: threading.Event | None = None, late_s: float | None = None, *,
-                 bpf_filter: BpfFilter | None = None) -> None:
+                 bpf_filter: BpfFilter | None = None,
+                 archive: tuple[ArchiveSource, ...] = ()) -> None:
         """`bpf_filter`: `request.bpf` compiled for `ring` (the service compiles it once, off
-        the listener: request_filter.py); without one it is compiled here, the same way."""
+        the listener: request_filter.py); without one it is compiled here, the same way.
+        `archive`: the indexed File targets reading this interface (archive_seam.py)."""
         self.request = request
         self.ring = ring
+        self.archive, archive_note = choose_source(archive)
         self.stop = stop or threading.Event()
         self.late_ns = int((ring_latency_s() if late_s is None else late_s) * 1e9)
         if bpf_filter is None and request.bpf:
@@ -101,9 +112,18 @@ class CaptureJob:
         self.bpf = bpf_filter
         snap = min(request.snap, ring.snaplen) if ring.snaplen else request.snap
         self.outcome = CaptureOutcome(interface, alias, ring.linktype, snap)
+        if archive_note:
+            self.outcome.notes.append(archive_note)
         self._bytes = PCAP_FILE_HEADER_BYTES
         self.window_start_ns = self._window_start(request)
         self.end_ns, self.end_reason = _window_end(request)
+        longest_ns = self.window_start_ns + int(request.max_window_s * 1e9)
+        if longest_ns < self.end_ns:
+            self.end_ns, self.end_reason = longest_ns, "duration"
+            self.outcome.notes.append(
+                f"the window, lookback included, is at most maxduration "
+                f"{request.max_window_s:g} s: it ends "
+                f"{_relative(longest_ns, request.received_ns)}")
         self.outcome.window_start_ns = self.window_start_ns
         self.outcome.window_end_ns = self.end_ns
 
@@ -111,6 +131,11 @@ class CaptureJob:
         """`start`, or the request minus `before`; a lookback longer than the ring keeps is
         capped to `[ring] max_seconds` and noted, so the publisher knows what it got."""
         keep_s = self.ring.max_ns / 1e9
+        if self.archive is not None:  # the archive serves what the ring does not hold
+            if req.start_ns is None and req.before_s:
+                self.outcome.before_s = req.before_s
+            return req.start_ns if req.start_ns is not None else \
+                req.received_ns - int(req.before_s * 1e9)
         if req.start_ns is not None:
             if req.received_ns - req.start_ns > self.ring.max_ns:
                 self.outcome.notes.append(
@@ -130,7 +155,9 @@ class CaptureJob:
     def run(self) -> CaptureOutcome:
         started_ns = time.time_ns()
         cursor = self.ring.cursor()  # first, so nothing appended meanwhile falls between the two
-        if not self._lookback(cursor.seq):
+        batches, evicted_newest_ns = self.ring.lookback()
+        if not self._from_archive(batches, evicted_newest_ns, started_ns) and \
+                not self._lookback(batches, cursor.seq):
             if self.end_ns + self.late_ns <= started_ns:
                 self._end(self.end_reason)  # wholly past: the ring had all of it
             else:
@@ -138,12 +165,55 @@ class CaptureJob:
         self.outcome.missed_packets = cursor.missed_packets
         return self.outcome
 
-    def _lookback(self, live_seq: int) -> bool:
+    def _from_archive(self, batches: list[Batch], evicted_newest_ns: int | None,
+                      started_ns: int) -> bool:
+        """The window's packets older than the ring's, from the archive (archive_seam.py);
+        True when a cap was reached. A failure to read it is noted: the ring's part follows."""
+        if self.archive is None:
+            return False
+        seam = find_seam(batches, evicted_newest_ns, self._mask, started_ns - self.late_ns)
+        if self.window_start_ns >= min(seam.archive_end_ns, self.end_ns):
+            return False
+        part = ArchivePart(self.archive, seam, self.window_start_ns, self.end_ns,
+                           self.request.bpf)
+        before, reached = self.outcome.packets, False
+        try:
+            for batch, idx in part.selections():
+                if batch.linktype != self.ring.linktype:
+                    raise ValueError(f"its files hold link type {batch.linktype}, the "
+                                     f"interface {self.ring.linktype}")
+                if self._append(batch, idx):
+                    reached = True
+                    break
+        except Exception as exc:  # noqa: BLE001 - the ring's part is still owed to the publisher
+            part.notes.append(f"the archive could not be read to the end ({type(exc).__name__}: "
+                              f"{exc}); packets before the ring's may be missing")
+        self.outcome.notes.extend(part.notes)
+        self.outcome.notes.append(self._archive_note(part, self.outcome.packets - before))
+        return reached
+
+    def _archive_note(self, part: ArchivePart, packets: int) -> str:
+        """How many packets the archive gave, what was read, and where the archive and the
+        ring begin (a window older than both is short by that much)."""
+        received_ns, query = self.request.received_ns, part.query
+        read = (f"{query.stats.files_indexed} files read through their index, "
+                f"{query.stats.files_scanned} scanned") if query else "no file read"
+        oldest = part.seam.ring_oldest_ns
+        ring = (f"the ring's packets begin {_relative(oldest, received_ns)}"
+                if oldest is not None else "the ring held none")
+        begins = query.oldest_ns if query else None
+        short = "" if begins is not None and begins <= self.window_start_ns else (
+            f"; the archive holds none before {_relative(begins, received_ns)}"
+            if begins is not None else "; the archive holds no packet")
+        return (f"{packets} packets from the archive of target {part.source.desc!r} ({read}); "
+                f"{ring}{short}")
+
+    def _lookback(self, batches: list[Batch], live_seq: int) -> bool:
         """Batches already in the ring (before the cursor); True when a cap was reached."""
         # Even without `before`, packets that arrived between the request and this job's start
         # (a queued request) are in the ring already: the window starts at the request.
-        batches = self.ring.snapshot()
-        self._note_short_ring(batches)
+        if self.archive is None:
+            self._note_short_ring(batches)
         for batch in batches:
             if batch.seq >= live_seq:
                 break
@@ -202,19 +272,26 @@ class CaptureJob:
         self.outcome.reason = reason
         return True
 
+    def _mask(self, batch: Batch) -> np.ndarray:
+        """The packets of a ring batch the window and the filter take."""
+        ts = batch.ts_ns
+        mask = (ts >= self.window_start_ns) & (ts < self.end_ns)
+        if self.bpf is not None and mask.any():
+            mask &= self.bpf.match(batch)
+        return mask
+
     def _take(self, batch: Batch) -> bool:
         """Append the batch's selected packets within the caps; True when a cap is reached."""
         if not len(batch):
             return False
-        ts = batch.ts_ns
-        mask = (ts >= self.window_start_ns) & (ts < self.end_ns)
-        if not mask.any():
-            return False
-        if self.bpf is not None:
-            mask &= self.bpf.match(batch)
-        idx = np.flatnonzero(mask)
+        return self._append(batch, np.flatnonzero(self._mask(batch)))
+
+    def _append(self, batch: Batch, idx: np.ndarray) -> bool:
+        """Append packets `idx` of `batch` (selected, in time order) within the caps; True
+        when a cap is reached."""
         if not len(idx):
             return False
+        ts = batch.ts_ns
         out = self.outcome
         reached = ""
         room = self.request.packets - out.packets

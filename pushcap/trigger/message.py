@@ -92,6 +92,8 @@ class CaptureRequest:
     log_request: bool = False
     packet_debug: bool = False  # `packetdebug` (or [general] packetdebug): log its packets
     notes: tuple[str, ...] = ()  # what was adjusted or skipped, for every result and the log
+    # `maxduration`: the longest window [start, end), lookback included (the job cuts its end)
+    max_window_s: float = defaults.TRIGGER_MAX_DURATION_S
 
 
 # A BPF check callback: compile `expr` for an interface or raise BpfError. The service passes
@@ -194,6 +196,7 @@ def _parse(data: bytes | str, settings: TriggerSettings,
         log_request=fields.boolean("logrequest"),
         packet_debug=fields.boolean("packetdebug") or settings.packet_debug,
         notes=notes,
+        max_window_s=settings.max_duration_s,
     )
 
 

@@ -31,6 +31,7 @@ from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Ring
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
+from pushcap.trigger.archive_seam import ArchiveSources
 from pushcap.trigger.cloudshark import CloudSharkClient
 from pushcap.trigger.completion import Completions, finish
 from pushcap.trigger.delivery import Deliverer
@@ -60,12 +61,16 @@ class TriggerService:
 
     def __init__(self, settings: TriggerSettings, rings: Mapping[str, Ring],
                  interfaces: tuple[InterfaceConfig, ...],
-                 poll_timeout_ms: float = defaults.POLL_TIMEOUT_MS) -> None:
+                 poll_timeout_ms: float = defaults.POLL_TIMEOUT_MS,
+                 archives: ArchiveSources | None = None) -> None:
         """`poll_timeout_ms` must be the engine's `[ring] poll_timeout_ms`: it bounds how late
-        a packet reaches the rings, so how long a capture window is read on after its end."""
+        a packet reaches the rings, so how long a capture window is read on after its end.
+        `archives`: an interface's indexed File targets, whose files serve the part of a
+        window older than the ring (job.py); None: the ring alone, lookbacks capped to it."""
         self.settings = settings
         self.rings = rings
         self.interfaces = interfaces
+        self.archives = archives
         self.late_s = ring_latency_s(poll_timeout_ms)
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(settings.max_concurrent + settings.max_queued)
@@ -220,8 +225,10 @@ class TriggerService:
                 raise RuntimeError(f"interface {capture.interface} is configured but not "
                                    "being captured")
             else:
+                archive = tuple(self.archives(capture.interface)) if self.archives else ()
                 outcome = CaptureJob(request, capture.interface, capture.alias, ring,
-                                     self._stop, self.late_s, bpf_filter=bpf).run()
+                                     self._stop, self.late_s, bpf_filter=bpf,
+                                     archive=archive).run()
             self._finish(request, capture, outcome)
         except Exception as exc:  # noqa: BLE001 - a failed capture is a result, not a crash
             log.exception("event=trigger_failed requestid=%s interface=%s", request.request_id,
