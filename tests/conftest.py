@@ -3,6 +3,7 @@ real captures."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -19,6 +20,16 @@ import repo_paths  # noqa: E402
 # `shared/` folder, which a user's clone does not have) fails the test that opened it
 # (tests/repo_paths.py).
 OUTSIDE_READS = repo_paths.watch(REPO)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `soak` (long reliability runs) run only under `make soak` (PUSHCAP_SOAK=1)."""
+    if os.environ.get("PUSHCAP_SOAK") == "1":
+        return
+    skip = pytest.mark.skip(reason="a soak test: `make soak` runs it (PUSHCAP_SOAK=1)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -130,6 +130,16 @@ def test_destinations():
             parse_destination(bad)
 
 
+@pytest.mark.parametrize("bad", ["a\nb", "udp://h:1\n2", "udp://[::1\n"])
+def test_a_destination_holding_a_newline_is_named_in_one_line(bad):
+    """Found by tests/fuzz/test_fuzz_cli.py: `pushcap flows 'a<newline>b' -r F` printed the
+    destination raw, an error of two lines; and urlsplit drops a newline, so `udp://h:1<newline>2`
+    was port 12."""
+    with pytest.raises(FlowExportError) as info:
+        parse_destination(bad)
+    assert "\n" not in str(info.value) and bad.replace("\n", "\\n") in str(info.value)
+
+
 def test_datadog_ranges_any_cidr_longest_prefix_wins():
     ranges = DatadogRanges({"agents": ["10.0.0.0/8", "2001:db8::/32"],
                             "logs": ["10.1.2.0/24", "2001:db8:1::/48", "192.0.2.7/32"]})

@@ -8,7 +8,7 @@ import pytest
 from lua_config_helpers import NAME, SEED, TARGET2_LINE, load_error, one_target
 
 from pushcap import defaults
-from pushcap.config.lua import load_targets, load_targets_text
+from pushcap.config.lua import load_push_config_text, load_targets, load_targets_text
 from pushcap.config.model import PushMode, SplitKind, SplitRule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_split_good(lua_value, expected):
         ('"--split-time 1e99"', "below 2^63"),
         ('"--split-time sixty"', "not a number"),
         ('"--split-byte 1000"', "at least 1024"),
-        ('"--split-size 1e9"', "--split-time"),
+        ('"--split-bytes 1e9"', "--split-time"),
         ('"--split-time"', "--split-time"),
         ("60e9", "must be a string"),
     ],
@@ -168,8 +168,8 @@ def test_rclone_path_good(path):
     [
         ("rclone", "/mnt/push/all", "rclone destination"),
         ("rclone", "s3:", "rclone destination"),
-        ("rclone", "s3:bucket/", "ends with '/'"),
-        ("File", "out/push/", "ends with '/'"),
+        ("rclone", "s3:bucket/.x", "starts with '.'"),
+        ("File", "out/push/.x", "starts with '.'"),
         ("File", "out/.push", "starts with '.'"),
         ("File", "", "is empty"),
         ("File", " out/push/all", "spaces"),
@@ -187,22 +187,21 @@ def test_path_bad(mode, path, words):
     ("fields", "prefix", "words"),
     [
         ({"Desc": None}, "target 2: Desc is missing", "Desc = "),
-        ({"Desc": '"pcap all"'}, 'target 2: Desc "pcap all"', "letters, digits"),
-        ({"Desc": '"-x"'}, 'target 2: Desc "-x"', "starting with a letter"),
-        ({"Desc": '"a/b"'}, 'target 2: Desc "a/b"', "letters, digits"),
+        ({"Desc": '"pcap\\tall"'}, 'target 2: Desc "pcap\\tall"', "control character"),
+        ({"Desc": '"  "'}, 'target 2: Desc "  "', "is empty"),
+        ({"Desc": '"a\\u{200b}b"'}, "target 2: Desc", "printable"),
         ({"Desc": "42"}, "target 2: Desc 42", "must be a string"),
-        ({"Desc": '"' + "x" * 65 + '"'}, "target 2: Desc", "1-64"),
+        ({"Desc": '"' + "x" * 201 + '"'}, "target 2: Desc", "longer than 200"),
         ({"Mode": None}, 'target 2 "t2": Mode is missing', 'Mode = "File"'),
         ({"Mode": '"ftp"'}, 'target 2 "t2": Mode "ftp"', "'File' or 'rclone'"),
         ({"Path": None}, 'target 2 "t2": Path is missing', "Path = "),
         ({"Path": "{}"}, 'target 2 "t2": Path <a table>', "must be a string"),
         ({"Interface": '"eth 0"'}, 'target 2 "t2": Interface "eth 0"', "interface name"),
         ({"Interface": '""'}, 'target 2 "t2": Interface ""', "empty"),
-        ({"FilterBPF": '""'}, 'target 2 "t2": FilterBPF ""', "FilterBPF = nil"),
         ({"FilterBPF": "true"}, 'target 2 "t2": FilterBPF true', "must be a string"),
-        ({"Chunked": "true"}, 'target 2 "t2": Chunked', "not supported yet by pushcap"),
-        ({"RingName": '"r0"'}, 'target 2 "t2": RingName', "not supported yet by pushcap"),
-        ({"Compress": "true"}, 'target 2 "t2": Compress', "not supported yet by pushcap"),
+        ({"Chunked": '"yes"'}, 'target 2 "t2": Chunked "yes"', "must be true or false"),
+        ({"Decap": "1"}, 'target 2 "t2": Decap 1', "must be true or false"),
+        ({"CPU": '"two"'}, 'target 2 "t2": CPU "two"', "a CPU number"),
         ({"Fitler": '"tcp"'}, 'target 2 "t2": unknown field Fitler', "known: Desc, Mode"),
     ],
 )
@@ -239,9 +238,28 @@ def test_duplicate_desc():
     )
 
 
-def test_duplicate_path():
-    message = load_error(one_target(Path='"out/push/t1"'), line=True)
-    assert message.startswith(f'{AT2}: target 2 "t2": Path "out/push/t1": is also used by')
+def test_a_shared_path_gets_each_targets_desc():
+    """FMADIO's generated example gives all its targets one Path: each gets its Desc into it."""
+    push = load_push_config_text(one_target(Path='"out/push/t1"'), NAME)
+    assert [t.path for t in push.targets] == ["out/push/t1_t1", "out/push/t1_t2"]
+    assert len(push.notices) == 2
+    assert push.notices[1].startswith(f'{NAME}: target 2 "t2": Path "out/push/t1" is shared by '
+                                      "targets 1, 2: this target's files are named "
+                                      '"out/push/t1_t2"_<name>')
+    folder = load_push_config_text(one_target(Path='"out/"').replace('"out/push/t1"', '"out/"'),
+                                   NAME)
+    assert [t.path for t in folder.targets] == ["out/t1", "out/t2"]
+
+
+def test_flows_targets_sharing_an_address_are_refused():
+    text = ('return { Target = {\n'
+            '  { Desc = "a", Mode = "flows", Path = "udp://127.0.0.1:9000" },\n'
+            '  { Desc = "b", Mode = "flows", Path = "udp://127.0.0.1:9001" },\n'
+            '  { Desc = "c", Mode = "flows", Path = "udp://127.0.0.1:9000" },\n'
+            '} }\n')
+    with pytest.raises(Exception, match=r'Path "udp://127.0.0.1:9000": is also used by target 1 '
+                                        r'"a" \(line 2\)'):
+        load_targets_text(text, NAME)
 
 
 @pytest.mark.parametrize(
@@ -266,12 +284,18 @@ def test_structure_errors(text, words):
 
 def test_a_clash_names_the_earliest_target_it_clashes_with():
     text = ('return { Target = {\n'
-            '  { Desc = "a", Mode = "File", Path = "o/x" },\n'
-            '  { Desc = "b", Mode = "File", Path = "o/y" },\n'
-            '  { Desc = "b", Mode = "File", Path = "o/x" },\n'
+            '  { Desc = "a b", Mode = "File", Path = "o/x" },\n'
+            '  { Desc = "c", Mode = "File", Path = "o/y" },\n'
+            '  { Desc = "c", Mode = "File", Path = "o/z" },\n'
+            '  { Desc = "a_b", Mode = "File", Path = "o/w" },\n'
             '} }\n')
-    with pytest.raises(Exception, match=r'Path "o/x": is also used by target 1 "a" \(line 2\)'):
+    with pytest.raises(Exception, match=r'target 3 "c": Desc "c": is also used by target 2'):
         load_targets_text(text, NAME)
+    with pytest.raises(Exception, match=r'target 4 "a_b": Desc "a_b": is also used by target 1 '
+                                        r'"a b" \(line 2\); both would name their log file and '
+                                        r"spool folder 'a_b'"):
+        load_targets_text(text.replace('"c", Mode = "File", Path = "o/z"',
+                                       '"d", Mode = "File", Path = "o/z"'), NAME)
 
 
 @pytest.mark.timeout(60)  # a hang guard: comparing every pair took minutes at this size

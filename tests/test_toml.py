@@ -97,3 +97,20 @@ def test_alias_shared_by_two_interfaces():
 def test_bad_config_is_refused_with_the_culprit_named(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_daemon_config(raw, "pcapdaemon.toml")
+
+
+# Found by tests/fuzz/test_fuzz_toml.py: each of these ended in another exception, or in a
+# message of two lines.
+@pytest.mark.parametrize("text, message", [
+    ("[ring]\nmax_seconds = " + "9" * 400, r"\[ring\] max_seconds = 9999.*: must be a number"),
+    ("[general]\nmaxtimeout = " + "9" * 400, r"\[general\] maxtimeout \(line 2\) = 9999"),
+    ("[general]\nmaxduration = nan", r"\[general\] maxduration \(line 2\) = nan: must be"),
+    ('[general]\nmaxtimeout = "' + "9" * 400 + 'h"', r"\[general\] maxtimeout \(line 2\)"),
+    ('[redis]\n"a\\nb" = 1', r'\[redis\] "a\\nb": unknown key'),
+])
+def test_a_value_beyond_a_float_or_an_odd_key_is_refused_in_one_line(tmp_path, text, message):
+    path = tmp_path / "pcapdaemon.toml"
+    path.write_text(text + '\n[[interface]]\nname = "lo"\n')
+    with pytest.raises(ConfigError, match=message) as info:
+        load_daemon_config(path)
+    assert "\n" not in str(info.value)

@@ -8,6 +8,7 @@ credential's value (a key named like one is reported without it; any other value
 
 from __future__ import annotations
 
+import json
 import re
 
 from pushcap.config.field_check import conceal
@@ -19,6 +20,8 @@ _TABLE_HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(?:#.*)?$")
 _OTHER_HEADER = re.compile(r"\s*\[")
 _KEY_LINE = re.compile(r"\s*([A-Za-z0-9_-]+|\"[^\"\\]*\"|'[^']*')\s*=")
 SECRET_KEY = re.compile(r"auth|token|pass|secret|key|credential")  # keys whose values are hidden
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+MAX_SECONDS = 10 * 365 * 86400.0  # any duration setting: ten years is surely a mistake already
 
 
 class LineTable(dict):
@@ -86,9 +89,11 @@ class TomlSection:
                               f"(known: {', '.join(sorted(known or ()))})")
 
     def where(self, key: str) -> str:
-        """`file: [section] key (line n)`, the line when the file's text was scanned."""
+        """`file: [section] key (line n)`, the line when the file's text was scanned; a key
+        that is not a bare TOML key is quoted (a quoted key may hold a newline)."""
         line = line_of(self.values, key)
-        return f"{self.source}: [{self.name}] {key}" + (f" (line {line})" if line else "")
+        shown = key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+        return f"{self.source}: [{self.name}] {shown}" + (f" (line {line})" if line else "")
 
     def _bad(self, key: str, want: str) -> ConfigError:
         if SECRET_KEY.search(key):
@@ -130,6 +135,7 @@ class TomlSection:
             if seconds is None:
                 raise self._bad(key, 'must be seconds or a duration like "90s" or "1m30s"')
             value = seconds
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum_s:
-            raise self._bad(key, f"must be at least {minimum_s:g} s")
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not minimum_s <= value <= MAX_SECONDS):  # nan, inf, ints beyond a float
+            raise self._bad(key, f"must be {minimum_s:g} to {MAX_SECONDS:g} s")
         return float(value)

@@ -50,14 +50,17 @@ class FlowExportError(ValueError):
 
 def parse_destination(path: str) -> tuple[str, int]:
     """`udp://HOST:PORT` (IPv6 as `udp://[::1]:PORT`; the port defaults to 10518)."""
+    shown = json.dumps(path, ensure_ascii=False)  # quoted, a newline in it escaped
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):  # urlsplit would silently drop them
+        raise FlowExportError(f"flows destination {shown}: contains a control character")
     try:
         parts = urlsplit(path)
         port = parts.port
     except ValueError as exc:  # a bad port, or an unclosed `[` of an IPv6 address
-        raise FlowExportError(f'flows destination "{path}": {exc} (expected udp://HOST:PORT, '
+        raise FlowExportError(f"flows destination {shown}: {exc} (expected udp://HOST:PORT, "
                               "an IPv6 address in brackets: udp://[::1]:10518)") from None
     if parts.scheme != "udp" or not parts.hostname or parts.path not in ("", "/"):
-        raise FlowExportError(f'flows destination "{path}": expected udp://HOST:PORT, e.g. '
+        raise FlowExportError(f"flows destination {shown}: expected udp://HOST:PORT, e.g. "
                               f"udp://{defaults.FLOWS_HOST}:{defaults.FLOWS_PORT}")
     return parts.hostname, port or defaults.FLOWS_PORT
 

@@ -93,15 +93,24 @@ def build_message(args: argparse.Namespace) -> dict:
 
 
 def _load_config(path: Path) -> dict:
-    """The daemon's TOML as a dict ({} when there is none: flags and defaults apply)."""
+    """The daemon's TOML as a dict ({} when there is none: flags and defaults apply); the
+    sections read here ([general], [redis], [cloudshark]) are tables."""
     if not path.is_file():
         return {}
     import tomllib
 
     try:
-        return tomllib.loads(path.read_text())
+        config = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text (a TOML file was expected)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply") from None
+    for name in ("general", "redis", "cloudshark"):
+        if not isinstance(config.get(name, {}), dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+    return config
 
 
 def _settings(args: argparse.Namespace, config: dict) -> RedisSettings:
@@ -162,13 +171,15 @@ def upload_allowance_s(section: dict) -> float:
 
 
 def _seconds(value: object) -> float | None:
-    """A config number of seconds, or a Go duration ("90s", "1m30s"); None if neither."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    if isinstance(value, str):
-        from pushcap.config.toml_section import go_duration_s
+    """A config number of seconds, or a Go duration ("90s", "1m30s"); None if neither, or if
+    it is out of the range the daemon accepts (the daemon then refuses its file anyway)."""
+    from pushcap.config.toml_section import MAX_SECONDS, go_duration_s
 
-        return go_duration_s(value)
+    if isinstance(value, str):
+        value = go_duration_s(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) \
+            and 0 <= value <= MAX_SECONDS:
+        return float(value)
     return None
 
 
