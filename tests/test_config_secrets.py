@@ -11,6 +11,7 @@ import pytest
 from lua_config_helpers import NAME, load_error, one_target
 
 from pushcap.config.field_check import conceal, lua_repr
+from pushcap.config.lua import load_push_config_text
 
 # (a Path carrying credentials, the secrets in it, how the Path is shown in a message)
 SHAPES = [
@@ -37,15 +38,15 @@ def lua_str(text: str) -> str:
 
 # (fields of target 2, the start every such message keeps); {p} is the secret-bearing Path
 FIELD_ERRORS = [
-    ({"Mode": '"rclone"', "Path": "{p}/"}, 'target 2 "t2": Path "{shown}/": ends with'),
-    ({"Mode": '"File"', "Path": "{p}/"}, 'target 2 "t2": Path "{shown}/": ends with'),
+    ({"Mode": '"rclone"', "Path": "{p}/"}, 'target 2 "t2": Path "{shown}/.x": the file prefix'),
+    ({"Mode": '"File"', "Path": "{p}/"}, 'target 2 "t2": Path "{shown}/.x": the file prefix'),
     ({"Mode": '"flows"', "Path": "{p}"}, 'target 2 "t2": Path "{shown}": must be "udp://'),
     ({"Mode": '"File"', "Path": '"out/a"', "Split": "{p}"}, 'target 2 "t2": Split "'),
     ({"Mode": '"File"', "Path": '"out/a"', "Interval": "{p}"}, 'target 2 "t2": Interval "'),
     ({"Mode": '"File"', "Path": '"out/a"', "Interface": "{p}"}, 'target 2 "t2": Interface "'),
     ({"Mode": '"File"', "Path": '"out/a"', "FileName": "{p}"}, 'target 2 "t2": FileName "'),
     ({"Mode": "{p}"}, 'target 2 "t2": Mode "'),
-    ({"Desc": "{p}"}, 'target 2: Desc "'),
+    ({"Desc": "{p}\tx"}, 'target 2: Desc "'),  # a Desc is any printable text: a tab is not
 ]
 
 
@@ -53,20 +54,21 @@ FIELD_ERRORS = [
                          ids=[f"{f}-{i}" for i, (f, _) in enumerate(FIELD_ERRORS)])
 @pytest.mark.parametrize(("path", "secrets", "shown"), SHAPES, ids=IDS)
 def test_field_errors_hide_credentials(path, secrets, shown, fields, start):
-    lua_fields = {k: lua_str(path + "/" if v == "{p}/" else path) if "{p}" in v else v
-                  for k, v in fields.items()}
+    lua_fields = {k: lua_str(path + "/.x" if v == "{p}/" else path + v[3:]) if "{p}" in v
+                  else v for k, v in fields.items()}
     message = load_error(one_target(**lua_fields))
     assert message.startswith(f"{NAME}: {start.format(shown=shown)}"), message
     assert_clean(message, secrets)
 
 
 @pytest.mark.parametrize(("path", "secrets", "shown"), SHAPES, ids=IDS)
-def test_duplicate_path_is_named_without_credentials(path, secrets, shown):
+def test_a_shared_path_is_named_without_credentials(path, secrets, shown):
     text = one_target(Mode='"rclone"', Path=lua_str(path)).replace(
         'Mode = "File", Path = "out/push/t1"', f'Mode = "rclone", Path = {lua_str(path)}')
-    message = load_error(text)
-    assert message.startswith(f'{NAME}: target 2 "t2": Path "{shown}": is also used by target 1')
-    assert_clean(message, secrets)
+    notices = load_push_config_text(text, NAME).notices
+    assert notices[1].startswith(f'{NAME}: target 2 "t2": Path "{shown}" is shared by targets')
+    for notice in notices:
+        assert_clean(notice, secrets)
 
 
 @pytest.mark.parametrize(("path", "secrets", "shown"), SHAPES, ids=IDS)
@@ -104,7 +106,7 @@ def test_a_rule_quoting_part_of_the_value_leaks_nothing():
 @pytest.mark.parametrize("field", ["Path", "Split", "Interval"])
 def test_a_secret_built_by_lua_code_is_hidden_too(field):
     # no string literal of the file holds the whole key, so only the value itself can tell
-    built = '":s3,secret_access_key=" .. string.rep("Q", 3) .. "BUILTsecret:bucket/x/"'
+    built = '":s3,secret_access_key=" .. string.rep("Q", 3) .. "BUILTsecret:bucket/x/.y"'
     fields = {"Mode": '"rclone"', "Path": '"s3:bucket/x"', field: built}
     message = load_error(one_target(**fields))
     assert message.startswith(f'{NAME}: target 2 "t2": {field} "')

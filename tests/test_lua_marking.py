@@ -90,8 +90,8 @@ def test_a_config_that_fits_the_memory_cap_as_written_loads():
     text = "local x = {" + "{}," * 300_000 + "}\nreturn {Target = {{Desc = 'a', Mode = 'File',"
     targets = load_targets_text(text + " Path = 'o/a'}}}\n", NAME)
     assert [t.desc for t in targets] == ["a"]
-    message = load_error(text + " Path = 'o/'}}}\n", line=True)  # with or without its line
-    assert 'target 1 "a": Path "o/": ends with' in message
+    message = load_error(text + " Path = 'o/.a'}}}\n", line=True)  # with or without its line
+    assert 'target 1 "a": Path "o/.a": the file prefix' in message
 
 
 def test_lines_come_only_from_a_marked_run_that_built_the_same_value(monkeypatch):
@@ -110,12 +110,12 @@ def test_the_marker_is_not_a_name_the_config_can_read():
     text = (
         "local seen = tostring(__pushcap_mark)\n"
         "local Config = {Target = {}}\n"
-        "table.insert(Config.Target, {Desc = seen, Mode = 'File', Path = 'o/'})\n"
+        "table.insert(Config.Target, {Desc = seen, Mode = 'File', Path = 'o/.a'})\n"
         "return Config\n"
     )
     # the line shows the marked copy ran with the config's own __pushcap_mark: nil, as written
-    assert load_error(text, line=True).startswith(f'{NAME}:3: target 1 "nil": Path "o/": ')
-    assert load_targets_text(text.replace("'o/'", "'o/a'"), NAME)[0].desc == "nil"
+    assert load_error(text, line=True).startswith(f'{NAME}:3: target 1 "nil": Path "o/.a": ')
+    assert load_targets_text(text.replace("'o/.a'", "'o/a'"), NAME)[0].desc == "nil"
 
 
 # --- syntax errors do not quote a string ------------------------------------------------------

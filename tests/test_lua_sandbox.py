@@ -50,7 +50,12 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize(
     ("code", "culprit"),
     [
-        ('os.execute("touch /tmp/pushcap-pwned")', "os"),
+        ('os.execute("touch /tmp/pushcap-pwned")', "os.execute"),
+        ("os.exit(1)", "os.exit"),
+        ('os.remove("/tmp/x")', "os.remove"),
+        ('os.rename("/tmp/x", "/tmp/y")', "os.rename"),
+        ("local n = os.tmpname()", "os.tmpname"),
+        ('os.setlocale("C")', "os.setlocale"),
         ('io.open("/etc/passwd")', "io"),
         ('require("os")', "require"),
         ('dofile("/etc/passwd")', "dofile"),

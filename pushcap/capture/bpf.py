@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf_program import BpfError, check_program
+from pushcap.capture.decap import DECAP_LINKTYPES, DecapFilter
 from pushcap.capture.native_bpf import native_bpf
 from pushcap.config.bpf_compile import check_size, compile_program
 from pushcap.config.field_check import lua_repr
@@ -74,6 +75,10 @@ class BpfFilter:
 
     def __repr__(self) -> str:
         return f"BpfFilter({self.expression!r}, linktype={self.linktype})"
+
+    def runs_in_c(self) -> bool:
+        """Whether `select` runs in C (answering a memoryview) rather than numpy."""
+        return native_bpf() is not None and self._native is not None
 
     def select(self, batch: Batch) -> memoryview | np.ndarray:
         """Indices of the packets the filter accepts, ascending: an int64 memoryview from C, or
@@ -137,16 +142,21 @@ def compile_shared(expression: str | None, linktype: int, snaplen: int,
 
 
 def compile_target_filter(target: TargetConfig, linktype: int, snaplen: int,
-                          expression: str | None = None) -> BpfFilter | None:
+                          expression: str | None = None) -> BpfFilter | DecapFilter | None:
     """A target's shared filter (`expression` when the consumer widens the target's own, e.g.
     flows leaving out their own datagrams); a bad one is a ConfigError naming the target, its
     FilterBPF and the link type, the one wording every consumer and check uses. The size budget
-    applies to the FilterBPF as written; a widened expression adds a known few characters."""
+    applies to the FilterBPF as written; a widened expression adds a known few characters.
+    With the target's Decap on an Ethernet link, the filter runs on the decapsulated packets
+    (decap.py); without a filter Decap changes nothing, every packet is taken."""
     try:
         if target.filter_bpf is not None:
             check_size(target.filter_bpf, defaults.MAX_FILTER_BPF_CHARS)
-        return compile_shared(target.filter_bpf if expression is None else expression,
-                              linktype, snaplen, max_chars=None)
+        bpf = compile_shared(target.filter_bpf if expression is None else expression,
+                             linktype, snaplen, max_chars=None)
     except BpfError as exc:
         raise ConfigError(f'target {target.index} "{target.desc}": FilterBPF '
                           f'{lua_repr(target.filter_bpf)}: {exc} (link type {linktype})') from exc
+    if bpf is not None and target.decap and linktype in DECAP_LINKTYPES:
+        return DecapFilter(bpf)
+    return bpf

@@ -43,6 +43,33 @@ _JMP_OPS = {JEQ, JGT, JGE, JSET}
 
 
 
+def load_bound(insns: list[tuple[int, int, int, int]]) -> int | None:
+    """How many leading bytes of a packet the program can read at most, or None when that is
+    not known: a packet cut to that many bytes (its wire length kept) gets the same answer, as
+    every load beyond them would be out of bounds in both. Indirect loads are bounded only when
+    X comes from constants and `4*([k]&0xf)` (at most 60); X from A (`tax`), memory or the
+    length leaves them unbounded. Decap (capture/decap.py) copies no more of an inner frame."""
+    end = ind_end = x_max = 0
+    x_known, indirect = True, False
+    for code, _, _, k in insns:
+        cls, mode = code & 0x07, code & 0xE0
+        if cls == LD and mode == ABS:
+            end = max(end, k + SIZE[code & 0x18])
+        elif cls == LD and mode == IND:
+            indirect, ind_end = True, max(ind_end, k + SIZE[code & 0x18])
+        elif cls == LDX and mode == IMM:
+            x_max = max(x_max, k)
+        elif cls == LDX and mode == MSH:
+            end, x_max = max(end, k + 1), max(x_max, 60)
+        elif cls == LDX or (cls == MISC and not code & TXA):  # ldx M[]/len, tax
+            x_known = False
+    if indirect:
+        if not x_known:
+            return None
+        end = max(end, x_max + ind_end)
+    return end
+
+
 def check_program(insns: list[tuple[int, int, int, int]]) -> None:
     """Reject what libpcap's validator rejects, plus Linux-only ancillary loads.
 

@@ -46,7 +46,7 @@ _SUFFIX_RE = re.compile(r"\.[A-Za-z0-9._-]{1,20}")
 # compressor -> (default FileSuffix, endings a FileSuffix may have); None = no compression
 _SUFFIXES: dict[str | None, tuple[str, tuple[str, ...]]] = {
     None: (".pcap", ()),
-    "gzip": (".pcap.gz", (".gz",)),
+    "gzip": (".pcap.gz", (".gz", ".gzip")),
     "lz4": (".pcap.lz4", (".lz4",)),
     "zstd": (".pcap.zstd", (".zst", ".zstd")),
 }
@@ -110,16 +110,45 @@ def parse_filename(value: Any, split: SplitRule | None) -> NamingRule:
 
 
 def parse_pipe_cmd(value: Any) -> Codec | None:
-    """The Codec to compress with, or None for no compression (absent or `cat`); the grammar
-    and its reasons are codec.py's."""
+    """The Codec to compress with, or None for no compression (absent, blank or `cat`); the
+    grammar and its reasons are codec.py's. Spaces around it are dropped: FMADIO's generator
+    writes `" gzip -c "`, and its shell reads it so."""
+    if isinstance(value, bytes):
+        value = value.strip()
+        if not value:
+            return None
     text = field_text(value, 'PipeCmd = "gzip -c -1" (or nil for plain .pcap)', required=False)
     return None if text is None else parse_codec(text)
+
+
+def _suffix_text(value: Any, default: str) -> str | None:
+    """FileSuffix as written, with its dot: FMADIO's documentation writes `"pcap.gz"`."""
+    if isinstance(value, bytes):
+        value = value.strip()
+        if not value:
+            return None  # FMADIO's generator writes "" for the default
+        if not value.startswith(b"."):
+            value = b"." + value
+    return field_text(value, f'FileSuffix = "{default}"', required=False)
+
+
+def implied_codec(value: Any) -> Codec | None:
+    """The compression a FileSuffix names when there is no PipeCmd (`.pcap.gz`: gzip at its
+    default level), else None. FMADIO's documentation gives `FileSuffix = "pcap.gz"` alone as
+    "writing a gzip compressed PCAP file"."""
+    suffix = _suffix_text(value, ".pcap")
+    if suffix is None:
+        return None
+    for name, (_, endings) in _SUFFIXES.items():
+        if name is not None and endings and suffix.endswith(endings):
+            return Codec(name)
+    return None
 
 
 def parse_suffix(value: Any, codec: Codec | None) -> str:
     """FileSuffix, defaulting to the compressor's; it must name the compression it holds."""
     default, endings = _SUFFIXES[codec.name if codec else None]
-    suffix = field_text(value, f'FileSuffix = "{default}"', required=False)
+    suffix = _suffix_text(value, default)
     if suffix is None:
         return default
     if not _SUFFIX_RE.fullmatch(suffix):

@@ -11,7 +11,13 @@ The returned Config table is converted to plain Python in that child (strings as
 as dicts down to the target fields), then its shape is checked here: Config.Target a
 list of tables with named fields, no two targets with the same Desc, or the same Mode and Path
 (their files would overwrite each other). What each field may hold is pushcap.config.targets'
-business, which never sees Lua. load_targets / load_targets_text are the API other modules import.
+business, which never sees Lua; FMADIO's top-level fields besides Target (Config.Decap,
+Config.FollowStart, Config.TimeoutRing) are fmadio_fields.py's. load_push_config gives the targets
+and the notices (what loaded without a meaning); load_targets / load_targets_text the targets.
+
+The sandbox offers os.date, os.time, os.clock and os.getenv (lua_driver.py), so a Path built with
+`os.date(...)` works: it is evaluated when the file is loaded (`check`, `run`, `replay`, each
+`reload`), once, not per file.
 
 A message about a target starts `<file>:<line>: target <i> "<Desc>"`, the line being the field's
 own when it is written in the target's table, else the table's. The file as written alone decides
@@ -35,21 +41,21 @@ from typing import Any
 
 from pushcap import defaults
 from pushcap.config.field_check import TargetPlace, conceal
+from pushcap.config.fmadio_fields import TOP_LEVEL_FIELDS, parse_top_level
 from pushcap.config.lua_lines import Constructor, instrument, scan_constructors, string_literals
 from pushcap.config.lua_process import evaluate_bounded
 from pushcap.config.lua_tokens import conceal_tokens
-from pushcap.config.model import ConfigError, TargetConfig
-from pushcap.config.target_unique import SeenTargets, check_unique
+from pushcap.config.model import ConfigError, PushConfig, TargetConfig
+from pushcap.config.target_unique import SeenTargets, check_unique, separate_shared_paths
 from pushcap.config.targets import lua_repr, validate_target
 
-__all__ = ["load_targets", "load_targets_text"]
+__all__ = ["load_push_config", "load_targets", "load_targets_text"]
 
 _CHUNK_ID = "@@pushcap-config@@"  # replaced by the file name in Lua's messages (no 60-char cut)
 _CHUNKNAME = f"={_CHUNK_ID}".encode()
 
 
-def load_targets(path: str | Path, captured: Collection[str] | None = None
-                 ) -> tuple[TargetConfig, ...]:
+def load_push_config(path: str | Path, captured: Collection[str] | None = None) -> PushConfig:
     """Read, run and validate push_realtime.lua; messages name the file as given in `path`.
     `captured`: the interface names and aliases of pcapdaemon.toml, which an `Interface` field
     must name (checked here, so its message has the field's line)."""
@@ -62,13 +68,24 @@ def load_targets(path: str | Path, captured: Collection[str] | None = None
     return _load(data, source_name, captured)
 
 
-def load_targets_text(text: str, source_name: str) -> tuple[TargetConfig, ...]:
-    """Run and validate config text (tests, `pushcap check -`); messages name `source_name`."""
+def load_targets(path: str | Path, captured: Collection[str] | None = None
+                 ) -> tuple[TargetConfig, ...]:
+    """The targets of load_push_config."""
+    return load_push_config(path, captured).targets
+
+
+def load_push_config_text(text: str, source_name: str) -> PushConfig:
+    """Run and validate config text (tests); messages name `source_name`."""
     return _load(text.encode("utf-8", "surrogateescape"), source_name)
 
 
+def load_targets_text(text: str, source_name: str) -> tuple[TargetConfig, ...]:
+    """The targets of load_push_config_text."""
+    return load_push_config_text(text, source_name).targets
+
+
 def _load(data: bytes, source_name: str, captured: Collection[str] | None = None
-          ) -> tuple[TargetConfig, ...]:
+          ) -> PushConfig:
     if len(data) > defaults.LUA_MAX_FILE_BYTES:
         raise ConfigError(
             f"{source_name}: larger than {defaults.LUA_MAX_FILE_BYTES // 1024} KiB; a push config"
@@ -200,7 +217,7 @@ def _as_list(table: Any, what: str, source_name: str) -> list[Any]:
 def _validate_config(
     config: Any, tables: dict[int, Constructor], source_name: str,
     captured: Collection[str] | None = None,
-) -> tuple[TargetConfig, ...]:
+) -> PushConfig:
     """The targets of the value the file returned; the first problem raises ConfigError."""
     if not isinstance(config, dict):
         got = "nothing" if config is None else lua_repr(config)
@@ -209,9 +226,12 @@ def _validate_config(
             " `return Config`"
         )
     top = {_key_name(k) or lua_repr(k): v for k, v in config.items()}
-    unknown = sorted(k for k in top if k != "Target")
+    unknown = sorted(k for k in top if k != "Target" and k not in TOP_LEVEL_FIELDS)
     if unknown:
-        raise ConfigError(f"{source_name}: unknown top-level field {unknown[0]} (known: Target)")
+        raise ConfigError(f"{source_name}: unknown top-level field {unknown[0]} (known: Target, "
+                          f"{', '.join(TOP_LEVEL_FIELDS)})")
+    decap, notices = parse_top_level(top, source_name)
+    decap_default = defaults.DECAP_DEFAULT if decap is None else decap
     if "Target" not in top:
         raise ConfigError(
             f"{source_name}: Config.Target is missing; add `Config.Target = {{}}` and one"
@@ -227,15 +247,19 @@ def _validate_config(
         place = TargetPlace(source_name, index)
         if table is not None:
             place = TargetPlace(source_name, index, line=table.line, field_lines=table.keys)
-        target = validate_target(_named_fields(raw, place), place)
+        target = validate_target(_named_fields(raw, place), place, decap_default)
         place = place.named(target.desc)
         if captured is not None and target.interface is not None \
                 and target.interface not in captured:
             raise ConfigError(f'{place.prefix("Interface")}: Interface "{target.interface}" is '
                               f"not captured (pcapdaemon.toml has: {', '.join(sorted(captured))})")
-        check_unique(target, place, seen)
+        check_unique(target, place, seen)  # its Desc, before the targets after it
         targets.append((target, place))
-    return tuple(target for target, _ in targets)
+    targets = separate_shared_paths(targets)
+    for target, place in targets:
+        check_unique(target, place, seen, outputs=True)
+        notices += target.notices
+    return PushConfig(tuple(target for target, _ in targets), tuple(notices))
 
 
 def _named_fields(raw: Any, place: TargetPlace) -> dict[str, Any]:

@@ -9,7 +9,12 @@ as a (kind, serial) tuple.
 The driver below is the privileged part of the sandbox: it runs before the config with full
 Lua, builds the sandbox's globals, loads the config as text only (a precompiled chunk can break
 out of any Lua sandbox) and installs the count hook that stops Lua code at the time budget,
-naming the config's line. A C function runs no hook (string.rep, table.move, a backtracking
+naming the config's line. Of `os` the config gets only what reads the clock or the environment
+(os.date, os.time, os.clock, os.getenv: FMADIO's configs build date-stamped Paths), copied
+into a table of its own; anything else of `os` (execute, exit, remove, rename, tmpname,
+setlocale) is refused by name, like the blocked globals.
+
+A C function runs no hook (string.rep, table.move, a backtracking
 pattern in string.find): those are stopped from outside, by the parent's wall-clock kill and this
 process's RLIMIT_CPU. For a run that was killed the parent asks for a second, traced run, in
 which a call hook reports each line that calls a C function, so the message can name the line
@@ -36,7 +41,7 @@ __all__ = ["BLOCKED_GLOBALS", "EXIT_MEMORY", "Request", "child_main", "serve"]
 
 # Globals a config may not use; reading one raises "<name> is not available" at the caller's line.
 BLOCKED_GLOBALS = (
-    "os", "io", "require", "dofile", "loadfile", "load", "loadstring", "debug", "package",
+    "io", "require", "dofile", "loadfile", "load", "loadstring", "debug", "package",
     "collectgarbage", "coroutine", "setmetatable", "getmetatable", "rawget", "rawset", "rawequal",
     "rawlen", "xpcall", "print", "warn", "module", "newproxy", "getfenv", "setfenv", "python",
 )  # fmt: skip
@@ -60,6 +65,7 @@ local load, pcall, error, next, type, tostring = load, pcall, error, next, type,
 local setmetatable, getmetatable, sethook, getinfo = setmetatable, getmetatable, debug.sethook,
   debug.getinfo
 local pack, unpack = table.pack, table.unpack
+local os_date, os_time, os_clock, os_getenv = os.date, os.time, os.clock, os.getenv
 local MEMORY, STOP = "not enough memory", "STOP_MARKER"
 local BLOCKED = BLOCKED_TABLE
 
@@ -71,8 +77,8 @@ end
 
 local function refuse(what)
   error(what .. " is not available in push_realtime.lua: it runs sandboxed with only table, "
-    .. "string, math, pairs, ipairs, next, select, tostring, tonumber, type, unpack, pcall, "
-    .. "error and assert", 3)
+    .. "string, math, os.date, os.time, os.clock, os.getenv, pairs, ipairs, next, select, "
+    .. "tostring, tonumber, type, unpack, pcall, error and assert", 3)
 end
 
 return function(text, chunkname, now, max_s, marking, trace)
@@ -96,7 +102,10 @@ return function(text, chunkname, now, max_s, marking, trace)
     return unpack(r, 1, r.n)
   end
 
+  local clock_env = {date = os_date, time = os_time, clock = os_clock, getenv = os_getenv}
+  setmetatable(clock_env, {__index = function(_, k) refuse("os." .. tostring(k)) end})
   local env = {
+    os = clock_env,
     table = copy(table), string = str, math = copy(math), pairs = pairs, ipairs = ipairs,
     next = next, select = select, tostring = tostring, tonumber = tonumber, type = type,
     unpack = table.unpack, error = error, assert = assert, pcall = guarded_pcall,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-from pushcap.config.targets import FIELDS, UNSUPPORTED_FIELDS
+from pushcap.config.fmadio_fields import TOP_LEVEL_FIELDS
+from pushcap.config.targets import FIELDS
 
 __all__ = ["conceal_tokens"]
 
@@ -31,7 +32,7 @@ _SHOWN_NAMES = frozenset((
     "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
     "Config", "Target", "table", "insert", "string", "format", "math", "floor", "tostring",
     "tonumber", "ipairs", "pairs", "select", "error", "assert", "pcall", "utf8", "concat",
-    *FIELDS, *UNSUPPORTED_FIELDS,
+    "date", "time", "clock", "getenv", *FIELDS, *TOP_LEVEL_FIELDS,
 ))  # fmt: skip
 # A runtime error's variable: `(global 'x')`, `(local 'x')`, `(field 'x')`, `(upvalue 'x')`...
 _VARIABLE = re.compile(

@@ -129,6 +129,43 @@ class TargetConfig:
     datadog_ranges: DatadogRangesFile | None = None  # flows targets: ip-ranges.json, as read
     keep: KeepRule | None = None  # File targets: retention of published files (Keep)
     indexed: bool = False  # File targets: a Parquet index per published file (Index = true)
+    # FMADIO's Decap: the filter sees packets with their encapsulation taken off. Off unless
+    # asked for here; the Lua loader applies FMADIO's default (on, defaults.DECAP_DEFAULT).
+    decap: bool = False
+    cpu: tuple[int, ...] | None = None  # FMADIO's CPU: the CPUs the target's lanes run on
+    script_new: tuple[str, ...] | None = None  # FMADIO's ScriptNew: argv run at each new file
+    # what load accepted without a meaning, said once by `check` and once at start
+    notices: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def folder(self) -> bool:
+        """Path ends in `/`: files are `<name><suffix>` inside that folder, as FMADIO names
+        them, rather than `<Path>_<name><suffix>`."""
+        return self.path.endswith("/")
+
+    @property
+    def desc_file_name(self) -> str:
+        """The Desc as a file name component (desc_names.py)."""
+        from pushcap.config.desc_names import desc_file_name
+
+        return desc_file_name(self.desc)
+
+    @property
+    def desc_log(self) -> str:
+        """The Desc as the value of `target=` in a log line (desc_names.py)."""
+        from pushcap.config.desc_names import log_value
+
+        return log_value(self.desc)
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """push_realtime.lua, validated: its targets, and what it holds that pushcap accepts
+    without a meaning (FMADIO's fields that only make sense on FMADIO), each said once: by
+    `pushcap check`, and in one log line when `pushcap run` starts."""
+
+    targets: tuple[TargetConfig, ...]
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,16 @@ Decisions on FMADIO's fields:
   command lines are accepted and none is ever executed, so the config cannot run a program.
 - FileSuffix defaults to the compressor's (`.pcap`, `.pcap.gz`...) and must agree with it, so a
   file's name never lies about its content.
-- Chunked, RingName and Compress are FMADIO fields pushcap does not support yet; any other key is
-  refused as unknown, so a typo never silently drops a setting.
+- FMADIO's other fields (Decap, CPU, ScriptNew, Chunked, FollowStart, StreamCat, SplitCmd,
+  FilterFrame, RingName, Compress) are read by fmadio_fields.py: a meaning where pushcap has one,
+  else a notice, never a refusal. Any other key is refused as unknown, so a typo never silently
+  drops a setting.
+- FMADIO's forms load as FMADIO reads them: a Desc of any printable text (made safe where it
+  becomes a file name or a log field, desc_names.py), `FilterBPF = ""` for every packet, a
+  PipeCmd with spaces around it, a FileSuffix without its dot, a Path ending in `/` (a folder:
+  files are `<name><suffix>` inside it), `--split-size` for `--split-byte` (with a notice:
+  pcap_split itself knows only the latter), and a FileSuffix naming a compression without a
+  PipeCmd (compressed with that codec, with a notice; FMADIO's own example means it so).
 - `Interface` is pushcap's own field: one captured interface name or alias (None = all).
 - `Keep` (retention) and `Index` (a Parquet index per file) are pushcap's own, for File targets
   only (archive_fields.py).
@@ -43,7 +51,13 @@ from pushcap.config.field_check import (
     field_text,
     lua_repr,
 )
-from pushcap.config.file_fields import parse_filename, parse_pipe_cmd, parse_split, parse_suffix
+from pushcap.config.file_fields import (
+    implied_codec,
+    parse_filename,
+    parse_pipe_cmd,
+    parse_split,
+    parse_suffix,
+)
 from pushcap.config.flows_fields import (
     parse_datadog_ranges,
     parse_interval,
@@ -53,13 +67,13 @@ from pushcap.config.flows_fields import (
     refuse_for_flows,
     refuse_interval,
 )
+from pushcap.config.fmadio_fields import FMADIO_FIELDS, FmadioFields, parse_fmadio_fields
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 
 __all__ = [
     "FIELDS",
     "FILE_ONLY_FIELDS",
     "FLOWS_ONLY_FIELDS",
-    "UNSUPPORTED_FIELDS",
     "LuaOpaque",
     "TargetPlace",
     "lua_repr",
@@ -68,14 +82,12 @@ __all__ = [
 
 FIELDS = (
     "Desc", "Mode", "Path", "Split", "FileName", "FilterBPF", "Interface", "PipeCmd", "FileSuffix",
-    "Interval", "Pack", "DatadogRanges", "Keep", "Index",
+    "Interval", "Pack", "DatadogRanges", "Keep", "Index", *FMADIO_FIELDS,
 )  # fmt: skip
-UNSUPPORTED_FIELDS = ("Chunked", "RingName", "Compress")
 FILE_ONLY_FIELDS = ("Split", "FileName", "PipeCmd", "FileSuffix", "Keep", "Index")  # not flows
 ARCHIVE_FIELDS = ("Keep", "Index")  # File targets only (archive_fields.py)
 FLOWS_ONLY_FIELDS = ("Interval", "Pack", "DatadogRanges")  # refused for File and rclone
 
-_DESC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
 _DLT_EN10MB = 1  # FilterBPF is checked for Ethernet at load; each interface's type at start
 # rclone: `remote:path`, `remote,opt=v:path` or `:backend,opt="v":path` (quoted values may hold ':')
@@ -89,15 +101,13 @@ _RCLONE_RE = re.compile(
 # --- one target -------------------------------------------------------------------------------
 
 
-def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
-    """The target at `place` from its named fields; the first wrong field raises ConfigError."""
+def validate_target(fields: dict[str, Any], place: TargetPlace,
+                    decap_default: bool = defaults.DECAP_DEFAULT) -> TargetConfig:
+    """The target at `place` from its named fields; the first wrong field raises ConfigError.
+    `decap_default`: Config.Decap, else FMADIO's default (fmadio_fields.py)."""
     desc = check_field(place, "Desc", fields.get("Desc"), _parse_desc)
     place = place.named(desc)
     for name in sorted(fields):
-        if name in UNSUPPORTED_FIELDS:
-            raise ConfigError(
-                f"{place.prefix(name)}: {name} is not supported yet by pushcap; remove it"
-            )
         if name not in FIELDS:
             shown = name if name.isidentifier() else lua_repr(name)  # a key may hold a newline
             raise ConfigError(
@@ -105,24 +115,34 @@ def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
             )
 
     mode = check_field(place, "Mode", fields.get("Mode"), _parse_mode)
+    fmadio = parse_fmadio_fields(fields, place, decap_default, mode is not PushMode.FLOWS)
     if mode is PushMode.FLOWS:
-        return _validate_flows(fields, place, desc)
+        return _validate_flows(fields, place, desc, fmadio)
     for name in FLOWS_ONLY_FIELDS:
         if name in fields:
             refuse = refuse_interval if name == "Interval" else refuse_flows_only
             check_field(place, name, fields[name], refuse)
+    notices = list(fmadio.notices)
     path = check_field(place, "Path", fields.get("Path"), lambda v: _parse_path(v, mode))
-    split_value = fields.get("Split", defaults.DEFAULT_SPLIT.encode())
+    split_value = _split_size_alias(fields.get("Split", defaults.DEFAULT_SPLIT.encode()), place,
+                                    notices)
     split = check_field(place, "Split", split_value, parse_split)
     name_value = fields.get("FileName", defaults.DEFAULT_FILENAME.encode())
     naming = check_field(place, "FileName", name_value, lambda v: parse_filename(v, split))
     pipe_cmd = check_field(place, "PipeCmd", fields.get("PipeCmd"), parse_pipe_cmd)
     suffix_value = fields.get("FileSuffix")
+    if pipe_cmd is None and suffix_value is not None and not _given(fields.get("PipeCmd")):
+        pipe_cmd = check_field(place, "FileSuffix", suffix_value, implied_codec)
+        if pipe_cmd is not None:
+            notices.append(f"{place.prefix('FileSuffix')}: FileSuffix {lua_repr(suffix_value)} "
+                           f"without a PipeCmd: files are compressed as by PipeCmd = "
+                           f'"{pipe_cmd.command()}", so that their name says what they hold')
     suffix = check_field(place, "FileSuffix", suffix_value, lambda v: parse_suffix(v, pipe_cmd))
-    if mode is PushMode.RCLONE:
-        for name in ARCHIVE_FIELDS:
-            if name in fields:
-                check_field(place, name, fields[name], refuse_for_rclone)
+    for name in ARCHIVE_FIELDS:
+        if name in fields and mode is PushMode.RCLONE:
+            check_field(place, name, fields[name], refuse_for_rclone)
+        elif name in fields and path.endswith("/"):
+            check_field(place, name, fields[name], _refuse_for_folder)
     return TargetConfig(
         index=place.index,
         desc=desc,
@@ -136,10 +156,15 @@ def validate_target(fields: dict[str, Any], place: TargetPlace) -> TargetConfig:
         file_suffix=suffix,
         keep=check_field(place, "Keep", fields.get("Keep"), parse_keep),
         indexed=check_field(place, "Index", fields.get("Index"), parse_index),
+        decap=fmadio.decap,
+        cpu=fmadio.cpu,
+        script_new=fmadio.script_new,
+        notices=tuple(notices),
     )
 
 
-def _validate_flows(fields: dict[str, Any], place: TargetPlace, desc: str) -> TargetConfig:
+def _validate_flows(fields: dict[str, Any], place: TargetPlace, desc: str,
+                    fmadio: FmadioFields) -> TargetConfig:
     """A Mode flows target: a UDP destination, an interval, packing and Datadog ranges; the file
     fields are refused."""
     for name in FILE_ONLY_FIELDS:
@@ -161,21 +186,52 @@ def _validate_flows(fields: dict[str, Any], place: TargetPlace, desc: str) -> Ta
         datadog_ranges=check_field(
             place, "DatadogRanges", fields.get("DatadogRanges"), parse_datadog_ranges
         ),
+        cpu=fmadio.cpu,
+        notices=fmadio.notices,
     )
+
+
+def _split_size_alias(value: Any, place: TargetPlace, notices: list[str]) -> Any:
+    """`--split-size N` (in FMADIO's documentation, unknown to pcap_split) read as
+    `--split-byte N`, with a notice."""
+    if isinstance(value, bytes) and value.split()[:1] == [b"--split-size"]:
+        notices.append(f"{place.prefix('Split')}: Split {lua_repr(value)}: read as --split-byte "
+                       "(pcap_split itself knows only --split-byte)")
+        return value.replace(b"--split-size", b"--split-byte", 1)
+    return value
+
+
+def _given(value: Any) -> bool:
+    """A field written with something in it (not nil, not a blank string)."""
+    return value is not None and not (isinstance(value, bytes) and not value.strip())
+
+
+def _refuse_for_folder(value: Any) -> None:
+    raise FieldError("needs a Path prefix (e.g. \"/data/push/all\"), not a folder ending in '/':"
+                     " retention and indexes tell a target's files by their `<Path>_` prefix")
 
 
 # --- fields -----------------------------------------------------------------------------------
 
 
 def _parse_desc(value: Any) -> str:
+    """Any printable text (FMADIO's own example is "port80 zstd"), spaces around it dropped."""
+    if isinstance(value, bytes):
+        value = value.strip()
     desc = field_text(value, 'Desc = "pcap-all"')
     assert desc is not None
-    if not _DESC_RE.fullmatch(desc):
-        raise FieldError(
-            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            " (it is used in file names and logs)"
-        )
+    if not desc.isprintable():
+        raise FieldError("must be printable text (no control or format characters)")
+    if len(desc) > defaults.DESC_MAX_CHARS:
+        raise FieldError(f"is longer than {defaults.DESC_MAX_CHARS} characters")
     return desc
+
+
+_OTHER_MODES = {  # FMADIO's modes pushcap has no counterpart for, and what to use instead
+    "curl": "FMADIO's CURL mode (FTP or HTTP upload through curl) is not in pushcap: use "
+            'Mode = "rclone" with an FTP or HTTP remote (e.g. Path = ":ftp,host=H:dir/prefix")',
+    "lxc": "FMADIO's LXC mode (its container ring buffer) has no counterpart in pushcap",
+}
 
 
 def _parse_mode(value: Any) -> PushMode:
@@ -183,7 +239,9 @@ def _parse_mode(value: Any) -> PushMode:
     for mode in PushMode:
         if text is not None and text.lower() == mode.value.lower():
             return mode
-    raise FieldError(f"must be {' or '.join(repr(m.value) for m in PushMode)}")
+    other = _OTHER_MODES.get((text or "").lower())
+    known = f"must be {' or '.join(repr(m.value) for m in PushMode)}"
+    raise FieldError(f"{other}; {known}" if other else known)
 
 
 def _parse_path(value: Any, mode: PushMode) -> str:
@@ -201,10 +259,7 @@ def _parse_path(value: Any, mode: PushMode) -> str:
     else:
         path_part = path
     if path_part.endswith("/"):
-        raise FieldError(
-            "ends with '/': Path is a prefix, not a directory, so files would be named"
-            f" '_<name>.pcap'; write e.g. {example}"
-        )
+        return path  # a folder, as FMADIO reads it: files are `<name><suffix>` inside
     base = path_part.rsplit("/", 1)[-1]
     if base.startswith("."):
         raise FieldError(
@@ -218,8 +273,10 @@ def _parse_path(value: Any, mode: PushMode) -> str:
 
 def _parse_bpf(value: Any) -> str | None:
     example = 'FilterBPF = "tcp" (or nil to push every packet)'
-    if isinstance(value, bytes) and not value.strip():
-        raise FieldError("is empty; write FilterBPF = nil to push every packet")
+    if isinstance(value, bytes):
+        value = value.strip()  # as libpcap reads it; FMADIO's generator writes "" for all
+        if not value:
+            return None
     expr = field_text(value, example, required=False)
     if expr is None:
         return None

@@ -115,7 +115,7 @@ class FlowTarget(CountsFailures):
 
     @property
     def label(self) -> str:
-        return f"target={self.target.desc} interface={self.interface}"
+        return f"target={self.target.desc_log} interface={self.interface}"
 
     # --- the consumer contract (capture/consumer.py): what a flow exporter does not have ---
     def start(self, at_launch: bool = True) -> None:

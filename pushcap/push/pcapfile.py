@@ -30,6 +30,36 @@ log = logging.getLogger("pushcap.push")
 PART_SUFFIX = ".part"
 
 
+class FolderPrefix:
+    """The prefix of a series whose Path is a folder (ends in `/`, as FMADIO reads it): its
+    files are `<name><suffix>` in that folder, its temporaries `..<start_ns>.part`. It offers
+    what the series code uses of the Path the other series have, `.parent` (the folder) and
+    `.name` (empty: series_file_name joins no `_`), so one code path serves both."""
+
+    __slots__ = ("parent",)
+    name = ""
+
+    def __init__(self, folder: Path) -> None:
+        self.parent = folder
+
+    def __str__(self) -> str:
+        return os.path.join(str(self.parent), "")
+
+    def __repr__(self) -> str:
+        return f"FolderPrefix({str(self.parent)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FolderPrefix) and other.parent == self.parent
+
+    def __hash__(self) -> int:
+        return hash(("FolderPrefix", self.parent))
+
+
+def series_file_name(base: str, name: str) -> str:
+    """`<base>_<name>`, or `<name>` alone for a folder series (empty base)."""
+    return f"{base}_{name}" if base else name
+
+
 def part_path(prefix: Path, start_ns: int, n: int = 0) -> Path:
     """Temporary path of a series file: hidden, so `<prefix>*` globs never match it. `n` tells
     apart files that start at the same nanosecond (byte split, bursts)."""
@@ -42,20 +72,21 @@ def parse_part_name(path: Path) -> tuple[str, int] | None:
     name = path.name
     if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
         return None
-    base, _, start = name[1:-len(PART_SUFFIX)].rpartition(".")
+    base, dot, start = name[1:-len(PART_SUFFIX)].rpartition(".")
     start, _, n = start.partition("~")
-    if not (base and start.isascii() and start.isdigit() and (not n or (n.isascii()
-                                                                        and n.isdigit()))):
-        return None
+    if not (dot and start.isascii() and start.isdigit() and (not n or (n.isascii()
+                                                                       and n.isdigit()))):
+        return None  # an empty base is a folder series' (FolderPrefix): `..<start>.part`
     return base, int(start)
 
 
 def finish_name(prefix: Path, name: str, suffix: str = ".pcap") -> Path:
-    """`<prefix>_<name><suffix>`, or the first free `<prefix>_<name>_N<suffix>` if that is taken."""
-    candidate = prefix.parent / f"{prefix.name}_{name}{suffix}"
+    """`<prefix>_<name><suffix>`, or the first free `<prefix>_<name>_N<suffix>` if that is taken
+    (a folder series: `<name><suffix>`, `<name>_N<suffix>`)."""
+    candidate = prefix.parent / f"{series_file_name(prefix.name, name)}{suffix}"
     n = 2
     while candidate.exists():
-        candidate = prefix.parent / f"{prefix.name}_{name}_{n}{suffix}"
+        candidate = prefix.parent / f"{series_file_name(prefix.name, name)}_{n}{suffix}"
         n += 1
     return candidate
 

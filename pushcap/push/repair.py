@@ -26,7 +26,7 @@ def published_as(part: Path, prefix: Path) -> Path | None:
     info = part.stat()
     if info.st_nlink < 2:
         return None
-    for other in part.parent.glob(f"{prefix.name}_*"):
+    for other in part.parent.glob(pcapfile.series_file_name(prefix.name, "*")):
         with contextlib.suppress(OSError):
             found = other.stat()
             if (found.st_dev, found.st_ino) == (info.st_dev, info.st_ino):

@@ -29,12 +29,15 @@ class SeriesWriter:
     ends goes to `file_ended(writer)`."""
 
     def __init__(self, target: TargetConfig, file: RollingFile, bpf_filter, stats,
-                 file_ended: Callable[[PcapWriter], None]) -> None:
+                 file_ended: Callable[[PcapWriter], None],
+                 file_started: Callable[[], None] | None = None) -> None:
+        """`file_started`: called when a file opens (ScriptNew); it must return at once."""
         self.target = target
         self.file = file
         self.stats = stats
         self._filter = bpf_filter
         self._file_ended = file_ended
+        self._file_started = file_started
         self._unwritten = 0  # selected packets of the current batch not yet written
         self.retiring = False  # see Series.retire()
         self.retired_at: int | None = None  # batch index where a successor took over
@@ -114,6 +117,8 @@ class SeriesWriter:
     def _open(self, start_ns: int, nano: bool) -> None:
         self.file.open(start_ns, nano)
         self.stats.current_file = self.file.name
+        if self._file_started is not None:
+            self._file_started()
 
     def tick(self, now_ns: int) -> None:
         """Called about every poll on a live link: flush the open file, so a crash of the process

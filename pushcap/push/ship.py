@@ -78,7 +78,9 @@ class FileShipper:
     def describe(self) -> str:
         archive = (", indexed" if self.target.indexed else "") + \
             (f", {self.target.keep.describe()}" if self.target.keep else "")
-        return f"{self.part_prefix}_*{self.target.file_suffix}{_compression(self.codec)}{archive}"
+        prefix = self.part_prefix  # `<Path>_*`, or a folder's `<folder>/*`
+        shown = f"{prefix}*" if isinstance(prefix, pcapfile.FolderPrefix) else f"{prefix}_*"
+        return f"{shown}{self.target.file_suffix}{_compression(self.codec)}{archive}"
 
     def start(self, clean_stale: bool = True) -> None:
         """Remove compression temporaries a crash left (their part is delivered again). Not in
@@ -118,10 +120,13 @@ class RcloneShipper:
         # the folder comes from Path, the base name from the series prefix (`<base>_<interface>`)
         trimmed = rel.rstrip("/")
         folder = trimmed.rpartition("/")[0] + "/" if "/" in trimmed else ""
-        self.dest_prefix = f"{folder}{prefix.name}"
-        spool_root = Path(self.settings.spool_dir) / target.desc
-        self.part_prefix = spool_root / prefix.name
-        label = f"target={target.desc} series={prefix.name}"
+        if target.folder:  # `remote:dir/`: the files go into dir itself
+            folder = rel
+        self.dest_folder, self.dest_base = folder, prefix.name
+        spool_root = Path(self.settings.spool_dir) / target.desc_file_name
+        self.part_prefix = spool_root / prefix.name if prefix.name else \
+            pcapfile.FolderPrefix(spool_root)
+        label = f"target={target.desc_log} series={prefix.name}"
         self.spool = Spool(spool_root / f"{prefix.name}.queue", self.settings.spool_max_bytes,
                            label)
         try:
@@ -135,7 +140,8 @@ class RcloneShipper:
         network (the byte limit may drop older queued files, loudly)."""
         src = compressed_part(part, self.codec)
         try:
-            entry = self.spool.add(src, f"{self.dest_prefix}_{name}{self.target.file_suffix}")
+            dest = pcapfile.series_file_name(self.dest_base, name)
+            entry = self.spool.add(src, f"{self.dest_folder}{dest}{self.target.file_suffix}")
         except OSError as exc:
             raise ShipError(f'target "{self.target.desc}": cannot queue {part.name} in '
                             f"{self.spool.directory}: {exc} (check [rclone] spool_dir)") from exc
@@ -147,8 +153,9 @@ class RcloneShipper:
     def describe(self) -> str:
         from pushcap.push.rclone_remote import display_path
 
-        shown = display_path(self.remote_spec + self.dest_prefix)
-        return (f"{shown}_*{self.target.file_suffix} via rclone{_compression(self.codec)} "
+        shown = display_path(self.remote_spec + self.dest_folder
+                             + pcapfile.series_file_name(self.dest_base, "*"))
+        return (f"{shown}{self.target.file_suffix} via rclone{_compression(self.codec)} "
                 f"(spool {self.spool.directory}, max {self.settings.spool_max_bytes} B)")
 
     def start(self, clean_stale: bool = True) -> None:

@@ -26,6 +26,7 @@ from pushcap.push.naming import file_name
 from pushcap.push.pcapfile import PcapWriter
 from pushcap.push.repair import finish_part, repair_leftovers
 from pushcap.push.rolling_file import RollingFile
+from pushcap.push.script_new import ScriptNew
 from pushcap.push.series_writer import SeriesWriter
 from pushcap.push.ship import make_shipper
 
@@ -54,16 +55,19 @@ class Series(CountsFailures):
         # Keep and Index (File targets): indexes and retention on a thread of their own
         self.archive = make_keeper(target, self.prefix, self.label)
         self.stats = SeriesStats()
-        self.finisher = Finisher(self._finish_one, f"finish-{target.desc}")
+        self.finisher = Finisher(self._finish_one, f"finish-{target.desc_file_name}")
         self._unfinished: list[PcapWriter] = []  # finishing failed: tried again (_finish_one)
         bpf_filter = compile_target_filter(target, linktype, snaplen)
+        # FMADIO's ScriptNew: a command at each new file, on a thread of its own (script_new.py)
+        self.script = ScriptNew(target.script_new, self.label) if target.script_new else None
         self.writer = SeriesWriter(target, RollingFile(self.prefix, linktype, snaplen,
                                                         self.label),
-                                   bpf_filter, self.stats, self.finisher.put)
+                                   bpf_filter, self.stats, self.finisher.put,
+                                   self.script.file_started if self.script else None)
 
     @property
     def label(self) -> str:
-        return f"target={self.target.desc} interface={self.interface}"
+        return f"target={self.target.desc_log} interface={self.interface}"
 
     def output(self) -> str:
         """Where this series' files go (its temporary or spool prefix): a successor writing
@@ -200,5 +204,7 @@ class Series(CountsFailures):
                         "start publishes it)", self.label, writer.part, self.last_error)
         # What is not delivered within this time stays spooled for the next start: nothing lost.
         self.shipper.close(defaults.SHIPPER_CLOSE_TIMEOUT_S)
+        if self.script is not None:
+            self.script.close()
         if self.archive is not None:
             self.archive.close()

@@ -12,23 +12,30 @@ from pathlib import Path
 from pushcap.capture.bpf import compile_target_filter
 from pushcap.capture.consumer import Consumer
 from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
+from pushcap.push.pcapfile import FolderPrefix
 from pushcap.push.target import Series
 
 
-def series_prefix(target: TargetConfig, interface: str, several: bool) -> Path:
+def series_prefix(target: TargetConfig, interface: str, several: bool) -> Path | FolderPrefix:
     """Output prefix of a target's series: `<Path>` or, when it reads several interfaces,
     `<Path>_<interface>` (a pcap file holds one link type, so each interface has its own).
     For rclone, the part of Path after the remote (`remote:` or `:backend,opts:`); the path
-    itself may hold colons (`remote:dir/a:b/all`), so it is split as rclone does."""
+    itself may hold colons (`remote:dir/a:b/all`), so it is split as rclone does. A Path
+    ending in `/` is a folder: its files are `<name><suffix>` in it (FolderPrefix), or with
+    several interfaces `<interface>_<name><suffix>`."""
     base = target.path
     if target.mode is PushMode.RCLONE:
         from pushcap.push.rclone_remote import split_remote  # not loaded for File targets
 
         try:
-            rel = split_remote(target.path)[1]
+            base = split_remote(target.path)[1]
         except ValueError:  # refused by the config check; the desc keeps `pushcap check` going
-            rel = ""
-        base = rel.rstrip("/") or target.desc
+            base = ""
+    if target.folder:
+        folder = Path(base.rstrip("/") or "/")
+        return folder / interface if several else FolderPrefix(folder)
+    if target.mode is PushMode.RCLONE:
+        base = base.rstrip("/") or target.desc_file_name
     return Path(f"{base}_{interface}" if several else base)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pushcap import defaults
-from pushcap.config.lua import load_targets
+from pushcap.config.lua import load_push_config
 from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
 from pushcap.supervisor import obs, own_uploads
 from pushcap.supervisor.consumers import ConsumerFactory, make_consumer
@@ -34,10 +34,14 @@ class Service(Protocol):
 
 class Daemon:
     def __init__(self, config: DaemonConfig, targets: tuple[TargetConfig, ...],
-                 lua_path: str | Path | None, make: ConsumerFactory = make_consumer) -> None:
+                 lua_path: str | Path | None, make: ConsumerFactory = make_consumer,
+                 notices: tuple[str, ...] = ()) -> None:
         """`lua_path` None: targets from the command line (`pushcap flows`), nothing to
-        reload."""
+        reload. `notices`: what the Lua file holds without a meaning, logged once here; a
+        reload logs those it did not hold before."""
         self.config = config
+        self._notices_said: set[str] = set()
+        self._say_notices(notices)
         self.lua_path = Path(lua_path) if lua_path is not None else None
         self.engine = LiveEngine(config, targets, make)
         self.services: dict[str, Service] = {}
@@ -64,8 +68,10 @@ class Daemon:
             return False, "these targets come from the command line: nothing to re-read"
         with self._reload_lock:
             try:
-                targets = load_targets(self.lua_path, self.config.interface_names())
+                push = load_push_config(self.lua_path, self.config.interface_names())
+                targets = push.targets
                 self.engine.reload(targets)
+                self._say_notices(push.notices)
                 obs.add_target_logs(self.config, targets)
             except ConfigError as exc:
                 log.error("event=reload_refused file=%s error=%r", self.lua_path, str(exc))
@@ -76,6 +82,13 @@ class Daemon:
                 return False, f"{type(exc).__name__}: {exc} (unexpected)"
             log.info("event=reload_applied file=%s targets=%d", self.lua_path, len(targets))
             return True, f"{len(targets)} targets"
+
+    def _say_notices(self, notices: tuple[str, ...]) -> None:
+        """One log line per notice not said before (FMADIO fields without a meaning here)."""
+        for notice in notices:
+            if notice not in self._notices_said:
+                self._notices_said.add(notice)
+                log.warning("event=config_notice notice=%r", notice)
 
     def _on_signal(self, signum: int, _frame) -> None:
         if signum == signal.SIGHUP:

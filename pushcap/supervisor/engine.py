@@ -22,6 +22,7 @@ from pushcap.capture.capture_thread import CaptureStats, capture_until_stopped, 
 from pushcap.capture.consumer import Consumer
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Cursor, Ring
+from pushcap.config.desc_names import desc_file_name
 from pushcap.config.model import DaemonConfig, TargetConfig
 from pushcap.push.mount_guard import MountGuard
 from pushcap.supervisor.consumers import (
@@ -153,7 +154,7 @@ class LiveEngine:
             self.attach(iface.name, ring)
             self._spawn(f"capture-{iface.name}", self._capture_loop, iface.name, source, ring)
             for lane in self._lanes[iface.name].values():
-                self._spawn(f"push-{iface.name}-{lane.desc}", lane.run)
+                self._spawn(f"push-{iface.name}-{desc_file_name(lane.desc)}", lane.run)
             log.info("event=capture_start interface=%s linktype=%d targets=%d ring_max_s=%g "
                      "ring_max_bytes=%d kernel_buffer_bytes=%d", iface.name, source.linktype,
                      len(self._bindings[iface.name]), ring_cfg.max_seconds, ring_cfg.max_bytes,
@@ -190,7 +191,7 @@ class LiveEngine:
             lane = self._lane(name, desc, self.rings[name].cursor() if self._live else None)
             lane.post(wanted, applied, None)
             if self._live:
-                self._spawn(f"push-{name}-{desc}", lane.run)
+                self._spawn(f"push-{name}-{desc_file_name(desc)}", lane.run)
         applied.arrive()
 
     def _open(self, name: str) -> LiveSource:

@@ -59,7 +59,7 @@ class TargetSlots:
             return Slot(self._make(target, several), several)
         except Exception as exc:  # noqa: BLE001 - one target must not stop the others
             log.error("event=target_error target=%s interface=%s action=start error=%r",
-                      target.desc, self.interface, str(exc))
+                      target.desc_log, self.interface, str(exc))
             return None
 
     def launch(self, bound: Bound) -> None:
@@ -70,7 +70,7 @@ class TargetSlots:
             consumer = self._make(target, several)
             consumer.start(at_launch=True)
             slots.append(Slot(consumer, several))
-            log.info("event=target_start target=%s interface=%s mode=%s", target.desc,
+            log.info("event=target_start target=%s interface=%s mode=%s", target.desc_log,
                      self.interface, target.mode.value)
         self._set(slots)
 
@@ -100,14 +100,14 @@ class TargetSlots:
                 successor.consumer.hold_delivery()  # until the predecessor delivered all
                 successor.held = waits
                 current.append(successor)
-                log.info("event=target_start target=%s interface=%s", target.desc,
+                log.info("event=target_start target=%s interface=%s", target.desc_log,
                          self.interface)
             if waits:
                 # Changed: the old settings finish their current file, then the new ones go on.
                 predecessor.switching, predecessor.successor = True, successor
                 current.insert(0, predecessor)
                 log.info("event=target_change target=%s interface=%s switch=next_file",
-                         target.desc, self.interface)
+                         target.desc_log, self.interface)
             else:
                 switches.append((predecessor, successor))
         # Removed ones first, then replacements, then new ones: whatever takes over an output

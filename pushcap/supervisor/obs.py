@@ -4,7 +4,8 @@ Syslog follows pcapdaemon's `[syslog] priority` (facility * 8 + severity, see sy
 every line goes to that facility, at the configured severity or a more severe one when the event
 is a warning or an error. `address` (pushcap's addition) is `/dev/log` by default, or
 `udp://HOST:PORT` / a unix socket path. With `[general] logdir`, each push target also gets
-`push_<Desc>.log` holding the lines about it (FMADIO keeps a log per push target).
+`push_<Desc>.log` holding the lines about it (FMADIO keeps a log per push target; the Desc in
+its file-name form, desc_names.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from pushcap.config.desc_names import log_value
 from pushcap.config.model import ConfigError
 
 STDERR_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
@@ -50,11 +52,12 @@ def _priority_handler_class() -> type[logging.Handler]:
 
 
 class TargetFilter(logging.Filter):
-    """Keeps the lines about one target (they all carry `target=<Desc>`)."""
+    """Keeps the lines about one target (they all carry `target=<Desc>`, the Desc as a log
+    field: desc_names.log_value)."""
 
     def __init__(self, desc: str) -> None:
         super().__init__()
-        self.needle = f"target={desc}"
+        self.needle = f"target={log_value(desc)}"
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -86,7 +89,7 @@ def add_target_logs(config, targets) -> None:
     folder = Path(config.log_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for target in targets:
-        path = folder / f"push_{target.desc}.log"
+        path = folder / f"push_{target.desc_file_name}.log"
         if str(path.resolve()) in have:
             continue
         file_handler = logging.FileHandler(path)

@@ -56,7 +56,7 @@ def check_own_uploads(targets: tuple[TargetConfig, ...], config: DaemonConfig,
         endpoint = remote_endpoint(uploader.path, settings)
         if endpoint is None:
             log.debug("event=own_uploads_unknown target=%s (its remote names no host)",
-                      uploader.desc)
+                      uploader.desc_log)
             continue
         host, port = endpoint
         for address in resolve(host):
@@ -73,8 +73,8 @@ def check_own_uploads(targets: tuple[TargetConfig, ...], config: DaemonConfig,
                 log.warning("event=captures_own_uploads target=%s interface=%s remote=%s "
                             "port=%d address=%s uploads_of=%s (its files hold %s's uploads "
                             "and grow with each one; leave them out, e.g. FilterBPF = \"... "
-                            "and not (host %s and tcp port %d)\")", target.desc, interface,
-                            scrub(host), port, address, uploader.desc, uploader.desc,
+                            "and not (host %s and tcp port %d)\")", target.desc_log, interface,
+                            scrub(host), port, address, uploader.desc_log, uploader.desc,
                             address, port)
             break  # one address per remote: the first routed through a captured interface
     return found

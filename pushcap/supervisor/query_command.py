@@ -103,6 +103,9 @@ def _target(args) -> TargetConfig:
             if target.mode is not PushMode.FILE:
                 raise ConfigError(f'query: target "{args.target}" is Mode {target.mode.value}; '
                                   "query reads File targets (--remote reads a remote folder)")
+            if target.folder:
+                raise ConfigError(f'query: target "{args.target}" writes into the folder '
+                                  f"{target.path} without a prefix: read it with --dir")
             return target
     raise ConfigError(f'query: no target "{args.target}" in {args.lua}')
 

@@ -46,7 +46,8 @@ class Retirements:
             waits_for = {self._latest.get(s.consumer.output()) for s in slots} - {None}
             thread = threading.Thread(target=self._run, args=(interface, old, successor,
                                                               waits_for),
-                                      daemon=True, name=f"retire-{slots[0].consumer.target.desc}")
+                                      daemon=True,
+                                      name=f"retire-{slots[0].consumer.target.desc_file_name}")
             for slot in slots:
                 if slot.consumer.output() is not None:
                     self._latest[slot.consumer.output()] = thread
@@ -73,8 +74,8 @@ class Retirements:
                 previous.join()
             if old is not None:
                 guarded(old, old.consumer.close)
-                log.info("event=target_stop target=%s interface=%s", old.consumer.target.desc,
-                         interface)
+                log.info("event=target_stop target=%s interface=%s",
+                         old.consumer.target.desc_log, interface)
         finally:
             if old is not None:
                 self.counts.closed(interface, old.consumer)

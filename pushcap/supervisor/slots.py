@@ -47,5 +47,6 @@ def guarded(slot: Slot, step: Callable, *args):
         if now - slot.last_error_log_s >= defaults.ERROR_LOG_INTERVAL_S:
             slot.last_error_log_s = now
             log.error("event=target_error target=%s action=%s errors=%d error=%r",
-                      consumer.target.desc, step.__name__, consumer.errors, consumer.last_error)
+                      consumer.target.desc_log, step.__name__, consumer.errors,
+                      consumer.last_error)
         return None

@@ -7,6 +7,10 @@ never waits for a reader): those are counted against that target (`missed_packet
 `lost_packets` and as a failure with its Desc in the log), while the interface's other targets,
 triggers and flows lose nothing.
 
+A target's `CPU` (FMADIO's field) pins its lanes' threads to those CPUs
+(os.sched_setaffinity on the thread's own id), set when the lane starts and again when a reload
+changes it; a CPU the system refuses is logged once and the lane runs unpinned.
+
 A reload reaches a lane as the new binding of its Desc (empty when the target was removed); the
 lane applies it between two of its own batches, with the handover of a changed target at its
 file boundary as before (`TargetSlots`). Lanes apply a reload at different moments, so a target
@@ -18,12 +22,14 @@ removed one's retirement is registered (retirements.py orders the rest).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 
 from pushcap import defaults
 from pushcap.capture.ring import Cursor
+from pushcap.config.desc_names import log_value
 from pushcap.push.mount_guard import MountGuard
 from pushcap.supervisor.handover import Bound, TargetSlots
 from pushcap.supervisor.retirements import Retirements
@@ -101,6 +107,12 @@ class TargetLane:
         self._guards: dict[str, MountGuard] = {}
         self._waiting: str | None = None  # why the lane does not read (a share not mounted)
         self._last_wait_log_s = -1e9
+        self._pinned: tuple[int, ...] | None = None  # the CPUs this lane's thread is pinned to
+        self._unpinned_cpus: set[int] | None = None  # its affinity before it was pinned
+
+    @property
+    def desc_log(self) -> str:
+        return log_value(self.desc)
 
     def post(self, bound: Bound, wait_for: Latch | None, arrive_at: Latch | None) -> bool:
         """Queue a reload's binding of this Desc; False when the lane has already ended (its
@@ -147,6 +159,7 @@ class TargetLane:
         finish its files) or a reload removed its target (its retirement finishes them).
         While its share is not mounted it does not read: the packets wait in the ring."""
         cursor = self.cursor
+        self.pin_to_target()
         while True:
             if self.waiting_for_mount():
                 self._apply_pending()  # a reload may move the target elsewhere
@@ -158,12 +171,33 @@ class TargetLane:
                 continue
             batches = cursor.read(timeout_s=defaults.PUSH_POLL_S)
             self.step(batches, push_clock_ns(cursor))
+            self.pin_to_target()
             self.note_missed()
             if cursor.closed:
                 break
             if self.end_if_empty():
                 return
         self.close()
+
+    def pin_to_target(self) -> None:
+        """On the lane's own thread: run on the CPUs of the newest binding's `CPU` (None: where
+        the thread ran before). Cheap when nothing changed: called after every step."""
+        slots = self.slots.slots
+        wanted = slots[-1].consumer.target.cpu if slots else None
+        if wanted == self._pinned:
+            return
+        thread_id = threading.get_native_id()
+        if self._unpinned_cpus is None:
+            self._unpinned_cpus = os.sched_getaffinity(thread_id)
+        self._pinned = wanted
+        try:
+            os.sched_setaffinity(thread_id, set(wanted) if wanted else self._unpinned_cpus)
+        except OSError as exc:
+            log.warning("event=cpu_pin_failed target=%s interface=%s cpu=%s error=%r",
+                        self.desc_log, self.interface, ",".join(map(str, wanted or ())), str(exc))
+            return
+        log.info("event=cpu_pinned target=%s interface=%s cpu=%s", self.desc_log, self.interface,
+                 ",".join(map(str, wanted)) if wanted else "any")
 
     def waiting_for_mount(self) -> str | None:
         """Why this target must not write now (its share is not mounted), or None; counted
@@ -189,9 +223,9 @@ class TargetLane:
                     defaults.ERROR_LOG_INTERVAL_S:
                 self._last_wait_log_s = now
                 log.error("event=target_waiting target=%s interface=%s reason=%r",
-                          self.desc, self.interface, reason)
+                          self.desc_log, self.interface, reason)
         elif self._waiting is not None:
-            log.warning("event=target_resumed target=%s interface=%s", self.desc,
+            log.warning("event=target_resumed target=%s interface=%s", self.desc_log,
                         self.interface)
         self._waiting = reason
         return reason
@@ -214,7 +248,7 @@ class TargetLane:
         if now - self._last_missed_log_s >= defaults.ERROR_LOG_INTERVAL_S:
             self._last_missed_log_s = now
             log.warning("event=push_behind target=%s interface=%s missed_packets=%d "
-                        "missed_total=%d", self.desc, self.interface, self._unlogged_missed,
+                        "missed_total=%d", self.desc_log, self.interface, self._unlogged_missed,
                         self._missed_seen)
             self._unlogged_missed = 0
 

@@ -39,10 +39,22 @@ def series_files(prefix: Path) -> list[Path]:
     return files
 
 
+class LuaLiteral:
+    """A Lua expression that conftest.lua_targets writes as it is (`false`, not a string)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def targets_for(out: Path, filters: list[str | None], split: str) -> list[dict]:
+    """Targets whose filters see each packet as captured (Decap off), as `tcpdump -r` does;
+    test_decap_replay.py holds Decap, FMADIO's default, to tcpdump on the inner frames."""
     return [{"Desc": f"t{i}", "Mode": "File", "Path": str(out / f"t{i}"), "Split": split,
              "FileName": "--filename-epoch-sec-startend" if "time" in split
-             else "--filename-epoch-nsec", "FilterBPF": f}
+             else "--filename-epoch-nsec", "FilterBPF": f, "Decap": LuaLiteral("false")}
             for i, f in enumerate(filters)]
 
 
