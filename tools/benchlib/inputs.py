@@ -19,12 +19,16 @@ from .config import SPLIT
 
 # --- configuration files -----------------------------------------------------------------------
 def lua_text(targets: list[tuple[str, str, str | None]]) -> str:
-    """push_realtime.lua for (Desc, Path, FilterBPF) targets, all time split every 60 s."""
+    """push_realtime.lua for (Desc, Path, FilterBPF) targets, all time split every 60 s, with
+    `Decap = false`: the filter sees the packet as captured, as `tcpdump -r ... FILTER` does
+    (the oracle every scenario is checked against; FMADIO's default, Decap on, would also take
+    the TCP inside the trace's VLAN and tunnel packets)."""
     lines = ["local Config = { Target = {} }"]
     for desc, path, bpf in targets:
         bpf_lua = "nil" if bpf is None else json.dumps(bpf)
         lines.append(f'table.insert(Config.Target, {{ Desc = "{desc}", Mode = "File", '
-                     f'Path = "{path}", Split = "{SPLIT}", FilterBPF = {bpf_lua} }})')
+                     f'Path = "{path}", Split = "{SPLIT}", FilterBPF = {bpf_lua}, '
+                     f'Decap = false }})')
     lines.append("return Config")
     return "\n".join(lines) + "\n"
 
