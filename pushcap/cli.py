@@ -28,6 +28,7 @@ from pushcap.config.model import (  # noqa: E402
     TargetConfig,
 )
 from pushcap.config.pcapdaemon_flags import add_pcapdaemon_flags  # noqa: E402
+from pushcap.config.text import one_line  # noqa: E402
 from pushcap.supervisor import obs  # noqa: E402
 from pushcap.supervisor.consumers import interfaces_of, series_prefix  # noqa: E402
 from pushcap.supervisor.replay import replay  # noqa: E402
@@ -407,16 +408,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pushcap: error: {args.command}: {type(exc).__name__}: {one_line(str(exc))} "
               "(unexpected; PUSHCAP_DEBUG=1 shows where)", file=sys.stderr)
         return 1
-
-
-# C0 controls and DEL as Python escapes ("\n", "\x1b"): what a message quotes from a file name, a
-# config's own error() text or a command-line word must not start a line or drive the terminal.
-_ESCAPED = {code: repr(chr(code))[1:-1] for code in (*range(32), 127)}
-
-
-def one_line(message: str) -> str:
-    """`message` as one line of text, its control characters escaped."""
-    return message.translate(_ESCAPED)
 
 
 def entry() -> None:

@@ -137,6 +137,14 @@ def test_port_left_out_only_for_the_schemes_own():
     ("[redis]\nprot = 1\n", (), "prot"),
     ("[redis]\nchannel = \"a b\"\n", (), "channel"),
     ("", ("-redisport", "70000"), "port"),
+    # found by tests/fuzz/test_fuzz_cli.py: `check -cstimeout nan` (inf, 1e400) printed OK
+    ("", ("-cstimeout", "nan"), "^-cstimeout nan: must be 0.001 to"),
+    ("", ("-cstimeout", "inf"), "^-cstimeout inf: "),
+    ("", ("-cstimeout", "1e400"), "^-cstimeout inf: "),
+    ("", ("-cstimeout=-inf",), "^-cstimeout -inf: "),
+    ("", ("-cstimeout", "-1"), "^-cstimeout -1: "),
+    ("", ("-cstimeout", "1e-4"), "^-cstimeout 0.0001: "),
+    ("", ("-cstimeout", "1e9"), "^-cstimeout 1e[+]09: "),
 ])
 def test_bad_settings_name_the_culprit(toml, argv, culprit):
     with pytest.raises(ConfigError, match=culprit):

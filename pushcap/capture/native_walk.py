@@ -17,11 +17,13 @@ import functools
 from pushcap import defaults
 from pushcap.capture.native import bind, buffer_address
 
-# A record claiming more than libpcap's MAXIMUM_SNAPLEN (defaults.MAX_SNAPLEN_BYTES) is corrupt
+# A record claiming more than libpcap's limit for the file's link type (`linktypes.max_caplen`:
+# MAXIMUM_SNAPLEN, defaults.MAX_SNAPLEN_BYTES, but for D-Bus, USBPcap and EBHSCR) is corrupt
 # (tcpdump -r stops there with "invalid packet capture length"), and copied into an output file
-# it would make that file unreadable to libpcap. The walk stops before such a record; source.py
-# says where it is. A file whose snaplen is smaller walks with that limit instead: libpcap cuts a
-# record longer than the snaplen, which source.py leaves to pcap_rules.py.
+# it would make that file unreadable to libpcap. The walk stops before such a record (source.py
+# passes the limit as `max_caplen`, and says where the record is). A file whose snaplen is
+# smaller walks with that limit instead: libpcap cuts a record longer than the snaplen, which
+# source.py leaves to pcap_rules.py.
 
 _I64 = ctypes.c_int64
 

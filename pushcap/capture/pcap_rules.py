@@ -9,7 +9,9 @@ does not always copy a record as it stands in the file:
 - a record longer than the header's snaplen is cut to the snaplen: its first snaplen bytes are
   kept, its captured length becomes the snaplen, its wire length stays (and the file it writes
   says that snaplen in its header). A snaplen of 0 or above INT_MAX is taken as the largest
-  for the link type (`adjusted_snaplen`); any other, however small, is kept.
+  for the link type (`adjusted_snaplen`); any other, however small, is kept. A record longer
+  than that largest (`linktypes.max_caplen`: 262144 bytes but for three link types) is
+  corruption, not cut.
 The fast walk (source.py, csrc/pcapwalk.c) hands a file's records on byte for byte, which is
 what every other file needs. Files of the kinds above are rare (1990s captures, broken
 writers, fuzzers), so they are read here, record by record in Python (1.3 µs a record; the
@@ -29,11 +31,9 @@ from pathlib import Path
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
+from pushcap.capture.linktypes import max_caplen
 
-# libpcap's max_snaplen_for_dlt: MAXIMUM_SNAPLEN except for these link types.
-_LARGEST_SNAPLEN_BYTES = {231: 128 << 20, 249: 1 << 20, 279: 8 << 20}  # DBUS, USBPCAP, EBHSCR
 _INT_MAX = 0x7FFFFFFF
-_LINKTYPE_BITS = 0x03FFFFFF  # libpcap's LT_LINKTYPE: the upper 6 bits are FCS and such
 _READ_BYTES = defaults.WALK_CHUNK_BYTES  # read from the file at a time
 _RECORD = struct.Struct("<IIII")  # a record header as pushcap's batches hold it
 
@@ -59,7 +59,7 @@ def adjusted_snaplen(linktype: int, snaplen: int) -> int:
     """The snaplen libpcap reads a file with, and tcpdump -w writes (`pcap_adjust_snapshot`):
     0 or above INT_MAX becomes the link type's largest; every other value is kept."""
     if snaplen == 0 or snaplen > _INT_MAX:
-        return _LARGEST_SNAPLEN_BYTES.get(linktype & _LINKTYPE_BITS, defaults.MAX_SNAPLEN_BYTES)
+        return max_caplen(linktype)
     return snaplen
 
 
@@ -81,12 +81,13 @@ class RuleReader:
     `position` is always just past the last record handed out (or where the reading started):
     the records a batch holds may be shorter than the file's, so the file's offset is kept
     here. A record cut by the file's end stops the reading (`position` is then before it); a
-    record claiming more than libpcap's limit raises SourceError after every record before it
-    was handed out."""
+    record claiming more than libpcap's limit for the link type raises SourceError after every
+    record before it was handed out."""
 
     def __init__(self, fd: int, position: int, size: int, rules: FileRules, path: Path) -> None:
         self.position = position
         self._fd, self._size, self._rules, self._path = fd, size, rules, path
+        self._max_caplen = max_caplen(rules.linktype)
         self._data, self._start = b"", position  # the file's bytes [start, start + len(data))
 
     def batches(self, batch_packets: int) -> Iterator[Batch]:
@@ -121,8 +122,8 @@ class RuleReader:
             sec, frac, caplen, wirelen = header.unpack_from(self._data, position - self._start)
             if swap_always or (swap_larger and caplen > wirelen):
                 caplen, wirelen = wirelen, caplen
-            if caplen > defaults.MAX_SNAPLEN_BYTES:
-                error = corrupt_record(self._path, position, caplen)
+            if caplen > self._max_caplen:
+                error = corrupt_record(self._path, position, caplen, self._max_caplen)
                 break
             if not self._have(position, data_at + caplen):
                 break
@@ -169,12 +170,12 @@ def _pread(fd: int, offset: int, length: int) -> bytes:
     return b"".join(parts)
 
 
-def corrupt_record(path: Path, position: int, caplen: int) -> Exception:
-    """The error for a record claiming more than libpcap's limit: tcpdump -r stops there
-    ("invalid packet capture length"), and copied on, the record would make an output file
-    libpcap cannot read."""
+def corrupt_record(path: Path, position: int, caplen: int, limit: int) -> Exception:
+    """The error for a record claiming more than libpcap's limit for the file's link type
+    (`limit`): tcpdump -r stops there ("invalid packet capture length"), and copied on, the
+    record would make an output file libpcap cannot read."""
     from pushcap.capture.source import SourceError
 
     return SourceError(f"{path}: the record at offset {position} claims {caplen} captured bytes, "
-                       f"more than libpcap's limit of {defaults.MAX_SNAPLEN_BYTES}: the file is "
+                       f"more than libpcap's limit of {limit} for its link type: the file is "
                        "corrupt from there (the packets before it were replayed)")

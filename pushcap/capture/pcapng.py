@@ -11,6 +11,12 @@ are an error there and here), whole seconds plus `if_tsoffset` cut to the 32 bit
 holds, and the fraction scaled in 64-bit unsigned arithmetic, which wraps for binary resolutions
 finer than 2^-34 s exactly as libpcap's does (`_timestamp_ns`). The snaplen is libpcap's adjusted
 one (`pcap_rules.adjusted_snaplen`): 0, as many writers put, reads as the link type's largest.
+
+Damage is found where libpcap finds it: in the blocks themselves (pcapng_blocks.py), a packet
+claiming more bytes than its block holds or than the snaplen, an option running past its block,
+a link type libpcap does not know. As for a classic pcap file (README, `pushcap replay`), every
+packet before the damage is delivered, then SourceError names the block's offset. A block cut by
+the end of the file is a file cut short (a warning, as tcpdump's "truncated pcapng dump file").
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ import numpy as np
 
 from pushcap import defaults
 from pushcap.capture.batch import Batch, build_records
+from pushcap.capture.linktypes import linktype_refusal
 from pushcap.capture.pcap_rules import adjusted_snaplen
+from pushcap.capture.pcapng_blocks import EPB, IDB, PB, SHB, SPB, Blocks
 
 log = logging.getLogger("pushcap.capture")
 
-SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000002, 0x00000003, 0x00000006
-BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_IF_TSRESOL = 9
 OPT_IF_TSOFFSET = 14
 NS_PER_S = 1_000_000_000
@@ -71,6 +77,25 @@ def _timestamp_ns(ticks: int, interface: _Interface) -> int:
     return sec * NS_PER_S + frac
 
 
+class _Columns:
+    """The packets of the batch being built, one list per column."""
+
+    def __init__(self) -> None:
+        self.ts: list[int] = []
+        self.caplen: list[int] = []
+        self.wirelen: list[int] = []
+        self.start: list[int] = []
+
+    def add(self, packet: tuple[int, int, int, int]) -> None:
+        self.ts.append(packet[0])
+        self.caplen.append(packet[1])
+        self.wirelen.append(packet[2])
+        self.start.append(packet[3])
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
 class PcapngFileSource:
     def __init__(self, path: Path, batch_packets: int = defaults.BATCH_PACKETS) -> None:
         from pushcap.capture.source import SourceError
@@ -78,35 +103,26 @@ class PcapngFileSource:
         self.path = path
         self.name = path.name
         self.batch_packets = batch_packets
-        self.truncated_bytes = 0
         self.skipped_packets = 0
         self._data = path.read_bytes()
+        self._blocks = Blocks(self._data, path)
         self._interfaces: list[_Interface] = []
         first_idb = self._first_interface()
         if first_idb is None:
             raise SourceError(f"{path}: pcapng file has no interface description block")
         self.linktype, snaplen = first_idb
+        if why := linktype_refusal(self.linktype):
+            raise SourceError(f"{path}: the first interface description block's {why}")
         self.snaplen = adjusted_snaplen(self.linktype, snaplen)
+        self._blocks.take_linktype(self.linktype)
 
-    def _blocks(self) -> Iterator[tuple[str, int, int, int]]:
-        """(byte order, block type, body start, body end) for each whole block."""
-        data, pos, order = self._data, 0, "<"
-        while pos + 12 <= len(data):
-            btype = struct.unpack_from(order + "I", data, pos)[0]
-            if btype == SHB:
-                bom = struct.unpack_from("<I", data, pos + 8)[0]
-                order = "<" if bom == BYTE_ORDER_MAGIC else ">"
-            length = struct.unpack_from(order + "I", data, pos + 4)[0]
-            if length < 12 or pos + length > len(data):
-                self.truncated_bytes = len(data) - pos
-                log.warning("event=truncated_capture file=%s stray_bytes=%d", self.name,
-                            self.truncated_bytes)
-                return
-            yield order, btype, pos + 8, pos + length - 4
-            pos += length
+    @property
+    def truncated_bytes(self) -> int:
+        """The bytes of a block cut by the end of the file (0: the file ends after a block)."""
+        return self._blocks.truncated_bytes
 
     def _first_interface(self) -> tuple[int, int] | None:
-        for order, btype, start, _ in self._blocks():
+        for order, btype, start, _ in self._blocks:
             if btype == IDB:
                 linktype, _, snaplen = struct.unpack_from(order + "HHI", self._data, start)
                 return linktype, snaplen
@@ -120,6 +136,9 @@ class PcapngFileSource:
             code, length = struct.unpack_from(order + "HH", self._data, pos)
             if code == 0:
                 break
+            if pos + 4 + length > end:  # libpcap: the block "is too short"
+                raise self._damage(start, f"an option of {length} bytes at byte {pos} that "
+                                   "runs past the block's end")
             if code == OPT_IF_TSRESOL and length >= 1:
                 units, binary = self._tsresol(self._data[pos + 4], start)
             elif code == OPT_IF_TSOFFSET and length == 8:
@@ -142,48 +161,53 @@ class PcapngFileSource:
 
     def batches(self, reuse_buffer: bool = False) -> Iterator[Batch]:  # noqa: ARG002
         """The file's packets, batch by batch (each batch has records of its own: pcapng
-        records are rebuilt, so `reuse_buffer` has nothing to reuse)."""
-        ts: list[int] = []
-        caplens: list[int] = []
-        wirelens: list[int] = []
-        starts: list[int] = []
-        for order, btype, start, end in self._blocks():
-            if btype == SHB:
-                self._interfaces = []
-            elif btype == IDB:
-                self._parse_idb(order, start, end)
-            elif btype in (EPB, PB, SPB):
-                packet = self._packet(order, btype, start, end)
-                if packet is None:
-                    continue
-                ts.append(packet[0])
-                caplens.append(packet[1])
-                wirelens.append(packet[2])
-                starts.append(packet[3])
-                if len(ts) >= self.batch_packets:
-                    yield self._batch(ts, caplens, wirelens, starts)
-                    ts, caplens, wirelens, starts = [], [], [], []
-        if ts:
-            yield self._batch(ts, caplens, wirelens, starts)
+        records are rebuilt, so `reuse_buffer` has nothing to reuse). Damage ends them with
+        SourceError, after the packets before it (the batch being built too)."""
+        from pushcap.capture.source import SourceError
+
+        packets = _Columns()
+        damage = None
+        try:
+            for order, btype, start, end in self._blocks:
+                if btype == SHB:
+                    self._interfaces = []
+                elif btype == IDB:
+                    self._parse_idb(order, start, end)
+                elif btype in (EPB, PB, SPB):
+                    packet = self._packet(order, btype, start, end)
+                    if packet is None:
+                        continue
+                    packets.add(packet)
+                    if len(packets) >= self.batch_packets:
+                        yield self._batch(packets)
+                        packets = _Columns()
+        except SourceError as exc:
+            damage = exc
+        if packets:
+            yield self._batch(packets)
         if self.skipped_packets:
             log.warning("event=pcapng_skipped file=%s packets=%d reason=link type differs from "
                         "the first interface's", self.name, self.skipped_packets)
+        if damage is not None:
+            raise damage
 
     def _packet(self, order: str, btype: int, start: int,
                 end: int) -> tuple[int, int, int, int] | None:
-        """(ts_ns, caplen, wirelen, data offset) of one packet block, or None when skipped."""
-        from pushcap.capture.source import SourceError
-
+        """(ts_ns, caplen, wirelen, data offset) of one packet block, or None when skipped.
+        As libpcap: a simple packet block's caplen is its wire length cut to the snaplen; an
+        enhanced or obsolete packet block's may not exceed the snaplen; either way the block
+        must hold that many bytes."""
         data = self._data
         if btype == SPB:
             if not self._interfaces:
-                raise SourceError(f"{self.path}: simple packet block at byte {start - 8} comes "
-                                  "before any interface description block")
+                raise self._damage(start, "a simple packet block before any interface "
+                                   "description block")
             first = self._interfaces[0]
             wirelen = struct.unpack_from(order + "I", data, start)[0]
-            snaplen = first.snaplen
-            caplen = min(wirelen, snaplen, end - start - 4) if snaplen else wirelen
+            caplen = min(wirelen, self.snaplen)
+            self._check_holds(start, start + 4 + caplen, end, caplen)
             if first.linktype != self.linktype:
+                self.skipped_packets += 1
                 return None
             return _timestamp_ns(0, first), caplen, wirelen, start + 4  # if_tsoffset, as libpcap
         if btype == EPB:
@@ -193,21 +217,31 @@ class PcapngFileSource:
                                                                            start)
         body = start + 20
         if iface >= len(self._interfaces):
-            raise SourceError(f"{self.path}: packet block at byte {start - 8} names interface "
-                              f"{iface}, but only {len(self._interfaces)} are described")
-        if body + caplen > end:
-            raise SourceError(f"{self.path}: packet block at byte {start - 8} claims {caplen} "
-                              "captured bytes, more than the block holds")
+            raise self._damage(start, f"a packet that names interface {iface}, but only "
+                               f"{len(self._interfaces)} are described")
+        self._check_holds(start, body + caplen, end, caplen)
         interface = self._interfaces[iface]
         if interface.linktype != self.linktype:
             self.skipped_packets += 1
             return None
+        if caplen > self.snaplen:
+            raise self._damage(start, f"a packet of {caplen} captured bytes, more than the "
+                               f"snaplen of {self.snaplen}")
         return _timestamp_ns((ts_hi << 32) | ts_lo, interface), caplen, wirelen, body
 
-    def _batch(self, ts, caplens, wirelens, starts) -> Batch:
-        caplen = np.array(caplens, dtype=np.int64)
-        ts_ns = np.array(ts, dtype=np.int64)
-        records, offsets = build_records(ts_ns, caplen, np.array(wirelens, dtype=np.int64),
-                                         self._data, np.array(starts, dtype=np.int64))
-        return Batch(records, offsets, ts_ns, caplen, np.array(wirelens, dtype=np.int64),
-                     self.linktype, self.snaplen)
+    def _damage(self, start: int, why: str) -> Exception:
+        """The error for the block whose body starts at `start`."""
+        return self._blocks.damage(start - 8, why)
+
+    def _check_holds(self, start: int, data_end: int, end: int, caplen: int) -> None:
+        if data_end > end:
+            raise self._damage(start, f"a packet of {caplen} captured bytes, more than the "
+                               "block holds")
+
+    def _batch(self, packets: _Columns) -> Batch:
+        caplen = np.array(packets.caplen, dtype=np.int64)
+        ts_ns = np.array(packets.ts, dtype=np.int64)
+        wirelen = np.array(packets.wirelen, dtype=np.int64)
+        records, offsets = build_records(ts_ns, caplen, wirelen, self._data,
+                                         np.array(packets.start, dtype=np.int64))
+        return Batch(records, offsets, ts_ns, caplen, wirelen, self.linktype, self.snaplen)

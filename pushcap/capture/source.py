@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
+from pushcap.capture.linktypes import linktype_refusal, max_caplen
 from pushcap.capture.native_walk import native_walk
 from pushcap.capture.pcap_rules import (
     FileRules,
@@ -84,7 +85,8 @@ def open_file_source(path: str | Path, batch_packets: int = defaults.BATCH_PACKE
 
 
 class PcapFileSource:
-    """A classic pcap file (either byte order, µs or ns timestamps), read as libpcap reads it.
+    """A classic pcap file (either byte order, µs or ns timestamps), read as libpcap reads it;
+    a link type libpcap does not know is refused when it is opened (linktypes.py).
 
     `snaplen` is libpcap's adjusted one (`pcap_rules.adjusted_snaplen`), the one tcpdump -w
     writes. `end_offset`: the file offset just past the last record of the batches handed out
@@ -118,12 +120,17 @@ class PcapFileSource:
             self._order = ">"
         self._nano = magic == defaults.PCAP_MAGIC_NS
         major, minor, snaplen, linktype = struct.unpack(self._order + "HH8xII", header[4:])
+        if why := linktype_refusal(linktype):
+            raise SourceError(f"{path}: {why}")
         self.linktype = linktype & 0x0FFFFFFF  # upper bits carry FCS info, not the link type
         self.snaplen = adjusted_snaplen(linktype, snaplen)
         self._rules = FileRules(self._order, self._nano, lengths_rule(major, minor),
                                 self.snaplen, self.linktype)
+        # A record claiming more than the link type's largest is corrupt (262144 bytes but for
+        # D-Bus, USBPcap and EBHSCR, whose files walk with their own limit, as fast as others).
+        self._max_caplen = max_caplen(linktype)
         # The fast walk stops before a longer record: from there libpcap's rules apply.
-        self._record_limit = min(defaults.MAX_SNAPLEN_BYTES, self.snaplen)
+        self._record_limit = min(self._max_caplen, self.snaplen)
 
     def batches(self, reuse_buffer: bool = False) -> Iterator[Batch]:
         """The file's packets, batch by batch.
@@ -164,8 +171,8 @@ class PcapFileSource:
                 region, batch = self._read_window(fd, position, length, buffer)
             if batch is None:
                 caplen = self._caplen_at(region) if length >= RECORD_HEADER_BYTES else 0
-                if caplen > defaults.MAX_SNAPLEN_BYTES:
-                    raise corrupt_record(self.path, position, caplen)
+                if caplen > self._max_caplen:
+                    raise corrupt_record(self.path, position, caplen, self._max_caplen)
                 if caplen > self.snaplen:  # libpcap cuts it to the snaplen
                     yield from self._read_by_rules(fd, position, size)
                     return

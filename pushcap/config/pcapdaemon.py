@@ -47,7 +47,7 @@ from pushcap.config.pcapdaemon_flags import (
     add_pcapdaemon_flags as add_pcapdaemon_flags,  # re-exported: it has always lived here
 )
 from pushcap.config.s3_settings import S3Settings, parse_s3
-from pushcap.config.toml_section import LineTable, TomlSection, go_duration_s
+from pushcap.config.toml_section import MAX_SECONDS, LineTable, TomlSection, go_duration_s
 
 REDIS_KEYS = {"host", "port", "channel", "auth", "user", "listen", "tls", "tlsverify", "cafile",
               "streammaxlen"}
@@ -55,6 +55,7 @@ CLOUDSHARK_KEYS = {"host", "port", "scheme", "timeout", "token", "upload", "veri
                    "retries", "retrybackoff"}
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_CS_TIMEOUT_MIN_S = 1e-3  # as TomlSection.seconds takes [cloudshark] timeout
 # Keys whose 0 pcapdaemon's validator (or Go's zero value) turns into its default.
 ZERO_IS_UNSET = {"general": ("maxpackets", "maxbytes", "maxtimeout", "maxduration",
                              "defaulttimeout", "snaplength"),
@@ -334,6 +335,18 @@ def _redis(sec: TomlSection, flags: dict) -> RedisSettings:
         stream_max_len=sec.integer("streammaxlen", defaults.RESULTS_STREAM_MAX_ENTRIES, 1))
 
 
+def _cs_timeout_s(sec: TomlSection, flags: dict) -> float:
+    """-cstimeout, else [cloudshark] timeout, in the range the file's key takes: a flag of nan,
+    inf (1e400 is inf) or below a millisecond names the flag (0 never gets here: unset)."""
+    if "cstimeout" not in flags:
+        return sec.seconds("timeout", defaults.CS_TIMEOUT_S)
+    timeout_s = float(flags["cstimeout"])
+    if not _CS_TIMEOUT_MIN_S <= timeout_s <= MAX_SECONDS:  # False for nan as well
+        raise ConfigError(f"-cstimeout {timeout_s:g}: must be {_CS_TIMEOUT_MIN_S:g} to "
+                          f"{MAX_SECONDS:g} s (0 leaves the file's or the default)")
+    return timeout_s
+
+
 def _cloudshark(sec: TomlSection, flags: dict) -> CloudSharkSettings:
     scheme = flags.get("csscheme", sec.text("scheme", defaults.CS_SCHEME))
     if scheme not in ("http", "https"):
@@ -344,7 +357,7 @@ def _cloudshark(sec: TomlSection, flags: dict) -> CloudSharkSettings:
     settings = CloudSharkSettings(
         host=flags.get("cshost", sec.text("host", defaults.CS_HOST)), scheme=scheme, port=port,
         token=flags.get("cstoken", sec.optional_text("token") or ""),
-        timeout_s=float(flags.get("cstimeout", sec.seconds("timeout", defaults.CS_TIMEOUT_S))),
+        timeout_s=_cs_timeout_s(sec, flags),
         upload=flags.get("upload", sec.boolean("upload", False)),
         verify_tls=sec.boolean("verify", True), ca_file=sec.optional_text("cafile"),
         retries=sec.integer("retries", defaults.CS_RETRIES, 0, 20),

@@ -3,12 +3,16 @@
 Their exit codes are for service managers and monitoring: status exits 0 only when every
 interface captures and no target is failing, 1 when something is wrong (the problems are
 printed first), 2 when no daemon answers (nothing listens, or what answers is no pushcap).
+What they say on stderr is one line each (`one_line`), as every command's error: a file name
+or a daemon's answer quoted in it may hold a newline.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+from pushcap.config.text import one_line
 
 EXIT_UNHEALTHY = 1
 EXIT_NO_DAEMON = 2
@@ -23,7 +27,7 @@ def _status_address(args) -> tuple[str, int] | None:
     try:
         return load_status_address(args.config)
     except ConfigError as exc:
-        print(f"pushcap: error: {exc}", file=sys.stderr)
+        _say(f"pushcap: error: {exc}")
         return None
 
 
@@ -40,11 +44,11 @@ def cmd_status(args) -> int:
         code, body = fetch(host, port, "/status")
         status = json.loads(body)
     except (OSError, ValueError) as exc:
-        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
+        _say(f"pushcap: no daemon answers on http://{host}:{port} ({exc})")
         return EXIT_NO_DAEMON
     if code != 200 or not isinstance(status, dict) or "interfaces" not in status:
-        print(f"pushcap: http://{host}:{port}/status answered {code} without a status: "
-              "is that a pushcap daemon?", file=sys.stderr)
+        _say(f"pushcap: http://{host}:{port}/status answered {code} without a status: "
+             "is that a pushcap daemon?")
         return EXIT_NO_DAEMON
     print(json.dumps(status, indent=2, sort_keys=True) if args.json else render_table(status))
     return EXIT_UNHEALTHY if status.get("problems") else 0
@@ -64,7 +68,11 @@ def cmd_reload(args) -> int:
         if not isinstance(answer, dict) or "ok" not in answer:
             raise ValueError(f"HTTP {code} without a reload answer: is that a pushcap daemon?")
     except (OSError, ValueError) as exc:
-        print(f"pushcap: no daemon answers on http://{host}:{port} ({exc})", file=sys.stderr)
+        _say(f"pushcap: no daemon answers on http://{host}:{port} ({exc})")
         return EXIT_NO_DAEMON
-    print(("reloaded: " if answer["ok"] else "refused: ") + answer["message"])
+    print(("reloaded: " if answer["ok"] else "refused: ") + one_line(str(answer["message"])))
     return 0 if code == 200 else 1
+
+
+def _say(message: str) -> None:
+    print(one_line(message), file=sys.stderr)

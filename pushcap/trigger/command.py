@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.config.model import ConfigError
+from pushcap.config.text import one_line
 
 # Every `pushcap` command builds this parser: what only `pushcap trigger` runs is imported in the
 # functions below (start-up time).
@@ -206,7 +207,8 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         pubsub.close()
     except redis.RedisError as exc:  # refused, or lost while waiting (its server stopped)
         got = f" after {len(results)} result(s)" if results else ""
-        print(f"pushcap: error: redis {settings.describe()}: {exc}{got}", file=sys.stderr)
+        print(one_line(f"pushcap: error: redis {settings.describe()}: {exc}{got}"),
+              file=sys.stderr)
         return 1
     finally:
         client.close()

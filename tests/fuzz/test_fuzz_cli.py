@@ -10,9 +10,7 @@ more than the case); a few fixed ones run as the real console script.
 
 Kept out: `run`, and `flows --interface` (they capture until a signal), host names that need
 DNS, and any Redis or status address but a closed loopback port (so no case waits for a
-daemon's answer). Until supervisor/status_command.py prints its error through `cli.one_line`
-as cli.main does (reported), no word with a newline is added to a `status` command line (as a
---config file name it comes out raw, a message of two lines).
+daemon's answer).
 """
 
 from __future__ import annotations
@@ -93,6 +91,7 @@ FILES = {
     "cut": str(FOLDER / "cut.pcap"),
     "folder": str(FOLDER),
     "missing": str(FOLDER / "missing"),
+    "newline": str(FOLDER / "new\nline.toml"),  # missing too: its name must come out one line
     "device": "/dev/null",
     "pcap": str(PCAPS_DIR / "dns-ipv6-rawip.pcap"),
     "pcap_ns": str(PCAPS_DIR / "tcpreplay-test-nano.pcap"),
@@ -105,7 +104,7 @@ LUA = st.sampled_from([FILES[k] for k in ("lua_file", "lua_flows", "lua_two", "l
                                           "lua_iface", "missing", "folder", "empty", "device",
                                           "toml_ok")])
 TOML = st.sampled_from([FILES[k] for k in ("toml_ok", "toml_bad", "toml_odd", "missing",
-                                           "folder", "empty", "lua_file", "device")])
+                                           "newline", "folder", "empty", "lua_file", "device")])
 CAPTURE = st.sampled_from([FILES[k] for k in ("pcap", "pcap_ns", "pcapng", "cut", "empty",
                                               "folder", "missing", "device", "not_capture",
                                               "lua_file")])
@@ -191,8 +190,7 @@ def command_lines(draw) -> list[str]:
         elif op == "repeat" and at < len(words):
             words.insert(at, words[at])
         elif op == "add":
-            odd = ODD.filter(lambda w: "\n" not in w) if command == "status" else ODD
-            words.insert(at, draw(st.one_of(odd, st.sampled_from(["--help", "--version",
+            words.insert(at, draw(st.one_of(ODD, st.sampled_from(["--help", "--version",
                                                                   "--bogus", "-x"]))))
     if command == "trigger":  # never the default Redis (a real one would answer)
         words += ["--redisnode", "127.0.0.1", "--redisport", str(CLOSED)]
