@@ -175,6 +175,23 @@ def _t1_series(client, pubsub, channel: str, name: str, port: int,
             "reasons": reasons, "runs": results}
 
 
+def close_all(pubsub, client, procs: list[subprocess.Popen]) -> None:
+    """End a trigger scenario: its Redis subscription and client, then its processes, newest
+    first (each asked to stop, killed after 10 s)."""
+    if pubsub is not None:
+        pubsub.close()
+    if client is not None:
+        client.close()
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def bench_t1(fill_s: float, requests: int, scratch: Path) -> dict:
     """Trigger latency of a real `pushcap run` on lo, fed by a private redis-server."""
     reason = t1_unavailable()
@@ -262,18 +279,7 @@ def _bench_t1(fill_s: float, requests: int, scratch: Path) -> dict:
         sender_out = sender.communicate(timeout=10)[0]
         cpu_s = _stop(daemon)
     finally:
-        if pubsub is not None:
-            pubsub.close()
-        if client is not None:
-            client.close()
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        close_all(pubsub, client, procs)
     sent = re.search(r"sent (\d+) in ([\d.]+) s", sender_out)
     actual_pps = round(int(sent.group(1)) / float(sent.group(2))) if sent else None
     main = series["lookback"]

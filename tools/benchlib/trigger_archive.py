@@ -42,7 +42,7 @@ from .config import (
 from .inputs import pushcap_argv
 from .live import _stop
 from .measure import PCAP_HEADER_BYTES, RECORD_HEADER_BYTES
-from .trigger import T1_SENDER, _pings, _wait_until, free_port, t1_unavailable
+from .trigger import T1_SENDER, _pings, _wait_until, close_all, free_port, t1_unavailable
 
 
 def _lua(path: Path, prefix: Path) -> Path:
@@ -145,18 +145,7 @@ def _bench_t2(packets: int, requests: int, fill_s: float, scratch: Path) -> dict
         runs = [_request(client, pubsub, channel, host, i) for i in range(requests)]
         cpu_s = _stop(daemon)
     finally:
-        if pubsub is not None:
-            pubsub.close()
-        if client is not None:
-            client.close()
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        close_all(pubsub, client, procs)
     checked = _check(runs[-1][1], archive, host, localdir, work)
     latencies = [ms for ms, _ in runs]
     records = [record for _, record in runs]
