@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hypothesis import HealthCheck, currently_in_test_context, event, settings
+from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,3 +83,28 @@ def outcome(label: str) -> None:
 
 def one_line(message: str) -> bool:
     return "\n" not in message and "\r" not in message
+
+
+def mutate(draw, buf: bytearray, tokens: list[bytes], max_size: int,
+           ops: tuple[str, ...] = ("flip", "delete", "repeat", "token", "cut")) -> bytes:
+    """1-5 mutations of a valid file, drawn with hypothesis's `draw`: a bit flipped, up to
+    `max_size` bytes removed or repeated, one of `tokens` inserted, the file cut short, or
+    (with "swap" in `ops`) two bytes swapped."""
+    for _ in range(draw(st.integers(1, 5))):
+        op = draw(st.sampled_from(list(ops)))
+        at = draw(st.integers(0, max(0, len(buf) - 1)))
+        size = draw(st.integers(1, max_size))
+        if op == "flip" and buf:
+            buf[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "delete":
+            del buf[at:at + size]
+        elif op == "repeat":
+            buf[at:at] = buf[at:at + size] * draw(st.integers(1, 3))
+        elif op == "token":
+            buf[at:at] = draw(st.sampled_from(tokens))
+        elif op == "cut":
+            del buf[at:]
+        elif op == "swap" and buf:
+            other = draw(st.integers(0, len(buf) - 1))
+            buf[at], buf[other] = buf[other], buf[at]
+    return bytes(buf)

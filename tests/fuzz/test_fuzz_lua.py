@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fuzz_helpers import REPO, examples, one_line, outcome, within
+from fuzz_helpers import REPO, examples, mutate, one_line, outcome, within
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from lua_config_helpers import SEED
@@ -255,24 +255,8 @@ def mutants(draw) -> bytes:
     """A valid config with a few mutations: bits flipped, bytes removed, a stretch repeated or
     moved, a Lua token inserted, the file cut short."""
     buf = bytearray(draw(st.sampled_from(SEEDS)).encode())
-    for _ in range(draw(st.integers(1, 5))):
-        op = draw(st.sampled_from(["flip", "delete", "repeat", "token", "cut", "swap"]))
-        at = draw(st.integers(0, max(0, len(buf) - 1)))
-        size = draw(st.integers(1, 40))
-        if op == "flip" and buf:
-            buf[at] ^= 1 << draw(st.integers(0, 7))
-        elif op == "delete":
-            del buf[at:at + size]
-        elif op == "repeat":
-            buf[at:at] = buf[at:at + size] * draw(st.integers(1, 3))
-        elif op == "token":
-            buf[at:at] = draw(st.sampled_from(TOKENS))
-        elif op == "cut":
-            del buf[at:]
-        elif op == "swap" and buf:
-            other = draw(st.integers(0, len(buf) - 1))
-            buf[at], buf[other] = buf[other], buf[at]
-    return bytes(buf)
+    return mutate(draw, buf, TOKENS, 40,
+                  ("flip", "delete", "repeat", "token", "cut", "swap"))
 
 
 # --- the property -----------------------------------------------------------------------------

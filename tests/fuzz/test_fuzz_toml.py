@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fuzz_helpers import REPO, examples, one_line, outcome, within
+from fuzz_helpers import REPO, examples, mutate, one_line, outcome, within
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -179,21 +179,7 @@ def mutants(draw) -> bytes:
     tokens = [b"[", b"]", b"[[", b"]]", b"=", b'"', b"'''", b'"""', b"\\", b"\\u", b",", b"{",
               b"}", b".", b"#", b"\n", b"\r", b"\x00", b"\xff", b"\xed\xa0\x80", b"inf", b"nan",
               b"9" * 30, b"1979-05-27", b"interface", b"ring", b"redis"]
-    for _ in range(draw(st.integers(1, 5))):
-        op = draw(st.sampled_from(["flip", "delete", "repeat", "token", "cut"]))
-        at = draw(st.integers(0, max(0, len(buf) - 1)))
-        size = draw(st.integers(1, 30))
-        if op == "flip" and buf:
-            buf[at] ^= 1 << draw(st.integers(0, 7))
-        elif op == "delete":
-            del buf[at:at + size]
-        elif op == "repeat":
-            buf[at:at] = buf[at:at + size] * draw(st.integers(1, 3))
-        elif op == "token":
-            buf[at:at] = draw(st.sampled_from(tokens))
-        elif op == "cut":
-            del buf[at:]
-    return bytes(buf)
+    return mutate(draw, buf, tokens, 30)
 
 
 # --- the property -----------------------------------------------------------------------------

@@ -175,6 +175,27 @@ def _t1_series(client, pubsub, channel: str, name: str, port: int,
             "reasons": reasons, "runs": results}
 
 
+def start_listening_daemon(work: Path, lua: Path, toml: Path, client, channel: str,
+                           procs: list[subprocess.Popen]) -> subprocess.Popen:
+    """`pushcap run` (logging to work/pushcap.log, added to `procs`), once it has subscribed to
+    `channel`; raises with its log if it exits first."""
+    log_path = work / "pushcap.log"
+    with log_path.open("w") as log:
+        daemon = subprocess.Popen(pushcap_argv("run", "--lua", str(lua), "--config", str(toml)),
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=work,
+                                  env=config.CHILD_ENV)
+    procs.append(daemon)
+
+    def subscribed() -> bool:
+        if daemon.poll() is not None:
+            raise RuntimeError("pushcap run exited: "
+                               + log_path.read_text(errors="replace")[-1000:])
+        return dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1
+
+    _wait_until(subscribed, STARTED_TIMEOUT_S, "pushcap did not subscribe")
+    return daemon
+
+
 def close_all(pubsub, client, procs: list[subprocess.Popen]) -> None:
     """End a trigger scenario: its Redis subscription and client, then its processes, newest
     first (each asked to stop, killed after 10 s)."""
@@ -230,21 +251,8 @@ def _bench_t1(fill_s: float, requests: int, scratch: Path) -> dict:
              "--loglevel", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         client = redis.Redis(port=redis_port, socket_timeout=10)
         _wait_until(lambda: _pings(client), 10, "redis-server did not answer")
-        log_path = work / "pushcap.log"
-        with log_path.open("w") as log:
-            daemon = subprocess.Popen(
-                pushcap_argv("run", "--lua", str(work / "t1.lua"), "--config",
-                             str(work / "t1.toml")),
-                stdout=log, stderr=subprocess.STDOUT, cwd=work, env=config.CHILD_ENV)
-        procs.append(daemon)
-
-        def subscribed() -> bool:
-            if daemon.poll() is not None:
-                raise RuntimeError("pushcap run exited: "
-                                   + log_path.read_text(errors="replace")[-1000:])
-            return dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1
-
-        _wait_until(subscribed, STARTED_TIMEOUT_S, "pushcap did not subscribe")
+        daemon = start_listening_daemon(work, work / "t1.lua", work / "t1.toml", client,
+                                        channel, procs)
         sender = subprocess.Popen([sys.executable, "-c", T1_SENDER, str(T1_RATE_PPS),
                                    str(T1_PAYLOAD_BYTES)], stdout=subprocess.PIPE, text=True)
         procs.append(sender)

@@ -31,7 +31,6 @@ import gen_trace  # tools/ is on sys.path (see tools/bench.py)
 from . import config
 from .archive import _pick_host
 from .config import (
-    STARTED_TIMEOUT_S,
     T1_PAYLOAD_BYTES,
     T1_RATE_PPS,
     T2_GOAL_S,
@@ -42,7 +41,15 @@ from .config import (
 from .inputs import pushcap_argv
 from .live import _stop
 from .measure import PCAP_HEADER_BYTES, RECORD_HEADER_BYTES
-from .trigger import T1_SENDER, _pings, _wait_until, close_all, free_port, t1_unavailable
+from .trigger import (
+    T1_SENDER,
+    _pings,
+    _wait_until,
+    close_all,
+    free_port,
+    start_listening_daemon,
+    t1_unavailable,
+)
 
 
 def _lua(path: Path, prefix: Path) -> Path:
@@ -119,20 +126,7 @@ def _bench_t2(packets: int, requests: int, fill_s: float, scratch: Path) -> dict
              "--loglevel", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         client = redis.Redis(port=redis_port, socket_timeout=30)
         _wait_until(lambda: _pings(client), 10, "redis-server did not answer")
-        log_path = work / "pushcap.log"
-        with log_path.open("w") as log:
-            daemon = subprocess.Popen(
-                pushcap_argv("run", "--lua", str(lua), "--config", str(work / "t2.toml")),
-                stdout=log, stderr=subprocess.STDOUT, cwd=work, env=config.CHILD_ENV)
-        procs.append(daemon)
-
-        def subscribed() -> bool:
-            if daemon.poll() is not None:
-                raise RuntimeError("pushcap run exited: "
-                                   + log_path.read_text(errors="replace")[-1000:])
-            return dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1
-
-        _wait_until(subscribed, STARTED_TIMEOUT_S, "pushcap did not subscribe")
+        daemon = start_listening_daemon(work, lua, work / "t2.toml", client, channel, procs)
         sender = subprocess.Popen([sys.executable, "-c", T1_SENDER, str(T1_RATE_PPS),
                                    str(T1_PAYLOAD_BYTES)], stdout=subprocess.PIPE, text=True)
         procs.append(sender)
