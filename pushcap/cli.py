@@ -2,49 +2,41 @@
 
 from __future__ import annotations
 
-import gc
+import sys
 
-# Importing numpy and the rest allocates ~100k objects, and the cyclic garbage collector, run
-# again and again over them while they are created, took ~15% of start-up (perf). Nothing made
-# during imports is garbage: collect nothing until they are done, then freeze what they made so
-# later collections (in a daemon running for months, too) never walk it again.
-gc.disable()
+if sys.argv[1:2] == ["query"]:  # a running daemon answers it before the imports below
+    from pushcap.supervisor.query_client import main_if_served
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import logging  # noqa: E402
+    main_if_served()  # exits when the daemon served the query; else it runs here
+
+import gc  # noqa: E402
 import os  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 from pushcap import defaults  # noqa: E402
-from pushcap.capture.source import SourceError  # noqa: E402
-from pushcap.config.lua import load_push_config, load_targets  # noqa: E402
-from pushcap.config.model import (  # noqa: E402
-    ConfigError,
-    DaemonConfig,
-    PushConfig,
-    PushMode,
-    TargetConfig,
-)
-from pushcap.config.pcapdaemon_flags import add_pcapdaemon_flags  # noqa: E402
-from pushcap.config.text import one_line  # noqa: E402
-from pushcap.supervisor import obs  # noqa: E402
-from pushcap.supervisor.consumers import interfaces_of, series_prefix  # noqa: E402
-from pushcap.supervisor.replay import replay  # noqa: E402
 
-gc.freeze()
-gc.enable()
+if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
 
-# Start-up time matters (`replay` is benchmarked against tcpdump, whole runs included): what only
-# some commands need is imported inside them, and a command line builds only its subcommand's
-# parser (supervisor/flows_command.py and trigger/command.py are imported only for their own
-# commands).
+    from pushcap.config.model import DaemonConfig, PushConfig, TargetConfig
 
-log = logging.getLogger("pushcap.cli")
+# Start-up time matters (`replay` is benchmarked against tcpdump, whole runs included, issue
+# 15): this module imports nothing at the top but what every command needs. Each command imports
+# what it uses when it runs (`replay`: the Lua loader, the replay and the push targets; never
+# argparse for a plain replay command line, `_plain_replay_args`), and a command line builds only
+# its subcommand's parser (supervisor/flows_command.py and trigger/command.py are imported only
+# for their own commands).
+#
+# Importing numpy and the rest allocates ~100k objects, and the cyclic garbage collector, run
+# again and again over them while they are created, took ~15% of start-up (perf). Nothing made
+# during imports is garbage: main() collects nothing until a command's imports are done
+# (`_imported`), which then freezes what they made so later collections (in a daemon running
+# for months, too) never walk it again.
 
 
 def _load(args) -> tuple[DaemonConfig, PushConfig]:
+    from pushcap.config.lua import load_push_config
     from pushcap.config.toml import load_daemon_config
 
     config = load_daemon_config(args.config, args)  # pcapdaemon's flags override the file
@@ -53,7 +45,9 @@ def _load(args) -> tuple[DaemonConfig, PushConfig]:
 
 def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, ...],
                  probe: bool) -> str:
+    from pushcap.config.model import ConfigError, PushMode
     from pushcap.push.ship import make_shipper
+    from pushcap.supervisor.consumers import series_prefix
 
     if target.mode is PushMode.FLOWS:
         packed = ", packed" if target.pack else ""
@@ -73,8 +67,11 @@ def _destination(target: TargetConfig, config: DaemonConfig, names: tuple[str, .
 
 
 def cmd_check(args) -> int:
+    from pushcap.config.model import PushMode
     from pushcap.config.pcapdaemon import check_local_dir
+    from pushcap.supervisor.consumers import interfaces_of
 
+    _imported()
     config, push = _load(args)
     targets = push.targets
     check_local_dir(config.trigger, config.source_file)  # reads the disk, creates nothing
@@ -110,6 +107,7 @@ def _filter_text(target: TargetConfig) -> str:
 def _check_devices(config) -> None:
     """`run` cannot start without each interface: say so now, with what there is instead."""
     from pushcap.capture.live import capture_devices
+    from pushcap.config.model import ConfigError
 
     devices = capture_devices()
     if devices is None:
@@ -124,6 +122,10 @@ def cmd_replay(args) -> int:
     """Without --config no TOML is read (nor tomllib imported): a replay's start-up is
     benchmarked against tcpdump's. With it, `[rclone]` drives rclone targets and `[ring]
     batch_packets` the read size (--batch-packets wins)."""
+    from pushcap.config.lua import load_targets
+    from pushcap.supervisor.replay import replay
+
+    _imported()
     rclone = None
     batch_packets = args.batch_packets
     if args.config is not None:
@@ -155,6 +157,8 @@ def _replay_progress(args):
     --quiet; else None (pipes, logs and CI get only the summary)."""
     if args.quiet or not sys.stderr.isatty():
         return None
+    import logging
+
     from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES
     from pushcap.supervisor.progress import Progress
 
@@ -185,6 +189,8 @@ def _replay_failure(consumer) -> bool:
 
 def _replay_figures(consumer) -> str:
     """A target's line of the replay summary: pcap files, or a flows target's records."""
+    from pushcap.config.model import PushMode
+
     stats = consumer.stats
     if consumer.target.mode is PushMode.FLOWS:
         return (f"packets={stats.packets} intervals={stats.intervals} "
@@ -195,19 +201,26 @@ def _replay_figures(consumer) -> str:
 
 def cmd_run(args) -> int:
     # Imported here: `replay` and `check` need none of the daemon's services (start-up time).
+    import logging
+
+    from pushcap.config.model import ConfigError
+    from pushcap.config.record import replace
+    from pushcap.supervisor import obs
     from pushcap.supervisor.daemon import Daemon
     from pushcap.supervisor.trigger_archives import archive_sources
     from pushcap.trigger.local_dir import prepare_local_dir
     from pushcap.trigger.localredis import LocalRedisService
     from pushcap.trigger.service import TriggerService
 
+    _imported()
+    log = logging.getLogger("pushcap.cli")
     config, push = _load(args)
     targets = push.targets
     trigger = config.trigger
     if trigger.refusal:  # `[kafka] listen = true`: loads (check), never runs half-configured
         raise ConfigError(trigger.refusal)
     if args.log_dir:
-        config = dataclasses.replace(config, log_dir=args.log_dir)
+        config = replace(config, log_dir=args.log_dir)
     obs.setup_logging(args.log_level or config.log_level, config, targets)
     for notice in trigger.notices:
         log.warning("event=config_notice notice=%r", notice)
@@ -222,6 +235,8 @@ def cmd_run(args) -> int:
 
 
 def _batch_packets(text: str) -> int:
+    import argparse
+
     value = int(text)
     if not 1 <= value <= defaults.MAX_BATCH_PACKETS:
         raise argparse.ArgumentTypeError(f"must be 1 to {defaults.MAX_BATCH_PACKETS}, not {value}")
@@ -264,18 +279,6 @@ def _dist_version(name: str) -> str:
         return "?"
 
 
-class _VersionAction(argparse.Action):
-    """`--version`, computed only when asked (it loads libpcap and the C library)."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help="show the version, the packet path (C or numpy) and libpcap's version"):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(version_text())
-        parser.exit()
-
-
 def _config_args(p: argparse.ArgumentParser, daemon: bool = True) -> None:
     p.add_argument("--lua", default=defaults.PUSH_LUA_PATH, help="push targets (push_realtime.lua)")
     if daemon:
@@ -288,6 +291,8 @@ def _add_run(sub) -> None:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-dir", help="also write push_<Desc>.log per target here "
                    "(overrides [general] logdir)")
+    from pushcap.config.pcapdaemon_flags import add_pcapdaemon_flags
+
     add_pcapdaemon_flags(p)
     p.set_defaults(func=cmd_run)
 
@@ -327,11 +332,15 @@ def _add_check(sub) -> None:
     _config_args(p)
     p.add_argument("--probe", action="store_true",
                    help="also write and delete a probe object on each rclone remote")
+    from pushcap.config.pcapdaemon_flags import add_pcapdaemon_flags
+
     add_pcapdaemon_flags(p)
     p.set_defaults(func=cmd_check)
 
 
 def _add_replay(sub) -> None:
+    from pathlib import Path
+
     p = sub.add_parser("replay", help="run the push targets over a capture file")
     p.add_argument("file", type=Path)
     _config_args(p, daemon=False)
@@ -356,25 +365,36 @@ SUBCOMMANDS = {"run": _add_run, "trigger": _add_trigger, "flows": _add_flows,
                "replay": _add_replay, "query": _add_query}
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's formatter with a width given: without one it imports shutil (and bz2, lzma)
-    to ask the terminal, for every argument added, when only `--help` prints anything."""
-    return argparse.HelpFormatter(prog, width=int(os.environ.get("COLUMNS", "100")) - 2)
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser with that formatter, for the subcommands too."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _help_formatter)
-        super().__init__(*args, **kwargs)
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The `pushcap` parser; with `only`, just that subcommand's (what a command line naming it
     needs: building the others' options and importing their modules is start-up time)."""
-    parser = _Parser(prog="pushcap", description=__doc__)
-    parser.add_argument("--version", action=_VersionAction)
+    import argparse
+
+    def help_formatter(prog: str) -> argparse.HelpFormatter:
+        """argparse's formatter with a width given: without one it imports shutil (and bz2,
+        lzma) to ask the terminal, for every argument added, when only `--help` prints."""
+        return argparse.HelpFormatter(prog, width=int(os.environ.get("COLUMNS", "100")) - 2)
+
+    class Parser(argparse.ArgumentParser):
+        """An ArgumentParser with that formatter, for the subcommands too."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.setdefault("formatter_class", help_formatter)
+            super().__init__(*args, **kwargs)
+
+    class VersionAction(argparse.Action):
+        """`--version`, computed only when asked (it loads libpcap and the C library)."""
+
+        def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                     help="show the version, the packet path (C or numpy) and libpcap's version"):
+            super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(version_text())
+            parser.exit()
+
+    parser = Parser(prog="pushcap", description=__doc__)
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, add in SUBCOMMANDS.items():
         if only is None or name == only:
@@ -382,11 +402,48 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Every command ends in one line and an exit code, never a traceback: the errors a command
-    expects say what to fix; anything else is named as a bug (PUSHCAP_DEBUG=1 shows its
-    traceback)."""
-    words = sys.argv[1:] if argv is None else argv
+_REPLAY_VALUES = {"--lua": "lua", "--config": "config", "--batch-packets": "batch_packets"}
+
+
+def _plain_replay_args(words: list[str]) -> SimpleNamespace | None:
+    """`replay`'s arguments as its argparse parser gives them, for a command line in the plain
+    forms (`replay FILE [--lua L] [--config C] [--batch-packets N] [--quiet]`, each value a
+    separate word not starting with `-`); None for anything else (`--help`, `--lua=L`, an
+    abbreviation, an error), which argparse then reads, and words the errors of. argparse
+    (with gettext, and locale through it) cost ~4 ms of a replay's start-up (issue 15)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    values: dict[str, object] = {"lua": defaults.PUSH_LUA_PATH, "config": None,
+                                 "batch_packets": None, "quiet": False}
+    file = None
+    rest = iter(words[1:])
+    for word in rest:
+        if word in _REPLAY_VALUES:
+            value = next(rest, None)
+            if value is None or value.startswith("-"):
+                return None
+            if word == "--batch-packets":
+                try:
+                    value = int(value)
+                except ValueError:
+                    return None
+                if not 1 <= value <= defaults.MAX_BATCH_PACKETS:
+                    return None
+            values[_REPLAY_VALUES[word]] = value
+        elif word == "--quiet":
+            values["quiet"] = True
+        elif word.startswith("-") or file is not None:
+            return None
+        else:
+            file = word
+    if file is None:
+        return None
+    return SimpleNamespace(command="replay", file=Path(file), func=cmd_replay, **values)
+
+
+def _parsed_args(words: list[str]) -> argparse.Namespace:
+    """The command line as argparse reads it (exits with its message on an error)."""
     only = words[0] if words and words[0] in SUBCOMMANDS else None
     parser = build_parser(only)
     args = parser.parse_args(words)
@@ -394,20 +451,63 @@ def main(argv: list[str] | None = None) -> int:
         # Python 3.11's argparse turns `--opt=--` into [] (any type, append: [[]]), not a value
         if isinstance(value, list) and (value == [] or [] in value):
             parser.error(f"--{name.removeprefix('pd_')}: `=--` is no value; write the value")
-    obs.setup_logging("info")
+    return args
+
+
+_frozen = []  # gc.freeze() done: once per process (tests call main() again and again)
+
+
+def _imported() -> None:
+    """A command's imports are done (cmd_* call it): freeze what they made, collect again."""
+    if not _frozen:
+        gc.freeze()
+        _frozen.append(True)
+    gc.enable()
+
+
+def _expected(exc: BaseException) -> bool:
+    """A ConfigError or SourceError: an error a command expects, whose message says what to
+    fix. Their modules are not imported for this: an exception of theirs means they were."""
+    model = sys.modules.get("pushcap.config.model")
+    source = sys.modules.get("pushcap.capture.source")
+    return (model is not None and isinstance(exc, model.ConfigError)) or \
+        (source is not None and isinstance(exc, source.SourceError))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every command ends in one line and an exit code, never a traceback: the errors a command
+    expects say what to fix; anything else is named as a bug (PUSHCAP_DEBUG=1 shows its
+    traceback)."""
+    words = sys.argv[1:] if argv is None else argv
+    args = _plain_replay_args(words) if words[:1] == ["replay"] else None
+    if args is None:
+        args = _parsed_args(words)
+    gc.disable()  # until the command's imports are done: `_imported`
     try:
+        from pushcap.supervisor import obs
+
+        obs.setup_logging("info")
+        if args.func not in _OWN_COMMANDS:  # a command of another module: no _imported() call
+            _imported()
         return args.func(args)
-    except (ConfigError, SourceError) as exc:
-        print(f"pushcap: error: {one_line(str(exc))}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that turns the rest into a line
+        from pushcap.config.text import one_line
+
+        if _expected(exc):
+            print(f"pushcap: error: {one_line(str(exc))}", file=sys.stderr)
+            return 1
         if os.environ.get("PUSHCAP_DEBUG"):
             raise
         print(f"pushcap: error: {args.command}: {type(exc).__name__}: {one_line(str(exc))} "
               "(unexpected; PUSHCAP_DEBUG=1 shows where)", file=sys.stderr)
         return 1
+    finally:
+        gc.enable()  # also when a command failed before its imports were done
+
+
+_OWN_COMMANDS = frozenset((cmd_run, cmd_check, cmd_replay))
 
 
 def entry() -> None:
@@ -416,7 +516,9 @@ def entry() -> None:
     the other modules (~15 ms of CPU, a tenth of a short replay's start-up) cleans nothing."""
     code = main()
     if sys.argv[1:2] == ["replay"]:
-        logging.shutdown()
+        logging = sys.modules.get("logging")
+        if logging is not None:
+            logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

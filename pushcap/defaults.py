@@ -31,14 +31,21 @@ POLL_TIMEOUT_MS = 100
 # libpcap's int and under what a mistyped value could lock away in kernel memory.
 KERNEL_BUFFER_BYTES = 64 * 1024 * 1024
 KERNEL_BUFFER_MAX_BYTES = 1 << 30
-COALESCE_MS = 5  # a live batch of fewer than BATCH_PACKETS / 4 waits this long for more packets
+# A live batch gathers packets for up to this long after its first ones were read, until it
+# holds BATCH_PACKETS (capture/csrc/livecap.c, live_gather): every batch costs the capture
+# thread and each target's lane a fixed amount of Python, wake-ups and system calls, so a
+# slower link's batches are several of the kernel's blocks long, not one (issue 19: 5 ms,
+# batches of ~800 packets at 100k packets/s, 1.28 µs a packet; 50 ms, ~5,000, 1.04 µs). It is
+# also how late a packet may reach the ring beyond libpcap's poll timeout (triggers wait for
+# it: trigger/job.py ring_latency_s); where the C capture is not built, a batch of fewer than
+# BATCH_PACKETS / 4 waits this long once.
+COALESCE_MS = 50
 # A C capture read's buffer (capture/native_live.py): room for this much per packet wanted, at
 # most LIVE_READ_MAX_BYTES; what a read does not fill is given back to the allocator at once.
 LIVE_READ_BYTES_PER_PACKET = 1536
 LIVE_READ_MAX_BYTES = 16 * 1024 * 1024
-# The first read of a live batch starts a new record arena (capture/record_arena.py) unless this
-# much is free in the current one: room for the reads that complete the batch (5 ms of a busy
-# 10 Gb/s link is ~6 MB), so a batch's pieces rarely straddle two arenas and need a copy.
+# A live batch starts a new record arena (capture/record_arena.py) unless this much is free in
+# the current one; a batch that fills what is free ends there (the next starts a new arena).
 LIVE_BATCH_HEADROOM_BYTES = 2 * 1024 * 1024
 # capture whole packets; truncation is an output choice, not capture's
 LIVE_SNAPLEN_BYTES = MAX_SNAPLEN_BYTES
@@ -248,12 +255,21 @@ INDEX_SUFFIX = ".parquet"  # `<data file name>.parquet` in INDEX_DIR_NAME
 # Records per Parquet row group of an index: a query reads the row groups of the flows it
 # wants, so smaller groups read less for a narrow filter and cost a little more space.
 INDEX_ROW_GROUP_RECORDS = 65_536
-INDEX_COMPRESSION = "zstd"
+# Finished parts whose index feeds a keeper holds until they are published (a part whose
+# finishing keeps failing is published at a later start, its index then built from the file).
+ARCHIVE_PENDING_FEEDS = 4
 # How often a target's keeper looks again without a new file (--keep-time ages, --keep-free
 # changes with other writers on the file system).
 RETENTION_CHECK_INTERVAL_S = 10.0
 ARCHIVE_CLOSE_TIMEOUT_S = 60.0  # at shutdown, for the indexes still to be written
 QUERY_CHUNK_RECORDS = 65_536  # candidate records read, filtered and written per step
+# The daemon keeps the parsed indexes of its targets' files in memory for `pushcap query`
+# (6-8 bytes a packet): at most this much, the least recently used dropped first.
+QUERY_INDEX_CACHE_BYTES = 256 * 1024 * 1024
+# How often the daemon loads the indexes of new files and drops those of deleted ones (whose
+# mapping would otherwise hold their disk space).
+QUERY_CACHE_CHECK_INTERVAL_S = 2.0
+QUERY_PICK_THREADS = 2  # files a daemon-served query reads at once (their pages' first touches)
 # A trigger's listing of a series' files (archive/written.py): scanned again while a file was
 # published meanwhile, at most this often.
 ARCHIVE_LIST_ATTEMPTS = 5

@@ -108,10 +108,12 @@ def test_bench_quick_archive_scenarios(tmp_path):
     scenarios = json.loads((tmp_path / "results.json").read_text())["scenarios"]
     q1, i1 = scenarios["Q1"], scenarios["I1"]
     assert q1["identical"] and q1["counts"]["pushcap"] == q1["counts"]["tcpdump"] > 0
+    assert q1["daemon_identical"] and q1["counts"]["daemon"] == q1["counts"]["tcpdump"]
     assert 0 < q1["goals"]["index_share"] < 0.5 and 0 < q1["goals"]["read_share"] < 0.5
     assert i1["index"]["cpu_s"] > 0 and "index_fixed_cpu_s" in i1
     lines = proc.stdout.splitlines()
     assert any(line.startswith("Q1 ") for line in lines)
+    assert any(line.startswith("Q1d ") for line in lines)
     assert any(line.startswith("I1 ") for line in lines)
 
 

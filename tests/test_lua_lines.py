@@ -16,7 +16,7 @@ import pytest
 from lua_config_helpers import NAME, SEED, load_error
 
 from pushcap import defaults
-from pushcap.config import lua
+from pushcap.config import lua, lua_lines
 from pushcap.config.lua import load_targets, load_targets_text
 from pushcap.config.lua_lines import instrument, scan_constructors
 
@@ -298,7 +298,7 @@ def test_the_config_still_gets_no_arguments():
 
 def test_without_marks_messages_still_name_target_and_field(monkeypatch):
     # if the marked copy could not load, the file runs as written and only the lines go
-    monkeypatch.setattr(lua, "instrument", lambda data, found: b"not Lua at all")
+    monkeypatch.setattr(lua_lines, "instrument", lambda data, found: b"not Lua at all")
     text = seed_with('"--split-time 60e9"', '"--split-time 60"')
     assert error_at(text).startswith(f'{NAME}: target 2 "pcap-tcp": Split "--split-time 60": ')
     assert [t.desc for t in load_targets_text(SEED, NAME)] == ["pcap-all", "pcap-tcp"]

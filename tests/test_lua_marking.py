@@ -14,7 +14,7 @@ import time
 import pytest
 from lua_config_helpers import NAME, SEED, TARGET2_LINE, load_error, one_target
 
-from pushcap.config import lua
+from pushcap.config import lua_lines
 from pushcap.config.lua import load_targets_text
 from pushcap.config.lua_lines import scan_constructors, string_literals
 from pushcap.config.model import ConfigError
@@ -76,7 +76,7 @@ def test_the_source_is_scanned_only_when_a_target_is_refused(monkeypatch):
     def no_scan(data, deadline=0.0):
         raise AssertionError("scanned")
 
-    monkeypatch.setattr(lua, "scan_constructors", no_scan)
+    monkeypatch.setattr(lua_lines, "scan_constructors", no_scan)
     assert len(load_targets_text(SEED, NAME)) == 2
     assert load_error("return {\n Target = = {}}\n").startswith(f"{NAME}:2: ")  # syntax
     assert load_error("local x = nil\nx.y = 1\n").startswith(f"{NAME}:2: attempt to index")
@@ -95,14 +95,14 @@ def test_a_config_that_fits_the_memory_cap_as_written_loads():
 
 
 def test_lines_come_only_from_a_marked_run_that_built_the_same_value(monkeypatch):
-    real = lua.instrument
+    real = lua_lines.instrument
 
     def another_desc(data, found):
         return real(data, found).replace(b'"t2"', b'"t3"')  # as if math.random differed
 
     text = one_target(Split='"bad"')
     assert load_error(text, line=True).startswith(f'{NAME}:{TARGET2_LINE}: target 2 "t2": Split')
-    monkeypatch.setattr(lua, "instrument", another_desc)
+    monkeypatch.setattr(lua_lines, "instrument", another_desc)
     assert load_error(text, line=True).startswith(f'{NAME}: target 2 "t2": Split "bad": ')
 
 

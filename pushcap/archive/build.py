@@ -1,7 +1,11 @@
-"""Build the index of one published data file, from the file (just written: in the page cache).
+"""Build the index of one published data file, from what its series fed while writing it or
+from the file (just written: in the page cache).
 
-The file is read with pushcap's own capture reader (mapped, walked in C), its packets' keys and
-flows gathered batch by batch (`keys.FileKeys`), and the index written hidden, fsynced and
+A file its series fed whole (`index_feed`) is not read again: its keys were taken as it was
+written. Otherwise the file is mapped and walked in C, its packets' keys and flows gathered in
+the same pass (`mapped_keys`); a file that pass does not take (and every file where the C
+library was not built) is read with pushcap's own capture reader, its keys and flows gathered
+batch by batch (`keys.FileKeys`). The index is written hidden, fsynced and
 renamed to its place (`layout.index_path`) after its data file is published: a reader never
 sees half an index, and an index never points at a file that is not there yet. Only files
 whose records lie in the file as the reader hands them over can be indexed (classic
@@ -14,13 +18,19 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pushcap.archive.datafile import codec_of, uncompressed
-from pushcap.archive.index_file import IndexMeta, write_index
+from pushcap.archive.index_meta import IndexMeta
+from pushcap.archive.index_write import write_index
 from pushcap.archive.keys import FileKeys
 from pushcap.archive.layout import index_dir, index_part, index_path
+from pushcap.archive.mapped_keys import mapped_keys
 from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES, RECORD_HEADER_BYTES
 from pushcap.capture.source import PcapFileSource, SourceError
+
+if TYPE_CHECKING:
+    from pushcap.archive.index_feed import IndexFeed
 
 log = logging.getLogger("pushcap.archive")
 
@@ -29,14 +39,19 @@ class NotIndexable(Exception):
     """The file cannot be indexed (not a little-endian classic pcap as pushcap writes)."""
 
 
-def build_index(data: Path, native: bool = True) -> IndexMeta:
-    """Write the index of `data` beside it; its figures. Raises NotIndexable, SourceError or
-    OSError (a part written meanwhile is removed)."""
+def build_index(data: Path, native: bool = True, feed: IndexFeed | None = None) -> IndexMeta:
+    """Write the index of `data` beside it; its figures. `feed`: what the series fed while it
+    wrote the file, used when the file is exactly what was fed (else the file is read). Raises
+    NotIndexable, SourceError or OSError (a part written meanwhile is removed)."""
     size = data.stat().st_size
     codec = codec_of(data)
-    with uncompressed(data, codec) as plain:
-        contents, meta = _gather(plain, native)
-    meta = IndexMeta(size, *meta)
+    if feed is not None and feed.usable and codec is None and feed.end == size:
+        contents, packets, first_ts, last_ts = feed.content()
+        meta = IndexMeta(size, *_header(data), packets, first_ts, last_ts)
+    else:
+        with uncompressed(data, codec) as plain:
+            contents, figures = _gather(plain, native)
+        meta = IndexMeta(size, *figures)
     index_dir(data.parent).mkdir(exist_ok=True)
     part = index_part(data)
     try:
@@ -48,14 +63,33 @@ def build_index(data: Path, native: bool = True) -> IndexMeta:
     return meta
 
 
+def _header(data: Path) -> tuple[int, int, bool]:
+    """(link type, snaplen, ns timestamps) of a fed file, as its header says."""
+    try:
+        source = PcapFileSource(data)
+    except SourceError as exc:
+        raise NotIndexable(str(exc)) from exc
+    with data.open("rb") as f:
+        magic = f.read(4)
+    if magic not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        raise NotIndexable(f"{data.name}: not a little-endian classic pcap file")
+    return source.linktype, source.snaplen, magic == b"\x4d\x3c\xb2\xa1"
+
+
 def _gather(plain: Path, native: bool):
     try:
         source = PcapFileSource(plain)
     except SourceError as exc:
         raise NotIndexable(str(exc)) from exc
     with plain.open("rb") as f:
-        if f.read(4) not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-            raise NotIndexable(f"{plain.name}: not a little-endian classic pcap file")
+        magic = f.read(4)
+    if magic not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        raise NotIndexable(f"{plain.name}: not a little-endian classic pcap file")
+    whole = mapped_keys(plain) if native else None
+    if whole is not None:
+        contents, packets, first_ts, last_ts = whole
+        return contents, (source.linktype, source.snaplen, magic == b"\x4d\x3c\xb2\xa1",
+                          packets, first_ts, last_ts)
     keys = FileKeys(source.linktype, native)
     packets, expected_end, first_ts, last_ts, nano = 0, PCAP_FILE_HEADER_BYTES, None, None, True
     for batch in source.batches():

@@ -348,10 +348,21 @@ def _evaluate(tree, flows: dict[str, np.ndarray], n: int) -> np.ndarray:
         right = flows["ip_version"] == family
         if tree.c:  # ARP and RARP addresses too
             right |= np.isin(flows["ethertype"], (0x0806, 0x8035))
-        ends = [((flows[col][:, :size] & mask_bytes) == net_bytes).all(axis=1)
+        ends = [_in_net(flows[col], size, mask_bytes, net_bytes)
                 for col in ("src_raw", "dst_raw")]
         return right & (ends[0] | ends[1])
     raise ValueError(f"unknown leaf {kind}")
+
+
+def _in_net(raw: np.ndarray, size: int, mask_bytes: np.ndarray,
+            net_bytes: np.ndarray) -> np.ndarray:
+    """Rows of `raw` ((n, 16) uint8 addresses) whose first `size` bytes are in the network,
+    compared as 4- or 8-byte words (a host of a daemon-served query: ~10x faster than bytes)."""
+    word = np.dtype("<u4") if size == 4 else np.dtype("<u8")
+    words = np.ascontiguousarray(raw).view(word)[:, :size // word.itemsize]
+    mask, net = mask_bytes.view(word), net_bytes.view(word)
+    return ((words & mask) == net).all(axis=1) if len(mask) > 1 else \
+        (words[:, 0] & mask[0]) == net[0]
 
 
 _LEAF_COLUMNS = {"all": (), "family": ("ip_version",), "ethertype": ("ethertype",),

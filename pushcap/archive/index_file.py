@@ -13,135 +13,26 @@ unit, packets, first and last timestamp) are in the schema's metadata under `pus
 
 Row groups hold about defaults.INDEX_ROW_GROUP_RECORDS records each, so a query reads the
 scalar columns of every flow (small) and the record lists of only the row groups holding the
-flows it wants. DuckDB, Spark, Trino or Athena read the flow rows without pushcap.
+flows it wants. DuckDB, Spark, Trino or Athena read the flow rows without pushcap. This module
+reads an index; `index_write` writes it (without pyarrow), `index_meta` holds what both share.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pushcap import defaults
-from pushcap.archive.keys import IndexData
-from pushcap.archive.keys_numpy import NO_VLAN
-
-METADATA_KEY = b"pushcap.index"
-FORMAT_VERSION = 1
-RECORD_COLUMNS = ("rec_offset", "rec_caplen")
-FLOW_COLUMNS = ("vlan", "inner_vlan", "ethertype", "ip_version", "protocol", "src_port",
-                "dst_port", "first_ts", "last_ts", "packets", "exact", "src_raw", "dst_raw")
-
-
-class IndexUnusable(Exception):
-    """An index cannot be read (missing, partial, another version); the query scans instead."""
-
-
-@dataclass(frozen=True)
-class IndexMeta:
-    """The figures of the data file an index describes."""
-
-    data_size: int
-    linktype: int
-    snaplen: int
-    nano: bool
-    packets: int
-    first_ts: int  # the smallest timestamp in the file (0 without packets)
-    last_ts: int  # the largest
-
-    def to_json(self) -> bytes:
-        return json.dumps({"version": FORMAT_VERSION, **self.__dict__}).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> IndexMeta:
-        fields = json.loads(raw)
-        if fields.pop("version", None) != FORMAT_VERSION:
-            raise IndexUnusable("an index of another format version")
-        return cls(**fields)
-
-
-def _address_text(raw: np.ndarray, family: np.ndarray) -> pa.Array:
-    """Addresses as text (null for frames that are not IP), IPv4 in one vectorized step."""
-    text = np.full(len(family), None, dtype=object)
-    v4 = np.flatnonzero(family == 4)
-    if len(v4):
-        octets = [pa.array(raw[v4, i]).cast(pa.string()) for i in range(4)]
-        text[v4] = pc.binary_join_element_wise(*octets, ".").to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(family == 6):  # per IPv6 flow, not per packet
-        text[i] = socket.inet_ntop(socket.AF_INET6, raw[i].tobytes())
-    return pa.array(text, type=pa.string())
-
-
-def _vlan(values: np.ndarray) -> pa.Array:
-    return pa.array(values.astype(np.int32), mask=values == NO_VLAN)
-
-
-def flow_table(data: IndexData) -> pa.Table:
-    keys = data.keys
-    family = keys["family"]
-    not_ip = family == 0
-    ts_type = pa.timestamp("ns", tz="UTC")
-    list_offsets = np.zeros(len(keys) + 1, dtype=np.int32)
-    np.cumsum(data.packets, out=list_offsets[1:])
-    raw_type = pa.binary(16)
-    return pa.table({
-        "vlan": _vlan(keys["vlan0"]),
-        "inner_vlan": _vlan(keys["vlan1"]),
-        "ethertype": pa.array(keys["ethertype"].astype(np.int32)),
-        "ip_version": pa.array(family, type=pa.uint8(), mask=not_ip),
-        "protocol": pa.array(keys["proto"], type=pa.uint8(), mask=not_ip),
-        "src": _address_text(keys["src"], family),
-        "dst": _address_text(keys["dst"], family),
-        "src_port": pa.array(keys["sport"].astype(np.int32), mask=not_ip),
-        "dst_port": pa.array(keys["dport"].astype(np.int32), mask=not_ip),
-        "first_ts": pa.array(data.first_ts, type=ts_type),
-        "last_ts": pa.array(data.last_ts, type=ts_type),
-        "packets": pa.array(data.packets),
-        "bytes": pa.array(data.bytes),
-        "exact": pa.array(keys["exact"].astype(bool)),
-        "src_raw": pa.FixedSizeBinaryArray.from_buffers(
-            raw_type, len(keys), [None, pa.py_buffer(np.ascontiguousarray(keys["src"]))]),
-        "dst_raw": pa.FixedSizeBinaryArray.from_buffers(
-            raw_type, len(keys), [None, pa.py_buffer(np.ascontiguousarray(keys["dst"]))]),
-        "rec_offset": pa.ListArray.from_arrays(list_offsets, data.rec_offset),
-        "rec_caplen": pa.ListArray.from_arrays(list_offsets, data.rec_caplen),
-    })
-
-
-def _row_groups(packets: np.ndarray) -> list[tuple[int, int]]:
-    """Flow row ranges of about INDEX_ROW_GROUP_RECORDS records each (a flow is never split)."""
-    ends = np.cumsum(packets)
-    bounds, start, base = [], 0, 0
-    while start < len(packets):
-        stop = int(np.searchsorted(ends, base + defaults.INDEX_ROW_GROUP_RECORDS, side="right"))
-        stop = max(stop, start + 1)
-        bounds.append((start, stop))
-        base = int(ends[stop - 1])
-        start = stop
-    return bounds
-
-
-def write_index(data: IndexData, meta: IndexMeta, out: Path) -> None:
-    """Write the index to `out` (created, fsynced): the caller renames it into place."""
-    table = flow_table(data)
-    table = table.replace_schema_metadata({METADATA_KEY: meta.to_json()})
-    encodings = {f"{name}.list.element": "DELTA_BINARY_PACKED" for name in RECORD_COLUMNS}
-    dictionary = [n for n in table.column_names if n not in RECORD_COLUMNS]
-    with out.open("wb") as f:
-        with pq.ParquetWriter(f, table.schema, compression=defaults.INDEX_COMPRESSION,
-                              use_dictionary=dictionary, column_encoding=encodings) as writer:
-            for start, stop in _row_groups(data.packets) or [(0, 0)]:
-                writer.write_table(table.slice(start, stop - start), row_group_size=stop - start
-                                   or 1)
-        f.flush()
-        os.fsync(f.fileno())
+from pushcap.archive.index_meta import (  # noqa: F401 - where the index's readers import them
+    FLOW_COLUMNS,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    RECORD_COLUMNS,
+    IndexMeta,
+    IndexUnusable,
+)
 
 
 class IndexReader:
@@ -208,6 +99,17 @@ class IndexReader:
         caplen = _take_lists(table.column("rec_caplen").combine_chunks(), local)
         order = np.argsort(offsets, kind="stable")
         return offsets[order], caplen[order].astype(np.int64)
+
+    def record_lists(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every flow's records at once, for a reader that keeps them in memory (the daemon's
+        query cache): (starts, offsets, caplen), flow i's records being offsets[starts[i]:
+        starts[i + 1]] (ascending) and their captured lengths, flows in `flows()`' order."""
+        table = self._file.read(columns=list(RECORD_COLUMNS), use_threads=False)
+        self._count(range(len(self._group_rows)), RECORD_COLUMNS)
+        offsets = table.column("rec_offset").combine_chunks()
+        caplen = table.column("rec_caplen").combine_chunks()
+        starts = offsets.offsets.to_numpy().astype(np.int64)
+        return starts, offsets.values.to_numpy(), caplen.values.to_numpy()
 
 
 def _take_lists(column: pa.ListArray, rows: np.ndarray) -> np.ndarray:

@@ -34,10 +34,11 @@ from pushcap.archive.layout import (
 from pushcap.archive.retention import KeptFile, Retention
 from pushcap.config.model import PushMode, TargetConfig
 
-# pyarrow and numpy (build, index_file) are imported when a file is indexed: a replay or a
-# daemon whose targets have no Index never pays for them at start.
+# numpy (build) is imported when a file is indexed, pyarrow (index_file) when an index is
+# read: a replay or a daemon whose targets have no Index never pays for them at start.
 if TYPE_CHECKING:
-    from pushcap.archive.index_file import IndexMeta
+    from pushcap.archive.index_feed import IndexFeed
+    from pushcap.archive.index_meta import IndexMeta
 
 log = logging.getLogger("pushcap.archive")
 
@@ -58,15 +59,34 @@ class ArchiveKeeper:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._feeds: dict[str, IndexFeed] = {}  # finished parts' feeds, until published
 
     # --- the series' side -------------------------------------------------------------------
     def start(self, at_launch: bool) -> None:
         """Learn the files on disk (and at a launch repair the index folder) on the thread."""
         self._put(("scan", at_launch))
 
-    def published(self, path: Path) -> None:
-        """A file of the series was published (any thread; returns at once)."""
-        self._put(("file", path))
+    def new_feed(self, linktype: int) -> IndexFeed | None:
+        """A feed for the index of a file the series starts (series thread), or None."""
+        if not self.target.indexed:
+            return None
+        from pushcap.archive.index_feed import new_feed
+
+        return new_feed(linktype)
+
+    def expect(self, part: Path, feed: IndexFeed) -> None:
+        """`feed` holds the keys of `part`, finished (series thread): its index is built from
+        the feed when the part is published whole (`published(..., part)`)."""
+        with self._lock:
+            self._feeds[str(part)] = feed
+            while len(self._feeds) > defaults.ARCHIVE_PENDING_FEEDS:  # parts never published
+                self._feeds.pop(next(iter(self._feeds))).close()
+
+    def published(self, path: Path, part: Path | None = None) -> None:
+        """A file of the series was published (any thread; returns at once), from `part`."""
+        with self._lock:
+            feed = self._feeds.pop(str(part), None) if part is not None else None
+        self._put(("file", path, feed))
 
     def close(self, timeout_s: float = defaults.ARCHIVE_CLOSE_TIMEOUT_S) -> None:
         """Index what was published, apply the limits, end the thread (within `timeout_s`;
@@ -105,7 +125,7 @@ class ArchiveKeeper:
                 if item is not None and item[0] == "scan":
                     self._scan(item[1])
                 elif item is not None:
-                    self._file(item[1])
+                    self._file(item[1], item[2])
                 self._enforce()
             except Exception as exc:  # noqa: BLE001 - the keeper must outlive any one file
                 log.error("event=archive_error %s error=%r", self.label, str(exc))
@@ -113,8 +133,12 @@ class ArchiveKeeper:
     def _enforce(self) -> None:
         self.retention.enforce()
 
-    def _file(self, path: Path) -> None:
-        meta, index_bytes = self._index(path) if self.target.indexed else (None, 0)
+    def _file(self, path: Path, feed: IndexFeed | None = None) -> None:
+        try:
+            meta, index_bytes = self._index(path, feed) if self.target.indexed else (None, 0)
+        finally:
+            if feed is not None:
+                feed.close()
         self._keep(path, index_bytes, meta)
 
     def _keep(self, path: Path, index_bytes: int, meta: IndexMeta | None) -> None:
@@ -123,13 +147,15 @@ class ArchiveKeeper:
         except FileNotFoundError:  # deleted meanwhile (by hand, another keeper)
             pass
 
-    def _index(self, path: Path) -> tuple[IndexMeta | None, int]:
-        """Build `path`'s index: its figures and size ((None, 0) when it could not be built)."""
+    def _index(self, path: Path, feed: IndexFeed | None = None
+               ) -> tuple[IndexMeta | None, int]:
+        """Build `path`'s index (from `feed` when it holds the whole file): its figures and
+        size ((None, 0) when it could not be built)."""
         from pushcap.archive.build import NotIndexable, build_index
 
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         try:
-            meta = build_index(path)
+            meta = build_index(path, feed=feed)
             size = index_path(path).stat().st_size
         except NotIndexable as exc:
             log.warning("event=index_skipped %s file=%s reason=%r", self.label, path, str(exc))
@@ -142,8 +168,9 @@ class ArchiveKeeper:
             log.error("event=index_failed %s file=%s error=%r", self.label, path, str(exc))
             return None, 0
         self.indexed_files += 1
-        log.debug("event=index_done %s file=%s packets=%d bytes=%d seconds=%.3f", self.label,
-                  path, meta.packets, size, time.perf_counter() - started)
+        log.debug("event=index_done %s file=%s packets=%d bytes=%d seconds=%.3f cpu_s=%.3f",
+                  self.label, path, meta.packets, size, time.perf_counter() - started,
+                  time.thread_time() - started_cpu)
         return meta, size
 
     def _scan(self, at_launch: bool) -> None:

@@ -16,7 +16,9 @@ an index that does not describe its file any more (its file is scanned).
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ import numpy as np
 from pushcap import defaults
 from pushcap.archive import filter_keys
 from pushcap.archive.datafile import codec_of, head, uncompressed
+from pushcap.archive.index_cache import CachedIndex
 from pushcap.archive.index_file import IndexReader, IndexUnusable
 from pushcap.archive.layout import index_path
 from pushcap.archive.select import Picked, StaleIndex, pick_indexed, pick_scan
@@ -58,7 +61,7 @@ class QueryStats:
 class _File:
     path: Path
     size: int
-    reader: IndexReader | None
+    reader: IndexReader | CachedIndex | None
     index_bytes: int
     linktype: int
     snaplen: int
@@ -71,10 +74,15 @@ class ArchiveQuery:
 
     def __init__(self, files: Sequence[Path], start_ns: int, end_ns: int, bpf: str | None,
                  note: Callable[[str], None] | None = None,
-                 unmapped: Collection[Path] = ()) -> None:
+                 unmapped: Collection[Path] = (),
+                 indexes: Callable[[Path, int], CachedIndex | None] | None = None) -> None:
         """`unmapped`: files another program may cut shorter while they are read (the parts a
-        series is still writing): read, never mapped (capture/source.py says why)."""
+        series is still writing): read, never mapped (capture/source.py says why).
+        `indexes(path, size)`: an index held in memory (index_cache.py, the daemon's), else
+        None and the index is read from disk as without it."""
         self.start_ns, self.end_ns = start_ns, end_ns
+        self._indexes = indexes
+        self._lock = threading.Lock()
         self._unmapped = {Path(p) for p in unmapped}
         self.expression = bpf
         self.stats = QueryStats(files=len(files))
@@ -123,7 +131,11 @@ class ArchiveQuery:
         self.stats.archive_bytes += size
         return _File(path, size, None, 0, linktype, snaplen, nano)
 
-    def _reader(self, path: Path, size: int) -> tuple[IndexReader | None, int]:
+    def _reader(self, path: Path, size: int) -> tuple[IndexReader | CachedIndex | None, int]:
+        if self._indexes is not None:
+            held = self._indexes(path, size)
+            if held is not None:
+                return held, 0
         index = index_path(path)
         try:
             index_bytes = index.stat().st_size
@@ -150,34 +162,74 @@ class ArchiveQuery:
     # --- reading --------------------------------------------------------------------------
     def batches(self) -> Iterator[Batch]:
         """The selected packets, time ordered, as Batches of at most QUERY_CHUNK_RECORDS."""
+        for picked, source, position, ts in self._chunks():
+            yield self._chunk(picked, source, position, ts)
+
+    def write_to(self, fd: int, before: Callable[[int], None]) -> None:
+        """Write the selected records to `fd` (a socket: the daemon's answer) straight from
+        where they lie, one gathering write per chunk with no copy in between; `before(n)`
+        runs ahead of each chunk's n bytes (its frame header). A µs file among ns ones has its
+        records rewritten, so that query goes through batches."""
+        if self.nano and {f.nano for f in self._files} != {True}:
+            for batch in self.batches():
+                records = memoryview(batch.records).cast("B")
+                before(len(records))
+                _write_whole(fd, records)
+            return
+        for picked, source, position, _ in self._chunks():
+            table, caplen = self._table(picked, source, position)
+            before(int(caplen.sum()) + RECORD_HEADER_BYTES * len(caplen))
+            iov.write_table(fd, table)
+
+    def _chunks(self) -> Iterator[tuple[list[Picked], np.ndarray, np.ndarray, np.ndarray]]:
         with contextlib.ExitStack() as stack:
-            picked = [p for p in (self._pick(f, stack) for f in self._files) if p is not None]
-            yield from self._merged(picked)
+            if self._indexes is not None and len(self._files) > 1:
+                # The daemon's indexes are in memory: what is left is waiting on the records'
+                # pages (first touches: page walks, faults), which threads overlap (numpy and
+                # the C filter release the GIL).
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(defaults.QUERY_PICK_THREADS) as pool:
+                    found = list(pool.map(lambda f: self._pick(f, stack), self._files))
+            else:
+                found = [self._pick(f, stack) for f in self._files]
+            yield from self._merged([p for p in found if p is not None])
 
     def _pick(self, f: _File, stack: contextlib.ExitStack) -> Picked | None:
+        """One file's selected records (thread-safe: the shared stack, figures and notes are
+        taken under the query's lock)."""
         try:
             if f.reader is not None and self._tree is not None:
-                plain = stack.enter_context(uncompressed(f.path, codec_of(f.path)))
+                codec = codec_of(f.path)
+                with self._lock:
+                    plain = stack.enter_context(uncompressed(f.path, codec))
+                mapped = f.reader.mapping(f.path) if codec is None and \
+                    isinstance(f.reader, CachedIndex) else None
                 try:
                     picked = pick_indexed(plain, f.reader, self._tree, self._bpf,
-                                          self.start_ns, self.end_ns)
-                    self.stats.files_indexed += 1
-                    self.stats.records_read += picked.records_read
-                    self.stats.bytes_read += picked.bytes_read
+                                          self.start_ns, self.end_ns, mapped)
+                    with self._lock:
+                        self.stats.files_indexed += 1
+                        self.stats.records_read += picked.records_read
+                        self.stats.bytes_read += picked.bytes_read
                     return picked
                 except StaleIndex as exc:
-                    self.note(f"{f.path.name}: index not used ({exc}); the file is scanned")
-            plain = stack.enter_context(uncompressed(f.path, codec_of(f.path)))
+                    with self._lock:
+                        self.note(f"{f.path.name}: index not used ({exc}); the file is scanned")
+            with self._lock:
+                plain = stack.enter_context(uncompressed(f.path, codec_of(f.path)))
             picked = pick_scan(plain, self._bpf, self.start_ns, self.end_ns,
                                mapped=f.path not in self._unmapped)
         except FileNotFoundError:
-            self._missing(f.path)
+            with self._lock:
+                self._missing(f.path)
             return None
-        self.stats.files_scanned += 1
-        self.stats.bytes_read += f.size + f.index_bytes
+        with self._lock:
+            self.stats.files_scanned += 1
+            self.stats.bytes_read += f.size + f.index_bytes
         return picked
 
-    def _merged(self, picked: list[Picked]) -> Iterator[Batch]:
+    def _merged(self, picked: list[Picked]):
         if not picked:
             return
         ts = np.concatenate([p.ts_ns for p in picked])
@@ -188,10 +240,12 @@ class ArchiveQuery:
         self.stats.packets = len(order)
         for at in range(0, len(order), defaults.QUERY_CHUNK_RECORDS):
             chunk = order[at:at + defaults.QUERY_CHUNK_RECORDS]
-            yield self._chunk(picked, source[chunk], position[chunk], ts[chunk])
+            yield picked, source[chunk], position[chunk], ts[chunk]
 
-    def _chunk(self, picked: list[Picked], source: np.ndarray, position: np.ndarray,
-               ts: np.ndarray) -> Batch:
+    @staticmethod
+    def _table(picked: list[Picked], source: np.ndarray,
+               position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk's records as an iovec table into their buffers, and their caplen."""
         table = np.empty(len(source), dtype=iov.IOVEC)
         caplen = np.empty(len(source), np.int64)
         for i in np.unique(source):
@@ -200,6 +254,11 @@ class ArchiveQuery:
             caplen[rows] = p.caplen[position[rows]]
             table[rows] = iov.slices(p.buffer, p.offsets[position[rows]],
                                      caplen[rows] + RECORD_HEADER_BYTES)
+        return table, caplen
+
+    def _chunk(self, picked: list[Picked], source: np.ndarray, position: np.ndarray,
+               ts: np.ndarray) -> Batch:
+        table, caplen = self._table(picked, source, position)
         records = iov.gather(table)
         if records is None:
             raise QueryError("no memfd_create on this system: cannot assemble the output")
@@ -213,6 +272,11 @@ class ArchiveQuery:
         wirelen = headers[offsets + 12].astype(np.int64)
         return Batch(records, offsets, ts, caplen, wirelen, self.linktype, self.snaplen,
                      nano=self.nano)
+
+
+def _write_whole(fd: int, data: memoryview) -> None:
+    while len(data):
+        data = data[os.write(fd, data):]
 
 
 def _describe(path: Path) -> tuple[int, int, bool]:

@@ -68,6 +68,12 @@ def writev_slices(fd: int, buffer, starts: np.ndarray, ends: np.ndarray) -> int:
     return _write_all(fd, table, None)
 
 
+def write_table(fd: int, table: np.ndarray) -> int:
+    """Write the slices of `table` (from `slices`; used up) in order to `fd` (a file, a
+    socket); the bytes written. All or OSError, as writev_slices."""
+    return _write_all(fd, table, None)
+
+
 def gather(table: np.ndarray) -> np.ndarray | None:
     """The slices of `table` (an IOVEC array from `slices`) back to back in a new uint8 array;
     None where memfd_create is not available (the caller then copies some other way). The table

@@ -106,6 +106,7 @@ class LiveSource:
               leftover_wait_s: float | None) -> None:
         """The state of an opened handle, whichever reads it."""
         self._fd = fd
+        self._poll_timeout_ms = int(poll_timeout_ms)
         self._poll_timeout_s = poll_timeout_ms / 1000
         self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
         self._stop = threading.Event()
@@ -169,22 +170,28 @@ class LiveSource:
         return (received - dropped) % _U32
 
     def batches(self) -> Iterator[Batch]:
-        """Batches as packets arrive. A batch is what the kernel holds when woken, plus, when
-        that is only a trickle, what arrives within `defaults.COALESCE_MS` more: every batch
-        costs a fixed few hundred µs of numpy calls per target, so at high rates batches of a
-        few hundred packets would waste more CPU than the packets do."""
+        """Batches as packets arrive. A batch is what the kernel holds when woken, plus what
+        arrives within `defaults.COALESCE_MS` more until it holds `batch_packets` (without the
+        C capture: plus, when that is only a trickle, what arrives within COALESCE_MS once):
+        every batch costs the capture thread and each target a fixed amount of Python and
+        wake-ups, so batches of a few hundred packets would waste more CPU than the packets
+        do."""
         full = False
         while not self._stop.is_set() and self._error is None:
-            if not full:
-                select.select([self._fd], [], [], self._poll_timeout_s)
-            chunks = self._drain(self.batch_packets)
-            packets = self._count(chunks)
-            if 0 < packets < self.batch_packets // 4 and not self._stop.is_set() \
-                    and self._error is None:
-                time.sleep(defaults.COALESCE_MS / 1000)
-                self._drain(self.batch_packets - packets, chunks)
+            if self._native is not None:  # the same turn, in one C call (see _gather)
+                chunks, full = self._gather(wait=not full)
                 packets = self._count(chunks)
-            full = packets >= self.batch_packets  # more may be waiting: read on at once
+            else:
+                if not full:
+                    select.select([self._fd], [], [], self._poll_timeout_s)
+                chunks = self._drain(self.batch_packets)
+                packets = self._count(chunks)
+                if 0 < packets < self.batch_packets // 4 and not self._stop.is_set() \
+                        and self._error is None:
+                    time.sleep(defaults.COALESCE_MS / 1000)
+                    self._drain(self.batch_packets - packets, chunks)
+                    packets = self._count(chunks)
+                full = packets >= self.batch_packets  # more may be waiting: read on at once
             if packets:
                 yield self._handed_over(chunks)
         if self._error is not None:
@@ -238,6 +245,19 @@ class LiveSource:
             chunks.append((data, meta))
             limit -= len(meta) // 16
         return chunks
+
+    def _gather(self, wait: bool) -> tuple[list, bool]:
+        """`batches`' turn through the C capture: the wait for packets, the reads and the
+        coalescing wait all happen in one call that holds no GIL (`NativeLiveHandle.gather`),
+        so a batch costs the capture thread one call, not a select, a sleep and several reads.
+        (pieces as `_drain_native` makes them, whether it stopped full: read on at once)."""
+        records, columns, error, full = self._native.gather(
+            self.batch_packets, self._read_bytes(self.batch_packets),
+            defaults.LIVE_BATCH_HEADROOM_BYTES, self._poll_timeout_ms if wait else -1,
+            defaults.COALESCE_MS * 1000, self.batch_packets)
+        if error is not None and self._error is None:
+            self._error = SourceError(f"interface {self.name}: {error}")
+        return ([(records, columns)] if columns.shape[1] else []), full
 
     def _drain_native(self, limit: int, pieces: list) -> list:
         """`_drain` through the C capture: pieces of (records, columns), read until libpcap

@@ -26,12 +26,12 @@ import enum
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.linktypes import max_caplen
+from pushcap.config.record import record
 
 _INT_MAX = 0x7FFFFFFF
 _READ_BYTES = defaults.WALK_CHUNK_BYTES  # read from the file at a time
@@ -63,7 +63,7 @@ def adjusted_snaplen(linktype: int, snaplen: int) -> int:
     return snaplen
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileRules:
     """What reading a file's records takes: its byte order (`<` or `>`), timestamp unit,
     length rule, adjusted snaplen and link type (as the batches carry it)."""

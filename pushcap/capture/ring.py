@@ -29,8 +29,10 @@ class Ring:
         self.snaplen = snaplen
         self.max_ns = int(max_seconds * 1e9)
         self.max_bytes = max_bytes
-        # (batch, packet number of its first, wall-clock ns it was appended at)
-        self._entries: deque[tuple[Batch, int, int]] = deque()
+        # Entry: (batch, packet number of its first, wall-clock ns it was appended at, its last
+        # timestamp, its largest timestamp, its memory_bytes); the figures are taken once, at
+        # append, so eviction and reads cost no numpy call per batch (issue 19).
+        self._entries: deque[tuple[Batch, int, int, int, int, int]] = deque()
         self._cond = threading.Condition()
         self._next_seq = 0
         self._packets_total = 0
@@ -40,30 +42,37 @@ class Ring:
         self.evicted_newest_ns: int | None = None  # the largest timestamp evicted so far
 
     def append(self, batch: Batch) -> None:
+        count = len(batch)
+        if count:  # the batch's largest, not its last: timestamps can step back
+            ts = batch.ts_ns
+            last_ns, largest_ns = int(ts[-1]), int(ts.max())
+        else:
+            last_ns = largest_ns = 0
+        nbytes = batch.memory_bytes
+        appended_ns = time.time_ns()
         with self._cond:
             self._entries.append((batch.with_seq(self._next_seq), self._packets_total,
-                                  time.time_ns()))
+                                  appended_ns, last_ns, largest_ns, nbytes))
             self._next_seq += 1
-            self._packets_total += len(batch)
-            self._bytes += batch.memory_bytes
-            self._evict()
+            self._packets_total += count
+            self._bytes += nbytes
+            self._evict(last_ns if count else 0)
             self._cond.notify_all()
 
-    def _evict(self) -> None:
-        newest_ns = int(self._entries[-1][0].ts_ns[-1]) if len(self._entries[-1][0]) else 0
-        while len(self._entries) > 1:
-            oldest = self._entries[0][0]
+    def _evict(self, newest_ns: int) -> None:
+        entries = self._entries
+        while len(entries) > 1:
+            oldest, _, _, last_ns, largest_ns, nbytes = entries[0]
+            count = len(oldest)
             too_big = self._bytes > self.max_bytes
-            too_old = len(oldest) and newest_ns - int(oldest.ts_ns[-1]) > self.max_ns
+            too_old = count and newest_ns - last_ns > self.max_ns
             if not (too_big or too_old):
                 break
-            self._entries.popleft()
-            self._bytes -= oldest.memory_bytes
-            self.evicted_packets += len(oldest)
-            if len(oldest):  # the batch's largest, not its last: timestamps can step back
-                newest = int(oldest.ts_ns.max())
-                if self.evicted_newest_ns is None or newest > self.evicted_newest_ns:
-                    self.evicted_newest_ns = newest
+            entries.popleft()
+            self._bytes -= nbytes
+            self.evicted_packets += count
+            if count and (self.evicted_newest_ns is None or largest_ns > self.evicted_newest_ns):
+                self.evicted_newest_ns = largest_ns
 
     @property
     def packets_total(self) -> int:
@@ -92,7 +101,7 @@ class Ring:
         with self._cond:
             if not self._entries:
                 return 0, 0, 0
-            first, first_no, _ = self._entries[0]
+            first, first_no = self._entries[0][:2]
             last = self._entries[-1][0]
             packets = self._packets_total - first_no
             span_ns = int(last.ts_ns[-1] - first.ts_ns[0]) if len(first) and len(last) else 0
@@ -113,16 +122,16 @@ class Ring:
         """A reader's position: at the newest data (default) or at the oldest batch held."""
         with self._cond:
             if from_start and self._entries:
-                batch, first_no, _ = self._entries[0]
+                batch, first_no = self._entries[0][:2]
                 return Cursor(self, batch.seq, first_no)
             return Cursor(self, self._next_seq, self._packets_total)
 
     def _read(self, seq: int, timeout_s: float | None,
-              max_batches: int) -> tuple[list[tuple[Batch, int, int]], bool]:
+              max_batches: int) -> tuple[list[tuple[Batch, int, int, int, int, int]], bool]:
         with self._cond:
             if seq >= self._next_seq and not self._closed and timeout_s:
                 self._cond.wait_for(lambda: seq < self._next_seq or self._closed, timeout_s)
-            entries: list[tuple[Batch, int]] = []
+            entries: list[tuple[Batch, int, int, int, int, int]] = []
             if self._entries:
                 oldest_seq = self._entries[0][0].seq
                 start = max(seq, oldest_seq) - oldest_seq
@@ -150,13 +159,13 @@ class Cursor:
         entries, self.closed = self.ring._read(self.seq, timeout_s, max_batches)
         if not entries:
             return []
-        first_batch, first_no, _ = entries[0]
+        first_no = entries[0][1]
         if first_no > self.packet_no:
             self.missed_packets += first_no - self.packet_no
-        last_batch, last_no, _ = entries[-1]
-        for batch, _, appended_ns in reversed(entries):
+        last_batch, last_no = entries[-1][:2]
+        for batch, _, appended_ns, last_ns, _, _ in reversed(entries):
             if len(batch):
-                self.newest_ts_ns, self.newest_appended_ns = int(batch.ts_ns[-1]), appended_ns
+                self.newest_ts_ns, self.newest_appended_ns = last_ns, appended_ns
                 break
         self.seq = last_batch.seq + 1
         self.packet_no = last_no + len(last_batch)

@@ -36,12 +36,12 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pcapy
 
 from pushcap import defaults
+from pushcap.config.record import field, record
 
 __all__ = ["BpfError", "Program", "check_size", "clear_cache", "compile_counts",
            "compile_program", "shown_filter"]
@@ -69,7 +69,7 @@ class _CannotRun(BpfError):
     so not cached."""
 
 
-@dataclass
+@record
 class _Entry:
     """One cache slot: filled once by the caller that created it, read by everyone after."""
 

@@ -33,9 +33,9 @@ each had a grammar and they disagreed; this is the one rule now):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from pushcap.config.field_check import FieldError
+from pushcap.config.record import record
 
 # codec -> (lowest level, highest level, default level): each command-line tool's own
 LEVELS: dict[str, tuple[int, int, int]] = {"gzip": (1, 9, 6), "lz4": (1, 12, 1), "zstd": (1, 19, 3)}
@@ -51,7 +51,7 @@ _PLAIN_RE = re.compile(r"[A-Za-z0-9 -]+")  # letters, digits, '-' and spaces: no
 _NUMBER_RE = re.compile(r"-(T?)(\d+)")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Codec:
     """A parsed PipeCmd: what to compress with. Invalid values cannot be built (ValueError), so
     push/ can execute any Codec it is given without checking it again.

@@ -19,7 +19,6 @@ A prefix with host bits set (`10.1.2.3/24`) is taken as its network, as Python's
 from __future__ import annotations
 
 import ipaddress
-import json
 from pathlib import Path
 
 from pushcap import defaults
@@ -32,6 +31,8 @@ _FIX = "give a copy of Datadog's ip-ranges.json (https://ip-ranges.datadoghq.com
 
 def read_datadog_ranges(path: str) -> DatadogRangesFile:
     """The services and prefixes of the ranges file at `path`; FieldError if unusable."""
+    import json  # only for a flows target with DatadogRanges: not in every start-up
+
     text = _read(Path(path))
     try:
         doc = json.loads(text)
@@ -68,6 +69,8 @@ def _prefixes(service: str, value: dict) -> tuple[str, ...]:
             try:
                 out.append(str(ipaddress.ip_network(prefix, strict=False)))
             except ValueError:
+                import json
+
                 raise FieldError(f"{service}.{key} holds {json.dumps(prefix)[:80]}, which is "
                                  f"not an IP prefix like \"192.0.2.0/24\"; {_FIX}") from None
     return tuple(out)

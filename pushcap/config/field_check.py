@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pushcap.config.model import ConfigError
+from pushcap.config.record import field, record, replace
 from pushcap.config.secrets import SENSITIVE_NAME, scrub, url_secrets
 
 
@@ -86,7 +86,7 @@ def shown_value(field: str, value: Any) -> str:
     return lua_repr(value)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TargetPlace:
     """Where target `index` is written, for the start of its messages; a line is None if unknown.
 

@@ -37,17 +37,20 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pushcap import defaults
 from pushcap.config.field_check import TargetPlace, conceal
 from pushcap.config.fmadio_fields import TOP_LEVEL_FIELDS, parse_top_level
-from pushcap.config.lua_lines import Constructor, instrument, scan_constructors, string_literals
 from pushcap.config.lua_process import evaluate_bounded
-from pushcap.config.lua_tokens import conceal_tokens
 from pushcap.config.model import ConfigError, PushConfig, TargetConfig
 from pushcap.config.target_unique import SeenTargets, check_unique, separate_shared_paths
 from pushcap.config.targets import lua_repr, validate_target
+
+# lua_lines (its scanner's patterns) and lua_tokens serve messages about a refused config only:
+# imported when one is written, not in every start-up (issue 15).
+if TYPE_CHECKING:
+    from pushcap.config.lua_lines import Constructor
 
 __all__ = ["load_push_config", "load_targets", "load_targets_text"]
 
@@ -111,6 +114,8 @@ def _load(data: bytes, source_name: str, captured: Collection[str] | None = None
 
 def _conceal_source(message: str, data: bytes) -> str:
     """`message` without any secret written in a string literal of the config source."""
+    from pushcap.config.lua_lines import string_literals
+
     # one text: one pass of the secret patterns, however many literals a file of 1 MiB holds
     literals = b"\n".join(string_literals(data)).decode("utf-8", "replace")
     return conceal(message, literals)
@@ -138,6 +143,8 @@ def _run_sandboxed(data: bytes, source_name: str) -> Any:
             " (runaway loop or huge string?)"
         )
     message = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    from pushcap.config.lua_tokens import conceal_tokens
+
     message = conceal_tokens(message, syntax=status == "syntax")
     message = message.replace(_CHUNK_ID, source_name)
     if not message.startswith(source_name):
@@ -161,11 +168,13 @@ def _marked_tables(data: bytes, config: Any) -> dict[int, Constructor]:
     """Config.Target's index -> its table's constructor, from a run of the marked copy; {} if the
     source does not scan, or that run fails or returns other than `config`, the value as written
     (math.random, pairs order). Scan and run share one LUA_MAX_SECONDS, past it no line."""
+    from pushcap.config import lua_lines
+
     deadline = time.monotonic() + defaults.LUA_MAX_SECONDS
-    found = scan_constructors(data, deadline)
+    found = lua_lines.scan_constructors(data, deadline)
     if not found:
         return {}
-    marked = instrument(data, found)
+    marked = lua_lines.instrument(data, found)
     left_s = deadline - time.monotonic()
     if left_s <= 0:
         return {}

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import marshal
 import os
+import resource  # here, not in _limit_process: imported in a forked child it cost ~1 ms, not 0.25
 import sys
 import time
 from typing import Any
@@ -194,8 +195,9 @@ def _limit_process(cpu_s: int, extra_bytes: int) -> None:
     """Hard limits the config's C calls cannot escape: CPU time (SIGXCPU, then SIGKILL: a child
     whose parent died still ends) and address space (beyond what the process holds now), no
     core file; Ctrl-C and SIGTERM end it rather than run a forked parent's handlers."""
-    import resource
-    import signal
+    # _signal: signal.py's functions are these with enum conversions, and building its enums
+    # cost ~0.5 ms of every config load's child (issue 15)
+    import _signal as signal
 
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

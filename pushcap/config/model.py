@@ -1,16 +1,18 @@
 """Frozen configuration records shared by every part of pushcap.
 
-Everything below `pushcap.config` receives these dataclasses and never reads Lua, TOML or flags,
-so a validated config cannot change under a running consumer.
+Everything below `pushcap.config` receives these frozen records and never reads Lua, TOML or
+flags, so a validated config cannot change under a running consumer. They are records
+(record.py), not dataclasses, because creating a dataclass is start-up time (issue 15); they
+compare, hash and freeze as frozen dataclasses, and dataclasses.replace works on them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pushcap import defaults
+from pushcap.config.record import field, record
 
 if TYPE_CHECKING:
     from pushcap.config.codec import Codec
@@ -34,7 +36,7 @@ class SplitKind(StrEnum):
     BYTE = "byte"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SplitRule:
     """How a target cuts its output into files.
 
@@ -51,7 +53,7 @@ class SplitRule:
         return f"size {self.value} B"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NamingRule:
     """A FileName mode as written in the Lua file (e.g. `--filename-epoch-sec-startend`).
 
@@ -65,7 +67,7 @@ class NamingRule:
         return f"{self.mode} {self.strftime!r}" if self.strftime else self.mode
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeepRule:
     """`Keep = "--keep-bytes 500e9 --keep-files N --keep-time <ns> --keep-free <percent>"`: how
     much of a File target's published history stays on disk (pushcap/archive/retention.py).
@@ -93,7 +95,7 @@ class KeepRule:
         return "keep " + ", ".join(parts)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DatadogRangesFile:
     """Datadog's `ip-ranges.json` as read and checked at load (config/datadog_ranges.py).
 
@@ -110,7 +112,7 @@ class DatadogRangesFile:
         return sum(len(prefixes) for _, prefixes in self.services)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TargetConfig:
     """One push target from push_realtime.lua, validated."""
 
@@ -158,7 +160,7 @@ class TargetConfig:
         return log_value(self.desc)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PushConfig:
     """push_realtime.lua, validated: its targets, and what it holds that pushcap accepts
     without a meaning (FMADIO's fields that only make sense on FMADIO), each said once: by
@@ -168,7 +170,7 @@ class PushConfig:
     notices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InterfaceConfig:
     """A `[[interface]]` entry of pcapdaemon.toml."""
 
@@ -176,7 +178,7 @@ class InterfaceConfig:
     aliases: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RingConfig:
     """`[ring]`: bounds of each interface's in-memory ring (both apply; whichever is hit first)."""
 
@@ -187,7 +189,7 @@ class RingConfig:
     kernel_buffer_bytes: int = defaults.KERNEL_BUFFER_BYTES  # libpcap's buffer (tcpdump -B)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DaemonConfig:
     """pcapdaemon.toml with pushcap's own sections."""
 

@@ -7,10 +7,9 @@ validated in linear time (pairwise it took 21 s), and names the earliest target 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pushcap.config.field_check import TargetPlace, lua_repr, shown_value
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
+from pushcap.config.record import replace
 
 
 def separate_shared_paths(targets: list[tuple[TargetConfig, TargetPlace]]

@@ -1,6 +1,7 @@
 """Flow statistics: 5-tuple counters per interval, sent as tcpdump-aggregator JSON over UDP.
 
-decode (headers of a batch, numpy) -> aggregate (per-interval table, numpy) -> target
-(interval clock, records) -> export (JSON lines in MTU-sized datagrams); resolve keeps reverse
-DNS off the packet path; command is `pushcap flows`.
+native_table (headers of a batch decoded and counted into the interval's table, one C call,
+csrc/flowcount.c) or, where the C library is not built, decode + aggregate (the same with
+numpy) -> target (interval clock, records) -> export (JSON lines in MTU-sized datagrams);
+resolve keeps reverse DNS off the packet path; command is `pushcap flows`.
 """

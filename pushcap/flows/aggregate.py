@@ -1,5 +1,8 @@
 """Per-interval flow table: packets and bytes per 5-tuple, summed with numpy.
 
+The fallback of native_table.NativeFlowTable (the C table, where the library is built), which
+keeps the same first-seen order and cap, so both give the same records.
+
 A batch's packets are reduced to one row per distinct flow in numpy (a 64-bit hash of the packed
 key, `np.unique`, `np.bincount`), so no Python runs per packet. The per-batch rows are kept in a
 pending list and merged (compacted) with the interval's table once they pile up, so the Python

@@ -1,5 +1,9 @@
 """Network and transport headers of a whole batch at once, with numpy.
 
+Where the C library is built, csrc/flowcount.c decodes the same way, field for field, and
+counts in the same pass (native_table.py); this is the fallback and the reference the C path
+is tested against (tests/test_flows_native.py). A change here is a change there.
+
 Flow statistics need, per packet, the 5-tuple and a byte count. Decoding packet by packet in
 Python would cost more than capture itself (DESIGN.md, "What the packet path costs"), so every
 step here is one numpy operation over all packets still in play: link header -> VLAN tags ->

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from pushcap.capture.batch import (
     PCAP_FILE_HEADER_BYTES,
     pcap_file_header,
 )
+from pushcap.config.record import record
 
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
     import numpy as np
@@ -117,7 +117,7 @@ def publish(part: Path, prefix: Path, name: str, suffix: str = ".pcap", keep: bo
         return final
 
 
-@dataclass
+@record
 class PcapWriter:
     """An open temporary pcap file of one series."""
 

@@ -22,6 +22,7 @@ from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
 from pushcap.supervisor import obs, own_uploads
 from pushcap.supervisor.consumers import ConsumerFactory, make_consumer
 from pushcap.supervisor.engine import LiveEngine
+from pushcap.supervisor.query_server import QueryService
 from pushcap.supervisor.status import StatusServer, engine_status
 
 log = logging.getLogger("pushcap.supervisor.daemon")
@@ -45,6 +46,9 @@ class Daemon:
         self.lua_path = Path(lua_path) if lua_path is not None else None
         self.engine = LiveEngine(config, targets, make)
         self.services: dict[str, Service] = {}
+        # `pushcap query` answered from the indexes it keeps in memory (query_server.py)
+        self.query = QueryService(self.engine, self.lua_path)
+        self.services["query"] = self.query
         self.status_server: StatusServer | None = None
         self._stopping = threading.Event()
         self._reload_requested = threading.Event()
@@ -133,7 +137,7 @@ class Daemon:
             return
         try:
             self.status_server = StatusServer(self.config.status_host, self.config.status_port,
-                                              self.snapshot, self.reload)
+                                              self.snapshot, self.reload, self.query.handle)
         except OSError as exc:
             log.error("event=status_unavailable address=%s:%d error=%r",
                       self.config.status_host, self.config.status_port, exc.strerror)

@@ -9,90 +9,34 @@ stdout (never a terminal) or `-w FILE`; what was read, and any file skipped, is 
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import sys
 import time
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from pushcap import defaults
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
-_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_duration_s(text: str) -> float:
-    """`2h`, `90m`, `1h30m`, `45s`, `2d` or a plain number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        parts = _DURATION.findall(text)
-        if not parts or "".join(a + u for a, u in parts) != text:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a duration; write e.g. 2h, 90m, 1h30m, 45s or 3600") from None
-        value = sum(float(a) * _UNIT_S[u] for a, u in parts)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be above 0")
-    return value
-
-
-def parse_time_ns(text: str) -> int:
-    """Epoch seconds (`1700000000.5`) or ISO 8601 (`2024-05-01T10:00:00Z`, `+02:00`; without
-    a zone: local time, as `date` shows it)."""
-    try:
-        return int(Decimal(text) * 1_000_000_000)  # exact: a float loses the nanoseconds
-    except (InvalidOperation, ValueError):
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time; write epoch seconds or ISO 8601, e.g. "
-            "2024-05-01T10:00:00Z") from None
-    return int(moment.timestamp() * 1_000_000) * 1000
+from pushcap.supervisor import query_client
+from pushcap.supervisor.query_client import (  # noqa: F401 - importable from here too
+    parse_duration_s,
+    parse_time_ns,
+    query_arguments,
+    window_ns,
+)
 
 
 def add_query_parser(sub) -> None:
     p = sub.add_parser("query", help="write the archived packets of a time window that a "
-                       "filter selects, as one pcap (indexes narrow what is read)")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--target", metavar="DESC", help="a File target of --lua: its files")
-    where.add_argument("--dir", type=Path, help="the capture files of a folder")
-    where.add_argument("--remote", metavar="REMOTE:PATH",
-                       help="the capture files of an rclone remote folder (indexes read "
-                       "first, then only the byte ranges needed)")
-    p.add_argument("--lua", default=defaults.PUSH_LUA_PATH, help="push targets (with --target)")
-    p.add_argument("--config", help="daemon config (TOML): with --target, which interfaces it "
-                   "reads ([[interface]]); with --remote, [rclone]")
-    p.add_argument("--since", type=parse_duration_s, metavar="DURATION",
-                   help="the window is the last DURATION (2h, 30m, 1h30m, 45s)")
-    p.add_argument("--start", type=parse_time_ns, metavar="TIME",
-                   help="window start (epoch seconds or ISO 8601)")
-    p.add_argument("--end", type=parse_time_ns, metavar="TIME",
-                   help="window end, excluded (default: now)")
-    p.add_argument("-w", "--write", metavar="FILE", default="-",
-                   help="output pcap (default: stdout, which must not be a terminal)")
-    p.add_argument("--quiet", action="store_true", help="no summary on stderr (notes stay)")
-    p.add_argument("filter", nargs="*", help="a libpcap filter, as tcpdump takes it")
+                       "filter selects, as one pcap (indexes narrow what is read; a running "
+                       "daemon answers from the indexes it keeps in memory)")
+    query_arguments(p)
     p.set_defaults(func=cmd_query)
 
 
 def _window(args) -> tuple[int, int]:
-    now_ns = time.time_ns()
-    if args.since is not None:
-        if args.start is not None or args.end is not None:
-            raise ConfigError("query: give --since, or --start (and --end), not both")
-        return now_ns - int(args.since * 1e9), now_ns
-    if args.start is None:
-        raise ConfigError("query: give the window: --since 2h, or --start T [--end T]")
-    end_ns = now_ns if args.end is None else args.end
-    if end_ns <= args.start:
-        raise ConfigError("query: --end must be after --start")
-    return args.start, end_ns
+    try:
+        return window_ns(args, time.time_ns())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _target(args) -> TargetConfig:
@@ -141,6 +85,10 @@ def cmd_query(args) -> int:
     from pushcap.archive.query import ArchiveQuery, QueryError
     from pushcap.capture.batch import pcap_file_header
 
+    if not args.local and args.remote is None and not query_client.asked:
+        served = query_client.serve_parsed(args)  # main() called in-process (tests)
+        if served is not None:
+            return served
     start_ns, end_ns = _window(args)
     expression = " ".join(args.filter) or None
 
@@ -172,7 +120,7 @@ def _remote_or_local(args, start_ns: int, end_ns: int, expression: str | None):
         return remote_files(args.remote, args.config, start_ns, end_ns, expression)
     import contextlib
 
-    files = _target_files(args) if args.target else _dir_files(args.dir)
+    files = _target_files(args) if args.target else _dir_files(Path(args.dir))
     return contextlib.nullcontext(files)
 
 
@@ -185,9 +133,4 @@ def _dir_files(folder: Path) -> list[Path]:
 
 
 def _summary(stats, seconds: float) -> None:
-    share = 100.0 * stats.bytes_read / stats.archive_bytes if stats.archive_bytes else 0.0
-    print(f"pushcap query: {stats.packets} packets from {stats.files} files "
-          f"({stats.files_indexed} through their index, {stats.files_scanned} scanned, "
-          f"{stats.files_outside} outside the window, {stats.files_missing} gone); read "
-          f"{stats.bytes_read / 1e6:.1f} MB of {stats.archive_bytes / 1e6:.1f} MB "
-          f"({share:.2f}%) in {seconds:.3f} s", file=sys.stderr)
+    query_client.summary(vars(stats), seconds)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pushcap import defaults
 from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES
 from pushcap.capture.source import PcapFileSource, open_file_source
 from pushcap.config.model import TargetConfig
+from pushcap.config.record import field, record
 from pushcap.supervisor.consumers import ConsumerFactory, check_filters, make_consumer
 
 
-@dataclass
+@record
 class ReplaySummary:
     packets: int = 0
     bytes: int = 0  # of the packets' records (16-byte headers included)

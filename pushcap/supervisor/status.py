@@ -1,5 +1,5 @@
 """The daemon's loopback HTTP endpoint: `/` (the status page), `/status` (JSON), `/metrics`
-(Prometheus), `/reload`.
+(Prometheus), `/reload`, `/query` (`pushcap query` served from memory: query_server.py).
 
 One small server answers `pushcap status`, `pushcap reload` and a Prometheus scrape. Figures are
 read from the engine when asked, never counted per packet for this. It listens on loopback by
@@ -97,6 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "text/plain", b"not found: try /, /status or /metrics\n")
 
     def do_POST(self) -> None:  # noqa: N802
+        if self.path == "/query" and self.server.query is not None:
+            self.server.query(self)  # query_server.py: streams the pcap back
+            return
         if self.path != "/reload":
             self._send(404, "text/plain", b"not found\n")
             return
@@ -122,10 +125,13 @@ class StatusServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict],
-                 reload: Callable[[], tuple[bool, str]]) -> None:
+                 reload: Callable[[], tuple[bool, str]],
+                 query: Callable[[BaseHTTPRequestHandler], None] | None = None) -> None:
+        """`query`: answers `POST /query` (query_server.QueryService.handle), if given."""
         super().__init__((host, port), _Handler)
         self.snapshot = snapshot
         self.reload = reload
+        self.query = query
 
     def start(self) -> None:
         threading.Thread(target=self.serve_forever, name="status-http", daemon=True).start()

@@ -108,6 +108,25 @@ def test_failing_and_timed_out_lookups_leave_the_ip(collector):
     hanging.close()
 
 
+def test_a_full_queue_makes_room_by_giving_up_on_expired_lookups():
+    """Lookups past their deadline leave the full queue (oldest first, which is deadline
+    order: the scan stops at the first one still in time)."""
+    stuck = threading.Event()
+    resolver = Resolver(lookup=lambda ip: stuck.wait(30) and None, timeout_s=0.0, workers=1,
+                        max_pending=2)
+    for i in (1, 2, 3):  # a deadline of "now" is past by the next call
+        assert resolver.name(f"10.4.0.{i}") == f"10.4.0.{i}"
+    assert (resolver.stats.timed_out, resolver.stats.skipped) == (2, 0)
+    patient = Resolver(lookup=lambda ip: stuck.wait(30) and None, timeout_s=60.0, workers=1,
+                       max_pending=2)
+    for i in (1, 2, 3):
+        patient.name(f"10.5.0.{i}")
+    assert (patient.stats.timed_out, patient.stats.skipped) == (0, 1)
+    stuck.set()
+    resolver.close()
+    patient.close()
+
+
 def test_resolver_cache_is_bounded_and_switchable():
     resolver = Resolver(lookup=lambda ip: f"n{ip}", max_entries=3)
 

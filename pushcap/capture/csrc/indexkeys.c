@@ -13,6 +13,7 @@
  * ix_order sorts the file's records by flow (a counting sort: each flow's records stay in file
  * order) so the index stores every flow's records together.
  */
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,12 +234,13 @@ static int grow_slots(struct ix_ctx *c)
     return 0;
 }
 
-/* The flow number of key `k`, a new one if unseen; -1 without memory. */
-static int64_t flow_of(struct ix_ctx *c, const struct ix_key *k)
+/* The flow number of key `k` (whose hash_key is `hash`), a new one if unseen; -1 without
+ * memory. */
+static int64_t flow_of(struct ix_ctx *c, const struct ix_key *k, uint64_t hash)
 {
     if ((uint64_t)(c->nflows + 1) * 2 > c->mask + 1 && grow_slots(c))
         return -1;
-    uint64_t s = hash_key(k) & c->mask;
+    uint64_t s = hash & c->mask;
     while (c->slots[s]) {
         struct ix_flow *f = &c->flows[c->slots[s] - 1];
         if (!memcmp(&f->key, k, sizeof *k))
@@ -262,6 +264,14 @@ static int64_t flow_of(struct ix_ctx *c, const struct ix_key *k)
     return c->nflows++;
 }
 
+/* Packets are keyed IX_BLOCK at a time, in three steps, so that the cache misses of a block
+ * overlap instead of following each other: every key and its hash (the packets' header lines
+ * were asked for PREFETCH_AHEAD packets before), then the hash slots are asked for, then the
+ * flows they name, then each packet finds its flow. A file's flows (80 bytes each, thousands)
+ * do not stay in the cache while its packets stream through it: looked up one packet at a
+ * time, that lookup was half of the key pass (~30 ns a packet, measured with perf). */
+#define IX_BLOCK 16
+
 /* Add n packets of a batch: packet i's record starts at records[offsets[i]]; flow_out[i] gets
  * its flow number. 0, -1 without memory, -2 for a packet outside the buffer. */
 int64_t ix_add(void *handle, const uint8_t *records, int64_t records_len, const int64_t *offsets,
@@ -269,30 +279,48 @@ int64_t ix_add(void *handle, const uint8_t *records, int64_t records_len, const 
                int linktype, int32_t *flow_out)
 {
     struct ix_ctx *c = handle;
-    struct ix_key k;
-    for (int64_t i = 0; i < n; i++) {
-        if (offsets[i] < 0 || caplen[i] < 0 || offsets[i] > records_len - RECORD_HEADER
-            || caplen[i] > records_len - RECORD_HEADER - offsets[i])
-            return -2;
-        if (i + PREFETCH_AHEAD < n && offsets[i + PREFETCH_AHEAD] >= 0
-            && offsets[i + PREFETCH_AHEAD] < records_len - 64) {
-            /* a batch's packets are far apart in memory: ask for the headers ahead, or every
-             * packet waits for its own cache miss (~300 ns a packet instead of ~30) */
-            __builtin_prefetch(records + offsets[i + PREFETCH_AHEAD] + RECORD_HEADER);
-            __builtin_prefetch(records + offsets[i + PREFETCH_AHEAD] + RECORD_HEADER + 63);
+    struct ix_key k[IX_BLOCK];
+    uint64_t hash[IX_BLOCK];
+    if (!c->mask && grow_slots(c))
+        return -1;
+    for (int64_t base = 0; base < n; base += IX_BLOCK) {
+        int64_t m = n - base < IX_BLOCK ? n - base : IX_BLOCK;
+        for (int64_t j = 0; j < m; j++) {
+            int64_t i = base + j;
+            if (offsets[i] < 0 || caplen[i] < 0 || offsets[i] > records_len - RECORD_HEADER
+                || caplen[i] > records_len - RECORD_HEADER - offsets[i])
+                return -2;
+            if (i + PREFETCH_AHEAD < n && offsets[i + PREFETCH_AHEAD] >= 0
+                && offsets[i + PREFETCH_AHEAD] < records_len - 64) {
+                /* a batch's packets are far apart in memory: ask for the headers ahead, or
+                 * every packet waits for its own cache miss (~300 ns a packet instead of ~30) */
+                __builtin_prefetch(records + offsets[i + PREFETCH_AHEAD] + RECORD_HEADER);
+                __builtin_prefetch(records + offsets[i + PREFETCH_AHEAD] + RECORD_HEADER + 63);
+            }
+            decode(records + offsets[i] + RECORD_HEADER, caplen[i], linktype, &k[j]);
+            hash[j] = hash_key(&k[j]);
+            __builtin_prefetch(&c->slots[hash[j] & c->mask]);
         }
-        decode(records + offsets[i] + RECORD_HEADER, caplen[i], linktype, &k);
-        int64_t f = flow_of(c, &k);
-        if (f < 0)
-            return -1;
-        struct ix_flow *flow = &c->flows[f];
-        if (ts[i] < flow->first_ts)
-            flow->first_ts = ts[i];
-        if (ts[i] > flow->last_ts)
-            flow->last_ts = ts[i];
-        flow->packets++;
-        flow->bytes += wirelen[i];
-        flow_out[i] = (int32_t)f;
+        for (int64_t j = 0; j < m; j++) {
+            uint32_t slot = c->slots[hash[j] & c->mask];
+            if (slot) {
+                __builtin_prefetch(&c->flows[slot - 1]);
+                __builtin_prefetch((const char *)&c->flows[slot - 1] + 64);
+            }
+        }
+        for (int64_t j = 0; j < m; j++) {
+            int64_t i = base + j, f = flow_of(c, &k[j], hash[j]);
+            if (f < 0)
+                return -1;
+            struct ix_flow *flow = &c->flows[f];
+            if (ts[i] < flow->first_ts)
+                flow->first_ts = ts[i];
+            if (ts[i] > flow->last_ts)
+                flow->last_ts = ts[i];
+            flow->packets++;
+            flow->bytes += wirelen[i];
+            flow_out[i] = (int32_t)f;
+        }
     }
     return 0;
 }
@@ -333,4 +361,27 @@ int64_t ix_order(const int32_t *flow, int64_t n, int64_t nflows, int64_t *starts
     for (int64_t i = 0; i < n; i++)
         perm_out[starts[flow[i]]++] = i;
     return 0;
+}
+
+/* The source (`which` 0) or destination (1) addresses of n exported keys as text, for the
+ * index's `src`/`dst` columns, in Parquet's PLAIN layout: for each IP key its text's length
+ * (4 bytes, little-endian) then inet_ntop's text, nothing for a key that is not IP (a null);
+ * key i's bytes are out[offsets[i], offsets[i + 1]), so a row group's are one slice. `out`
+ * holds 50 bytes a key. Per flow, not per packet, but done in Python (pyarrow.compute for IPv4,
+ * inet_ntop per IPv6 flow) it took 0.025 s for the 16,000 flows of a million bench packets. */
+void ix_address_text(const uint8_t *keys, int64_t n, int which, char *out, int64_t *offsets)
+{
+    int64_t at = 0;
+    offsets[0] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const struct ix_key *k = (const struct ix_key *)(keys + i * sizeof(struct ix_key));
+        const uint8_t *address = which ? k->dst : k->src;
+        if ((k->family == 4 && inet_ntop(AF_INET, address, out + at + 4, INET6_ADDRSTRLEN))
+            || (k->family == 6 && inet_ntop(AF_INET6, address, out + at + 4, INET6_ADDRSTRLEN))) {
+            uint32_t length = (uint32_t)strlen(out + at + 4);
+            memcpy(out + at, &length, 4); /* little-endian, as every platform pushcap runs on */
+            at += 4 + length;
+        }
+        offsets[i + 1] = at;
+    }
 }

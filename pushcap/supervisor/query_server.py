@@ -1,0 +1,261 @@
+"""The daemon's side of `pushcap query`: `POST /query` on the status endpoint (Stenographer's way).
+
+The daemon keeps the parsed indexes of its indexed File targets' files in memory
+(archive/index_cache.py, bounded by defaults.QUERY_INDEX_CACHE_BYTES): a thread loads them as
+files are published and drops those retention deleted, and a query loads what it finds
+missing. A query is then the standalone one (archive/query.py, the same answer) with its
+indexes from memory, its records written from where they lie (mapped, the pages kept mapped
+between queries) straight to the socket as frames (query_wire.py).
+
+What a request may name is bounded: a target of the daemon's own Lua file (its series, as
+`pushcap query --target` finds them: with the client's [[interface]] tables only when they are
+the daemon's), or a folder inside one of its File targets' folders (symbolic links leading out
+are not followed). Anything else is declined, and the client reads the archive itself, with its
+user's own permissions. At most QUERY_CONCURRENT queries run at once; another is declined too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from pushcap import defaults
+from pushcap.config.model import ConfigError, PushMode, TargetConfig
+from pushcap.supervisor import query_wire as wire
+from pushcap.supervisor.consumers import interfaces_of, series_prefix
+
+log = logging.getLogger("pushcap.supervisor.query")
+
+QUERY_CONCURRENT = 2
+
+
+class Refused(Exception):
+    """A request the daemon does not serve (the client reads the archive itself)."""
+
+
+class QueryService:
+    """Queries of the engine's targets' archives; a daemon service (start, stop, stats)."""
+
+    def __init__(self, engine, lua_path: Path | None,
+                 max_bytes: int = defaults.QUERY_INDEX_CACHE_BYTES) -> None:
+        self._engine = engine
+        self._lua = os.path.realpath(lua_path) if lua_path is not None else None
+        self._max_bytes = max_bytes
+        self._cache = None  # made at the first indexed target: numpy and pyarrow come with it
+        self._cache_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(QUERY_CONCURRENT)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.served = 0
+        self.declined = 0
+
+    # --- the service ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._keep_warm, name="query-index-cache",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def stats(self) -> dict:
+        figures = {"served": self.served, "declined": self.declined}
+        if self._cache is not None:
+            figures.update({f"index_cache_{k}": v for k, v in self._cache.stats().items()})
+        return figures
+
+    def cache(self):
+        with self._cache_lock:
+            if self._cache is None:
+                from pushcap.archive.index_cache import IndexCache
+
+                self._cache = IndexCache(self._max_bytes)
+            return self._cache
+
+    def _keep_warm(self) -> None:
+        """Drop the indexes of deleted files every QUERY_CACHE_CHECK_INTERVAL_S; load those of
+        the indexed targets' files (newest first, while they fit) at start and every
+        RETENTION_CHECK_INTERVAL_S (a listing and two `stat`s a file)."""
+        next_warm = 0.0
+        while not self._stop.is_set():
+            try:
+                if self._cache is not None:
+                    self._cache.sweep()
+                if time.monotonic() >= next_warm:
+                    next_warm = time.monotonic() + defaults.RETENTION_CHECK_INTERVAL_S
+                    self._warm_once()
+            except Exception as exc:  # noqa: BLE001 - the cache is an aid; queries still work
+                log.warning("event=query_cache_error error=%r", str(exc))
+            self._stop.wait(defaults.QUERY_CACHE_CHECK_INTERVAL_S)
+
+    def _warm_once(self) -> None:
+        files = set()
+        for target in self._engine.targets:
+            if target.mode is PushMode.FILE and target.indexed and not target.folder:
+                files.update(self._series_files(target, None))
+        if not files:
+            return
+        cache = self.cache()
+        dated = []
+        for path in files:
+            try:
+                dated.append((path.stat().st_mtime_ns, path))
+            except FileNotFoundError:
+                continue
+        for _, path in sorted(dated, reverse=True):
+            if self._stop.is_set() or not cache.warm(path):
+                break
+
+    # --- a request ----------------------------------------------------------------------------
+    def handle(self, handler) -> None:
+        """Answer `POST /query` on the HTTP server's thread for this connection."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", wire.CONTENT_TYPE)
+        handler.end_headers()
+        out = handler.wfile
+        if not self._slots.acquire(blocking=False):
+            self.declined += 1
+            out.write(wire.frame(wire.DECLINED, b"the daemon is busy with other queries"))
+            return
+        try:
+            self._answer(handler, out)
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("event=query_abandoned client=%s", handler.client_address[0])
+        finally:
+            self._slots.release()
+
+    def _answer(self, handler, out) -> None:
+        try:
+            request = _read_request(handler)
+            files = self._files(request)
+        except Refused as exc:
+            self.declined += 1
+            out.write(wire.frame(wire.DECLINED, str(exc).encode()))
+            return
+        from pushcap.archive.query import ArchiveQuery, QueryError
+        from pushcap.capture.batch import pcap_file_header
+
+        started = time.perf_counter()
+
+        def note(text: str) -> None:
+            out.write(wire.frame(wire.NOTE, text.encode()))
+
+        try:
+            query = ArchiveQuery(files, request["start_ns"], request["end_ns"],
+                                 request["filter"], note, indexes=self.cache().lookup)
+            out.write(wire.frame(wire.DATA, pcap_file_header(query.linktype, query.snaplen,
+                                                             query.nano)))
+            query.write_to(handler.connection.fileno(),
+                           lambda size: out.write(wire.HEADER.pack(wire.DATA, size)))
+        except QueryError as exc:
+            out.write(wire.frame(wire.ERROR, f"query: {exc}".encode()))
+            return
+        self.served += 1
+        stats = {k: v for k, v in vars(query.stats).items() if k != "notes"}
+        out.write(wire.frame(wire.STATS, json.dumps(stats).encode()))
+        log.info("event=query_served files=%d packets=%d seconds=%.3f", stats["files"],
+                 stats["packets"], time.perf_counter() - started)
+
+    # --- which files ----------------------------------------------------------------------------
+    def _files(self, request: dict) -> list[Path]:
+        if "target" in request:
+            return self._target_files(request)
+        return self._dir_files(request["dir"])
+
+    def _target_files(self, request: dict) -> list[Path]:
+        if self._lua is None or os.path.realpath(request["lua"]) != self._lua:
+            raise Refused("the daemon runs another Lua file")
+        target = next((t for t in self._engine.targets if t.desc == request["target"]), None)
+        if target is None or target.mode is not PushMode.FILE or target.folder:
+            raise Refused(f"not a File target of the daemon: {request['target']!r}")
+        interfaces = request.get("interfaces")
+        if interfaces is not None and interfaces != _interface_tables(self._engine.config):
+            raise Refused("--config names other interfaces than the daemon's")
+        return sorted(set(self._series_files(target, interfaces is not None)))
+
+    def _series_files(self, target: TargetConfig, by_config: bool | None) -> list[Path]:
+        """The target's files, as query_command finds them: with the daemon's interfaces
+        (`by_config`, and for warming, None: both), else any `<Path>_<interface>_` series."""
+        from pushcap.archive.layout import SeriesFiles
+
+        series = []
+        if by_config is not False:
+            try:
+                names = interfaces_of(target, self._engine.config)
+            except ConfigError:
+                names = ()
+            series += [SeriesFiles(series_prefix(target, name, len(names) > 1), target.naming,
+                                   target.file_suffix) for name in names]
+        if not by_config:
+            series.append(SeriesFiles(Path(target.path), target.naming, target.file_suffix,
+                                      any_interface=True))
+        return [p for s in series for p in s.paths()]
+
+    def _dir_files(self, folder: str) -> list[Path]:
+        from pushcap.archive.layout import folder_files
+
+        real = os.path.realpath(folder)
+        roots = self._roots()
+        if not os.path.isdir(real) or not _inside(real, roots):
+            raise Refused(f"{folder} is not inside a File target's folder of the daemon")
+        return sorted(p for p in folder_files(Path(real))
+                      if _inside(os.path.realpath(p), roots))
+
+    def _roots(self) -> list[str]:
+        roots = []
+        for target in self._engine.targets:
+            if target.mode is PushMode.FILE:
+                path = target.path if target.folder else os.path.dirname(target.path)
+                roots.append(os.path.realpath(path or "."))
+        return roots
+
+
+def _inside(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _interface_tables(config) -> list[dict]:
+    """The daemon's [[interface]] tables as a client's tomllib reads them, to compare."""
+    tables = []
+    for i in config.interfaces:
+        table: dict = {"name": i.name}
+        if i.aliases:
+            table["alias"] = list(i.aliases)
+        tables.append(table)
+    return tables
+
+
+def _read_request(handler) -> dict:
+    """The request's JSON, checked: a window, a filter, and a target or a folder."""
+    try:
+        length = int(handler.headers.get("Content-Length", "0"))
+    except ValueError:
+        raise Refused("no Content-Length") from None
+    if not 0 < length <= wire.MAX_REQUEST_BYTES:
+        raise Refused(f"a request of {length} bytes (at most {wire.MAX_REQUEST_BYTES})")
+    try:
+        request = json.loads(handler.rfile.read(length))
+    except ValueError:
+        raise Refused("the request is not JSON") from None
+    if not isinstance(request, dict):
+        raise Refused("the request is not a JSON object")
+    start, end, expression = (request.get(k) for k in ("start_ns", "end_ns", "filter"))
+    if not (isinstance(start, int) and isinstance(end, int) and start < end):
+        raise Refused("the window must be integers start_ns < end_ns")
+    if expression is not None and (not isinstance(expression, str)
+                                   or len(expression) > wire.MAX_FILTER_CHARS):
+        raise Refused(f"the filter must be text of at most {wire.MAX_FILTER_CHARS} characters")
+    if isinstance(request.get("target"), str) and isinstance(request.get("lua"), str):
+        if not isinstance(request.get("interfaces"), list | None):
+            raise Refused("interfaces must be a list")
+        return request
+    if isinstance(request.get("dir"), str) and os.path.isabs(request["dir"]) \
+            and "target" not in request:
+        return request
+    raise Refused("name a target (with its Lua file) or a folder")
