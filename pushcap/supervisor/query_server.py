@@ -27,6 +27,7 @@ from pushcap import defaults
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.supervisor import query_wire as wire
 from pushcap.supervisor.consumers import interfaces_of, series_prefix
+from pushcap.supervisor.peer_uid import may_query
 
 log = logging.getLogger("pushcap.supervisor.query")
 
@@ -119,6 +120,13 @@ class QueryService:
         handler.send_header("Content-Type", wire.CONTENT_TYPE)
         handler.end_headers()
         out = handler.wfile
+        allowed, why = may_query(handler.client_address, handler.connection.getsockname())
+        if not allowed:
+            self.declined += 1
+            log.info("event=query_declined client=%s reason=\"%s\"", handler.client_address[0],
+                     why)
+            out.write(wire.frame(wire.DECLINED, why.encode()))
+            return
         if not self._slots.acquire(blocking=False):
             self.declined += 1
             out.write(wire.frame(wire.DECLINED, b"the daemon is busy with other queries"))
