@@ -2,9 +2,10 @@
 
 In C: the walk over a pcap file's records, a chain of dependent loads (`native_walk`);
 interleaving a header before every packet of a live batch, one small copy per packet
-(`native_records`); a filter run over a batch (`native_bpf`); and a target's split points and
+(`native_records`); a filter run over a batch (`native_bpf`); a target's split points and
 record writes (`push/native_runs`); a flows target's decode and count (`flows/native_table`,
-`csrc/flowcount.c`); an index's keys (`archive/native_keys`, `csrc/indexkeys.c`, `indexfile.c`). With these a replay of push targets needs no numpy at all
+`csrc/flowcount.c`); an index's keys (`archive/native_keys`, `csrc/indexkeys.c`,
+`indexfile.c`). With these a replay of push targets needs no numpy at all
 (importing it was 0.045 s of CPU, a fifth of a million-packet replay). The numpy versions stay
 (`walk.py`, `batch.records_from_slices`, `bpf_numpy.py`, `push/split.py`) and give the same
 result: they serve where the library was not built (a plain `pip install`, no C compiler) or
