@@ -47,7 +47,7 @@ def build_index(data: Path, native: bool = True, feed: IndexFeed | None = None) 
     codec = codec_of(data)
     if feed is not None and feed.usable and codec is None and feed.end == size:
         contents, packets, first_ts, last_ts = feed.content()
-        meta = IndexMeta(size, *_header(data), packets, first_ts, last_ts)
+        meta = IndexMeta(size, *_header(data)[1:], packets, first_ts, last_ts)
     else:
         with uncompressed(data, codec) as plain:
             contents, figures = _gather(plain, native)
@@ -63,8 +63,9 @@ def build_index(data: Path, native: bool = True, feed: IndexFeed | None = None) 
     return meta
 
 
-def _header(data: Path) -> tuple[int, int, bool]:
-    """(link type, snaplen, ns timestamps) of a fed file, as its header says."""
+def _header(data: Path) -> tuple[PcapFileSource, int, int, bool]:
+    """The file's reader and (link type, snaplen, ns timestamps), as its header says; only
+    little-endian classic pcap files are indexed."""
     try:
         source = PcapFileSource(data)
     except SourceError as exc:
@@ -73,23 +74,15 @@ def _header(data: Path) -> tuple[int, int, bool]:
         magic = f.read(4)
     if magic not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
         raise NotIndexable(f"{data.name}: not a little-endian classic pcap file")
-    return source.linktype, source.snaplen, magic == b"\x4d\x3c\xb2\xa1"
+    return source, source.linktype, source.snaplen, magic == b"\x4d\x3c\xb2\xa1"
 
 
 def _gather(plain: Path, native: bool):
-    try:
-        source = PcapFileSource(plain)
-    except SourceError as exc:
-        raise NotIndexable(str(exc)) from exc
-    with plain.open("rb") as f:
-        magic = f.read(4)
-    if magic not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        raise NotIndexable(f"{plain.name}: not a little-endian classic pcap file")
+    source, linktype, snaplen, nano_header = _header(plain)
     whole = mapped_keys(plain) if native else None
     if whole is not None:
         contents, packets, first_ts, last_ts = whole
-        return contents, (source.linktype, source.snaplen, magic == b"\x4d\x3c\xb2\xa1",
-                          packets, first_ts, last_ts)
+        return contents, (linktype, snaplen, nano_header, packets, first_ts, last_ts)
     keys = FileKeys(source.linktype, native)
     packets, expected_end, first_ts, last_ts, nano = 0, PCAP_FILE_HEADER_BYTES, None, None, True
     for batch in source.batches():
@@ -107,7 +100,5 @@ def _gather(plain: Path, native: bool):
         last_ts = high if last_ts is None else max(last_ts, high)
         nano = batch.nano
     if not packets:
-        with plain.open("rb") as f:
-            nano = f.read(4) == b"\x4d\x3c\xb2\xa1"
-    return keys.finish(), (source.linktype, source.snaplen, nano, packets, first_ts or 0,
-                           last_ts or 0)
+        nano = nano_header
+    return keys.finish(), (linktype, snaplen, nano, packets, first_ts or 0, last_ts or 0)
