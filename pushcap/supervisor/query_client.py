@@ -278,11 +278,17 @@ def _copy(answer, length: int, out, buffer: memoryview) -> None:
         length -= got
 
 
-def _open_output(args):
+def refuse_terminal(args) -> None:
+    """A pcap is never written to a terminal (the daemon's way and the local one alike)."""
+    if args.write == "-" and sys.stdout.isatty():
+        raise QueryFailed("query: stdout is a terminal; write the pcap to a file (-w FILE) "
+                          "or a pipe (| tcpdump -r -)")
+
+
+def open_output(args):
+    """Where the pcap goes: `-w FILE`, or a duplicate of stdout (closed without closing it)."""
+    refuse_terminal(args)
     if args.write == "-":
-        if sys.stdout.isatty():
-            raise QueryFailed("query: stdout is a terminal; write the pcap to a file (-w FILE) "
-                              "or a pipe (| tcpdump -r -)")
         return os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     try:
         return open(args.write, "wb")  # noqa: SIM115 - closed by _stream
@@ -296,7 +302,7 @@ def _stream(args, answer, address: tuple[str, int], started: float) -> None:
     try:
         for kind, length in _frames(answer):
             if kind == wire.DATA:
-                out = out or _open_output(args)
+                out = out or open_output(args)
                 _copy(answer, length, out, buffer)
                 continue
             text = _payload(answer, length)
@@ -358,9 +364,7 @@ def serve_parsed(args) -> int | None:
         address, interfaces = _config(args.config)
         if args.target is not None:
             request["interfaces"] = interfaces  # None: any interface's series, as locally
-        if args.write == "-" and sys.stdout.isatty():
-            raise QueryFailed("query: stdout is a terminal; write the pcap to a file "
-                              "(-w FILE) or a pipe (| tcpdump -r -)")
+        refuse_terminal(args)
         with _connect(address) as sock:
             _stream(args, _ask(sock, request, address), address, started)
     except Declined as exc:

@@ -9,7 +9,6 @@ stdout (never a terminal) or `-w FILE`; what was read, and any file skipped, is 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -73,12 +72,11 @@ def _target_files(args) -> list[Path]:
 
 
 def _output(args):
-    if args.write == "-":
-        if sys.stdout.isatty():
-            raise ConfigError("query: stdout is a terminal; write the pcap to a file (-w FILE) "
-                              "or a pipe (| tcpdump -r -)")
-        return os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    return open(args.write, "wb")  # noqa: SIM115 - closed by cmd_query
+    """query_client's output, its refusals as this command's config errors."""
+    try:
+        return query_client.open_output(args)
+    except query_client.QueryFailed as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def cmd_query(args) -> int:
