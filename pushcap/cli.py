@@ -11,10 +11,10 @@ if sys.argv[1:2] == ["query"]:  # a running daemon answers it before the imports
 
 import gc  # noqa: E402
 import os  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
 
 from pushcap import defaults  # noqa: E402
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:
     import argparse
     from types import SimpleNamespace

@@ -12,10 +12,10 @@ for filters, splitting and triggers without a Python object per packet.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 from pushcap import defaults
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it (see `columns`)
     import numpy as np
 

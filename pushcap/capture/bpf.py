@@ -12,7 +12,6 @@ libpcap's `bpf_filter()` answers (tests hold them to it and to tcpdump).
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
@@ -23,6 +22,7 @@ from pushcap.config.bpf_compile import check_size, compile_program
 from pushcap.config.field_check import lua_repr
 from pushcap.config.model import ConfigError, TargetConfig
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
     import numpy as np
 

@@ -11,13 +11,14 @@ read, and tested, without the numpy machinery that runs them over a batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 # One error type for a filter, whoever refuses it: libpcap, its budgets (config, where a
 # FilterBPF is first compiled), or check_program below. Re-exported from here and from bpf.py.
 from pushcap.config.bpf_compile import BpfError
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:
+    from typing import Any
+
     import numpy as np
 
 _MEMWORDS = 16

@@ -16,13 +16,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
 
 from pushcap import defaults
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from pushcap.capture.batch import Batch
     from pushcap.config.model import TargetConfig
+else:
+    Protocol = object  # a structural type for type checkers; nothing checks it at run time
 
 
 class Consumer(Protocol):

@@ -19,12 +19,11 @@ with numpy where not (`decap_numpy`), with the same answer (tests/test_decap.py)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pushcap.capture.batch import Batch
 from pushcap.capture.bpf_program import load_bound
 from pushcap.capture.native_decap import native_decap
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:
     import numpy as np
 

@@ -25,14 +25,17 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
 DISABLE_ENV = "PUSHCAP_NO_NATIVE"
 
 _loaded: list[ctypes.CDLL | None] = []
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def library_path() -> Path | None:

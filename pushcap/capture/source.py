@@ -29,7 +29,6 @@ import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
@@ -44,6 +43,7 @@ from pushcap.capture.pcap_rules import (
     lengths_rule,
 )
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:  # numpy is imported where it is used: a mapped file is replayed without it
     import numpy as np
 

@@ -11,11 +11,13 @@ ignored. Kept apart from targets.py, which assembles a target from these rules.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pushcap.config.field_check import FieldError, field_text
 from pushcap.config.file_fields import whole_number
 from pushcap.config.model import KeepRule
+
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any
 
 _KEEP_EXAMPLE = '"--keep-bytes 500e9 --keep-time 86400e9" (any of --keep-bytes, --keep-files, ' \
     '--keep-time <ns>, --keep-free <percent>)'

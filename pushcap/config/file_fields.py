@@ -11,13 +11,16 @@ the ones every mode shares.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pushcap import defaults
 from pushcap.config.codec import Codec, parse_codec
 from pushcap.config.field_check import FieldError, field_text
 from pushcap.config.model import NamingRule, SplitKind, SplitRule
 from pushcap.config.naming_rules import STRFTIME_MODE, resolution_ns, validate_naming
+
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any
 
 _MAX_SPLIT = 2**63 - 1
 _NUMBER_RE = re.compile(r"(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?")

@@ -28,9 +28,12 @@ What each is on FMADIO (its push documentation, stream_cat's and pcap_split's op
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from pushcap.config.field_check import FieldError, LuaOpaque, TargetPlace, check_field, lua_repr
+
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FMADIO_FIELDS", "TOP_LEVEL_FIELDS", "FmadioFields", "parse_fmadio_fields",
            "parse_top_level"]

@@ -37,7 +37,6 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pushcap import defaults
 from pushcap.config.field_check import TargetPlace, conceal
@@ -47,9 +46,12 @@ from pushcap.config.model import ConfigError, PushConfig, TargetConfig
 from pushcap.config.target_unique import SeenTargets, check_unique, separate_shared_paths
 from pushcap.config.targets import lua_repr, validate_target
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 # lua_lines (its scanner's patterns) and lua_tokens serve messages about a refused config only:
 # imported when one is written, not in every start-up (issue 15).
 if TYPE_CHECKING:
+    from typing import Any
+
     from pushcap.config.lua_lines import Constructor
 
 __all__ = ["load_push_config", "load_targets", "load_targets_text"]

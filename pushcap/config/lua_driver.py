@@ -34,7 +34,6 @@ import os
 import resource  # here, not in _limit_process: imported in a forked child it cost ~1 ms, not 0.25
 import sys
 import time
-from typing import Any
 
 from lupa.lua54 import LuaError, LuaRuntime, lua_type
 
@@ -47,10 +46,14 @@ BLOCKED_GLOBALS = (
     "rawlen", "xpcall", "print", "warn", "module", "newproxy", "getfenv", "setfenv", "python",
 )  # fmt: skip
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any
+
 # What to run, marshalled to a spawned child: text, chunkname (bytes), max_s (the config's run),
 # cpu_s (RLIMIT_CPU), max_memory_bytes (Lua's allocator), extra_bytes (RLIMIT_AS beyond the
 # process's size at start), hook_every (instructions), marking, trace (bools).
-Request = dict[str, Any]
+Request = dict[str, "Any"]  # a string: typing is not imported at run time
 
 EXIT_MEMORY = 3  # Python ran out of memory (the address-space limit): the config used too much
 EXIT_FAILED = 4  # anything else unexpected; its one-line reason is sent first (an E frame)

@@ -36,7 +36,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import lupa
 
@@ -44,6 +43,10 @@ import pushcap
 from pushcap import defaults
 from pushcap.config import lua_driver
 from pushcap.config.field_check import LuaOpaque
+
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Outcome", "evaluate_bounded"]
 

@@ -9,11 +9,11 @@ compare, hash and freeze as frozen dataclasses, and dataclasses.replace works on
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.config.record import field, record
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:
     from pushcap.config.codec import Codec
     from pushcap.config.pcapdaemon import TriggerSettings

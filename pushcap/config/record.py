@@ -21,11 +21,19 @@ does without importing it.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform
 
 __all__ = ["FrozenInstanceError", "as_dict", "field", "record", "replace"]
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform
+
+    _T = TypeVar("_T")
+else:
+    def dataclass_transform(**_kwargs):
+        """typing.dataclass_transform, which only type checkers read: the decorator unchanged."""
+        return lambda decorated: decorated
+
 _MISSING: Any = object()
 _MUTABLE_DEFAULTS = (list, dict, set)
 

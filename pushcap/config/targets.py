@@ -38,7 +38,6 @@ TargetPlace from lua.py; no line when it is not known).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pushcap import defaults
 from pushcap.config.archive_fields import parse_index, parse_keep, refuse_for_rclone
@@ -58,17 +57,12 @@ from pushcap.config.file_fields import (
     parse_split,
     parse_suffix,
 )
-from pushcap.config.flows_fields import (
-    parse_datadog_ranges,
-    parse_interval,
-    parse_pack,
-    parse_udp_path,
-    refuse_flows_only,
-    refuse_for_flows,
-    refuse_interval,
-)
 from pushcap.config.fmadio_fields import FMADIO_FIELDS, FmadioFields, parse_fmadio_fields
 from pushcap.config.model import ConfigError, PushMode, TargetConfig
+
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "FIELDS",
@@ -120,6 +114,8 @@ def validate_target(fields: dict[str, Any], place: TargetPlace,
         return _validate_flows(fields, place, desc, fmadio)
     for name in FLOWS_ONLY_FIELDS:
         if name in fields:
+            from pushcap.config.flows_fields import refuse_flows_only, refuse_interval
+
             refuse = refuse_interval if name == "Interval" else refuse_flows_only
             check_field(place, name, fields[name], refuse)
     notices = list(fmadio.notices)
@@ -166,7 +162,16 @@ def validate_target(fields: dict[str, Any], place: TargetPlace,
 def _validate_flows(fields: dict[str, Any], place: TargetPlace, desc: str,
                     fmadio: FmadioFields) -> TargetConfig:
     """A Mode flows target: a UDP destination, an interval, packing and Datadog ranges; the file
-    fields are refused."""
+    fields are refused. flows_fields (its patterns compiled at import) is imported by a flows
+    target or a flows field only: not in a replay of File targets (issue 15)."""
+    from pushcap.config.flows_fields import (
+        parse_datadog_ranges,
+        parse_interval,
+        parse_pack,
+        parse_udp_path,
+        refuse_for_flows,
+    )
+
     for name in FILE_ONLY_FIELDS:
         if name in fields:
             check_field(place, name, fields[name], refuse_for_flows)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 from pushcap import defaults
 from pushcap.config.codec import Codec
 from pushcap.push.pcapfile import parse_part_name
+
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 COMPRESS_TMP_SUFFIX = ".ztmp"  # `<part>.ztmp`: hidden like the part, never matched as a `.part`
 COMPRESSED_MARK_SUFFIX = ".zdone"  # `<part>.zdone`: the part, renamed once its copy is complete

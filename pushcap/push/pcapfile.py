@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.capture.batch import (
@@ -22,6 +21,7 @@ from pushcap.capture.batch import (
 )
 from pushcap.config.record import record
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:  # numpy is imported where it is used: a replay never needs it
     import numpy as np
 

@@ -4,11 +4,11 @@ in runs of a batch's records, flushed every poll, handed off whole when it ends.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pushcap.push.pcapfile import PcapWriter
 from pushcap.push.selection import Selection, write
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:
     from pushcap.archive.keeper import ArchiveKeeper
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.config.codec import Codec
@@ -25,6 +24,7 @@ from pushcap.push.compress import compressed_mark, compressed_part, remove_stale
 
 # rclone_remote, spool and uploader (subprocess, hashlib, configparser, ...) are imported by
 # RcloneShipper itself: File targets, `replay` included, never need them (start-up time).
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:
     from pushcap.push.rclone_remote import RcloneSettings
 

@@ -10,10 +10,10 @@ the limit unless a single packet alone does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES
 
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
 if TYPE_CHECKING:  # numpy is imported where it is used: `byte_runs` serves the C path too
     import numpy as np
 

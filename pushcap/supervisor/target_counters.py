@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any
 
 from pushcap.capture.consumer import Consumer
+
+TYPE_CHECKING = False  # typing's flag without importing typing: replay start-up (issue 15)
+if TYPE_CHECKING:
+    from typing import Any
 
 # What only grows over a target's life; the rest of a status entry (pending files, the current
 # file, the last error) describes the newest consumer alone.
