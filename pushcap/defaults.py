@@ -36,10 +36,15 @@ KERNEL_BUFFER_MAX_BYTES = 1 << 30
 # thread and each target's lane a fixed amount of Python, wake-ups and system calls, so a
 # slower link's batches are several of the kernel's blocks long, not one (issue 19: 5 ms,
 # batches of ~800 packets at 100k packets/s, 1.28 µs a packet; 50 ms, ~5,000, 1.04 µs). It is
-# also how late a packet may reach the ring beyond libpcap's poll timeout (triggers wait for
-# it: trigger/job.py ring_latency_s); where the C capture is not built, a batch of fewer than
-# BATCH_PACKETS / 4 waits this long once.
+# also how late a packet may reach the ring beyond libpcap's poll timeout, unless a trigger
+# waits for it: that one hurries the batch (capture/wake.py, HURRY_GAP_MS). Where the C
+# capture is not built, a batch of fewer than BATCH_PACKETS / 4 waits this long once.
 COALESCE_MS = 50
+# A batch a waiting trigger hurried (capture/wake.py) ends no sooner than this after the batch
+# before it: a trigger that follows a busy link waits again after every batch, and must not
+# make its batches tiny (each costs a fixed amount of Python: the 5 ms batches of before issue
+# 19 at worst). It replaces COALESCE_MS in how late a packet may reach the ring for a trigger.
+HURRY_GAP_MS = 5
 # A C capture read's buffer (capture/native_live.py): room for this much per packet wanted, at
 # most LIVE_READ_MAX_BYTES; what a read does not fill is given back to the allocator at once.
 LIVE_READ_BYTES_PER_PACKET = 1536
@@ -172,7 +177,7 @@ REDIS_BACKOFF_MAX_S = 30.0
 LISTENER_POLL_S = 0.5  # how often the listener looks at its stop flag while no message comes
 REDIS_HEALTH_CHECK_S = 10  # a silent dead Redis connection is found within this many seconds
 JOB_POLL_S = 0.2  # longest wait of a capture job on the ring before `stop` is checked again
-JOB_LATE_SLACK_S = 0.1  # on top of poll + coalesce: the kernel's block timer, thread scheduling
+JOB_LATE_SLACK_S = 0.1  # on top of poll + HURRY_GAP_MS: the kernel's block timer, thread scheduling
 TRIGGER_WAIT_MARGIN_S = 5.0  # `pushcap trigger`: beyond capture and upload, Redis round trips...
 LOCAL_REDIS_START_TIMEOUT_S = 5.0
 # [s3] (pcapdaemon's keys, uploaded through rclone) and [sqs] (pcapdaemon's long polling).

@@ -13,6 +13,7 @@ import pytest
 from pushcap.capture import live as source_module
 from pushcap.capture.live import LiveSource
 from pushcap.capture.source import SourceError
+from pushcap.capture.wake import Wake
 
 
 def stand_in(handle, monkeypatch) -> LiveSource:
@@ -22,7 +23,7 @@ def stand_in(handle, monkeypatch) -> LiveSource:
     source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
     source._handle, source._fd, source._poll_timeout_s = handle, 0, 0.0
     source._native = None  # the pcapy-ng path (the C capture reads a real handle only)
-    source._stop, source._error = threading.Event(), None
+    source._stop, source._error, source._wake = threading.Event(), None, Wake()
     source.packets_read = source.leftovers_read = source._if_drops = 0
     source._counted_at_open = 0
     source._loopback, source._leftover_wait_s = False, 0.0  # no reading on after an error

@@ -58,6 +58,7 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
                 continue
             stats.error, stats.reopens = None, stats.reopens + 1
             log.warning("event=capture_reopened interface=%s reopens=%d", name, stats.reopens)
+        ring.hurry_with(source.hurry)  # a waiting trigger ends the batch being gathered
         try:
             for batch in source.batches():
                 ring.append(batch)
@@ -72,6 +73,7 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
             update_capture_stats(name, source, stats)
             count_unread(name, source, stats)
             stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
+            ring.hurry_with(None)
             source.close()
             source = None
             if wait_for_interface(name, backoff_s, stop):
@@ -79,6 +81,7 @@ def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stat
             backoff_s = _longer(backoff_s)
     if source is not None:
         update_capture_stats(name, source, stats)
+    ring.hurry_with(None)
     ring.close()
 
 

@@ -23,6 +23,7 @@ from pushcap.capture.batch import Batch, build_records, records_from_slices
 from pushcap.capture.native_live import LiveReadError, NativeLiveHandle, native_live
 from pushcap.capture.native_records import native_records
 from pushcap.capture.source import SourceError
+from pushcap.capture.wake import Wake
 
 # libpcap's DLT_ values that differ from the LINKTYPE_ values files must carry (raw IP and kin).
 DLT_TO_LINKTYPE = {12: 101, 14: 101, 15: 102, 16: 103}
@@ -110,6 +111,9 @@ class LiveSource:
         self._poll_timeout_s = poll_timeout_ms / 1000
         self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
         self._stop = threading.Event()
+        self._wake = Wake()  # a waiting trigger ends the batch being gathered (see hurry)
+        if self._native is not None:
+            self._native.set_wake(self._wake.fd, defaults.HURRY_GAP_MS * 1000)
         self._error: SourceError | None = None  # see _drain
         self.packets_read = 0  # handed over in batches (see unread)
         self.leftovers_read = 0  # of which read after the handle failed (see _leftovers)
@@ -124,15 +128,22 @@ class LiveSource:
     def stop(self) -> None:
         self._stop.set()
 
+    def hurry(self) -> None:
+        """Someone waits for the packets this source holds: end the batch being gathered now
+        (or, when none is, the next one as soon as it has packets), not when `COALESCE_MS`
+        runs out (wake.py). Any thread; a no-op once the source is closed."""
+        self._wake.hurry()
+
     def close(self) -> None:
         """Release libpcap's handle (its kernel buffer) once this source has failed for good."""
         if self._native is not None:
             self._native.close()
-            return
-        try:
-            self._handle.close()
-        except pcapy.PcapError:  # already closed
-            pass
+        else:
+            try:
+                self._handle.close()
+            except pcapy.PcapError:  # already closed
+                pass
+        self._wake.close()
 
     def stats(self) -> tuple[int, int, int]:
         """(received, dropped by the kernel, dropped by the interface) as libpcap reports them.
@@ -175,7 +186,7 @@ class LiveSource:
         C capture: plus, when that is only a trickle, what arrives within COALESCE_MS once):
         every batch costs the capture thread and each target a fixed amount of Python and
         wake-ups, so batches of a few hundred packets would waste more CPU than the packets
-        do."""
+        do. A trigger that waits for the packets being gathered ends the wait (`hurry`)."""
         full = False
         while not self._stop.is_set() and self._error is None:
             if self._native is not None:  # the same turn, in one C call (see _gather)
@@ -188,7 +199,7 @@ class LiveSource:
                 packets = self._count(chunks)
                 if 0 < packets < self.batch_packets // 4 and not self._stop.is_set() \
                         and self._error is None:
-                    time.sleep(defaults.COALESCE_MS / 1000)
+                    self._coalesce_wait()
                     self._drain(self.batch_packets - packets, chunks)
                     packets = self._count(chunks)
                 full = packets >= self.batch_packets  # more may be waiting: read on at once
@@ -199,6 +210,12 @@ class LiveSource:
             # it came with a stop (still said)
             yield from self._leftovers()
             raise self._error
+
+    def _coalesce_wait(self) -> None:
+        """The pcapy-ng path's wait for more of a trickle: `COALESCE_MS`, or until a waiting
+        trigger hurries it (`hurry`)."""
+        select.select([self._wake.fd], [], [], defaults.COALESCE_MS / 1000)
+        self._wake.clear()
 
     def _leftovers(self) -> Iterator[Batch]:
         """What libpcap still holds once the handle failed. libpcap reports the failure as soon

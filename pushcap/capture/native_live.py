@@ -77,7 +77,8 @@ class NativeLiveHandle:
                ) -> tuple[np.ndarray, np.ndarray, str | None, bool]:
         """One batch in one C call without the GIL (`live_gather`): wait up to `poll_ms` for
         packets (not at all when negative), read what is ready and gather on while the batch
-        has fewer than `enough` packets, for at most `gather_us`. (records, columns as in
+        has fewer than `enough` packets, for at most `gather_us` or until a reader hurries it
+        (`set_wake`). (records, columns as in
         `read`, the error libpcap reported after them or None, whether it stopped full: more
         are waiting.) Where `read` costs Python per read, this costs it once per batch, and
         the columns go into the arena right after the records: a batch of thousands of
@@ -106,6 +107,11 @@ class NativeLiveHandle:
         elif status == -2:
             error = f"a packet does not fit a {out_bytes}-byte read buffer"
         return records, columns, error, status == 1
+
+    def set_wake(self, fd: int, gap_us: int) -> None:
+        """The eventfd a waiting reader writes to end the batch being gathered (`gather`;
+        -1: none; see wake.py), and how soon after the last batch a hurried one may end."""
+        self._f.set_wake(self._live(), fd, gap_us)
 
     def stats(self) -> tuple[int, int, int]:
         out = (ctypes.c_uint32 * 3)()
@@ -148,6 +154,9 @@ class NativeLive:
         self.gather.argtypes = [_P, _P, _I64, _I64, _P, ctypes.c_int, _I64, _I64,
                                 ctypes.POINTER(_I64), ctypes.POINTER(ctypes.c_int),
                                 ctypes.c_char_p]
+        self.set_wake = library.live_set_wake
+        self.set_wake.restype = None
+        self.set_wake.argtypes = [_P, ctypes.c_int, _I64]
         self.stats = library.live_stats
         self.stats.argtypes = [_P, ctypes.POINTER(ctypes.c_uint32), ctypes.c_char_p]
         self.close = library.live_close

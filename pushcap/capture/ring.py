@@ -7,6 +7,11 @@ reports how many packets it missed, so loss is visible and capture never stalls.
 The byte bound counts the packets' record bytes (16-byte header each) plus the per-packet
 numpy arrays (32 bytes a packet): what holding them actually costs.
 
+A reader that waits for packets soon (a trigger past its window's end) reads with `hurry`: the
+capture thread then ends the batch it is gathering at once instead of up to `COALESCE_MS` later
+(`hurry_with`, capture/wake.py). Other readers (the targets' lanes) never hurry: gathering is
+what keeps their per-batch cost low.
+
 The ring also remembers the newest timestamp it ever evicted: a reader joining older packets
 from elsewhere (a trigger reaching into the archive) learns from it, with `lookback()`, which
 timestamps the ring may have lost some packets of.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from pushcap.capture.batch import Batch
 
@@ -40,6 +46,12 @@ class Ring:
         self._closed = False
         self.evicted_packets = 0
         self.evicted_newest_ns: int | None = None  # the largest timestamp evicted so far
+        self._hurry: Callable[[], None] | None = None  # see hurry_with
+
+    def hurry_with(self, hurry: Callable[[], None] | None) -> None:
+        """What ends the capture's batch being gathered (`LiveSource.hurry`; None: nothing,
+        e.g. between a failed handle and its reopening), called when a hurrying reader waits."""
+        self._hurry = hurry
 
     def append(self, batch: Batch) -> None:
         count = len(batch)
@@ -126,10 +138,12 @@ class Ring:
                 return Cursor(self, batch.seq, first_no)
             return Cursor(self, self._next_seq, self._packets_total)
 
-    def _read(self, seq: int, timeout_s: float | None,
-              max_batches: int) -> tuple[list[tuple[Batch, int, int, int, int, int]], bool]:
+    def _read(self, seq: int, timeout_s: float | None, max_batches: int, hurry: bool = False
+              ) -> tuple[list[tuple[Batch, int, int, int, int, int]], bool]:
         with self._cond:
             if seq >= self._next_seq and not self._closed and timeout_s:
+                if hurry and self._hurry is not None:
+                    self._hurry()
                 self._cond.wait_for(lambda: seq < self._next_seq or self._closed, timeout_s)
             entries: list[tuple[Batch, int, int, int, int, int]] = []
             if self._entries:
@@ -154,9 +168,12 @@ class Cursor:
         self.newest_ts_ns: int | None = None
         self.newest_appended_ns = 0
 
-    def read(self, timeout_s: float | None = None, max_batches: int = 64) -> list[Batch]:
-        """The batches after this cursor (waiting up to timeout_s for one); advances it."""
-        entries, self.closed = self.ring._read(self.seq, timeout_s, max_batches)
+    def read(self, timeout_s: float | None = None, max_batches: int = 64,
+             hurry: bool = False) -> list[Batch]:
+        """The batches after this cursor (waiting up to timeout_s for one); advances it.
+        `hurry`: if it has to wait, the capture ends the batch it is gathering at once (see
+        the module's docstring)."""
+        entries, self.closed = self.ring._read(self.seq, timeout_s, max_batches, hurry)
         if not entries:
             return []
         first_no = entries[0][1]

@@ -13,9 +13,11 @@ the earliest of `end`, the live start + `duration` and the live start + `timeout
 "seconds to let capture last should the number of packets not get hit": matches do not move it),
 and the reason names which one it was; `packets` and `bytes` may end the capture sooner. A
 request giving `duration` or `end` without `timeout` has no timeout (message.py). Packets reach
-the ring late (libpcap holds a quiet link's packets up to its poll timeout, the engine then waits
-`COALESCE_MS` for more), so the window is read on for that long after its end (`late_s`) before
-it is closed.
+the ring late (libpcap holds a quiet link's packets up to its poll timeout, the engine then
+gathers more for up to `COALESCE_MS`), so the window is read on after its end (`late_s`) before
+it is closed. A job waiting for packets that end it (its window's end has passed, or its packet
+count is near) hurries the capture (`Cursor.read(hurry=True)`, capture/wake.py): the batch
+being gathered ends then, not up to `COALESCE_MS` later, so `late_s` need not include it.
 
 `duration` and `timeout` bound the live part: they count from the request, or from `start` when
 that lies in the future. A past `start`, like `before`, only reaches back into the ring: `start`
@@ -59,8 +61,10 @@ from pushcap.trigger.request_filter import compile_request_filter
 
 
 def ring_latency_s(poll_timeout_ms: float = defaults.POLL_TIMEOUT_MS) -> float:
-    """How long after its timestamp a packet may still be on its way into the ring."""
-    return (poll_timeout_ms + defaults.COALESCE_MS) / 1000 + defaults.JOB_LATE_SLACK_S
+    """How long after its timestamp a packet may still be on its way into the ring for a job
+    that hurries the capture (see `_follow`): libpcap's poll timeout, then at most
+    `HURRY_GAP_MS` in a batch being gathered, not `COALESCE_MS`."""
+    return (poll_timeout_ms + defaults.HURRY_GAP_MS) / 1000 + defaults.JOB_LATE_SLACK_S
 
 
 @dataclass
@@ -249,12 +253,16 @@ class CaptureJob:
     def _follow(self, cursor: Cursor) -> bool:
         """Take new batches until a cap is reached or the window's end is settled: past it by
         the clock, read on for `late_s`, while packets stamped before it may still be on their
-        way into the ring (`_take` drops those stamped after it)."""
+        way into the ring (`_take` drops those stamped after it). While the next batch may end
+        the capture, a wait hurries it (`_hurries`)."""
         settled_ns = self.end_ns + self.late_ns
         while not self.stop.is_set():
             now_ns = time.time_ns()
             wait_s = min(defaults.JOB_POLL_S, max(settled_ns - now_ns, 0) / 1e9)
-            batches = cursor.read(timeout_s=wait_s)
+            hurry = self._hurries(now_ns)
+            if not hurry:  # wake at the window's end, to hurry from then on
+                wait_s = min(wait_s, (self.end_ns - now_ns) / 1e9)
+            batches = cursor.read(timeout_s=wait_s, hurry=hurry)
             for batch in batches:
                 if self._take(batch):
                     return True
@@ -267,6 +275,15 @@ class CaptureJob:
             if now_ns >= settled_ns and caught_up:
                 return self._end(self.end_reason)
         return self._end("stopped")
+
+    def _hurries(self, now_ns: int) -> bool:
+        """Whether a wait for the ring should end the capture's batch being gathered: past the
+        window's end (only stragglers are awaited), or with fewer packets left to take than a
+        batch holds (the next batch may end the capture). Not otherwise: a long window on a
+        busy link would make every batch small, which costs the capture and every target CPU
+        (the ring's hurried batches are at least `HURRY_GAP_MS` apart in any case)."""
+        return now_ns >= self.end_ns or \
+            self.request.packets - self.outcome.packets <= defaults.BATCH_PACKETS
 
     def _end(self, reason: str) -> bool:
         self.outcome.reason = reason

@@ -44,6 +44,7 @@ def capture_on_demand(request: CaptureRequest, capture: Capture,
                         buffer_bytes=defaults.ON_DEMAND_BUFFER_BYTES)
     ring = Ring(capture.interface, source.linktype, source.snaplen,
                 defaults.ON_DEMAND_RING_SECONDS, defaults.ON_DEMAND_RING_BYTES)
+    ring.hurry_with(source.hurry)  # the job waits for the batch being gathered: end it
     errors: list[str] = []
     reader = threading.Thread(target=_feed, args=(source, ring, errors),
                               name=f"on-demand-{capture.interface}", daemon=True)

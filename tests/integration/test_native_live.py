@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 
 import pytest
 from waiting import wait_until
@@ -160,3 +161,39 @@ def test_a_batch_gathers_packets_that_arrive_after_its_first(veth):
         handle.close()
     assert error is None and not full
     assert check_records(records, columns) == first + second
+
+
+def test_a_wake_ends_a_gathering_batch_at_once_and_not_sooner_than_the_gap(veth):
+    """A reader waiting for the batch (wake.py) writes to the wake fd: the batch, which would
+    gather for a minute, ends as soon as it holds packets, and the wake-up is taken. With a
+    gap longer than the gathering time, a hurried batch still gathers its whole time: a reader
+    that waits again and again cannot make batches shorter than the gap."""
+    capture, peer = veth
+    handle, code, why = native_live().open(capture, 262144, True, 20, 8 << 20)
+    assert handle is not None, (code, why)
+    wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    first = [frame(i) for i in range(0, 4)]
+    second = [frame(i) for i in range(8, 12)]
+    try:
+        handle.set_wake(wake, 0)
+        send(peer, first)
+        os.eventfd_write(wake, 1)  # written before the batch began: it hurries that batch
+        started = time.monotonic()
+        records, columns, error, full = handle.gather(1024, 1 << 20, 0, 5000, 60_000_000, 1000)
+        took_s = time.monotonic() - started
+        assert error is None and not full
+        assert check_records(records, columns) == first
+        assert took_s < 5, took_s  # not the 60 s of gathering
+        with pytest.raises(BlockingIOError):
+            os.eventfd_read(wake)  # taken by the batch it ended
+
+        handle.set_wake(wake, 60_000_000)
+        send(peer, second)
+        os.eventfd_write(wake, 1)
+        started = time.monotonic()
+        records, columns, error, full = handle.gather(1024, 1 << 20, 0, 5000, 300_000, 1000)
+        assert time.monotonic() - started >= 0.3  # gathered its whole 0.3 s
+        assert error is None and check_records(records, columns) == second
+    finally:
+        handle.close()
+        os.close(wake)

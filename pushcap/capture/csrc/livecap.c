@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct live_handle {
     pcap_t *pcap;
@@ -28,6 +29,11 @@ struct live_handle {
     uint8_t *out;
     int64_t out_len, pos, count;
     int64_t *offsets, *ts_ns, *caplen, *wirelen;
+    /* live_set_wake: a reader waiting for the batch being gathered (an eventfd, -1: none),
+     * and how soon after the last batch a hurried one may end */
+    int wake_fd;
+    int64_t hurry_gap_us;
+    int64_t last_end_us; /* when live_gather last returned packets (monotonic) */
 };
 
 /* The packet into the batch: the destination, a recycled arena the ring let go seconds ago, is
@@ -96,6 +102,7 @@ void *live_open(const char *device, int snaplen, int promisc, int timeout_ms, in
         return NULL;
     }
     h->snaplen = snaplen;
+    h->wake_fd = -1;
     h->spill = malloc((size_t)snaplen);
     h->pcap = pcap_create(device, errbuf);
     if (h->spill == NULL || h->pcap == NULL)
@@ -168,12 +175,29 @@ int64_t live_read(void *handle, uint8_t *out, int64_t out_len, int64_t limit, in
     return h->count;
 }
 
-/* Wait up to `timeout_ms` for the handle to be readable: 1 when it is (or an error is
- * pending: the read that follows returns it), 0 when the time ran out or a signal came. */
-static int wait_readable(struct live_handle *h, int timeout_ms)
+/* Wait up to `timeout_ms` for the handle to be readable, or for `wake_fd` (none when
+ * negative): READY_PACKETS when the handle is (or an error is pending: the read that follows
+ * returns it), READY_WAKE when `wake_fd` is; 0 when the time ran out or a signal came. */
+enum { READY_PACKETS = 1, READY_WAKE = 2 };
+
+static int wait_ready(struct live_handle *h, int wake_fd, int timeout_ms)
 {
-    struct pollfd p = {.fd = pcap_get_selectable_fd(h->pcap), .events = POLLIN};
-    return poll(&p, 1, timeout_ms) > 0;
+    struct pollfd p[2] = {{.fd = pcap_get_selectable_fd(h->pcap), .events = POLLIN},
+                          {.fd = wake_fd, .events = POLLIN}};
+    if (poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms) <= 0)
+        return 0;
+    return (p[0].revents ? READY_PACKETS : 0) | (wake_fd >= 0 && p[1].revents ? READY_WAKE : 0);
+}
+
+/* Set (and clear) the wake-up a reader that waits for packets gives the capture (see
+ * live_gather): `fd` an eventfd it writes to, or -1 for none; a hurried batch ends no sooner
+ * than `gap_us` after the last batch, so readers that wait again and again cannot make a busy
+ * link's batches tiny (each costs a fixed amount of Python). */
+void live_set_wake(void *handle, int fd, int64_t gap_us)
+{
+    struct live_handle *h = (struct live_handle *)handle;
+    h->wake_fd = fd;
+    h->hurry_gap_us = gap_us;
 }
 
 static int64_t monotonic_us(void)
@@ -191,7 +215,16 @@ static int64_t monotonic_us(void)
  * a fixed amount of Python, thread wake-ups and system calls whatever its size: gathering
  * makes a slow link's batches several blocks long instead of one (issue 19), and a fast
  * link's reach `enough` at once. Packets go into out[0, out_len) as records, their columns
- * into `cols` (4 rows of `limit`: offset, ts_ns, caplen, wirelen). Returns the packets read;
+ * into `cols` (4 rows of `limit`: offset, ts_ns, caplen, wirelen).
+ *
+ * A reader that waits for the packets being gathered (a trigger whose window end has passed,
+ * or whose packet count is near) writes to the wake fd (live_set_wake): the batch then ends at
+ * once, or `hurry_gap_us` after the last one if that is later, instead of at the end of its
+ * gathering time (issue 19: T1's live requests waited out the 50 ms). The wake fd is only
+ * looked at while a batch gathers, and read (cleared) when it is seen; a wake-up that comes
+ * while no packet is there hurries the next batch: its first packets end it.
+ *
+ * Returns the packets read;
  * `*used` as in live_read. `*status`: 0, or 1 when the batch stopped full (`limit` packets,
  * or `out` could not hold the next packet: more are waiting, read on at once), or -1 / -2 as
  * in live_read. */
@@ -201,9 +234,9 @@ int64_t live_gather(void *handle, uint8_t *out, int64_t out_len, int64_t limit, 
 {
     struct live_handle *h = (struct live_handle *)handle;
     int64_t count = 0, pos = 0, deadline = 0;
-    int woken = 1;
+    int woken = 1, wake_fd = h->wake_fd;
     if (poll_ms >= 0 && !h->has_spill)
-        wait_readable(h, poll_ms);
+        wait_ready(h, -1, poll_ms);
     for (;;) {
         int64_t got = live_read(handle, out + pos, out_len - pos, limit - count, cols + count,
                                 cols + limit + count, cols + 2 * limit + count,
@@ -227,8 +260,23 @@ int64_t live_gather(void *handle, uint8_t *out, int64_t out_len, int64_t limit, 
             deadline = now + gather_us;
         if (now >= deadline)
             break;
-        woken = wait_readable(h, (int)((deadline - now + 999) / 1000));
+        int ready = wait_ready(h, wake_fd, (int)((deadline - now + 999) / 1000));
+        if (ready & READY_WAKE) {
+            uint64_t wakes;
+            if (read(wake_fd, &wakes, sizeof wakes) < 0 && errno != EAGAIN)
+                break; /* not an eventfd that can be read: end the batch, never spin on it */
+            wake_fd = -1; /* hurried: the rest of this batch waits for packets alone */
+            int64_t soonest = h->last_end_us + h->hurry_gap_us;
+            now = monotonic_us();
+            if (soonest < now)
+                soonest = now;
+            if (soonest < deadline)
+                deadline = soonest;
+        }
+        woken = ready & READY_PACKETS;
     }
+    if (count > 0)
+        h->last_end_us = monotonic_us();
     *used = pos;
     return count;
 }
