@@ -20,6 +20,7 @@ import numpy as np
 from pushcap import defaults
 from pushcap.archive.filter_keys import columns_needed, flow_mask
 from pushcap.archive.index_file import IndexReader
+from pushcap.archive.native_pick import native_pick
 from pushcap.capture import iov
 from pushcap.capture.batch import RECORD_HEADER_BYTES, Batch
 from pushcap.capture.bpf import BpfFilter
@@ -67,8 +68,12 @@ def pick_indexed(plain: Path, reader: IndexReader | CachedIndex, tree, bpf: BpfF
     the next query takes no page fault for them, ~27 µs each on this VM), else it is mapped
     here for this query."""
     flows = reader.flows(columns_needed(tree))
-    rows = np.flatnonzero(flow_mask(tree, flows)
-                          & (flows["last_ts"] >= start_ns) & (flows["first_ts"] < end_ns))
+    mask = flow_mask(tree, flows)
+    meta = reader.meta
+    if not start_ns <= meta.first_ts <= meta.last_ts < end_ns:
+        # Only a file the window cuts needs its flows' spans (two more columns to bring in).
+        mask &= (flows["last_ts"] >= start_ns) & (flows["first_ts"] < end_ns)
+    rows = np.flatnonzero(mask)
     nano = reader.meta.nano
     if not len(rows):
         return Picked.empty(nano, reader.bytes_read)
@@ -111,16 +116,24 @@ def _headers(buffer, at: np.ndarray) -> np.ndarray:
 
 
 def _pick_chunk(buffer, at, caplen, nano, bpf, start_ns, end_ns, plain):
-    head = _headers(buffer, at)
-    if not np.array_equal(head[:, 2], caplen):
-        raise StaleIndex(f"{plain.name}: records not where its index says")
-    ts = head[:, 0] * 1_000_000_000 + head[:, 1] * (1 if nano else 1000)
-    keep = np.flatnonzero(_window_mask(ts, start_ns, end_ns))
+    native = native_pick()
+    if native is not None:
+        picked = native.pick(buffer, at, caplen, nano, start_ns, end_ns)
+        if picked is None:
+            raise StaleIndex(f"{plain.name}: records not where its index says")
+        keep, ts, wirelen = picked
+    else:
+        head = _headers(buffer, at)
+        if not np.array_equal(head[:, 2], caplen):
+            raise StaleIndex(f"{plain.name}: records not where its index says")
+        ts = head[:, 0] * 1_000_000_000 + head[:, 1] * (1 if nano else 1000)
+        keep = np.flatnonzero(_window_mask(ts, start_ns, end_ns))
+        ts, wirelen = ts[keep], head[keep, 3]
     if bpf is not None and len(keep):
-        batch = Batch(buffer, at[keep], ts[keep], caplen[keep], head[keep, 3], 0, 0,
-                      nano=nano)
-        keep = keep[np.asarray(bpf.select(batch), dtype=np.int64)]
-    return at[keep], ts[keep], caplen[keep]
+        batch = Batch(buffer, at[keep], ts, caplen[keep], wirelen, 0, 0, nano=nano)
+        chosen = np.asarray(bpf.select(batch), dtype=np.int64)
+        keep, ts = keep[chosen], ts[chosen]
+    return at[keep], ts, caplen[keep]
 
 
 def pick_scan(path: Path, bpf: BpfFilter | None, start_ns: int, end_ns: int,
