@@ -17,7 +17,10 @@ Stenographer's stenoread is (`pushcap query --daemon --lua L --config T --target
 indexes it keeps in memory; its FilterBPF matches nothing lo carries, so it adds no file). The
 daemon is started before the timing and its index warm-up (loading the 11 indexes, and one
 query that maps the candidates' pages) is not timed; the warm-up's own time is reported. Both
-outputs are compared byte for byte with tcpdump's.
+outputs are compared byte for byte with tcpdump's. pushcap is the checkout's wheel installed in
+a venv of its own (tools/bench.py `installed`, as P1): a command's start is part of Q1's wall
+time, and the checkout's editable install adds setuptools' import finder (~13 ms a start) that
+no installed pushcap has.
 
 I1: the same replay (one target, no filter, one-minute files) with and without `Index = true`,
 beside `tcpdump -r IN -w OUT`: the index's extra CPU per 1M packets (goal: at most +0.15 s).
