@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -25,6 +26,7 @@ from . import config
 from .config import (
     STARTED_TIMEOUT_S,
     T1_BEFORE_S,
+    T1_GAP_JITTER_S,
     T1_GAP_S,
     T1_GOAL_P99_S,
     T1_LIVE_S,
@@ -115,6 +117,7 @@ def _t1_series(client, pubsub, channel: str, name: str, port: int,
     `packets_for()` gives each request's `packets` cap at the moment it is sent.
     """
     latencies: list[float] = []
+    gaps = random.Random(name)  # the same gaps every run (see T1_GAP_JITTER_S)
     caps: list[int] = []
     daemon_latencies: list[float] = []
     results: list[dict] = []
@@ -158,7 +161,7 @@ def _t1_series(client, pubsub, channel: str, name: str, port: int,
                         "reason": record.get("reason"), "packets_in_file": in_file,
                         "latency_ms": round(latencies[-1], 2),
                         "daemon_latency_ms": record.get("latency_s", 0) * 1000})
-        time.sleep(T1_GAP_S)
+        time.sleep(T1_GAP_S + gaps.uniform(0, T1_GAP_JITTER_S))
     reasons: dict[str, int] = {}
     for r in results:
         reasons[str(r["reason"])] = reasons.get(str(r["reason"]), 0) + 1
