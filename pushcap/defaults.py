@@ -260,6 +260,12 @@ INDEX_SUFFIX = ".parquet"  # `<data file name>.parquet` in INDEX_DIR_NAME
 # Records per Parquet row group of an index: a query reads the row groups of the flows it
 # wants, so smaller groups read less for a narrow filter and cost a little more space.
 INDEX_ROW_GROUP_RECORDS = 65_536
+# The most records an index feed holds (16 bytes each, more while its arrays grow, a flow id and
+# the record's place: index_feed.py) for the file being written; a file with more has its index
+# built from the file when it is published (one C pass over it while the page cache holds it,
+# ~0.1-0.15 s CPU per 1M records on the keeper's thread), so an index costs bounded memory on
+# a busy link: one-minute files at 600k packets/s would otherwise hold ~0.6-1.2 GB per feed.
+INDEX_FEED_MAX_RECORDS = 4_000_000
 # Finished parts whose index feeds a keeper holds until they are published (a part whose
 # finishing keeps failing is published at a later start, its index then built from the file).
 ARCHIVE_PENDING_FEEDS = 4

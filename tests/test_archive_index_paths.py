@@ -5,6 +5,7 @@ batches (keys.FileKeys, here on its numpy path). And the Parquet file pushcap wr
 
 from __future__ import annotations
 
+import dpkt
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -109,3 +110,30 @@ def test_a_fed_index_is_the_index_of_its_file(tmp_path, gen_trace, write_lua, mo
         write_index(content, IndexMeta(data.stat().st_size, *figures), reference)
         assert pq.read_table(index_path(data)).equals(pq.read_table(reference))
         assert IndexReader(index_path(data)).meta == IndexReader(reference).meta
+
+
+@needs_c
+def test_a_file_beyond_the_feeds_bound_is_indexed_from_the_file(tmp_path, gen_trace, write_lua,
+                                                                 monkeypatch):
+    """A feed holds at most INDEX_FEED_MAX_RECORDS records (bounded memory on a busy link): a
+    file with more is indexed by the pass over the published file, to the same index; a file
+    within the bound is still indexed from its feed."""
+    monkeypatch.setattr(defaults, "INDEX_FEED_MAX_RECORDS", 2_500)
+    read_again = []
+    real_mapped_keys = build.mapped_keys
+    monkeypatch.setattr(build, "mapped_keys",
+                        lambda path: read_again.append(path.name) or real_mapped_keys(path))
+    out = tmp_path / "out"
+    fields = {"Desc": "bounded", "Mode": "File", "Path": str(out / "all"),
+              "Split": "--split-byte 2000000", "Index": _LuaTrue()}
+    replay(gen_trace(12_000, seed=9), load_targets(write_lua([fields])))
+    files = sorted(out.glob("all_*.pcap"))
+    packets = {f.name: sum(1 for _ in dpkt.pcap.Reader(f.open("rb"))) for f in files}
+    over = sorted(name for name, n in packets.items() if n > 2_500)
+    assert over and len(over) < len(files), packets  # files beyond the bound, and within it
+    assert sorted(read_again) == over
+    for data in files:
+        content, figures = build._gather(data, native=False)
+        reference = tmp_path / "reference.parquet"
+        write_index(content, IndexMeta(data.stat().st_size, *figures), reference)
+        assert pq.read_table(index_path(data)).equals(pq.read_table(reference))

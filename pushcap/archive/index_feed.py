@@ -7,6 +7,10 @@ the file is finished the feed goes to the keeper with it (`ArchiveKeeper.expect`
 index is written from it on the keeper's thread: the file is not read again (mapping and
 walking it again was half of what an index cost, README "Performance", I1).
 
+A feed holds at most `defaults.INDEX_FEED_MAX_RECORDS` records: past that it lets go of what it
+holds, and the file's index is built from the file, so an index costs bounded memory whatever
+the rate and the file's size.
+
 A feed is only trusted for the file it saw whole: any write it missed, a failed key pass, or a
 file that is not, byte for byte, what was fed (compressed, cut, rewritten) makes the keeper
 build the index from the file instead (`build.build_index`).
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 
+from pushcap import defaults
 from pushcap.archive.native_keys import FilePass, NativeFlows, native_keys
 from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES
 
@@ -29,6 +34,7 @@ class IndexFeed:
         self._flows: NativeFlows | None = flows
         self._pass: FilePass | None = FilePass(flows)
         self.end = PCAP_FILE_HEADER_BYTES  # where the next record must start
+        self.records = 0  # fed so far (see INDEX_FEED_MAX_RECORDS)
 
     @property
     def usable(self) -> bool:
@@ -39,6 +45,12 @@ class IndexFeed:
         all), written back to back at `position` of the file. Never raises: a feed that
         cannot follow is dropped (the index is then built from the file)."""
         if self._pass is None:
+            return
+        self.records += end - start
+        if self.records > defaults.INDEX_FEED_MAX_RECORDS:
+            log.info("event=index_feed_full records=%d (the index is built from the file)",
+                     self.records)
+            self.close()
             return
         try:
             if position != self.end:
