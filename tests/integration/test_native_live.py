@@ -60,12 +60,19 @@ def frame(i: int) -> bytes:
     return head + bytes((i + k) % 251 for k in range(size - len(head)))
 
 
-def test_every_frame_whole_and_in_order_through_small_reads(veth):
+def opened_with_frames_sent(veth):
+    """A C capture handle on the veth's capture end, after FRAMES numbered frames were sent
+    from its peer: (handle, the frames sent)."""
     capture, peer = veth
     handle, code, why = native_live().open(capture, 262144, True, 50, 8 << 20)
     assert handle is not None, (code, why)
     sent = [frame(i) for i in range(FRAMES)]
     send(peer, sent)
+    return handle, sent
+
+
+def test_every_frame_whole_and_in_order_through_small_reads(veth):
+    handle, sent = opened_with_frames_sent(veth)
     got: list[bytes] = []
     reads_that_filled = 0
 
@@ -117,11 +124,7 @@ def test_gathered_batches_hold_every_frame_whole_and_in_order(veth):
     """`gather` (one C call a batch): a buffer far smaller than what waits ends most batches
     full (the spill goes first into the next), and no frame is lost, doubled or cut; each
     batch's columns lie in the arena right after its records."""
-    capture, peer = veth
-    handle, code, why = native_live().open(capture, 262144, True, 50, 8 << 20)
-    assert handle is not None, (code, why)
-    sent = [frame(i) for i in range(FRAMES)]
-    send(peer, sent)
+    handle, sent = opened_with_frames_sent(veth)
     got: list[bytes] = []
     full_batches = 0
 
