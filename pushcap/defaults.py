@@ -45,6 +45,15 @@ COALESCE_MS = 50
 # make its batches tiny (each costs a fixed amount of Python: the 5 ms batches of before issue
 # 19 at worst). It replaces COALESCE_MS in how late a packet may reach the ring for a trigger.
 HURRY_GAP_MS = 5
+# The C capture's waits when nothing happens (capture/csrc/livecap.c, live_gather; issue 19).
+# A quiet link's capture thread waits up to IDLE_WAIT_MS for a batch's first packets (stopping
+# ends the wait at once; libpcap's block timer still hands over packets within the poll
+# timeout): it woke every poll timeout, ten times a second for nothing. A busy link's batch
+# naps GATHER_NAP_MS between reads instead of waking for each of libpcap's 256 KiB blocks, but
+# never longer than a link of NAP_LINK_BYTES_PER_S takes to fill half the kernel buffer.
+IDLE_WAIT_MS = 1000
+GATHER_NAP_MS = 25
+NAP_LINK_BYTES_PER_S = 1_250_000_000  # 10 Gb/s
 # A C capture read's buffer (capture/native_live.py): room for this much per packet wanted, at
 # most LIVE_READ_MAX_BYTES; what a read does not fill is given back to the allocator at once.
 LIVE_READ_BYTES_PER_PACKET = 1536

@@ -24,6 +24,7 @@ def stand_in(handle, monkeypatch) -> LiveSource:
     source._handle, source._fd, source._poll_timeout_s = handle, 0, 0.0
     source._native = None  # the pcapy-ng path (the C capture reads a real handle only)
     source._stop, source._error, source._wake = threading.Event(), None, Wake()
+    source._stopped = Wake()
     source.packets_read = source.leftovers_read = source._if_drops = 0
     source._counted_at_open = 0
     source._loopback, source._leftover_wait_s = False, 0.0  # no reading on after an error

@@ -42,47 +42,55 @@ class CaptureStats:
 def capture_until_stopped(name: str, source: LiveSource | None, ring: Ring, stats: CaptureStats,
                           open_source: Callable[[], LiveSource], stop: threading.Event) -> None:
     """Capture `name` into `ring` until `stop`; then close the ring (its readers drain it)."""
-    backoff_s = 1.0
-    last_stats = time.monotonic()
-    while not stop.is_set():
-        if source is None:
+    try:
+        backoff_s = 1.0
+        last_stats = time.monotonic()
+        while not stop.is_set():
+            if source is None:
+                try:
+                    source = open_source()
+                except SourceError as exc:
+                    stats.error = str(exc)
+                    log.error("event=capture_reopen_failed interface=%s error=%r retry_in_s=%g",
+                              name, str(exc), backoff_s)
+                    if wait_for_interface(name, backoff_s, stop):
+                        break
+                    backoff_s = _longer(backoff_s)
+                    continue
+                stats.error, stats.reopens = None, stats.reopens + 1
+                log.warning("event=capture_reopened interface=%s reopens=%d", name, stats.reopens)
+            ring.hurry_with(source.hurry)  # a waiting trigger ends the batch being gathered
             try:
-                source = open_source()
-            except SourceError as exc:
+                for batch in source.batches():
+                    ring.append(batch)
+                    if time.monotonic() - last_stats >= defaults.CAPTURE_STATS_INTERVAL_S:
+                        last_stats = time.monotonic()
+                        update_capture_stats(name, source, stats)
+                    backoff_s = 1.0
+            except Exception as exc:  # noqa: BLE001 - a capture must outlive any one failure
                 stats.error = str(exc)
-                log.error("event=capture_reopen_failed interface=%s error=%r retry_in_s=%g",
-                          name, str(exc), backoff_s)
+                if isinstance(exc, SourceError):
+                    log.error("event=capture_error interface=%s error=%r retry_in_s=%g "
+                              "read_after_error=%d", name, str(exc), backoff_s,
+                              source.leftovers_read)
+                else:  # a fault of pushcap's: said with its traceback, then captured on anew (a
+                    # dead capture thread stopped capturing and left its ring open for good)
+                    log.error("event=capture_failed interface=%s error=%r retry_in_s=%g", name,
+                              repr(exc), backoff_s, exc_info=True)
+                update_capture_stats(name, source, stats)
+                count_unread(name, source, stats)
+                stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
+                ring.hurry_with(None)
+                source.close()
+                source = None
                 if wait_for_interface(name, backoff_s, stop):
                     break
                 backoff_s = _longer(backoff_s)
-                continue
-            stats.error, stats.reopens = None, stats.reopens + 1
-            log.warning("event=capture_reopened interface=%s reopens=%d", name, stats.reopens)
-        ring.hurry_with(source.hurry)  # a waiting trigger ends the batch being gathered
-        try:
-            for batch in source.batches():
-                ring.append(batch)
-                if time.monotonic() - last_stats >= defaults.CAPTURE_STATS_INTERVAL_S:
-                    last_stats = time.monotonic()
-                    update_capture_stats(name, source, stats)
-                backoff_s = 1.0
-        except SourceError as exc:
-            stats.error = str(exc)
-            log.error("event=capture_error interface=%s error=%r retry_in_s=%g "
-                      "read_after_error=%d", name, str(exc), backoff_s, source.leftovers_read)
+    finally:  # whatever happened, the readers get what the ring holds, then its end
+        if source is not None:
             update_capture_stats(name, source, stats)
-            count_unread(name, source, stats)
-            stats.base = (stats.received, stats.kernel_drops, stats.if_drops)
-            ring.hurry_with(None)
-            source.close()
-            source = None
-            if wait_for_interface(name, backoff_s, stop):
-                break
-            backoff_s = _longer(backoff_s)
-    if source is not None:
-        update_capture_stats(name, source, stats)
-    ring.hurry_with(None)
-    ring.close()
+        ring.hurry_with(None)
+        ring.close()
 
 
 def interface_up(name: str) -> bool:

@@ -84,7 +84,7 @@ class LiveSource:
             if self._native is None:
                 raise SourceError(f"interface {interface}: {ACTIVATE_ERRORS.get(code, why)}")
             self._open(self._native.fd, self._native.datalink, poll_timeout_ms,
-                       leftover_wait_s)
+                       leftover_wait_s, buffer_bytes)
             return
         try:
             handle = pcapy.create(interface)
@@ -101,19 +101,24 @@ class LiveSource:
         except (pcapy.PcapError, ValueError) as exc:
             raise SourceError(f"interface {interface}: {exc}") from exc
         self._handle = handle
-        self._open(fd, handle.datalink(), poll_timeout_ms, leftover_wait_s)
+        self._open(fd, handle.datalink(), poll_timeout_ms, leftover_wait_s, buffer_bytes)
 
     def _open(self, fd: int, dlt: int, poll_timeout_ms: int,
-              leftover_wait_s: float | None) -> None:
+              leftover_wait_s: float | None, buffer_bytes: int) -> None:
         """The state of an opened handle, whichever reads it."""
         self._fd = fd
         self._poll_timeout_ms = int(poll_timeout_ms)
         self._poll_timeout_s = poll_timeout_ms / 1000
+        # the C capture's wait for a batch's first packets: libpcap's block timer hands them
+        # over within the poll timeout, and `stop` ends it (set_idle), so it may be long
+        self._idle_wait_ms = max(self._poll_timeout_ms, defaults.IDLE_WAIT_MS)
         self.linktype = DLT_TO_LINKTYPE.get(dlt, dlt)
         self._stop = threading.Event()
         self._wake = Wake()  # a waiting trigger ends the batch being gathered (see hurry)
+        self._stopped = Wake()  # `stop` ends the C capture's long wait on a quiet link
         if self._native is not None:
             self._native.set_wake(self._wake.fd, defaults.HURRY_GAP_MS * 1000)
+            self._native.set_idle(self._stopped.fd, _nap_us(buffer_bytes))
         self._error: SourceError | None = None  # see _drain
         self.packets_read = 0  # handed over in batches (see unread)
         self.leftovers_read = 0  # of which read after the handle failed (see _leftovers)
@@ -127,6 +132,7 @@ class LiveSource:
 
     def stop(self) -> None:
         self._stop.set()
+        self._stopped.hurry()
 
     def hurry(self) -> None:
         """Someone waits for the packets this source holds: end the batch being gathered now
@@ -144,6 +150,7 @@ class LiveSource:
             except pcapy.PcapError:  # already closed
                 pass
         self._wake.close()
+        self._stopped.close()
 
     def stats(self) -> tuple[int, int, int]:
         """(received, dropped by the kernel, dropped by the interface) as libpcap reports them.
@@ -270,7 +277,7 @@ class LiveSource:
         (pieces as `_drain_native` makes them, whether it stopped full: read on at once)."""
         records, columns, error, full = self._native.gather(
             self.batch_packets, self._read_bytes(self.batch_packets),
-            defaults.LIVE_BATCH_HEADROOM_BYTES, self._poll_timeout_ms if wait else -1,
+            defaults.LIVE_BATCH_HEADROOM_BYTES, self._idle_wait_ms if wait else -1,
             defaults.COALESCE_MS * 1000, self.batch_packets)
         if error is not None and self._error is None:
             self._error = SourceError(f"interface {self.name}: {error}")
@@ -349,3 +356,10 @@ class LiveSource:
             columns[0] += np.repeat(bases, [c.shape[1] for _, c in pieces])
         return Batch(records, columns[0], columns[1], columns[2], columns[3], self.linktype,
                      self.snaplen)
+
+
+def _nap_us(buffer_bytes: int) -> int:
+    """How long a busy link's gathering batch naps between reads (defaults.GATHER_NAP_MS):
+    never longer than a NAP_LINK_BYTES_PER_S link takes to fill half the kernel buffer."""
+    fill_half_us = buffer_bytes // 2 * 1_000_000 // defaults.NAP_LINK_BYTES_PER_S
+    return min(defaults.GATHER_NAP_MS * 1000, fill_half_us)

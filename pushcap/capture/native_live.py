@@ -113,6 +113,13 @@ class NativeLiveHandle:
         -1: none; see wake.py), and how soon after the last batch a hurried one may end."""
         self._f.set_wake(self._live(), fd, gap_us)
 
+    def set_idle(self, stop_fd: int, nap_us: int) -> None:
+        """The eventfd that ends `gather`'s wait for a batch's first packets (the capture
+        stops; -1: none), so a quiet link's capture can wait long instead of waking every poll
+        timeout, and how long a gathering batch naps between reads of a busy link instead of
+        waking for each of the kernel's blocks (0: never; see live_gather)."""
+        self._f.set_idle(self._live(), stop_fd, nap_us)
+
     def stats(self) -> tuple[int, int, int]:
         out = (ctypes.c_uint32 * 3)()
         errbuf = ctypes.create_string_buffer(ERRBUF_BYTES)
@@ -157,6 +164,9 @@ class NativeLive:
         self.set_wake = library.live_set_wake
         self.set_wake.restype = None
         self.set_wake.argtypes = [_P, ctypes.c_int, _I64]
+        self.set_idle = library.live_set_idle
+        self.set_idle.restype = None
+        self.set_idle.argtypes = [_P, ctypes.c_int, _I64]
         self.stats = library.live_stats
         self.stats.argtypes = [_P, ctypes.POINTER(ctypes.c_uint32), ctypes.c_char_p]
         self.close = library.live_close

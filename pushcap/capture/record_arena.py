@@ -83,12 +83,13 @@ class RecordArena:
         spares beyond FREE_ARENAS are let go."""
         free = [a for a in self._retired if sys.getrefcount(a) <= 3 and len(a) >= size]
         # 3: the list, `a`, getrefcount's argument: no batch holds a view of it
-        for arena in free[FREE_ARENAS:]:
-            self._retired.remove(arena)
-        if free:
-            self._retired.remove(free[0])
-            return free[0]
-        return np.empty(size, dtype=np.uint8)
+        if not free:
+            return np.empty(size, dtype=np.uint8)
+        # by identity: list.remove compares arrays with ==, element by element (it raised
+        # "truth value ... ambiguous" and ended the capture thread when a third arena was free)
+        let_go = {id(a) for a in free[FREE_ARENAS:]} | {id(free[0])}
+        self._retired = [a for a in self._retired if id(a) not in let_go]
+        return free[0]
 
 
 def _address(array: np.ndarray) -> int:

@@ -14,10 +14,13 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 
+import numbered_frames
 import pytest
+from numbered_frames import frame
 from waiting import wait_until
 
 from pushcap.capture.native_live import native_live
@@ -28,7 +31,6 @@ pytestmark = [
                        reason="needs root and iproute2 to make a veth pair"),
 ]
 
-SIZES = (60, 61, 333, 1514, 4000, 9018, 30000, 64000)
 FRAMES = 400
 READ_BYTES = 70_000  # room for one 64,000-byte frame and little else
 
@@ -52,12 +54,6 @@ def veth():
         yield capture, peer
     finally:
         subprocess.run(["ip", "link", "del", capture], capture_output=True, timeout=30)
-
-
-def frame(i: int) -> bytes:
-    size = SIZES[i % len(SIZES)]
-    head = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x03" + b"\x88\xb7" + struct.pack(">I", i)
-    return head + bytes((i + k) % 251 for k in range(size - len(head)))
 
 
 def opened_with_frames_sent(veth):
@@ -200,3 +196,72 @@ def test_a_wake_ends_a_gathering_batch_at_once_and_not_sooner_than_the_gap(veth)
     finally:
         handle.close()
         os.close(wake)
+
+
+def voluntary_switches() -> int:
+    """This thread's sleeps so far (each a wake-up when it ends)."""
+    status = open("/proc/thread-self/status").read()  # noqa: SIM115 - read whole at once
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+GATHER_US, NAP_US = 300_000, 60_000
+def test_a_busy_link_batch_naps_instead_of_waking_for_every_block(veth):
+    """While a batch gathers on a busy link, it naps between reads (live_set_idle) instead of
+    waking for each of libpcap's 256 KiB blocks, and still gets every frame, whole and in
+    order. The same traffic gathered without the nap shows the wake-ups it saves."""
+    capture, peer = veth
+    handle, code, why = native_live().open(capture, 262144, True, 100, 64 << 20)
+    assert handle is not None, (code, why)
+    # another process sends: the test's thread must not wait for the GIL after each gather
+    sender = subprocess.Popen([sys.executable, numbered_frames.__file__, peer],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    got: list[bytes] = []
+    wakes: dict[int, list[int]] = {}
+    try:
+        for nap_us in (0, NAP_US, 0, NAP_US):  # each twice, in turn
+            handle.set_idle(-1, nap_us)
+            before = voluntary_switches()
+            records, columns, error, full = handle.gather(50_000, 32 << 20, 32 << 20, 1000,
+                                                          GATHER_US, 50_000)
+            wakes.setdefault(nap_us, []).append(voluntary_switches() - before)
+            assert error is None and not full
+            got.extend(check_records(records, columns))
+    finally:
+        sent = int(sender.communicate("", timeout=30)[0])
+    try:
+        wait_until(lambda: got.extend(check_records(*handle.gather(50_000, 32 << 20, 32 << 20,
+                                                                   200, 0, 50_000)[:2]))
+                   or len(got) >= sent, 20, "every frame sent", poll_s=0)
+    finally:
+        handle.close()
+    assert got == [frame(8 * n + 5) for n in range(sent)]
+    most = GATHER_US // NAP_US + 3  # a nap each, a wait or two for the next block
+    assert min(wakes[0]) >= 2 * most, wakes  # precondition: blocks came much faster than naps
+    assert max(wakes[NAP_US]) <= most, wakes
+
+
+def test_stop_ends_the_wait_of_a_quiet_link_at_once(veth, monkeypatch):
+    """A quiet link's capture waits long for packets (IDLE_WAIT_MS: no wake-up every poll
+    timeout); `stop` still ends it at once, through the stop eventfd."""
+    from pushcap import defaults
+    from pushcap.capture.live import LiveSource
+
+    monkeypatch.setattr(defaults, "IDLE_WAIT_MS", 120_000)
+    capture, _ = veth
+    source = LiveSource(capture, poll_timeout_ms=50)
+    batches: list = []
+    reader = threading.Thread(target=lambda: batches.extend(source.batches()), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: voluntary_switches_of(reader) > 0, 10, "the capture to wait")
+        source.stop()
+        reader.join(10)
+        assert not reader.is_alive(), "stop did not end the wait"
+    finally:
+        source.close()
+    assert batches == []
+
+
+def voluntary_switches_of(thread: threading.Thread) -> int:
+    status = open(f"/proc/self/task/{thread.native_id}/status").read()  # noqa: SIM115
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])

@@ -34,6 +34,10 @@ struct live_handle {
     int wake_fd;
     int64_t hurry_gap_us;
     int64_t last_end_us; /* when live_gather last returned packets (monotonic) */
+    /* live_set_idle: an eventfd that ends the wait for a batch's first packets (the capture
+     * stops; -1: none), and how long a gathering batch naps between reads (0: never) */
+    int stop_fd;
+    int64_t nap_us;
 };
 
 /* The packet into the batch: the destination, a recycled arena the ring let go seconds ago, is
@@ -103,6 +107,7 @@ void *live_open(const char *device, int snaplen, int promisc, int timeout_ms, in
     }
     h->snaplen = snaplen;
     h->wake_fd = -1;
+    h->stop_fd = -1;
     h->spill = malloc((size_t)snaplen);
     h->pcap = pcap_create(device, errbuf);
     if (h->spill == NULL || h->pcap == NULL)
@@ -189,6 +194,16 @@ static int wait_ready(struct live_handle *h, int wake_fd, int timeout_ms)
     return (p[0].revents ? READY_PACKETS : 0) | (wake_fd >= 0 && p[1].revents ? READY_WAKE : 0);
 }
 
+/* A gathering batch's nap (see live_gather): `timeout_ms` in which only `wake_fd` (none when
+ * negative) can end it early. READY_WAKE when it did, else 0. */
+static int nap(int wake_fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = wake_fd, .events = POLLIN};
+    if (poll(&p, wake_fd >= 0 ? 1 : 0, timeout_ms) <= 0)
+        return 0;
+    return p.revents ? READY_WAKE : 0;
+}
+
 /* Set (and clear) the wake-up a reader that waits for packets gives the capture (see
  * live_gather): `fd` an eventfd it writes to, or -1 for none; a hurried batch ends no sooner
  * than `gap_us` after the last batch, so readers that wait again and again cannot make a busy
@@ -200,6 +215,16 @@ void live_set_wake(void *handle, int fd, int64_t gap_us)
     h->hurry_gap_us = gap_us;
 }
 
+/* Set how the capture waits when nothing happens (see live_gather): `stop_fd` an eventfd that
+ * ends the wait for a batch's first packets at once (-1: none), so the caller may wait long on
+ * a quiet link, and `nap_us` how long a gathering batch naps between reads (0: never). */
+void live_set_idle(void *handle, int stop_fd, int64_t nap_us)
+{
+    struct live_handle *h = (struct live_handle *)handle;
+    h->stop_fd = stop_fd;
+    h->nap_us = nap_us;
+}
+
 static int64_t monotonic_us(void)
 {
     struct timespec t;
@@ -209,13 +234,20 @@ static int64_t monotonic_us(void)
 
 /* One live batch in one call, the capture thread's whole turn without the GIL (ctypes lets it
  * go): wait up to `poll_ms` for packets (not at all when it is negative: more were known to
- * be waiting), read what is ready, and gather on while the batch has fewer than `enough`
- * packets, for at most `gather_us` after its first packets were read, waking as each of the
- * kernel's blocks is handed over. Every batch costs the capture thread and each target's lane
- * a fixed amount of Python, thread wake-ups and system calls whatever its size: gathering
- * makes a slow link's batches several blocks long instead of one (issue 19), and a fast
- * link's reach `enough` at once. Packets go into out[0, out_len) as records, their columns
- * into `cols` (4 rows of `limit`: offset, ts_ns, caplen, wirelen).
+ * be waiting; the stop fd of live_set_idle ends the wait), read what is ready, and gather on
+ * while the batch has fewer than `enough` packets, for at most `gather_us` after its first
+ * packets were read. Every batch costs the capture thread and each target's lane a fixed
+ * amount of Python, thread wake-ups and system calls whatever its size: gathering makes a
+ * slow link's batches several blocks long instead of one (issue 19), and a fast link's reach
+ * `enough` at once. Packets go into out[0, out_len) as records, their columns into `cols` (4
+ * rows of `limit`: offset, ts_ns, caplen, wirelen).
+ *
+ * While it gathers, the batch waits for the kernel's next block (poll on the handle) only
+ * while blocks come slower than the nap (live_set_idle); once one came sooner, it naps instead
+ * and reads every block retired meanwhile, until a nap brings nothing. With whole-packet
+ * snaplen libpcap's blocks are 256 KiB, one every 4.5 ms at 100k packets/s: a wake-up for each
+ * (what tcpdump pays, ~120 µs of CPU each on a VM) cost more than the packets' own work. The
+ * caller bounds the nap by the kernel buffer, so a nap never lets it fill.
  *
  * A reader that waits for the packets being gathered (a trigger whose window end has passed,
  * or whose packet count is near) writes to the wake fd (live_set_wake): the batch then ends at
@@ -233,10 +265,10 @@ int64_t live_gather(void *handle, uint8_t *out, int64_t out_len, int64_t limit, 
                     int *status, char *errbuf)
 {
     struct live_handle *h = (struct live_handle *)handle;
-    int64_t count = 0, pos = 0, deadline = 0;
-    int woken = 1, wake_fd = h->wake_fd;
+    int64_t count = 0, pos = 0, deadline = 0, waited_us = 0;
+    int woken = 1, napped = 0, napping = 0, wake_fd = h->wake_fd;
     if (poll_ms >= 0 && !h->has_spill)
-        wait_ready(h, -1, poll_ms);
+        wait_ready(h, h->stop_fd, poll_ms);
     for (;;) {
         int64_t got = live_read(handle, out + pos, out_len - pos, limit - count, cols + count,
                                 cols + limit + count, cols + 2 * limit + count,
@@ -255,12 +287,22 @@ int64_t live_gather(void *handle, uint8_t *out, int64_t out_len, int64_t limit, 
          * brought nothing (an odd socket: never spin on it) */
         if (count == 0 || count >= enough || gather_us <= 0 || (woken && got == 0 && deadline))
             break;
+        if (napped)
+            napping = got > 0; /* traffic slowed to less than a block a nap: poll again */
+        else if (woken && deadline && waited_us < h->nap_us)
+            napping = 1; /* a block came sooner than a nap: nap from now on */
         int64_t now = monotonic_us();
         if (deadline == 0)
             deadline = now + gather_us;
         if (now >= deadline)
             break;
-        int ready = wait_ready(h, wake_fd, (int)((deadline - now + 999) / 1000));
+        int64_t wait_us = deadline - now;
+        if (napping && h->nap_us < wait_us)
+            wait_us = h->nap_us;
+        int ready = napping ? nap(wake_fd, (int)((wait_us + 999) / 1000))
+                            : wait_ready(h, wake_fd, (int)((wait_us + 999) / 1000));
+        napped = napping;
+        waited_us = monotonic_us() - now;
         if (ready & READY_WAKE) {
             uint64_t wakes;
             if (read(wake_fd, &wakes, sizeof wakes) < 0 && errno != EAGAIN)
