@@ -35,11 +35,13 @@ KERNEL_BUFFER_MAX_BYTES = 1 << 30
 # holds BATCH_PACKETS (capture/csrc/livecap.c, live_gather): every batch costs the capture
 # thread and each target's lane a fixed amount of Python, wake-ups and system calls, so a
 # slower link's batches are several of the kernel's blocks long, not one (issue 19: 5 ms,
-# batches of ~800 packets at 100k packets/s, 1.28 µs a packet; 50 ms, ~5,000, 1.04 µs). It is
+# batches of ~800 packets at 100k packets/s, 1.28 µs a packet; 50 ms, ~5,000, 1.04 µs; 100 ms
+# with the gathering's naps, 8,192, and 0.1-0.3 µs less again in alternating runs; links of
+# over ~160k packets/s fill a batch sooner and are unaffected). It is
 # also how late a packet may reach the ring beyond libpcap's poll timeout, unless a trigger
 # waits for it: that one hurries the batch (capture/wake.py, HURRY_GAP_MS). Where the C
 # capture is not built, a batch of fewer than BATCH_PACKETS / 4 waits this long once.
-COALESCE_MS = 50
+COALESCE_MS = 100
 # A batch a waiting trigger hurried (capture/wake.py) ends no sooner than this after the batch
 # before it: a trigger that follows a busy link waits again after every batch, and must not
 # make its batches tiny (each costs a fixed amount of Python: the 5 ms batches of before issue
@@ -52,6 +54,7 @@ HURRY_GAP_MS = 5
 # naps GATHER_NAP_MS between reads instead of waking for each of libpcap's 256 KiB blocks, but
 # never longer than a link of NAP_LINK_BYTES_PER_S takes to fill half the kernel buffer.
 IDLE_WAIT_MS = 1000
+DAEMON_IDLE_WAIT_S = 5.0  # the main thread's sleep between signals (they end it at once)
 GATHER_NAP_MS = 25
 NAP_LINK_BYTES_PER_S = 1_250_000_000  # 10 Gb/s
 # A C capture read's buffer (capture/native_live.py): room for this much per packet wanted, at
