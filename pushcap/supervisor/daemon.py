@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Protocol
 
@@ -160,6 +162,17 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - one service must not block the others
                 log.error("event=service_stop_failed service=%s error=%r", name, str(exc))
         clean = self.engine.stop(max(1.0, deadline - time.monotonic()))
+        if not clean:
+            log_thread_stacks()
         if self.status_server is not None:
             self.status_server.shutdown()
         return clean
+
+
+def log_thread_stacks() -> None:
+    """What each thread still running is doing, one log line each: a stop that ran out of time
+    (CI once saw one hang, silently; a capture thread that had died left its ring open)."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        log.error("event=stop_unfinished thread=%s stack=%r", names.get(ident, ident),
+                  "".join(traceback.format_stack(frame, limit=12)))
