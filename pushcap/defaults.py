@@ -132,6 +132,7 @@ SHIP_CLOSE_TIMEOUT_S = 30.0  # a shipper's close() when its caller gives no time
 WRITE_BUFFER_BYTES = 1 << 20  # a pcap file's write buffer
 COMPRESS_CHUNK_BYTES = 1 << 20  # read and compressed at a time
 PUSH_POLL_S = 0.2  # how long a push thread waits for its ring before ticking its targets
+PUSH_QUIET_POLL_S = 2.0  # ... when none of its targets has an open file or flow interval
 
 # --- rclone -----------------------------------------------------------------------------------
 

@@ -67,3 +67,20 @@ def test_reader_waits_for_data_and_sees_close():
     assert len(got) == 1 and time.monotonic() - started < 4
     cursor.read(timeout_s=5)
     assert cursor.closed
+
+
+def test_a_poke_wakes_a_reader_in_a_long_wait():
+    """A lane on a quiet link waits long for a batch (PUSH_QUIET_POLL_S); a reload that posts
+    work for it pokes the ring, and the wait ends at once with nothing read."""
+    ring = Ring("x", 1, 65535, max_seconds=60, max_bytes=1 << 30)
+    cursor = ring.cursor()
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(cursor.read(timeout_s=60)), daemon=True)
+    reader.start()
+    while not ring._cond._waiters:  # the reader is waiting
+        time.sleep(0.001)
+    ring.poke()
+    reader.join(10)
+    assert not reader.is_alive() and got == [[]]
+    ring.append(make_batch(0, 3))  # and reading goes on as before
+    assert [len(b) for b in cursor.read(timeout_s=1)] == [3]

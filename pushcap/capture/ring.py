@@ -40,6 +40,7 @@ class Ring:
         # append, so eviction and reads cost no numpy call per batch (issue 19).
         self._entries: deque[tuple[Batch, int, int, int, int, int]] = deque()
         self._cond = threading.Condition()
+        self._pokes = 0  # see poke()
         self._next_seq = 0
         self._packets_total = 0
         self._bytes = 0
@@ -90,6 +91,13 @@ class Ring:
     def packets_total(self) -> int:
         """Packets appended since the ring was made."""
         return self._packets_total
+
+    def poke(self) -> None:
+        """Wake every reader waiting for a batch now (a reload posted work for a lane that may
+        be in a long quiet-link wait); they return with what there is, maybe nothing."""
+        with self._cond:
+            self._pokes += 1
+            self._cond.notify_all()
 
     def close(self) -> None:
         """The source has ended: readers drain what is left and then see `closed`."""
@@ -144,7 +152,9 @@ class Ring:
             if seq >= self._next_seq and not self._closed and timeout_s:
                 if hurry and self._hurry is not None:
                     self._hurry()
-                self._cond.wait_for(lambda: seq < self._next_seq or self._closed, timeout_s)
+                pokes = self._pokes
+                self._cond.wait_for(lambda: seq < self._next_seq or self._closed
+                                    or self._pokes != pokes, timeout_s)
             entries: list[tuple[Batch, int, int, int, int, int]] = []
             if self._entries:
                 oldest_seq = self._entries[0][0].seq

@@ -221,6 +221,10 @@ class FlowTarget(CountsFailures):
         self.stats.flows_overflowed = predecessor.stats.flows_overflowed
         self.stats.packets_overflowed = predecessor.stats.packets_overflowed
 
+    def awaits_tick(self) -> bool:
+        """Whether a tick can act: only on an open interval (see TargetLane._read_wait_s)."""
+        return self._open is not None
+
     def tick(self, now_ns: int) -> None:
         """Send the open interval once it has ended by the wall clock (quiet links included)."""
         if self._open is None:

@@ -142,6 +142,10 @@ class Series(CountsFailures):
         whose window is over even if no packet follows."""
         self.writer.tick(now_ns)
 
+    def awaits_tick(self) -> bool:
+        """Whether a tick can act: only on an open file (see TargetLane._read_wait_s)."""
+        return self.writer.file.is_open
+
     def end_file(self) -> None:
         """Hand the open file to the finisher now (shutdown, a forced handover)."""
         self.writer.end_file()

@@ -123,7 +123,21 @@ class TargetLane:
             if arrive_at is not None:
                 arrive_at.join()
             self._pending.append((bound, wait_for, arrive_at))
-            return True
+        if self.cursor is not None:
+            self.cursor.ring.poke()  # the lane may be in a quiet link's long wait
+        return True
+
+    def _read_wait_s(self) -> float:
+        """How long a read may wait for a batch before the lane ticks its consumers:
+        PUSH_POLL_S while one has something a tick acts on (an open file to flush, or to close
+        when its window ends; an open flow interval), else PUSH_QUIET_POLL_S. A quiet link's
+        lanes woke five times a second for nothing (issue 19); a batch, a reload's post or the
+        ring's end still wakes them at once. A consumer without `awaits_tick` is always ticked."""
+        for slot in self.slots.slots:
+            awaits_tick = getattr(slot.consumer, "awaits_tick", None)
+            if awaits_tick is None or awaits_tick():
+                return defaults.PUSH_POLL_S
+        return defaults.PUSH_QUIET_POLL_S
 
     def end_if_empty(self) -> bool:
         """End the lane when a reload removed its target and nothing is pending."""
@@ -169,7 +183,7 @@ class TargetLane:
                     return
                 time.sleep(defaults.PUSH_POLL_S)
                 continue
-            batches = cursor.read(timeout_s=defaults.PUSH_POLL_S)
+            batches = cursor.read(timeout_s=self._read_wait_s())
             self.step(batches, push_clock_ns(cursor))
             self.pin_to_target()
             self.note_missed()
