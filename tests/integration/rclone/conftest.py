@@ -90,8 +90,14 @@ class ServedRemote:
         base = self.root / under
         if not base.is_dir():
             return {}
-        return {p.relative_to(base).as_posix(): p.read_bytes()
-                for p in sorted(base.rglob("*")) if p.is_file()}
+        held = {}
+        for path in sorted(base.rglob("*")):
+            try:
+                if path.is_file():
+                    held[path.relative_to(base).as_posix()] = path.read_bytes()
+            except FileNotFoundError:  # the server removed it meanwhile (an aborted upload's
+                continue  # temporary file, once its client was killed): not held any more
+        return held
 
 
 @pytest.fixture
