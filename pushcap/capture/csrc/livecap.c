@@ -180,28 +180,20 @@ int64_t live_read(void *handle, uint8_t *out, int64_t out_len, int64_t limit, in
     return h->count;
 }
 
-/* Wait up to `timeout_ms` for the handle to be readable, or for `wake_fd` (none when
- * negative): READY_PACKETS when the handle is (or an error is pending: the read that follows
- * returns it), READY_WAKE when `wake_fd` is; 0 when the time ran out or a signal came. */
+/* Wait up to `timeout_ms` for the handle to be readable (not watched when `watch_handle` is 0:
+ * a gathering batch's nap), or for `wake_fd` (none when negative; poll skips a negative fd):
+ * READY_PACKETS when the handle is (or an error is pending: the read that follows returns it),
+ * READY_WAKE when `wake_fd` is; 0 when the time ran out or a signal came. */
 enum { READY_PACKETS = 1, READY_WAKE = 2 };
 
-static int wait_ready(struct live_handle *h, int wake_fd, int timeout_ms)
+static int wait_ready(struct live_handle *h, int watch_handle, int wake_fd, int timeout_ms)
 {
-    struct pollfd p[2] = {{.fd = pcap_get_selectable_fd(h->pcap), .events = POLLIN},
+    struct pollfd p[2] = {{.fd = watch_handle ? pcap_get_selectable_fd(h->pcap) : -1,
+                           .events = POLLIN},
                           {.fd = wake_fd, .events = POLLIN}};
-    if (poll(p, wake_fd >= 0 ? 2 : 1, timeout_ms) <= 0)
+    if (poll(p, 2, timeout_ms) <= 0)
         return 0;
-    return (p[0].revents ? READY_PACKETS : 0) | (wake_fd >= 0 && p[1].revents ? READY_WAKE : 0);
-}
-
-/* A gathering batch's nap (see live_gather): `timeout_ms` in which only `wake_fd` (none when
- * negative) can end it early. READY_WAKE when it did, else 0. */
-static int nap(int wake_fd, int timeout_ms)
-{
-    struct pollfd p = {.fd = wake_fd, .events = POLLIN};
-    if (poll(&p, wake_fd >= 0 ? 1 : 0, timeout_ms) <= 0)
-        return 0;
-    return p.revents ? READY_WAKE : 0;
+    return (p[0].revents ? READY_PACKETS : 0) | (p[1].revents ? READY_WAKE : 0);
 }
 
 /* Set (and clear) the wake-up a reader that waits for packets gives the capture (see
@@ -268,7 +260,7 @@ int64_t live_gather(void *handle, uint8_t *out, int64_t out_len, int64_t limit, 
     int64_t count = 0, pos = 0, deadline = 0, waited_us = 0;
     int woken = 1, napped = 0, napping = 0, wake_fd = h->wake_fd;
     if (poll_ms >= 0 && !h->has_spill)
-        wait_ready(h, h->stop_fd, poll_ms);
+        wait_ready(h, 1, h->stop_fd, poll_ms);
     for (;;) {
         int64_t got = live_read(handle, out + pos, out_len - pos, limit - count, cols + count,
                                 cols + limit + count, cols + 2 * limit + count,
@@ -299,8 +291,7 @@ int64_t live_gather(void *handle, uint8_t *out, int64_t out_len, int64_t limit, 
         int64_t wait_us = deadline - now;
         if (napping && h->nap_us < wait_us)
             wait_us = h->nap_us;
-        int ready = napping ? nap(wake_fd, (int)((wait_us + 999) / 1000))
-                            : wait_ready(h, wake_fd, (int)((wait_us + 999) / 1000));
+        int ready = wait_ready(h, !napping, wake_fd, (int)((wait_us + 999) / 1000));
         napped = napping;
         waited_us = monotonic_us() - now;
         if (ready & READY_WAKE) {
