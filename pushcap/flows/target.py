@@ -221,9 +221,12 @@ class FlowTarget(CountsFailures):
         self.stats.flows_overflowed = predecessor.stats.flows_overflowed
         self.stats.packets_overflowed = predecessor.stats.packets_overflowed
 
-    def awaits_tick(self) -> bool:
-        """Whether a tick can act: only on an open interval (see TargetLane._read_wait_s)."""
-        return self._open is not None
+    def next_tick_ns(self) -> int | None:
+        """When a tick can next act (push clock): the open interval's end plus the grace, as
+        `tick` sends it; None without an open interval (see TargetLane._read_wait_s)."""
+        if self._open is None:
+            return None
+        return (self._open + 1) * self.interval_ns + int(defaults.FLOW_GRACE_S * 1e9)
 
     def tick(self, now_ns: int) -> None:
         """Send the open interval once it has ended by the wall clock (quiet links included)."""

@@ -120,10 +120,20 @@ class SeriesWriter:
         if self._file_started is not None:
             self._file_started()
 
+    def next_tick_ns(self) -> int | None:
+        """When `tick` can next act (push clock): a time-split file's window end plus the
+        grace; None for no open file or a byte-split one. The flush needs no schedule: records
+        go to the kernel as they are written (PcapWriter.write_with), only a new file's header
+        waits in the buffer until its first records."""
+        if not self.file.is_open or self.target.split.kind is not SplitKind.TIME:
+            return None
+        return (self._window + 1) * self.target.split.value + \
+            int(defaults.TIME_SPLIT_GRACE_S * 1e9)
+
     def tick(self, now_ns: int) -> None:
-        """Called about every poll on a live link: flush the open file, so a crash of the process
-        loses nothing already written, and close a time-split file once its window is over even
-        if no packet follows."""
+        """Called on a live link when the lane wakes (a batch, or `next_tick_ns`): flush the
+        open file, so a crash of the process loses nothing already written, and close a
+        time-split file once its window is over even if no packet follows."""
         if not self.file.is_open:
             return
         if self.target.split.kind is SplitKind.TIME:

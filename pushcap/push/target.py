@@ -138,13 +138,13 @@ class Series(CountsFailures):
         self.writer.consume(batch)
 
     def tick(self, now_ns: int) -> None:
-        """Called about every poll on a live link: flush the open file, close a time-split file
-        whose window is over even if no packet follows."""
+        """Called on a live link when the lane wakes: flush the open file, close a time-split
+        file whose window is over even if no packet follows."""
         self.writer.tick(now_ns)
 
-    def awaits_tick(self) -> bool:
-        """Whether a tick can act: only on an open file (see TargetLane._read_wait_s)."""
-        return self.writer.file.is_open
+    def next_tick_ns(self) -> int | None:
+        """When a tick can next act (see SeriesWriter.next_tick_ns and TargetLane)."""
+        return self.writer.next_tick_ns()
 
     def end_file(self) -> None:
         """Hand the open file to the finisher now (shutdown, a forced handover)."""

@@ -37,6 +37,8 @@ from pushcap.supervisor.slots import guarded
 
 log = logging.getLogger("pushcap.engine")
 
+TICK_SLACK_S = 0.005  # a lane woken for a tick wakes this much after it is due
+
 
 class RingOverrun(Exception):
     """A target read the ring too slowly: packets were evicted before it read them."""
@@ -127,17 +129,26 @@ class TargetLane:
             self.cursor.ring.poke()  # the lane may be in a quiet link's long wait
         return True
 
-    def _read_wait_s(self) -> float:
-        """How long a read may wait for a batch before the lane ticks its consumers:
-        PUSH_POLL_S while one has something a tick acts on (an open file to flush, or to close
-        when its window ends; an open flow interval), else PUSH_QUIET_POLL_S. A quiet link's
+    def _read_wait_s(self, now_ns: int) -> float:
+        """How long a read may wait for a batch before the lane ticks its consumers: until the
+        soonest `next_tick_ns` of its consumers (a time-split file's or a flow interval's end,
+        plus TICK_SLACK_S so the tick finds it due), at most PUSH_QUIET_POLL_S. A quiet link's
         lanes woke five times a second for nothing (issue 19); a batch, a reload's post or the
-        ring's end still wakes them at once. A consumer without `awaits_tick` is always ticked."""
+        ring's end still wake them at once. A tick that was due and did not act (its file
+        could not be closed) is tried again every PUSH_POLL_S; a consumer that cannot say when
+        it needs a tick is ticked every PUSH_POLL_S."""
+        wait_s = defaults.PUSH_QUIET_POLL_S
         for slot in self.slots.slots:
-            awaits_tick = getattr(slot.consumer, "awaits_tick", None)
-            if awaits_tick is None or awaits_tick():
+            next_tick_ns = getattr(slot.consumer, "next_tick_ns", None)
+            if next_tick_ns is None:
                 return defaults.PUSH_POLL_S
-        return defaults.PUSH_QUIET_POLL_S
+            due_ns = next_tick_ns()
+            if due_ns is None:
+                continue
+            if due_ns <= now_ns:
+                return defaults.PUSH_POLL_S
+            wait_s = min(wait_s, (due_ns - now_ns) / 1e9 + TICK_SLACK_S)
+        return wait_s
 
     def end_if_empty(self) -> bool:
         """End the lane when a reload removed its target and nothing is pending."""
@@ -183,7 +194,7 @@ class TargetLane:
                     return
                 time.sleep(defaults.PUSH_POLL_S)
                 continue
-            batches = cursor.read(timeout_s=self._read_wait_s())
+            batches = cursor.read(timeout_s=self._read_wait_s(push_clock_ns(cursor)))
             self.step(batches, push_clock_ns(cursor))
             self.pin_to_target()
             self.note_missed()
