@@ -60,6 +60,7 @@ from benchlib.config import (  # noqa: E402
     L1_TRACE_PACKETS,
     L2_PACKETS_PER_RATE,
     L2_RATES_PPS,
+    L2_REPS,
     M1_BOUND_BYTES,
     M1_QUICK_BOUND_BYTES,
     Q1_PACKETS,
@@ -80,7 +81,13 @@ from benchlib.measure import RSS_METHOD  # noqa: E402
 from benchlib.memory import bench_m1, m1_child  # noqa: E402
 from benchlib.package import P1, P1_PACKETS, install_wheel, use_installed  # noqa: E402
 from benchlib.replay import REPLAY_SCENARIOS, bench_replay  # noqa: E402
-from benchlib.report import machine, print_table, source_version  # noqa: E402
+from benchlib.report import (  # noqa: E402
+    machine,
+    memory,
+    memory_warning,
+    print_table,
+    source_version,
+)
 from benchlib.trigger import bench_t1  # noqa: E402
 from benchlib.trigger_archive import bench_t2  # noqa: E402
 
@@ -109,6 +116,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--l2-packets", type=int, default=L2_PACKETS_PER_RATE,
                    help="L2: packets sent per rate (whole loops of the L1 trace)")
     p.add_argument("--l2-rates", default=",".join(str(r) for r in L2_RATES_PPS))
+    p.add_argument("--l2-reps", type=int, default=L2_REPS,
+                   help="L2: runs of each tool per rate, alternating (medians reported)")
     p.add_argument("--t1-fill-s", type=float, default=None,
                    help=f"T1: seconds of traffic in the ring before the requests "
                    f"(default {T1_FILL_S:g}; --quick {T1_QUICK_FILL_S:g})")
@@ -132,7 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.packets, args.reps = QUICK_PACKETS, 1
         args.l1_packets, args.l1_step_s = QUICK_PACKETS, 0.5
         args.l1_rates = "10000"
-        args.l2_packets, args.l2_rates = QUICK_PACKETS, "10000"
+        args.l2_packets, args.l2_rates, args.l2_reps = QUICK_PACKETS, "10000", 1
         args.q1_packets = 20 * QUICK_PACKETS
     if args.t1_fill_s is None:
         args.t1_fill_s = T1_QUICK_FILL_S if args.quick else T1_FILL_S
@@ -194,7 +203,7 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
             rates = tuple(int(float(r)) for r in args.l2_rates.split(","))
             results[name] = {"kind": "live_cpu", "title": "live CPU per packet",
                              **bench_l2(args.l1_packets, args.l2_packets, rates, args.trace_dir,
-                                        scratch)}
+                                        scratch, args.l2_reps)}
         elif name == "P1":
             packets = min(P1_PACKETS, args.packets)
             p1_trace = ensure_trace(args.trace_dir, packets)
@@ -243,11 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     compileall.compile_dir(str(pushcap_src / "pushcap"), quiet=1)
     scratch = args.scratch or default_scratch()
     scratch.mkdir(parents=True, exist_ok=True)
+    memory_at_start = memory()
+    warning = memory_warning(memory_at_start)
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         results = run_scenarios(args, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report = {"machine": machine(), "pushcap": source_version(pushcap_src),
+    report = {"machine": {**machine(), "memory_at_start": memory_at_start},
+              "pushcap": source_version(pushcap_src),
               "packets": args.packets, "reps": args.reps, "quick": args.quick,
               "rss_method": RSS_METHOD, "scenarios": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pushcap vs tcpdump: {args.packets:,} packets, median of {args.reps} "
           f"(wall s / CPU s / peak RSS; ratio = pushcap / reference)")
     print_table(results)
+    if warning:
+        print(warning)
     print(f"results: {args.out}")
     return 0
 

@@ -42,6 +42,7 @@ L1_RING_BYTES = 256 * MIB  # pushcap's default ring bound (what L1's daemon runs
 # L2 (issue 19): CPU per packet at fixed rates; each rate sends whole loops of the L1 trace.
 L2_RATES_PPS = (100_000, 300_000, 600_000)
 L2_PACKETS_PER_RATE = 2_000_000
+L2_REPS = 3  # runs of each tool per rate (one run moved by up to 30% between runs)
 L2_DRAIN_S = 1.0  # after the sender ends, before the CPU is read
 L2_WARMUP_LOOPS = 2  # trace loops sent first, unmeasured: pushcap's ring filled once (256 MiB)
 L2_KERNEL_BUFFER_BYTES = 64 * MIB  # pushcap's default kernel buffer, given to every tool

@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -177,8 +178,10 @@ TOOLS = ("floor", "tcpdump", "pushcap", "pushcap_full")
 
 
 def bench_l2(trace_packets: int, packets_per_rate: int, rates: tuple[int, ...], trace_dir: Path,
-             scratch: Path) -> dict:
-    """Each rate: every tool captures the same packets; CPU per packet and the ratios."""
+             scratch: Path, reps: int = 1) -> dict:
+    """Each rate: every tool captures the same packets, `reps` times, the tools' order rotating
+    each time (one run per tool moved by up to 30% between runs minutes apart on the 2-core
+    VM); CPU per packet (the median of a tool's lossless runs) and the ratios."""
     reason = l1_unavailable() or (None if shutil.which("gcc") else "gcc is not installed")
     if reason:
         return {"skipped": reason}
@@ -195,15 +198,18 @@ def bench_l2(trace_packets: int, packets_per_rate: int, rates: tuple[int, ...], 
         with VethLab() as lab:
             for rate in rates:
                 loops = max(1, round(packets_per_rate / trace_packets))
-                runs = {who: _one_run(lab, who, trace, rate, loops, scratch / f"l2-{who}-{rate}",
-                                      floor_bin, sink.getsockname()[1], expected_tcp)
-                        for who in TOOLS}
+                runs: dict[str, list[dict]] = {who: [] for who in TOOLS}
+                for rep in range(reps):
+                    for who in TOOLS[rep % len(TOOLS):] + TOOLS[:rep % len(TOOLS)]:
+                        runs[who].append(_one_run(lab, who, trace, rate, loops,
+                                                  scratch / f"l2-{who}-{rate}", floor_bin,
+                                                  sink.getsockname()[1], expected_tcp))
                 rows.append(_row(rate, runs))
     except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
         return {"error": f"stopped early: {exc}", "rates": rows}
     finally:
         sink.close()
-    return {"trace_packets": trace_packets, "packets_per_rate": packets_per_rate,
+    return {"trace_packets": trace_packets, "packets_per_rate": packets_per_rate, "reps": reps,
             "kernel_buffer_bytes": L2_KERNEL_BUFFER_BYTES, "rates": rows}
 
 
@@ -211,14 +217,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else ratio(a, b)
 
 
-def _row(rate: int, runs: dict[str, dict]) -> dict:
-    """One rate's figures; a ratio only where both runs were lossless."""
-    per = {who: run["us_per_packet"] if run["lossless"] else None for who, run in runs.items()}
+def _median_lossless(runs: list[dict]) -> float | None:
+    """A tool's figure: the median of its lossless runs (a lossy run does not count)."""
+    figures = sorted(run["us_per_packet"] for run in runs if run["lossless"])
+    return round(statistics.median(figures), 3) if figures else None
+
+
+def _row(rate: int, runs: dict[str, list[dict]]) -> dict:
+    """One rate's figures; a ratio only where both tools had a lossless run."""
+    per = {who: _median_lossless(tool_runs) for who, tool_runs in runs.items()}
     return {"rate_pps": rate, "us_per_packet": per,
-            "actual_pps": {who: round(run["actual_pps"]) for who, run in runs.items()},
-            "lossless": {who: run["lossless"] for who, run in runs.items()},
+            "actual_pps": {who: round(statistics.median(run["actual_pps"] for run in tool_runs))
+                           for who, tool_runs in runs.items()},
+            "lossless": {who: [run["lossless"] for run in tool_runs]
+                         for who, tool_runs in runs.items()},
             "pushcap_vs_tcpdump": _ratio(per["pushcap"], per["tcpdump"]),
             "pushcap_vs_floor": _ratio(per["pushcap"], per["floor"]),
             "pushcap_full_vs_tcpdump": _ratio(per["pushcap_full"], per["tcpdump"]),
             "pushcap_full_vs_floor": _ratio(per["pushcap_full"], per["floor"]),
-            "runs": list(runs.values())}
+            "runs": [run for tool_runs in runs.values() for run in tool_runs]}

@@ -31,6 +31,34 @@ def machine() -> dict:
             "tcpdump": tcpdump.stdout.splitlines()[0] if tcpdump.stdout else ""}
 
 
+SHMEM_WARNING_BYTES = 1 << 30
+
+
+def memory() -> dict:
+    """The machine's memory as the run starts (/proc/meminfo, bytes). Files left in tmpfs
+    (`Shmem`) and a full page cache make every fresh page a tool writes cost more: on the
+    2-core VM, with ~10 GB of leftover tmpfs files and page cache, pushcap's two File lanes cost
+    5-7x their usual CPU at 300k packets/s (L2), by the memory, not by the code."""
+    fields = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("MemTotal", "MemAvailable", "Cached", "Shmem"):
+                fields[name] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return fields
+
+
+def memory_warning(before: dict) -> str | None:
+    """A line for the report when other files hold memory the run's writes need."""
+    if before.get("Shmem", 0) > SHMEM_WARNING_BYTES:
+        return (f"warning: {before['Shmem'] / 2**30:.1f} GiB of tmpfs files were in memory as "
+                "the run started (leftovers in /dev/shm?): write-heavy figures (L2, replays) "
+                "cost more than on a clean machine")
+    return None
+
+
 def source_version(src: Path) -> dict:
     """Which pushcap was measured: the tree, and its git commit and state when it has one."""
     result: dict[str, str | bool] = {"source": str(src)}
