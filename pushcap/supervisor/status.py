@@ -8,8 +8,10 @@ default; `/reload` only re-reads the daemon's own config files, so it carries no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.request
@@ -21,6 +23,11 @@ from pushcap.supervisor.engine import EngineView
 from pushcap.supervisor.target_counters import consumer_status, counters
 
 log = logging.getLogger("pushcap.supervisor.status")
+
+SERVE_POLL_S = 60.0  # how often the idle server looks at its stop flag (shutdown pokes it)
+SHUTDOWN_WAIT_S = 5.0
+SHUTDOWN_POKE_TIMEOUT_S = 0.5
+SHUTDOWN_POKE_GAP_S = 0.05
 
 
 def engine_status(view: EngineView, extras: dict[str, Callable[[], dict]]) -> dict:
@@ -134,8 +141,23 @@ class StatusServer(ThreadingHTTPServer):
         self.query = query
 
     def start(self) -> None:
-        threading.Thread(target=self.serve_forever, name="status-http", daemon=True).start()
+        threading.Thread(target=self.serve_forever, name="status-http", daemon=True,
+                         kwargs={"poll_interval": SERVE_POLL_S}).start()
         log.info("event=status_listen address=http://%s:%d", *self.server_address[:2])
+
+    def shutdown(self) -> None:
+        """Stop serving at once. serve_forever looks at its stop flag only when a connection
+        comes or SERVE_POLL_S passes (the default 0.5 s woke an idle daemon twice a second,
+        issue 19), so connections are made to it until it has stopped."""
+        stopping = threading.Thread(target=super().shutdown, name="status-http-stop",
+                                    daemon=True)
+        stopping.start()
+        host, port = self.server_address[:2]
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        while stopping.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection((host, port), timeout=SHUTDOWN_POKE_TIMEOUT_S).close()
+            stopping.join(SHUTDOWN_POKE_GAP_S)
 
 
 def fetch(host: str, port: int, path: str = "/status", method: str = "GET",
