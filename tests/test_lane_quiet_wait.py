@@ -20,11 +20,10 @@ NOW = 1_700_000_000 * S
 
 
 class Consumer:
-    """Says when it needs a tick (None: never), or cannot say (`due` left out)."""
+    """Says when it needs a tick (None: not before another batch)."""
 
-    def __init__(self, *due) -> None:
-        if due:
-            self.next_tick_ns = lambda: due[0]
+    def __init__(self, due: int | None) -> None:
+        self.next_tick_ns = lambda: due
 
 
 def lane_with(*consumers) -> TargetLane:
@@ -46,12 +45,11 @@ def test_the_soonest_due_tick_sets_the_wait() -> None:
     assert wait_s == pytest.approx(0.5 + TICK_SLACK_S)
 
 
-def test_an_overdue_tick_or_a_consumer_that_cannot_say_is_ticked_often() -> None:
-    """Overdue: the last tick did not act (its file could not be closed); it is tried again at
-    the usual pace, never in a tight loop."""
+def test_an_overdue_tick_is_tried_again_at_the_usual_pace() -> None:
+    """Overdue: the last tick did not act (its file could not be closed); it is tried again
+    every PUSH_POLL_S, never in a tight loop."""
     assert lane_with(Consumer(None), Consumer(NOW - 1))._read_wait_s(NOW) \
         == defaults.PUSH_POLL_S
-    assert lane_with(Consumer(None), Consumer())._read_wait_s(NOW) == defaults.PUSH_POLL_S
     assert defaults.PUSH_QUIET_POLL_S > defaults.PUSH_POLL_S
 
 

@@ -84,3 +84,17 @@ def test_a_poke_wakes_a_reader_in_a_long_wait():
     assert not reader.is_alive() and got == [[]]
     ring.append(make_batch(0, 3))  # and reading goes on as before
     assert [len(b) for b in cursor.read(timeout_s=1)] == [3]
+
+
+def test_a_poke_while_the_reader_is_busy_is_not_lost():
+    """A reload's post can poke while its lane is still stepping (between two reads): the next
+    read returns at once instead of waiting out its whole quiet-link wait."""
+    ring = Ring("x", 1, 65535, max_seconds=60, max_bytes=1 << 30)
+    cursor = ring.cursor()
+    ring.append(make_batch(0, 2))
+    assert [len(b) for b in cursor.read(timeout_s=60)] == [2]
+    ring.poke()  # the reader is busy with the batch it read
+    started = time.monotonic()
+    assert cursor.read(timeout_s=60) == []
+    assert time.monotonic() - started < 30
+    assert cursor.read(timeout_s=0.01) == []  # a poke wakes a reader once

@@ -33,3 +33,17 @@ def test_an_idle_server_stops_at_once_and_its_thread_ends() -> None:
     thread.join(5)
     assert not thread.is_alive()
     assert took_s < status.SHUTDOWN_WAIT_S, took_s
+
+
+def test_stopping_a_server_never_started_or_stopped_twice_returns_at_once() -> None:
+    server = StatusServer("127.0.0.1", 0, lambda: {"problems": []}, lambda: (True, ""))
+    try:
+        started = time.monotonic()
+        server.shutdown()  # never started
+        server.start()
+        server.shutdown()
+        server.shutdown()  # twice
+        assert time.monotonic() - started < status.SHUTDOWN_WAIT_S
+    finally:
+        server.server_close()
+    assert not [t for t in threading.enumerate() if t.name == "status-http-stop" and t.is_alive()]

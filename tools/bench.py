@@ -137,6 +137,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.scenarios) - set(ALL_SCENARIOS)
     if unknown:
         p.error(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(ALL_SCENARIOS)}")
+    if args.l2_reps < 1:
+        p.error("--l2-reps must be at least 1")
     if args.quick:
         args.packets, args.reps = QUICK_PACKETS, 1
         args.l1_packets, args.l1_step_s = QUICK_PACKETS, 0.5

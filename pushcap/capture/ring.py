@@ -146,13 +146,18 @@ class Ring:
                 return Cursor(self, batch.seq, first_no)
             return Cursor(self, self._next_seq, self._packets_total)
 
-    def _read(self, seq: int, timeout_s: float | None, max_batches: int, hurry: bool = False
-              ) -> tuple[list[tuple[Batch, int, int, int, int, int]], bool]:
+    def _read(self, seq: int, timeout_s: float | None, max_batches: int, hurry: bool = False,
+              pokes_seen: int | None = None
+              ) -> tuple[list[tuple[Batch, int, int, int, int, int]], bool, int]:
+        """(entries from `seq` on, whether the ring has ended and they are its last, the poke
+        count now). A wait ends at a poke after `pokes_seen` (the count the reader's last read
+        returned; None: a poke during this wait), so a poke that came while the reader was busy
+        is not lost."""
         with self._cond:
             if seq >= self._next_seq and not self._closed and timeout_s:
                 if hurry and self._hurry is not None:
                     self._hurry()
-                pokes = self._pokes
+                pokes = self._pokes if pokes_seen is None else pokes_seen
                 self._cond.wait_for(lambda: seq < self._next_seq or self._closed
                                     or self._pokes != pokes, timeout_s)
             entries: list[tuple[Batch, int, int, int, int, int]] = []
@@ -162,7 +167,7 @@ class Ring:
                 end = min(len(self._entries), start + max_batches)
                 entries = [self._entries[i] for i in range(start, end)]
             last_seq = entries[-1][0].seq if entries else seq - 1
-            return entries, self._closed and last_seq + 1 >= self._next_seq
+            return entries, self._closed and last_seq + 1 >= self._next_seq, self._pokes
 
 
 class Cursor:
@@ -177,13 +182,15 @@ class Cursor:
         # The newest packet read so far: its timestamp, and when the ring got it (wall clock).
         self.newest_ts_ns: int | None = None
         self.newest_appended_ns = 0
+        self._pokes_seen: int | None = None  # the ring's poke count at the last read
 
     def read(self, timeout_s: float | None = None, max_batches: int = 64,
              hurry: bool = False) -> list[Batch]:
         """The batches after this cursor (waiting up to timeout_s for one); advances it.
         `hurry`: if it has to wait, the capture ends the batch it is gathering at once (see
         the module's docstring)."""
-        entries, self.closed = self.ring._read(self.seq, timeout_s, max_batches, hurry)
+        entries, self.closed, self._pokes_seen = self.ring._read(
+            self.seq, timeout_s, max_batches, hurry, self._pokes_seen)
         if not entries:
             return []
         first_no = entries[0][1]

@@ -136,11 +136,13 @@ class StatusServer(ThreadingHTTPServer):
                  query: Callable[[BaseHTTPRequestHandler], None] | None = None) -> None:
         """`query`: answers `POST /query` (query_server.QueryService.handle), if given."""
         super().__init__((host, port), _Handler)
+        self._serving = False
         self.snapshot = snapshot
         self.reload = reload
         self.query = query
 
     def start(self) -> None:
+        self._serving = True
         threading.Thread(target=self.serve_forever, name="status-http", daemon=True,
                          kwargs={"poll_interval": SERVE_POLL_S}).start()
         log.info("event=status_listen address=http://%s:%d", *self.server_address[:2])
@@ -148,7 +150,12 @@ class StatusServer(ThreadingHTTPServer):
     def shutdown(self) -> None:
         """Stop serving at once. serve_forever looks at its stop flag only when a connection
         comes or SERVE_POLL_S passes (the default 0.5 s woke an idle daemon twice a second,
-        issue 19), so connections are made to it until it has stopped."""
+        issue 19), so connections are made to it until it has stopped. Not started, or
+        stopped already: nothing to do (BaseServer.shutdown would wait for a loop that never
+        runs)."""
+        if not self._serving:
+            return
+        self._serving = False
         stopping = threading.Thread(target=super().shutdown, name="status-http-stop",
                                     daemon=True)
         stopping.start()

@@ -135,14 +135,10 @@ class TargetLane:
         plus TICK_SLACK_S so the tick finds it due), at most PUSH_QUIET_POLL_S. A quiet link's
         lanes woke five times a second for nothing (issue 19); a batch, a reload's post or the
         ring's end still wake them at once. A tick that was due and did not act (its file
-        could not be closed) is tried again every PUSH_POLL_S; a consumer that cannot say when
-        it needs a tick is ticked every PUSH_POLL_S."""
+        could not be closed) is tried again every PUSH_POLL_S."""
         wait_s = defaults.PUSH_QUIET_POLL_S
         for slot in self.slots.slots:
-            next_tick_ns = getattr(slot.consumer, "next_tick_ns", None)
-            if next_tick_ns is None:
-                return defaults.PUSH_POLL_S
-            due_ns = next_tick_ns()
+            due_ns = slot.consumer.next_tick_ns()
             if due_ns is None:
                 continue
             if due_ns <= now_ns:

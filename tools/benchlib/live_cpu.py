@@ -219,7 +219,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def _median_lossless(runs: list[dict]) -> float | None:
     """A tool's figure: the median of its lossless runs (a lossy run does not count)."""
-    figures = sorted(run["us_per_packet"] for run in runs if run["lossless"])
+    figures = sorted(run["us_per_packet"] for run in runs
+                     if run["lossless"] and run["us_per_packet"] is not None)
     return round(statistics.median(figures), 3) if figures else None
 
 
