@@ -230,9 +230,8 @@ class FlowTarget(CountsFailures):
 
     def tick(self, now_ns: int) -> None:
         """Send the open interval once it has ended by the wall clock (quiet links included)."""
-        if self._open is None:
-            return
-        if now_ns >= (self._open + 1) * self.interval_ns + int(defaults.FLOW_GRACE_S * 1e9):
+        due_ns = self.next_tick_ns()
+        if due_ns is not None and now_ns >= due_ns:
             self._emit()
 
     def close(self, now_ns: int | None = None) -> None:

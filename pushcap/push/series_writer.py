@@ -136,14 +136,13 @@ class SeriesWriter:
         time-split file once its window is over even if no packet follows."""
         if not self.file.is_open:
             return
-        if self.target.split.kind is SplitKind.TIME:
-            window_end_ns = (self._window + 1) * self.target.split.value
-            if now_ns >= window_end_ns + int(defaults.TIME_SPLIT_GRACE_S * 1e9):
-                # ended before any flush: a flush failing (a full disk) must not keep it open
-                self.end_file()
-                if self.retiring:
-                    self.retired_at = 0  # the window ended quietly: the successor takes the rest
-                return
+        due_ns = self.next_tick_ns()  # a time-split file's window end plus the grace
+        if due_ns is not None and now_ns >= due_ns:
+            # ended before any flush: a flush failing (a full disk) must not keep it open
+            self.end_file()
+            if self.retiring:
+                self.retired_at = 0  # the window ended quietly: the successor takes the rest
+            return
         self.file.flush()
 
     def end_file(self) -> None:
