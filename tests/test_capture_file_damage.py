@@ -25,6 +25,7 @@ from test_capture_file_quirks import classic, packets, parsed, pcapng, tcpdump_c
 
 from pushcap import cli
 from pushcap.capture import source as source_module
+from pushcap.capture import window_batches
 from pushcap.capture.source import PcapFileSource, SourceError, open_file_source
 
 NS = 1_000_000_000
@@ -195,7 +196,7 @@ def test_a_dbus_record_above_262144_bytes_is_read_as_tcpdump_reads_it(tmp_path, 
     the first read window): pushcap called the first corrupt. Read by the fast walk, not
     record by record (pcap_rules.RuleReader is never called)."""
     if not native:
-        monkeypatch.setattr(source_module, "native_walk", lambda: None)
+        monkeypatch.setattr(window_batches, "native_walk", lambda: None)
     monkeypatch.setattr(source_module, "RuleReader", None)  # not the slow path
     path = classic(tmp_path / "dbus.pcap", large_records(1, [300_000, 1_500_000]), snaplen=0,
                    linktype=231, order=order)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from oracle import assert_same_packets, read_pcap
 
-from pushcap.capture import source as source_module
+from pushcap.capture import window_batches
 from pushcap.capture.batch import pcap_file_header
 from pushcap.capture.pcapng import PcapngFileSource
 from pushcap.capture.source import PcapFileSource, SourceError
@@ -135,7 +135,7 @@ def test_old_versions_lengths_read_as_tcpdump_reads_them(tmp_path, monkeypatch, 
                                                          native):
     """A v2.1 file read as 2.4 gave 0 or 1 packets (its wire lengths walked as record sizes)."""
     if not native:
-        monkeypatch.setattr(source_module, "native_walk", lambda: None)
+        monkeypatch.setattr(window_batches, "native_walk", lambda: None)
     rng = np.random.default_rng(sum(version) + len(order))
     pkts = packets(rng, 60, nano=False)
     if version != (2, 3):  # pre-2.3: swapped even where the caplen ends up the larger
@@ -180,8 +180,8 @@ def test_records_longer_than_the_snaplen_are_cut_as_tcpdump_cuts_them(tmp_path, 
     (caplen = snaplen, wire length kept) and writes that snaplen in its header; pushcap wrote
     them whole under a header saying `snaplen`."""
     if not native:
-        monkeypatch.setattr(source_module, "native_walk", lambda: None)
-    monkeypatch.setattr(source_module, "CHUNK_BYTES", 4096)
+        monkeypatch.setattr(window_batches, "native_walk", lambda: None)
+    monkeypatch.setattr(window_batches, "CHUNK_BYTES", 4096)
     rng = np.random.default_rng(snaplen + (order == ">") + 2 * nano)
     short = packets(rng, 3000, nano, max_caplen=snaplen + 1)
     mixed = packets(rng, 200, nano, max_caplen=3 * snaplen + 100)

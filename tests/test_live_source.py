@@ -12,6 +12,7 @@ import pytest
 
 from pushcap.capture import live as source_module
 from pushcap.capture.live import LiveSource
+from pushcap.capture.live_pcapy_reader import PcapyLiveReader
 from pushcap.capture.source import SourceError
 from pushcap.capture.wake import Wake
 
@@ -21,13 +22,12 @@ def stand_in(handle, monkeypatch) -> LiveSource:
     the coalescing sleep return at once)."""
     source = LiveSource.__new__(LiveSource)
     source.name, source.batch_packets, source.snaplen, source.linktype = "fake0", 8192, 262144, 1
-    source._handle, source._fd, source._poll_timeout_s = handle, 0, 0.0
-    source._native = None  # the pcapy-ng path (the C capture reads a real handle only)
-    source._stop, source._error, source._wake = threading.Event(), None, Wake()
-    source._stopped = Wake()
-    source.packets_read = source.leftovers_read = source._if_drops = 0
-    source._counted_at_open = 0
-    source._loopback, source._leftover_wait_s = False, 0.0  # no reading on after an error
+    source._stop, source._wake, source._stopped = threading.Event(), Wake(), Wake()
+    # the pcapy-ng path (the C capture reads a real handle only)
+    source._reader = PcapyLiveReader("fake0", handle, 0, 8192, 0, 1, 262144, source._stop,
+                                     source._wake)
+    source.packets_read = source.leftovers_read = 0
+    source._leftover_wait_s = 0.0  # no reading on after an error
     monkeypatch.setattr(source_module.select, "select", lambda *args: ([], [], []))
     monkeypatch.setattr(source_module.time, "sleep", lambda _s: None)
     return source

@@ -9,8 +9,8 @@ import struct
 import numpy as np
 import pytest
 
-from pushcap.capture import live as live_module
-from pushcap.capture.live import LiveSource
+from pushcap.capture import live_pcapy_reader
+from pushcap.capture.live_pcapy_reader import PcapyLiveReader
 from pushcap.capture.native_records import native_records
 from pushcap.capture.source import SourceError
 
@@ -49,11 +49,10 @@ def expected_records(chunks: list[tuple[bytes, bytes]]) -> tuple[bytes, list[int
     return bytes(out), offsets, ts
 
 
-def stand_in() -> LiveSource:
-    source = LiveSource.__new__(LiveSource)
-    source.name, source.linktype, source.snaplen = "fake0", 1, 262144
-    source._native = None  # pcapy-ng's chunks (the C capture builds its records itself)
-    return source
+def stand_in() -> PcapyLiveReader:
+    """pcapy-ng's reader (the C capture builds its records itself), with no handle and nothing
+    to wait for: only its chunks are made a batch."""
+    return PcapyLiveReader("fake0", None, -1, 8192, 0, 1, 262144, None, None)
 
 
 def test_the_builder_is_built_and_loads():
@@ -65,14 +64,14 @@ def test_the_builder_is_built_and_loads():
 def test_records_equal_the_struct_oracle_and_the_fallback(sizes, monkeypatch):
     chunks = libpcap_chunks(np.random.default_rng(len(sizes) * 100 + sum(sizes)), sizes)
     want, want_offsets, want_ts = expected_records(chunks)
-    batch = stand_in()._batch(chunks)
+    batch = stand_in().batch(chunks)
     assert batch.records.tobytes() == want
     assert batch.offsets.tolist() == want_offsets
     assert batch.ts_ns.tolist() == want_ts
     lengths = [n for _, meta in chunks for *_, n in struct.iter_unpack("=IIII", meta)]
     assert batch.caplen.tolist() == lengths == batch.wirelen.tolist()
-    monkeypatch.setattr(live_module, "native_records", lambda: None)
-    fallback = stand_in()._batch(chunks)
+    monkeypatch.setattr(live_pcapy_reader, "native_records", lambda: None)
+    fallback = stand_in().batch(chunks)
     assert bytes(fallback.records) == want
     assert fallback.offsets.tolist() == want_offsets
 
@@ -84,11 +83,11 @@ def test_a_row_pointing_outside_its_packets_is_refused(bad):
     rows[1] = (1, 1, 90, 60) if bad == "offset" else (1, 1, 40, 61)
     meta = b"".join(struct.pack("=IIII", *row) for row in rows)
     with pytest.raises(SourceError, match="fake0: libpcap meta row 1 points outside"):
-        stand_in()._batch([(data, meta)])
+        stand_in().batch([(data, meta)])
 
 
 def test_a_table_claiming_more_bytes_than_it_came_with_is_refused_before_any_allocation():
     """8192 rows of caplen 2**32-1 would size a 32 TiB buffer if the table were trusted."""
     meta = struct.pack("=IIII", 1, 0, 0, 0xFFFFFFFF) * 8192
     with pytest.raises(SourceError, match="claims more packet bytes than it handed over"):
-        stand_in()._batch([(bytes(100), meta)])
+        stand_in().batch([(bytes(100), meta)])

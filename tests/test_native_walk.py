@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from walk_helpers import make_region, sequential
 
-from pushcap.capture import source as source_module
+from pushcap.capture import window_batches
 from pushcap.capture.native_walk import native_walk
 from pushcap.capture.source import PcapFileSource, SourceError
 
@@ -88,9 +88,9 @@ def test_files_read_alike_with_either_walk(tmp_path, monkeypatch, order, nano, c
     region += region[:50]  # a record cut at the end of the file
     path = tmp_path / "t.pcap"
     pcap_file(path, order, nano, region)
-    monkeypatch.setattr(source_module, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(window_batches, "CHUNK_BYTES", chunk_bytes)
     with_c = batches(path, 300)
-    monkeypatch.setattr(source_module, "native_walk", lambda: None)
+    monkeypatch.setattr(window_batches, "native_walk", lambda: None)
     with_numpy = batches(path, 300)
     assert with_c == with_numpy
     assert sum(len(b[1]) for b in with_c) == len(sequential(region, order)[0]) > 2500
@@ -121,7 +121,7 @@ def test_a_record_longer_than_libpcap_allows_is_corruption_named_by_its_offset(
     path = tmp_path / "t.pcap"
     pcap_file(path, order, False, good + tail + good)
     if not native:
-        monkeypatch.setattr(source_module, "native_walk", lambda: None)
+        monkeypatch.setattr(window_batches, "native_walk", lambda: None)
     got = []
     with pytest.raises(SourceError, match=rf"t.pcap: the record at offset {24 + len(good)} "
                        r"claims 262145 captured bytes, more than libpcap's limit of 262144"):
@@ -140,7 +140,7 @@ def test_a_microsecond_field_of_a_second_or_more_carries_into_the_seconds(
     path = tmp_path / "t.pcap"
     pcap_file(path, order, False, record * 3)
     if not native:
-        monkeypatch.setattr(source_module, "native_walk", lambda: None)
+        monkeypatch.setattr(window_batches, "native_walk", lambda: None)
     (batch,) = list(PcapFileSource(path, 300).batches())
     assert batch.ts_ns.tolist() == [105 * 10**9] * 3
     # The header keeps the file's own fields (as `tcpdump -r IN -w OUT` copies them).

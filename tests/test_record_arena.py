@@ -79,5 +79,6 @@ def test_a_fresh_arena_never_takes_transparent_huge_pages() -> None:
     control[:] = 1
     arena = fresh_arena(ARENA_BYTES)
     arena[:] = 1
-    assert _huge_kib(arena) == 0
-    assert _huge_kib(control) > 0  # where numpy's buffer does take them
+    if _huge_kib(control) == 0:  # after a long run memory is fragmented: THP falls back
+        pytest.skip("the kernel gave numpy's own buffer no huge page either: nothing to compare")
+    assert _huge_kib(arena) == 0  # while numpy's buffer, just mapped the same way, has them

@@ -13,6 +13,7 @@ import pytest
 from walk_helpers import make_region, sequential
 
 from pushcap.capture import source as source_module
+from pushcap.capture import window_buffers
 from pushcap.capture.source import PcapFileSource
 from pushcap.capture.walk import record_starts
 
@@ -43,8 +44,8 @@ def test_a_reused_read_buffer_yields_the_same_batches(tmp_path, monkeypatch):
     seen = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
             for b in PcapFileSource(path, 100).batches(reuse_buffer=True)]
     assert seen == fresh and len(fresh) > 10
-    original = source_module._ReadBuffer
-    monkeypatch.setattr(source_module, "_ReadBuffer", lambda: original(4096))  # < most windows
+    original = source_module.ReadBuffer
+    monkeypatch.setattr(source_module, "ReadBuffer", lambda: original(4096))  # < most windows
     seen = [(b.records.tobytes(), b.ts_ns.tolist(), b.caplen.tolist())
             for b in PcapFileSource(path, 100).batches(reuse_buffer=True)]
     assert seen == fresh
@@ -59,17 +60,17 @@ def test_batches_kept_after_their_pages_were_dropped_still_read_right(tmp_path, 
     path = tmp_path / "t.pcap"
     original = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1) + region
     path.write_bytes(original)
-    monkeypatch.setattr(source_module, "_DROP_BYTES", 8192)
+    monkeypatch.setattr(window_buffers, "_DROP_BYTES", 8192)
     dropped = []
-    real_madvise = source_module.mmap.mmap.madvise
+    real_madvise = window_buffers.mmap.mmap.madvise
 
-    class Spy(source_module.mmap.mmap):
+    class Spy(window_buffers.mmap.mmap):
         def madvise(self, option, start=0, length=None):
             dropped.append((option, start, length))
             return real_madvise(self, option, start, length)
 
-    monkeypatch.setattr(source_module.mmap, "mmap", Spy)
+    monkeypatch.setattr(window_buffers.mmap, "mmap", Spy)
     kept = list(PcapFileSource(path, 100).batches(reuse_buffer=True))
-    assert len(dropped) > 10 and all(o == source_module.mmap.MADV_DONTNEED for o, _, _ in dropped)
+    assert len(dropped) > 10 and all(o == window_buffers.mmap.MADV_DONTNEED for o, _, _ in dropped)
     assert b"".join(bytes(b.records) for b in kept) == region
     assert path.read_bytes() == original

@@ -12,7 +12,8 @@ import pytest
 from pushcap.config.model import ConfigError
 from pushcap.defaults import SPOOL_NAME_MAX_BYTES as NAME_MAX_BYTES
 from pushcap.push.rclone_remote import RcloneSettings, parse_settings
-from pushcap.push.spool import Spool, entry_name, parse_entry_name
+from pushcap.push.spool import Spool
+from pushcap.push.spool_folder import entry_name, parse_entry_name
 from pushcap.push.uploader import backoff_s
 
 

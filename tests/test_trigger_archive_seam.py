@@ -179,13 +179,13 @@ def test_a_part_still_being_written_is_read_never_mapped(tmp_path, monkeypatch):
     from pushcap.capture import source
 
     mapped: list[str] = []
-    real = source._map_read_only
+    real = source.map_read_only
 
     def record(fd: int, size: int):
         mapped.append(os.readlink(f"/proc/self/fd/{fd}"))
         return real(fd, size)
 
-    monkeypatch.setattr(source, "_map_read_only", record)
+    monkeypatch.setattr(source, "map_read_only", record)
     base_ns = time.time_ns() - 5 * 10**9
     batch = stream(base_ns)
     series = write_archive(tmp_path / "arc", batch)

@@ -68,6 +68,67 @@ class _File:
     nano: bool
 
 
+class _FileOpener:
+    """What a query learns of each file before it picks a record: its size, its index (held in
+    memory by the daemon, else read from disk) and so whether the file lies wholly outside the
+    window (it is then never opened), else its link type, snaplen and resolution from its
+    header. An index that does not describe its file is noted and the file scanned: an index
+    narrows what is read, never what is found. What it reads is counted in the query's stats."""
+
+    def __init__(self, start_ns: int, end_ns: int, stats: QueryStats,
+                 note: Callable[[str], None],
+                 indexes: Callable[[Path, int], CachedIndex | None] | None) -> None:
+        self._start_ns, self._end_ns = start_ns, end_ns
+        self._stats = stats
+        self._note = note
+        self._indexes = indexes
+
+    def open(self, path: Path) -> _File | None:
+        """The file to pick from, or None when its index puts it outside the window. A file
+        deleted meanwhile raises FileNotFoundError (the query skips it); one that cannot be
+        read, QueryError naming it."""
+        try:
+            size = path.stat().st_size
+            reader, index_bytes = self._reader(path, size)
+            if reader is not None:
+                meta = reader.meta
+                self._stats.archive_bytes += size
+                if meta.packets == 0 or meta.last_ts < self._start_ns or \
+                        meta.first_ts >= self._end_ns:
+                    self._stats.files_outside += 1
+                    self._stats.bytes_read += reader.bytes_read
+                    return None
+                return _File(path, size, reader, index_bytes, meta.linktype, meta.snaplen,
+                             meta.nano)
+            linktype, snaplen, nano = _describe(path)
+        except FileNotFoundError:
+            raise
+        except (SourceError, OSError) as exc:
+            raise QueryError(f"{path}: {exc}") from exc
+        self._stats.archive_bytes += size
+        return _File(path, size, None, 0, linktype, snaplen, nano)
+
+    def _reader(self, path: Path, size: int) -> tuple[IndexReader | CachedIndex | None, int]:
+        if self._indexes is not None:
+            held = self._indexes(path, size)
+            if held is not None:
+                return held, 0
+        index = index_path(path)
+        try:
+            index_bytes = index.stat().st_size
+            reader = IndexReader(index)
+        except FileNotFoundError:
+            return None, 0
+        except IndexUnusable as exc:
+            self._note(f"{path.name}: index not used ({exc}); the file is scanned")
+            return None, 0
+        if reader.meta.data_size != size:
+            self._note(f"{path.name}: its index describes another version of the file; "
+                       "the file is scanned")
+            return None, 0
+        return reader, index_bytes
+
+
 class ArchiveQuery:
     """One query; `linktype`, `snaplen` and `nano` (of the output) are known once it is built,
     before the first batch is read."""
@@ -87,7 +148,8 @@ class ArchiveQuery:
         self.expression = bpf
         self.stats = QueryStats(files=len(files))
         self._note_to = note
-        self._files = [f for f in (self._open(Path(p)) for p in files) if f is not None]
+        opener = _FileOpener(start_ns, end_ns, self.stats, self.note, indexes)
+        self._files = [f for f in (self._open(opener, Path(p)) for p in files) if f is not None]
         kinds = {f.linktype for f in self._files}
         if len(kinds) > 1:
             raise QueryError(f"the files hold different link types ({sorted(kinds)}); query "
@@ -108,48 +170,12 @@ class ArchiveQuery:
         if self._note_to is not None:
             self._note_to(text)
 
-    def _open(self, path: Path) -> _File | None:
+    def _open(self, opener: _FileOpener, path: Path) -> _File | None:
         try:
-            size = path.stat().st_size
-            reader, index_bytes = self._reader(path, size)
-            if reader is not None:
-                meta = reader.meta
-                self.stats.archive_bytes += size
-                if meta.packets == 0 or meta.last_ts < self.start_ns or \
-                        meta.first_ts >= self.end_ns:
-                    self.stats.files_outside += 1
-                    self.stats.bytes_read += reader.bytes_read
-                    return None
-                return _File(path, size, reader, index_bytes, meta.linktype, meta.snaplen,
-                             meta.nano)
-            linktype, snaplen, nano = _describe(path)
+            return opener.open(path)
         except FileNotFoundError:
             self._missing(path)
             return None
-        except (SourceError, OSError) as exc:
-            raise QueryError(f"{path}: {exc}") from exc
-        self.stats.archive_bytes += size
-        return _File(path, size, None, 0, linktype, snaplen, nano)
-
-    def _reader(self, path: Path, size: int) -> tuple[IndexReader | CachedIndex | None, int]:
-        if self._indexes is not None:
-            held = self._indexes(path, size)
-            if held is not None:
-                return held, 0
-        index = index_path(path)
-        try:
-            index_bytes = index.stat().st_size
-            reader = IndexReader(index)
-        except FileNotFoundError:
-            return None, 0
-        except IndexUnusable as exc:
-            self.note(f"{path.name}: index not used ({exc}); the file is scanned")
-            return None, 0
-        if reader.meta.data_size != size:
-            self.note(f"{path.name}: its index describes another version of the file; "
-                      "the file is scanned")
-            return None, 0
-        return reader, index_bytes
 
     def _missing(self, path: Path) -> None:
         self.stats.files_missing += 1
@@ -163,7 +189,7 @@ class ArchiveQuery:
     def batches(self) -> Iterator[Batch]:
         """The selected packets, time ordered, as Batches of at most QUERY_CHUNK_RECORDS."""
         for picked, source, position, ts in self._chunks():
-            yield self._chunk(picked, source, position, ts)
+            yield _batch(picked, source, position, ts, self.linktype, self.snaplen, self.nano)
 
     def write_to(self, fd: int, before: Callable[[int], None]) -> None:
         """Write the selected records to `fd` (a socket: the daemon's answer) straight from
@@ -177,7 +203,7 @@ class ArchiveQuery:
                 _write_whole(fd, records)
             return
         for picked, source, position, _ in self._chunks():
-            table, caplen = self._table(picked, source, position)
+            table, caplen = _record_table(picked, source, position)
             before(int(caplen.sum()) + RECORD_HEADER_BYTES * len(caplen))
             iov.write_table(fd, table)
 
@@ -242,36 +268,40 @@ class ArchiveQuery:
             chunk = order[at:at + defaults.QUERY_CHUNK_RECORDS]
             yield picked, source[chunk], position[chunk], ts[chunk]
 
-    @staticmethod
-    def _table(picked: list[Picked], source: np.ndarray,
-               position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The chunk's records as an iovec table into their buffers, and their caplen."""
-        table = np.empty(len(source), dtype=iov.IOVEC)
-        caplen = np.empty(len(source), np.int64)
-        for i in np.unique(source):
-            rows = source == i
-            p = picked[i]
-            caplen[rows] = p.caplen[position[rows]]
-            table[rows] = iov.slices(p.buffer, p.offsets[position[rows]],
-                                     caplen[rows] + RECORD_HEADER_BYTES)
-        return table, caplen
 
-    def _chunk(self, picked: list[Picked], source: np.ndarray, position: np.ndarray,
-               ts: np.ndarray) -> Batch:
-        table, caplen = self._table(picked, source, position)
-        records = iov.gather(table)
-        if records is None:
-            raise QueryError("no memfd_create on this system: cannot assemble the output")
-        offsets = np.zeros(len(caplen), np.int64)
-        np.cumsum(caplen[:-1] + RECORD_HEADER_BYTES, out=offsets[1:])
-        headers = np.ndarray((len(records) - 3,), dtype="<u4", buffer=records, strides=(1,))
-        if self.nano:
-            micro = np.array([not picked[i].nano for i in source])
-            if micro.any():  # a µs file among ns ones: its fractions become ns
-                headers[offsets[micro] + 4] = headers[offsets[micro] + 4] * 1000
-        wirelen = headers[offsets + 12].astype(np.int64)
-        return Batch(records, offsets, ts, caplen, wirelen, self.linktype, self.snaplen,
-                     nano=self.nano)
+def _record_table(picked: list[Picked], source: np.ndarray,
+                  position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's records as an iovec table into the buffers they lie in, and their caplen:
+    what a gathering write (or memfd gather) needs, with no record copied in Python."""
+    table = np.empty(len(source), dtype=iov.IOVEC)
+    caplen = np.empty(len(source), np.int64)
+    for i in np.unique(source):
+        rows = source == i
+        p = picked[i]
+        caplen[rows] = p.caplen[position[rows]]
+        table[rows] = iov.slices(p.buffer, p.offsets[position[rows]],
+                                 caplen[rows] + RECORD_HEADER_BYTES)
+    return table, caplen
+
+
+def _batch(picked: list[Picked], source: np.ndarray, position: np.ndarray, ts: np.ndarray,
+           linktype: int, snaplen: int, nano: bool) -> Batch:
+    """A chunk as one Batch in the output's resolution: the records gathered back to back
+    (through a memfd, no record copied in Python), a µs file's fractions made ns when the
+    output is ns, and the wire lengths read back from the records' own headers."""
+    table, caplen = _record_table(picked, source, position)
+    records = iov.gather(table)
+    if records is None:
+        raise QueryError("no memfd_create on this system: cannot assemble the output")
+    offsets = np.zeros(len(caplen), np.int64)
+    np.cumsum(caplen[:-1] + RECORD_HEADER_BYTES, out=offsets[1:])
+    headers = np.ndarray((len(records) - 3,), dtype="<u4", buffer=records, strides=(1,))
+    if nano:
+        micro = np.array([not picked[i].nano for i in source])
+        if micro.any():  # a µs file among ns ones: its fractions become ns
+            headers[offsets[micro] + 4] = headers[offsets[micro] + 4] * 1000
+    wirelen = headers[offsets + 12].astype(np.int64)
+    return Batch(records, offsets, ts, caplen, wirelen, linktype, snaplen, nano=nano)
 
 
 def _write_whole(fd: int, data: memoryview) -> None:

@@ -6,8 +6,8 @@ The fallback (`batch.records_from_slices`) builds the headers with numpy and let
 interleave them through a memfd: two copies and two system calls a batch, about 0.23 µs a
 packet. The C pass copies each packet once, right after libpcap did, about 0.06 µs a packet
 (8192-packet batches of 60-1514 bytes, same machine). Where the library is missing
-(`native`), `live.py` keeps the fallback; tests/test_native_records.py holds both to the
-same records.
+(`native`), `live_pcapy_reader.py` keeps the fallback; tests/test_native_records.py holds
+both to the same records.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The classic pcap record walk in C (`csrc/pcapwalk.c`), called through ctypes as a window is read.
 
-The numpy walk (`walk.record_starts` plus the header rewrite in `source.py`) is exact but costs
-about 0.1-0.14 s of CPU per million packets in numpy calls; the loop in C costs a few ms and does
-a big-endian file's header rewrite in the same pass. A big-endian file is read chunk by chunk and
-each chunk walked right after it is read, while it is still in the CPU's cache (walking a whole
+The numpy walk (`walk.record_starts` plus the header rewrite in `window_batches.py`) is exact but
+costs about 0.1-0.14 s of CPU per million packets in numpy calls; the loop in C costs a few ms and
+does a big-endian file's header rewrite in the same pass. A big-endian file is read chunk by chunk
+and each chunk walked right after it is read, while it is still in the CPU's cache (walking a whole
 5 MB window afterwards costs 2-3x as much); a little-endian file is mapped and walked in place,
 the C loop prefetching ahead. Where the library is missing (`native`) the numpy walk serves,
 with the same result (tests/test_native_walk.py compares both with a sequential walk).
@@ -20,10 +20,10 @@ from pushcap.capture.native import bind, buffer_address
 # A record claiming more than libpcap's limit for the file's link type (`linktypes.max_caplen`:
 # MAXIMUM_SNAPLEN, defaults.MAX_SNAPLEN_BYTES, but for D-Bus, USBPcap and EBHSCR) is corrupt
 # (tcpdump -r stops there with "invalid packet capture length"), and copied into an output file
-# it would make that file unreadable to libpcap. The walk stops before such a record (source.py
-# passes the limit as `max_caplen`, and says where the record is). A file whose snaplen is
-# smaller walks with that limit instead: libpcap cuts a record longer than the snaplen, which
-# source.py leaves to pcap_rules.py.
+# it would make that file unreadable to libpcap. The walk stops before such a record
+# (window_batches.py passes the limit as `max_caplen`, and source.py says where the record is).
+# A file whose snaplen is smaller walks with that limit instead: libpcap cuts a record longer
+# than the snaplen, which source.py leaves to pcap_rules.py.
 
 _I64 = ctypes.c_int64
 

@@ -1,16 +1,17 @@
-"""`pushcap query`'s command line, and its client of the running daemon (Stenographer's way).
+"""`pushcap query`'s client of the running daemon (Stenographer's way), run before the cli
+package's imports.
 
 The daemon (`pushcap run`) keeps the parsed indexes of its targets' files in memory and answers
 a query on its loopback status address (query_server.py); a command that asks it pays for an
 interpreter, this module and a socket, not for numpy and pyarrow (~0.4 s) and the indexes'
-Parquet. So `pushcap query` asks first, before cli.py imports anything heavy, and reads the
-archive itself (query_command.py, the same answer) when no daemon answers, when the daemon does
+Parquet. So `pushcap query` asks first, before the cli package imports anything heavy, and reads
+the archive itself (query_command.py, the same answer) when no daemon answers, when the daemon does
 not serve these files (not one of its targets', another Lua file), with `--local`, or for
 `--remote`. `--daemon` insists: no daemon is then an error.
 
 This module must stay light: argparse and the standard library only (no numpy, pyarrow, lupa,
-nor pushcap's config or capture modules); `perf stat -e task-clock` on `pushcap query` against
-a daemon measures it.
+nor pushcap's config or capture modules), as must query_options.py (the options it parses);
+`perf stat -e task-clock` on `pushcap query` against a daemon measures it.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ import time
 
 from pushcap import defaults
 from pushcap.supervisor import query_wire as wire
+from pushcap.supervisor.query_options import (  # noqa: F401 - importable from here too
+    parse_duration_s,
+    parse_time_ns,
+    query_arguments,
+    window_ns,
+)
 
 CONNECT_TIMEOUT_S = 1.0
 ANSWER_TIMEOUT_S = 600.0  # a query of a large archive streams for a while
 READ_BYTES = 256 * 1024  # the pcap is moved to the output in pieces of at most this
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
-_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 class Declined(Exception):
@@ -41,76 +46,10 @@ class QueryFailed(Exception):
     """The query failed (the daemon said why): one line, exit 1."""
 
 
-# --- the command line (shared with query_command.py) -------------------------------------------
-def parse_duration_s(text: str) -> float:
-    """`2h`, `90m`, `1h30m`, `45s`, `2d` or a plain number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        parts = _DURATION.findall(text)
-        if not parts or "".join(a + u for a, u in parts) != text:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a duration; write e.g. 2h, 90m, 1h30m, 45s or 3600") from None
-        value = sum(float(a) * _UNIT_S[u] for a, u in parts)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be above 0")
-    return value
-
-
-def parse_time_ns(text: str) -> int:
-    """Epoch seconds (`1700000000.5`) or ISO 8601 (`2024-05-01T10:00:00Z`, `+02:00`; without
-    a zone: local time, as `date` shows it)."""
-    if text.isdigit():
-        return int(text) * 1_000_000_000
-    from decimal import Decimal, InvalidOperation
-
-    try:
-        return int(Decimal(text) * 1_000_000_000)  # exact: a float loses the nanoseconds
-    except (InvalidOperation, ValueError):
-        pass
-    from datetime import datetime
-
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time; write epoch seconds or ISO 8601, e.g. "
-            "2024-05-01T10:00:00Z") from None
-    return int(moment.timestamp() * 1_000_000) * 1000
-
-
-def query_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `pushcap query` (cli.py's subparser, and this client's own parser)."""
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--target", metavar="DESC", help="a File target of --lua: its files")
-    where.add_argument("--dir", help="the capture files of a folder")
-    where.add_argument("--remote", metavar="REMOTE:PATH",
-                       help="the capture files of an rclone remote folder (indexes read "
-                       "first, then only the byte ranges needed)")
-    p.add_argument("--lua", default=defaults.PUSH_LUA_PATH, help="push targets (with --target)")
-    p.add_argument("--config", help="daemon config (TOML): where the running daemon answers "
-                   "([status]); with --target, which interfaces it reads ([[interface]]); with "
-                   "--remote, [rclone]")
-    p.add_argument("--since", type=parse_duration_s, metavar="DURATION",
-                   help="the window is the last DURATION (2h, 30m, 1h30m, 45s)")
-    p.add_argument("--start", type=parse_time_ns, metavar="TIME",
-                   help="window start (epoch seconds or ISO 8601)")
-    p.add_argument("--end", type=parse_time_ns, metavar="TIME",
-                   help="window end, excluded (default: now)")
-    p.add_argument("-w", "--write", metavar="FILE", default="-",
-                   help="output pcap (default: stdout, which must not be a terminal)")
-    p.add_argument("--quiet", action="store_true", help="no summary on stderr (notes stay)")
-    served = p.add_mutually_exclusive_group()
-    served.add_argument("--local", action="store_true",
-                        help="read the archive in this process, even when a daemon serves it")
-    served.add_argument("--daemon", action="store_true",
-                        help="only the running daemon answers (an error without one)")
-    p.add_argument("filter", nargs="*", default=(), help="a libpcap filter, as tcpdump takes it")
-
-
+# --- the command line (query_options.py's options; shared with query_command.py) ----------------
 class _QuietParser(argparse.ArgumentParser):
-    """Whatever this parser cannot take, cli.py's parser says (the client then steps aside).
-    A help width is given: without one argparse imports shutil to ask the terminal."""
+    """Whatever this parser cannot take, the cli package's parser says (the client then steps
+    aside). A help width is given: without one argparse imports shutil to ask the terminal."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", lambda prog: argparse.HelpFormatter(prog, width=98))
@@ -118,20 +57,6 @@ class _QuietParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise Declined(message)
-
-
-def window_ns(args, now_ns: int) -> tuple[int, int]:
-    """[start, end) of the command line; ValueError with the fix when it is not one."""
-    if args.since is not None:
-        if args.start is not None or args.end is not None:
-            raise ValueError("query: give --since, or --start (and --end), not both")
-        return now_ns - int(args.since * 1e9), now_ns
-    if args.start is None:
-        raise ValueError("query: give the window: --since 2h, or --start T [--end T]")
-    end_ns = now_ns if args.end is None else args.end
-    if end_ns <= args.start:
-        raise ValueError("query: --end must be after --start")
-    return args.start, end_ns
 
 
 # --- where the daemon answers -------------------------------------------------------------------
@@ -357,7 +282,7 @@ asked = False  # serve_from_daemon ran in this process: the command does not ask
 
 def serve_from_daemon(argv: list[str]) -> int | None:
     """Run `pushcap query ARGV` through the running daemon: its exit code, or None when the
-    command must read the archive itself (or when cli.py's parser must speak: --help, an
+    command must read the archive itself (or when the cli package's parser must speak: --help, an
     argument this parser refuses)."""
     global asked
     asked = True
@@ -407,8 +332,8 @@ def _one_line(text: str) -> str:
 
 
 def main_if_served() -> None:
-    """For cli.py, before its imports: exit with the daemon's answer, or return (the command
-    then runs in this process)."""
+    """For the cli package, before its imports: exit with the daemon's answer, or return (the
+    command then runs in this process)."""
     code = serve_from_daemon(sys.argv[2:])
     if code is not None:
         sys.stdout.flush()

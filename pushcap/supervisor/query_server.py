@@ -7,35 +7,28 @@ missing. A query is then the standalone one (archive/query.py, the same answer) 
 indexes from memory, its records written from where they lie (mapped, the pages kept mapped
 between queries) straight to the socket as frames (query_wire.py).
 
-What a request may name is bounded: a target of the daemon's own Lua file (its series, as
-`pushcap query --target` finds them: with the client's [[interface]] tables only when they are
-the daemon's), or a folder inside one of its File targets' folders (symbolic links leading out
-are not followed). Anything else is declined, and the client reads the archive itself, with its
-user's own permissions. At most QUERY_CONCURRENT queries run at once; another is declined too.
+What a request may name is bounded (query_request.py: a target of the daemon's own Lua file,
+or a folder inside one of its File targets' folders); anything else is declined, and the client
+reads the archive itself, with its user's own permissions. At most QUERY_CONCURRENT queries run
+at once; another is declined too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 
 from pushcap import defaults
-from pushcap.config.model import ConfigError, PushMode, TargetConfig
 from pushcap.supervisor import query_wire as wire
-from pushcap.supervisor.consumers import interfaces_of, series_prefix
 from pushcap.supervisor.peer_uid import may_query
+from pushcap.supervisor.query_request import Refused, TargetFiles, read_request
 
 log = logging.getLogger("pushcap.supervisor.query")
 
 QUERY_CONCURRENT = 2
-
-
-class Refused(Exception):
-    """A request the daemon does not serve (the client reads the archive itself)."""
 
 
 class QueryService:
@@ -43,8 +36,7 @@ class QueryService:
 
     def __init__(self, engine, lua_path: Path | None,
                  max_bytes: int = defaults.QUERY_INDEX_CACHE_BYTES) -> None:
-        self._engine = engine
-        self._lua = os.path.realpath(lua_path) if lua_path is not None else None
+        self._files = TargetFiles(engine, lua_path)
         self._max_bytes = max_bytes
         self._cache = None  # made at the first indexed target: numpy and pyarrow come with it
         self._cache_lock = threading.Lock()
@@ -96,10 +88,7 @@ class QueryService:
             self._stop.wait(defaults.QUERY_CACHE_CHECK_INTERVAL_S)
 
     def _warm_once(self) -> None:
-        files = set()
-        for target in self._engine.targets:
-            if target.mode is PushMode.FILE and target.indexed and not target.folder:
-                files.update(self._series_files(target, None))
+        files = self._files.indexed()
         if not files:
             return
         cache = self.cache()
@@ -140,8 +129,8 @@ class QueryService:
 
     def _answer(self, handler, out) -> None:
         try:
-            request = _read_request(handler)
-            files = self._files(request)
+            request = read_request(handler)
+            files = self._files.named(request)
         except Refused as exc:
             self.declined += 1
             out.write(wire.frame(wire.DECLINED, str(exc).encode()))
@@ -169,101 +158,3 @@ class QueryService:
         out.write(wire.frame(wire.STATS, json.dumps(stats).encode()))
         log.info("event=query_served files=%d packets=%d seconds=%.3f", stats["files"],
                  stats["packets"], time.perf_counter() - started)
-
-    # --- which files ----------------------------------------------------------------------------
-    def _files(self, request: dict) -> list[Path]:
-        if "target" in request:
-            return self._target_files(request)
-        return self._dir_files(request["dir"])
-
-    def _target_files(self, request: dict) -> list[Path]:
-        if self._lua is None or os.path.realpath(request["lua"]) != self._lua:
-            raise Refused("the daemon runs another Lua file")
-        target = next((t for t in self._engine.targets if t.desc == request["target"]), None)
-        if target is None or target.mode is not PushMode.FILE or target.folder:
-            raise Refused(f"not a File target of the daemon: {request['target']!r}")
-        interfaces = request.get("interfaces")
-        if interfaces is not None and interfaces != _interface_tables(self._engine.config):
-            raise Refused("--config names other interfaces than the daemon's")
-        return sorted(set(self._series_files(target, interfaces is not None)))
-
-    def _series_files(self, target: TargetConfig, by_config: bool | None) -> list[Path]:
-        """The target's files, as query_command finds them: with the daemon's interfaces
-        (`by_config`, and for warming, None: both), else any `<Path>_<interface>_` series."""
-        from pushcap.archive.layout import SeriesFiles
-
-        series = []
-        if by_config is not False:
-            try:
-                names = interfaces_of(target, self._engine.config)
-            except ConfigError:
-                names = ()
-            series += [SeriesFiles(series_prefix(target, name, len(names) > 1), target.naming,
-                                   target.file_suffix) for name in names]
-        if not by_config:
-            series.append(SeriesFiles(Path(target.path), target.naming, target.file_suffix,
-                                      any_interface=True))
-        return [p for s in series for p in s.paths()]
-
-    def _dir_files(self, folder: str) -> list[Path]:
-        from pushcap.archive.layout import folder_files
-
-        real = os.path.realpath(folder)
-        roots = self._roots()
-        if not os.path.isdir(real) or not _inside(real, roots):
-            raise Refused(f"{folder} is not inside a File target's folder of the daemon")
-        return sorted(p for p in folder_files(Path(real))
-                      if _inside(os.path.realpath(p), roots))
-
-    def _roots(self) -> list[str]:
-        roots = []
-        for target in self._engine.targets:
-            if target.mode is PushMode.FILE:
-                path = target.path if target.folder else os.path.dirname(target.path)
-                roots.append(os.path.realpath(path or "."))
-        return roots
-
-
-def _inside(path: str, roots: list[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
-
-
-def _interface_tables(config) -> list[dict]:
-    """The daemon's [[interface]] tables as a client's tomllib reads them, to compare."""
-    tables = []
-    for i in config.interfaces:
-        table: dict = {"name": i.name}
-        if i.aliases:
-            table["alias"] = list(i.aliases)
-        tables.append(table)
-    return tables
-
-
-def _read_request(handler) -> dict:
-    """The request's JSON, checked: a window, a filter, and a target or a folder."""
-    try:
-        length = int(handler.headers.get("Content-Length", "0"))
-    except ValueError:
-        raise Refused("no Content-Length") from None
-    if not 0 < length <= wire.MAX_REQUEST_BYTES:
-        raise Refused(f"a request of {length} bytes (at most {wire.MAX_REQUEST_BYTES})")
-    try:
-        request = json.loads(handler.rfile.read(length))
-    except ValueError:
-        raise Refused("the request is not JSON") from None
-    if not isinstance(request, dict):
-        raise Refused("the request is not a JSON object")
-    start, end, expression = (request.get(k) for k in ("start_ns", "end_ns", "filter"))
-    if not (isinstance(start, int) and isinstance(end, int) and start < end):
-        raise Refused("the window must be integers start_ns < end_ns")
-    if expression is not None and (not isinstance(expression, str)
-                                   or len(expression) > wire.MAX_FILTER_CHARS):
-        raise Refused(f"the filter must be text of at most {wire.MAX_FILTER_CHARS} characters")
-    if isinstance(request.get("target"), str) and isinstance(request.get("lua"), str):
-        if not isinstance(request.get("interfaces"), list | None):
-            raise Refused("interfaces must be a list")
-        return request
-    if isinstance(request.get("dir"), str) and os.path.isabs(request["dir"]) \
-            and "target" not in request:
-        return request
-    raise Refused("name a target (with its Lua file) or a folder")

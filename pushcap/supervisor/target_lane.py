@@ -4,8 +4,9 @@ Isolation: every target (every Desc) of an interface reads the ring through its 
 its own thread, so a target whose disk or share is slow falls behind alone. When it falls
 further behind than the ring holds, it loses the packets evicted before it read them (the ring
 never waits for a reader): those are counted against that target (`missed_packets`, in its
-`lost_packets` and as a failure with its Desc in the log), while the interface's other targets,
-triggers and flows lose nothing.
+`lost_packets` and as a failure with its Desc in the log; missed_packets.py), while the
+interface's other targets, triggers and flows lose nothing. A target whose share is not mounted
+does not read at all (mount_wait.py): its packets wait in the ring.
 
 A target's `CPU` (FMADIO's field) pins its lanes' threads to those CPUs
 (os.sched_setaffinity on the thread's own id), set when the lane starts and again when a reload
@@ -32,20 +33,14 @@ from pushcap.capture.ring import Cursor
 from pushcap.config.desc_names import log_value
 from pushcap.push.mount_guard import MountGuard
 from pushcap.supervisor.handover import Bound, TargetSlots
+from pushcap.supervisor.missed_packets import MissedPackets
+from pushcap.supervisor.mount_wait import MountWait
 from pushcap.supervisor.retirements import Retirements
 from pushcap.supervisor.slots import guarded
 
 log = logging.getLogger("pushcap.engine")
 
 TICK_SLACK_S = 0.005  # a lane woken for a tick wakes this much after it is due
-
-
-class RingOverrun(Exception):
-    """A target read the ring too slowly: packets were evicted before it read them."""
-
-
-class ShareNotMounted(Exception):
-    """A target's folder lies below a declared mount point that is not mounted."""
 
 
 class Latch:
@@ -98,17 +93,11 @@ class TargetLane:
         self.slots = slots
         self.cursor = cursor
         self._retirements = retirements
-        self._count_missed = count_missed
         self._lock = threading.Lock()
         self._pending: list[tuple[Bound, Latch | None, Latch | None]] = []
         self._ended = False
-        self._missed_seen = 0
-        self._unlogged_missed = 0
-        self._last_missed_log_s = -1e9
-        self._guard = guard
-        self._guards: dict[str, MountGuard] = {}
-        self._waiting: str | None = None  # why the lane does not read (a share not mounted)
-        self._last_wait_log_s = -1e9
+        self._mount_wait = MountWait(interface, desc, slots, guard)
+        self._missed = MissedPackets(interface, desc, slots, cursor, count_missed)
         self._pinned: tuple[int, ...] | None = None  # the CPUs this lane's thread is pinned to
         self._unpinned_cpus: set[int] | None = None  # its affinity before it was pinned
 
@@ -180,9 +169,11 @@ class TargetLane:
         finish its files) or a reload removed its target (its retirement finishes them).
         While its share is not mounted it does not read: the packets wait in the ring."""
         cursor = self.cursor
+        waiting_for_mount = self._mount_wait.waiting  # bound once: no lookup per read
+        note_missed = self._missed.note
         self.pin_to_target()
         while True:
-            if self.waiting_for_mount():
+            if waiting_for_mount():
                 self._apply_pending()  # a reload may move the target elsewhere
                 if cursor.ring.closed:
                     break
@@ -193,7 +184,7 @@ class TargetLane:
             batches = cursor.read(timeout_s=self._read_wait_s(push_clock_ns(cursor)))
             self.step(batches, push_clock_ns(cursor))
             self.pin_to_target()
-            self.note_missed()
+            note_missed()
             if cursor.closed:
                 break
             if self.end_if_empty():
@@ -219,59 +210,6 @@ class TargetLane:
             return
         log.info("event=cpu_pinned target=%s interface=%s cpu=%s", self.desc_log, self.interface,
                  ",".join(map(str, wanted)) if wanted else "any")
-
-    def waiting_for_mount(self) -> str | None:
-        """Why this target must not write now (its share is not mounted), or None; counted
-        as a failure of the target while it lasts, logged when it starts, every
-        ERROR_LOG_INTERVAL_S while it lasts, and when it ends."""
-        if self._guard is None:
-            return None
-        reason = None
-        for slot in self.slots.slots:
-            output = slot.consumer.output()
-            if output is None:
-                continue
-            if output not in self._guards:
-                self._guards[output] = self._guard(output)
-            reason = self._guards[output].check()
-            if reason is not None:
-                break
-        now = time.monotonic()
-        if reason is not None:
-            for slot in self.slots.slots:
-                slot.consumer.note_error(ShareNotMounted(reason))
-            if self._waiting is None or now - self._last_wait_log_s >= \
-                    defaults.ERROR_LOG_INTERVAL_S:
-                self._last_wait_log_s = now
-                log.error("event=target_waiting target=%s interface=%s reason=%r",
-                          self.desc_log, self.interface, reason)
-        elif self._waiting is not None:
-            log.warning("event=target_resumed target=%s interface=%s", self.desc_log,
-                        self.interface)
-        self._waiting = reason
-        return reason
-
-    def note_missed(self) -> None:
-        """Count packets evicted before this lane read them against its target: a failure of
-        this target (status, exit code of `pushcap status`), logged with its Desc at most every
-        ERROR_LOG_INTERVAL_S with the packets missed since the last line."""
-        missed = self.cursor.missed_packets - self._missed_seen
-        if missed <= 0:
-            return
-        self._missed_seen += missed
-        self._unlogged_missed += missed
-        self._count_missed(self.desc, missed)
-        error = RingOverrun(f"fell behind the ring: {missed} packets evicted before this target "
-                            "read them")
-        for slot in self.slots.slots:
-            slot.consumer.note_error(error)
-        now = time.monotonic()
-        if now - self._last_missed_log_s >= defaults.ERROR_LOG_INTERVAL_S:
-            self._last_missed_log_s = now
-            log.warning("event=push_behind target=%s interface=%s missed_packets=%d "
-                        "missed_total=%d", self.desc_log, self.interface, self._unlogged_missed,
-                        self._missed_seen)
-            self._unlogged_missed = 0
 
     def close(self) -> None:
         """Shutdown: the open file goes to its finisher at once, then this lane's delivery is

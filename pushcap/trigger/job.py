@@ -35,6 +35,10 @@ no duplicate (archive_seam.py), and `notes` say how many packets came from there
 The caps hold for the whole window, archive, ring and live parts together: `packets` and
 `bytes` count every packet taken, and the window [start, end) is at most `maxduration` long,
 its lookback included (the live part ends sooner when it would pass that).
+
+The job is the reader: what it reads and when it stops. Where the window lies, and the notes
+on how much of it was served, are capture_window.py's; keeping the pcap within `packets` and
+`bytes` is capped_pcap.py's.
 """
 
 from __future__ import annotations
@@ -46,16 +50,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pushcap import defaults
-from pushcap.capture.batch import (
-    PCAP_FILE_HEADER_BYTES,
-    RECORD_HEADER_BYTES,
-    Batch,
-    build_records,
-    pcap_file_header,
-)
+from pushcap.capture.batch import PCAP_FILE_HEADER_BYTES, Batch, pcap_file_header
 from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Cursor, Ring
 from pushcap.trigger.archive_seam import ArchivePart, ArchiveSource, choose_source, find_seam
+from pushcap.trigger.capped_pcap import CappedPcap
+from pushcap.trigger.capture_window import archive_note, plan_window, short_ring_note
 from pushcap.trigger.message import CaptureRequest
 from pushcap.trigger.request_filter import compile_request_filter
 
@@ -108,7 +108,7 @@ class CaptureJob:
         `archive`: the indexed File targets reading this interface (archive_seam.py)."""
         self.request = request
         self.ring = ring
-        self.archive, archive_note = choose_source(archive)
+        self.archive, source_note = choose_source(archive)
         self.stop = stop or threading.Event()
         self.late_ns = int((ring_latency_s() if late_s is None else late_s) * 1e9)
         if bpf_filter is None and request.bpf:
@@ -116,45 +116,16 @@ class CaptureJob:
         self.bpf = bpf_filter
         snap = min(request.snap, ring.snaplen) if ring.snaplen else request.snap
         self.outcome = CaptureOutcome(interface, alias, ring.linktype, snap)
-        if archive_note:
-            self.outcome.notes.append(archive_note)
-        self._bytes = PCAP_FILE_HEADER_BYTES
-        self.window_start_ns = self._window_start(request)
-        self.end_ns, self.end_reason = _window_end(request)
-        longest_ns = self.window_start_ns + int(request.max_window_s * 1e9)
-        if longest_ns < self.end_ns:
-            self.end_ns, self.end_reason = longest_ns, "duration"
-            self.outcome.notes.append(
-                f"the window, lookback included, is at most maxduration "
-                f"{request.max_window_s:g} s: it ends "
-                f"{_relative(longest_ns, request.received_ns)}")
+        if source_note:
+            self.outcome.notes.append(source_note)
+        self._pcap = CappedPcap(self.outcome, request.packets, request.max_bytes)
+        window = plan_window(request, ring, archived=self.archive is not None)
+        self.window_start_ns, self.end_ns = window.start_ns, window.end_ns
+        self.end_reason = window.end_reason
+        self.outcome.before_s = window.before_s
+        self.outcome.notes.extend(window.notes)
         self.outcome.window_start_ns = self.window_start_ns
         self.outcome.window_end_ns = self.end_ns
-
-    def _window_start(self, req: CaptureRequest) -> int:
-        """`start`, or the request minus `before`; a lookback longer than the ring keeps is
-        capped to `[ring] max_seconds` and noted, so the publisher knows what it got."""
-        keep_s = self.ring.max_ns / 1e9
-        if self.archive is not None:  # the archive serves what the ring does not hold
-            if req.start_ns is None and req.before_s:
-                self.outcome.before_s = req.before_s
-            return req.start_ns if req.start_ns is not None else \
-                req.received_ns - int(req.before_s * 1e9)
-        if req.start_ns is not None:
-            if req.received_ns - req.start_ns > self.ring.max_ns:
-                self.outcome.notes.append(
-                    f"start is {(req.received_ns - req.start_ns) / 1e9:g} s before the request "
-                    f"but the ring keeps {keep_s:g} s ([ring] max_seconds): the window starts at "
-                    "most that far back")
-            return max(req.start_ns, req.received_ns - self.ring.max_ns)
-        before_s = req.before_s
-        if before_s > keep_s:
-            self.outcome.notes.append(f"before {before_s:g} s capped to {keep_s:g} s: the ring "
-                                      "keeps no more ([ring] max_seconds)")
-            before_s = keep_s
-        if req.before_s:
-            self.outcome.before_s = before_s
-        return req.received_ns - int(before_s * 1e9)
 
     def run(self) -> CaptureOutcome:
         started_ns = time.time_ns()
@@ -193,31 +164,17 @@ class CaptureJob:
             part.notes.append(f"the archive could not be read to the end ({type(exc).__name__}: "
                               f"{exc}); packets before the ring's may be missing")
         self.outcome.notes.extend(part.notes)
-        self.outcome.notes.append(self._archive_note(part, self.outcome.packets - before))
+        self.outcome.notes.append(archive_note(part, self.outcome.packets - before,
+                                               self.window_start_ns, self.request.received_ns))
         return reached
-
-    def _archive_note(self, part: ArchivePart, packets: int) -> str:
-        """How many packets the archive gave, what was read, and where the archive and the
-        ring begin (a window older than both is short by that much)."""
-        received_ns, query = self.request.received_ns, part.query
-        read = (f"{query.stats.files_indexed} files read through their index, "
-                f"{query.stats.files_scanned} scanned") if query else "no file read"
-        oldest = part.seam.ring_oldest_ns
-        ring = (f"the ring's packets begin {_relative(oldest, received_ns)}"
-                if oldest is not None else "the ring held none")
-        begins = query.oldest_ns if query else None
-        short = "" if begins is not None and begins <= self.window_start_ns else (
-            f"; the archive holds none before {_relative(begins, received_ns)}"
-            if begins is not None else "; the archive holds no packet")
-        return (f"{packets} packets from the archive of target {part.source.desc!r} ({read}); "
-                f"{ring}{short}")
 
     def _lookback(self, batches: list[Batch], live_seq: int) -> bool:
         """Batches already in the ring (before the cursor); True when a cap was reached."""
         # Even without `before`, packets that arrived between the request and this job's start
         # (a queued request) are in the ring already: the window starts at the request.
-        if self.archive is None:
-            self._note_short_ring(batches)
+        if self.archive is None and (note := short_ring_note(
+                batches, self.ring, self.window_start_ns, self.request.received_ns)):
+            self.outcome.notes.append(note)
         for batch in batches:
             if batch.seq >= live_seq:
                 break
@@ -226,29 +183,6 @@ class CaptureJob:
             if self._take(batch):
                 return True
         return False
-
-    def _note_short_ring(self, batches: list[Batch]) -> None:
-        """Note a window that starts before the oldest packet of a ring that filled its
-        `max_bytes` before its `max_seconds`: what it dropped for space is missing here.
-
-        The ring does not record what it dropped, so "full" is read from what it holds: having
-        evicted, it still holds over half its `max_bytes`. Age eviction on a quiet link leaves
-        it nearly empty, and a window reaching past its oldest packet then lost nothing.
-        """
-        held = [batch for batch in batches if len(batch)]
-        if not held or not self.ring.evicted_packets:
-            return
-        oldest_ns = int(held[0].ts_ns[0])
-        if oldest_ns <= self.window_start_ns:
-            return
-        if sum(batch.memory_bytes for batch in batches) * 2 <= self.ring.max_bytes:
-            return
-        received_ns = self.request.received_ns
-        self.outcome.notes.append(
-            f"lookback short: the window starts {_relative(self.window_start_ns, received_ns)} "
-            f"but the ring held packets only from {_relative(oldest_ns, received_ns)}; it was "
-            f"full ([ring] max_bytes {self.ring.max_bytes} before max_seconds "
-            f"{self.ring.max_ns / 1e9:g} s) and had dropped older ones")
 
     def _follow(self, cursor: Cursor) -> bool:
         """Take new batches until a cap is reached or the window's end is settled: past it by
@@ -308,51 +242,5 @@ class CaptureJob:
         when a cap is reached."""
         if not len(idx):
             return False
-        ts = batch.ts_ns
-        out = self.outcome
-        reached = ""
-        room = self.request.packets - out.packets
-        if len(idx) >= room:
-            idx, reached = idx[:room], "packets"
-        caplen = np.minimum(batch.caplen[idx], out.snap)
-        sizes = np.cumsum(caplen + RECORD_HEADER_BYTES)
-        fits = int(np.searchsorted(sizes, self.request.max_bytes - self._bytes, side="right"))
-        if fits < len(idx):
-            # The file never exceeds `bytes`, unless its first packet alone does.
-            fits = max(fits, 1 if out.packets == 0 else 0)
-            idx, caplen, reached = idx[:fits], caplen[:fits], "bytes"
-        if len(idx):
-            records, _ = build_records(ts[idx], caplen, batch.wirelen[idx], batch.records,
-                                       batch.offsets[idx] + RECORD_HEADER_BYTES)
-            out.parts.append(records)
-            out.packets += len(idx)
-            self._bytes += len(records)
-            out.first_ts_ns = out.first_ts_ns if out.first_ts_ns is not None else int(ts[idx[0]])
-            out.last_ts_ns = int(ts[idx[-1]])
-        if reached:
-            return self._end(reached)
-        return False
-
-
-def _window_end(req: CaptureRequest) -> tuple[int, str]:
-    """Where the window ends and the reason it will give: the earliest of `end`, the live
-    start + `duration` and the live start + `timeout`. The live part starts at the request, or
-    at `start` when that lies in the future. A tie is named by the most deliberate bound:
-    `end` (an absolute time), then `duration`, then `timeout` (often pcapdaemon's default)."""
-    live_start_ns = max(req.received_ns, req.start_ns or 0)
-    ends = [(live_start_ns + int(req.duration_s * 1e9), 1, "duration")]
-    if req.end_ns is not None:
-        ends.append((req.end_ns, 0, "window"))
-    if req.timeout_s is not None:
-        ends.append((live_start_ns + int(req.timeout_s * 1e9), 2, "timeout"))
-    end_ns, _, reason = min(ends)
-    return end_ns, reason
-
-
-def _relative(ts_ns: int, received_ns: int) -> str:
-    """A moment as seconds before or after the request, for notes a person reads."""
-    delta_s = round((received_ns - ts_ns) / 1e9, 3)
-    if delta_s == 0:
-        return "at the request"
-    return (f"{delta_s:g} s before the request" if delta_s > 0
-            else f"{-delta_s:g} s after the request")
+        reached = self._pcap.append(batch, idx)
+        return self._end(reached) if reached else False

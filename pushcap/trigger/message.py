@@ -28,13 +28,13 @@ it, so without an explicit `timeout` the default does not cut it short (`timeout
 one given explicitly still applies and the earlier end wins.
 
 Node regexes come from the network and run in this process, so only a safe subset is accepted:
-node_match.py proves a bounded cost before the search runs.
+node_match.py proves a bounded cost before the search runs. Each field is read through the typed
+getters of message_fields.py, whose refusals name the field and its allowed form.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 import uuid
@@ -47,10 +47,10 @@ from pushcap.config.bpf_compile import shown_filter
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
 from pushcap.trigger.errors import TriggerError  # raised here; importers may take it from here
+from pushcap.trigger.message_fields import CONTROL_CHARS, MessageFields
 from pushcap.trigger.node_match import compile_node_regex
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Fields pcapdaemon accepts that have no meaning here: allowed, ignored. Its per-request S3
 # fields among them: a request may not send the node's S3 keys to another endpoint or bucket,
 # nor make a capture public; [s3] alone says where captures go.
@@ -138,7 +138,7 @@ def _parse(data: bytes | str, settings: TriggerSettings,
         raise TriggerError("message", f"larger than {defaults.MAX_MESSAGE_BYTES} bytes")
     try:
         # surrogatepass: an encoded lone surrogate (ED A0 80) decodes, so the field holding it
-        # is named below (_Fields refuses it), rather than the whole message
+        # is named below (MessageFields refuses it), rather than the whole message
         text = data.decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data
         msg = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -149,7 +149,7 @@ def _parse(data: bytes | str, settings: TriggerSettings,
         return None  # another node's message, even a bad one: its node answers for it
     _check_utf8(msg)
     received_ns = received_ns if received_ns is not None else time.time_ns()
-    fields = _Fields(msg)
+    fields = MessageFields(msg)
     captures, notes = _captures(fields, interfaces, host_interfaces)
     notes += _unknown_fields(msg)
     bpf = fields.text("bpf", defaults.MAX_BPF_CHARS) or None
@@ -263,7 +263,7 @@ def _for_this_node(msg: dict, node_name: str) -> bool:
     return pattern.search(node_name) is not None
 
 
-def _captures(fields: _Fields, interfaces: tuple[InterfaceConfig, ...],
+def _captures(fields: MessageFields, interfaces: tuple[InterfaceConfig, ...],
               host_interfaces: HostInterfaces | None = None
               ) -> tuple[tuple[Capture, ...], tuple[str, ...]]:
     """`interface` xor `alias`, each a list (or one string); one capture per interface.
@@ -310,7 +310,7 @@ def _captures(fields: _Fields, interfaces: tuple[InterfaceConfig, ...],
     return tuple(result.values()), notes
 
 
-def _window(fields: _Fields, received_ns: int, max_duration_s: float
+def _window(fields: MessageFields, received_ns: int, max_duration_s: float
             ) -> tuple[int | None, int | None]:
     start = fields.number("start")
     end = fields.number("end")
@@ -326,95 +326,15 @@ def _window(fields: _Fields, received_ns: int, max_duration_s: float
     return (None if start is None else int(start * 1e9), None if end is None else int(end * 1e9))
 
 
-def _tags(fields: _Fields) -> tuple[str, ...]:
+def _tags(fields: MessageFields) -> tuple[str, ...]:
     raw = fields.msg.get("tags")
     if raw is None or raw == "":
         return ()
     if isinstance(raw, list) and all(isinstance(t, str) for t in raw):
         raw = ",".join(raw)
-    if not isinstance(raw, str) or len(raw) > defaults.MAX_TEXT_CHARS or _CONTROL.search(raw):
+    if not isinstance(raw, str) or len(raw) > defaults.MAX_TEXT_CHARS or CONTROL_CHARS.search(raw):
         raise TriggerError("tags", "must be a comma-separated string without control characters")
     return tuple(t.strip() for t in raw.split(",") if t.strip())
-
-
-class _Fields:
-    """Typed getters over the message whose errors name the field and the allowed range."""
-
-    def __init__(self, msg: dict) -> None:
-        self.msg = msg
-
-    def text(self, key: str, max_chars: int) -> str:
-        value = self.msg.get(key)
-        if value is None:
-            return ""
-        if not isinstance(value, str) or len(value) > max_chars or _CONTROL.search(value):
-            raise TriggerError(key, f"must be a string of at most {max_chars} characters "
-                               "without control characters")
-        return value
-
-    def names(self, key: str) -> list[str]:
-        value = self.msg.get(key)
-        if value in (None, "", []):
-            return []
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not all(
-                isinstance(v, str) and 0 < len(v) <= 64 and not _CONTROL.search(v)
-                for v in values):
-            raise TriggerError(key, "must be a name or an array of names")
-        return values
-
-    def boolean(self, key: str) -> bool:
-        value = self.msg.get(key, False)
-        if not isinstance(value, bool):
-            raise TriggerError(key, "must be true or false")
-        return value
-
-    def number(self, key: str) -> float | None:
-        """A finite float. JSON brings ints of any size and 1e400 as inf: both are refused
-        here, by name, instead of overflowing in arithmetic further on."""
-        value = self.msg.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TriggerError(key, "must be a number")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise TriggerError(key, f"{_shown(value)} is too large") from None
-        if not math.isfinite(number):
-            raise TriggerError(key, f"{_shown(value)} is not a finite number")
-        return number
-
-    def integer(self, key: str, default: int | None, low: int, high: int,
-                cap_name: str | None = None, zero_is_default: bool = False) -> int | None:
-        value = self.msg.get(key)
-        if value is None or (zero_is_default and value == 0 and not isinstance(value, bool)):
-            return default
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TriggerError(key, "must be an integer")
-        if not low <= value <= high:
-            cap = f" ({cap_name})" if cap_name else ""
-            zero = "0 (the default) or " if zero_is_default else ""
-            raise TriggerError(key, f"{_shown(value)} is out of range {zero}{low}..{high}{cap}")
-        return value
-
-    def seconds(self, key: str, default: float, high: float, cap_name: str) -> float:
-        """Seconds in (0, high]; 0 means `default`, as an unset field did in pcapdaemon."""
-        value = self.number(key)
-        if value is None or value == 0:
-            return default
-        if value < 0 or value > high:
-            raise TriggerError(key, f"{value:g} s is out of range: 0 (the default) or up to "
-                               f"{high:g} s ({cap_name})")
-        return value
-
-
-def _shown(value: object) -> str:
-    """A value for an error message, cut short: an integer can have thousands of digits."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def describe_request(request: CaptureRequest) -> str:

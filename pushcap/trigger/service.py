@@ -16,6 +16,10 @@ A request's `bpf` is compiled off the listener, under a time and size budget
 (request_filter.py): a filter libpcap would take minutes on is refused and delays no other one.
 What was adjusted on the way (an interface skipped, a lookback capped) is logged and carried in
 each result's `notes`, so a publisher never mistakes a partial capture for the one it asked for.
+
+The service is the intake and the bounded pool; a worker's capture, from ring to result, is
+capture_runner.py's, publishing results is result_reporter.py's, and the counters and captures
+in flight that `stats()` and `stop()` read are ledger.py's.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from pushcap.capture.ring import Ring
 from pushcap.config.model import InterfaceConfig
 from pushcap.config.pcapdaemon import TriggerSettings
 from pushcap.trigger.archive_seam import ArchiveSources
+from pushcap.trigger.capture_runner import CaptureRunner
 from pushcap.trigger.cloudshark import CloudSharkClient
 from pushcap.trigger.completion import Completions, finish
 from pushcap.trigger.delivery import Deliverer
-from pushcap.trigger.job import CaptureJob, CaptureOutcome, ring_latency_s
+from pushcap.trigger.job import ring_latency_s
+from pushcap.trigger.ledger import Ledger
 from pushcap.trigger.listener import Listener
 from pushcap.trigger.message import (
     Capture,
@@ -43,13 +49,12 @@ from pushcap.trigger.message import (
     TriggerError,
     describe_request,
     parse_request,
-    request_id_of,
 )
-from pushcap.trigger.on_demand import capture_on_demand, host_interfaces
-from pushcap.trigger.packet_debug import log_packets
+from pushcap.trigger.on_demand import host_interfaces
 from pushcap.trigger.recent import RecentResults
 from pushcap.trigger.request_filter import Filters, RequestFilters
-from pushcap.trigger.results import ResultPublisher, result_record
+from pushcap.trigger.result_reporter import ResultReporter
+from pushcap.trigger.results import ResultPublisher
 from pushcap.trigger.s3_upload import S3Uploader
 from pushcap.trigger.sqs_listener import SqsListener
 
@@ -76,9 +81,7 @@ class TriggerService:
         self._slots = threading.BoundedSemaphore(settings.max_concurrent + settings.max_queued)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             settings.max_concurrent, thread_name_prefix="trigger-job")
-        self._futures: set[concurrent.futures.Future] = set()
-        self._futures_lock = threading.Lock()
-        self._counts: dict[str, int] = {"requests": 0, "rejected": 0, "captures": 0}
+        self._ledger = Ledger()  # counters and captures in flight
         self.publisher = ResultPublisher(settings.redis)
         self.recent = RecentResults()  # the last results and their latency, for /status
         self.filters = RequestFilters(rings, settings.max_queued)  # off the listener's thread
@@ -90,6 +93,10 @@ class TriggerService:
         self.sqs = SqsListener(settings.sqs, self.handle_message) if settings.sqs.listen \
             else None
         self._completions = Completions()  # when an SQS message's results are all out
+        self.results = ResultReporter(settings.node_name, self.publisher, self.recent,
+                                      self._completions, self._ledger.count)
+        self.runner = CaptureRunner(rings, archives, self._stop, self.late_s, self.deliverer,
+                                    self.results)
 
     def start(self) -> None:
         cs = self.settings.cloudshark
@@ -112,8 +119,7 @@ class TriggerService:
         if self.sqs is not None:
             clean = self.sqs.stop(max(0.0, deadline - time.monotonic())) and clean
         self.filters.stop()
-        with self._futures_lock:
-            pending = set(self._futures)
+        pending = self._ledger.in_flight()
         _, not_done = concurrent.futures.wait(pending, max(0.0, deadline - time.monotonic()))
         if self.sqs is not None:
             self.sqs.release_in_flight()  # what did not finish goes back on the queue now
@@ -124,16 +130,11 @@ class TriggerService:
 
     def stats(self) -> dict:
         """Counters for `pushcap status` (the daemon calls this for its snapshot)."""
-        with self._futures_lock:
-            running = len(self._futures)
-        return {**self._counts, "captures_in_progress": running,
+        running = self._ledger.running()
+        return {**self._ledger.counts, "captures_in_progress": running,
                 "redis_connected": self.listener.connected.is_set(),
                 "redis_errors": self.listener.reconnects, **self.recent.snapshot(),
                 **(self.sqs.stats() if self.sqs is not None else {})}
-
-    def _count(self, key: str) -> None:
-        with self._futures_lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
 
     def handle_message(self, data: bytes | str, received_ns: int,
                        on_results: Callable[[], None] | None = None) -> bool:
@@ -141,7 +142,7 @@ class TriggerService:
         `on_results` is called once every result the message owes is published (the SQS
         listener then deletes it); returns False when none is owed (another node's message)."""
         settings = self.settings
-        self._count("requests")
+        self._ledger.count("requests")
         if settings.log_requests:
             log.info("event=trigger_message data=%r", _clip(data))
         try:
@@ -149,13 +150,13 @@ class TriggerService:
                                     host_interfaces=host_interfaces if settings.on_demand
                                     else None)
         except TriggerError as exc:
-            self._reject(data, exc.field, str(exc))
+            self.results.rejected(data, exc.field, str(exc))
             finish(on_results)
             return True
         except Exception as exc:  # noqa: BLE001 - a validator bug still owes the publisher an answer
             log.exception("event=trigger_validation_failed")
-            self._reject(data, "message", f"message: could not be validated "
-                         f"({type(exc).__name__}: {exc})"[:300])
+            self.results.rejected(data, "message", f"message: could not be validated "
+                                  f"({type(exc).__name__}: {exc})"[:300])
             finish(on_results)
             return True
         if request is None:
@@ -168,10 +169,11 @@ class TriggerService:
         if request.bpf is None:
             self._accept(request, {})
         elif not self.filters.submit(request, lambda filters: self._accept(request, filters),
-                                     lambda exc: self._reject(data, exc.field, str(exc),
-                                                              request)):
-            self._reject(data, "bpf", f"bpf: not compiled: busy, {self.settings.max_queued} "
-                         "requests' filters are waiting to compile; try again", request)
+                                     lambda exc: self.results.rejected(data, exc.field, str(exc),
+                                                                       request)):
+            self.results.rejected(data, "bpf", f"bpf: not compiled: busy, "
+                                  f"{self.settings.max_queued} requests' filters are waiting "
+                                  "to compile; try again", request)
         return True
 
     def _accept(self, request: CaptureRequest, filters: Filters) -> None:
@@ -183,20 +185,6 @@ class TriggerService:
         for capture in request.captures:
             self._submit(request, capture, filters.get(capture.interface))
 
-    def _reject(self, data: bytes | str, field: str, error: str,
-                request: CaptureRequest | None = None) -> None:
-        """Publish a refusal; `request`: one refused after parsing, which owes nothing more."""
-        log.warning("event=trigger_rejected field=%s error=%r", field, error)
-        self._count("rejected")
-        try:
-            request_id = request_id_of(data)
-        except Exception:  # noqa: BLE001 - the id is a courtesy; the rejection must go out
-            request_id = None
-        self._publish(result_record(self.settings.node_name, request_id, "rejected",
-                                    field=field, error=error))
-        if request is not None:
-            self._completions.settle(request)
-
     def _submit(self, request: CaptureRequest, capture: Capture,
                 bpf: BpfFilter | None = None) -> None:
         if self._stop.is_set() or not self._slots.acquire(blocking=False):
@@ -205,82 +193,15 @@ class TriggerService:
                 f"{self.settings.max_queued} waiting")
             log.warning("event=trigger_refused requestid=%s interface=%s reason=%r",
                         request.request_id, capture.interface, busy)
-            self._publish_capture(request, capture, "error", error=busy)
+            self.results.capture(request, capture, "error", error=busy)
             return
-        future = self._pool.submit(self._run, request, capture, bpf)
-        with self._futures_lock:
-            self._futures.add(future)
-        future.add_done_callback(self._forget)
-
-    def _forget(self, future: concurrent.futures.Future) -> None:
-        with self._futures_lock:
-            self._futures.discard(future)
+        self._ledger.track(self._pool.submit(self._run, request, capture, bpf))
 
     def _run(self, request: CaptureRequest, capture: Capture, bpf: BpfFilter | None) -> None:
         try:
-            ring = self.rings.get(capture.interface)
-            if capture.on_demand:  # not in [[interface]]: opened for this capture alone
-                outcome = capture_on_demand(request, capture, self._stop)
-            elif ring is None:
-                raise RuntimeError(f"interface {capture.interface} is configured but not "
-                                   "being captured")
-            else:
-                archive = tuple(self.archives(capture.interface)) if self.archives else ()
-                outcome = CaptureJob(request, capture.interface, capture.alias, ring,
-                                     self._stop, self.late_s, bpf_filter=bpf,
-                                     archive=archive).run()
-            self._finish(request, capture, outcome)
-        except Exception as exc:  # noqa: BLE001 - a failed capture is a result, not a crash
-            log.exception("event=trigger_failed requestid=%s interface=%s", request.request_id,
-                          capture.interface)
-            self._publish_capture(request, capture, "error", error=f"{type(exc).__name__}: {exc}")
+            self.runner.run(request, capture, bpf)
         finally:
             self._slots.release()
-
-    def _finish(self, request: CaptureRequest, capture: Capture,
-                outcome: CaptureOutcome) -> None:
-        stats = dict(packets=outcome.packets, bytes=outcome.nbytes, reason=outcome.reason,
-                     snap=outcome.snap, missed_packets=outcome.missed_packets or None,
-                     window_start_ns=outcome.window_start_ns,
-                     window_end_ns=outcome.window_end_ns, before_s=outcome.before_s,
-                     notes=outcome.notes)
-        log.info("event=trigger_captured requestid=%s interface=%s packets=%d bytes=%d "
-                 "reason=%s missed_packets=%d", request.request_id, capture.interface,
-                 outcome.packets, outcome.nbytes, outcome.reason, outcome.missed_packets)
-        for note in outcome.notes:
-            log.warning("event=trigger_note requestid=%s interface=%s note=%r",
-                        request.request_id, capture.interface, note)
-        if request.packet_debug:
-            log_packets(request, outcome)
-        if outcome.packets == 0:
-            self._publish_capture(request, capture, "empty", **stats)
-            return
-        delivery = self.deliverer.deliver(request, outcome)
-        error = delivery.upload_error or delivery.s3_error or delivery.local_error
-        status = "error" if error else "ok"
-        self._publish_capture(
-            request, capture, status, **stats, path=delivery.path,
-            fallback=delivery.fallback or None, cloudshark_id=delivery.cloudshark_id,
-            cloudshark_url=delivery.cloudshark_url, s3_url=delivery.s3_url,
-            s3_attempts=delivery.s3_attempts or None, error=error,
-            exceptions=list(delivery.upload_exceptions) or None,
-            attempts=delivery.attempts or None)
-
-    def _publish_capture(self, request: CaptureRequest, capture: Capture, status: str,
-                         notes: list[str] | None = None, **fields) -> None:
-        self._count("captures")
-        self._count(f"captures_{status}")
-        all_notes = [*request.notes, *(notes or ())]
-        self._publish(result_record(
-            self.settings.node_name, request.request_id, status, interface=capture.interface,
-            alias=capture.alias, alertid=request.alertid, customer=request.customer,
-            latency_s=round((time.time_ns() - request.received_ns) / 1e9, 3),
-            notes=all_notes or None, **fields))
-        self._completions.published(request)
-
-    def _publish(self, record: dict) -> None:
-        self.recent.add(record)
-        self.publisher.publish(record)
 
 
 def _clip(data: bytes | str) -> str:

@@ -16,8 +16,8 @@ import pytest
 from test_rclone_delivery import OURS, THEIRS, drain, queue
 from test_rclone_push import make_target, settings, wait_until
 
+from pushcap.push.file_delivery import tmp_name
 from pushcap.push.ship import make_shipper
-from pushcap.push.uploader import tmp_name
 
 pytestmark = pytest.mark.integration
 
