@@ -1,7 +1,8 @@
 """The archive: what File targets have published, kept under control and searchable.
 
 - `retention` and `keeper`: Keep's limits, applied to a series' published files off the packet
-  path (a thread per series, after each publish and every few seconds);
+  path (a thread per series, after each publish and every few seconds); `series_scan`: what a
+  keeper finds of its series on disk when it starts;
 - `keys`, `native_keys`, `keys_numpy`, `index_file`: the Parquet index of one file (one row per
   flow with its records' offsets), built from the just-published file, never from the packet
   path;

@@ -9,7 +9,7 @@ checked again (files age; other writers fill the disk).
 At a launch (never at a reload or in a replay, where a neighbour's temporaries may be live) the
 keeper also repairs what a crash left in the index folder: a hidden index part is removed, an
 index whose data file is gone is removed, and every file of the series without a usable index
-gets one, oldest first, on the keeper's thread.
+gets one, oldest first, on the keeper's thread (what it finds on disk: series_scan.py).
 """
 
 from __future__ import annotations
@@ -24,14 +24,9 @@ from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.archive.datafile import head
-from pushcap.archive.layout import (
-    PART_SUFFIX,
-    SeriesFiles,
-    data_of_index,
-    index_dir,
-    index_path,
-)
+from pushcap.archive.layout import SeriesFiles, index_path
 from pushcap.archive.retention import KeptFile, Retention
+from pushcap.archive.series_scan import files_oldest_first, repair_index_folder, usable_index
 from pushcap.config.model import PushMode, TargetConfig
 
 # numpy (build) is imported when a file is indexed, pyarrow (index_file) when an index is
@@ -176,51 +171,15 @@ class ArchiveKeeper:
     def _scan(self, at_launch: bool) -> None:
         """The series' files now on disk, and at a launch the index folder's repair."""
         if at_launch:
-            self._repair_index_folder()
-        found = []
-        for entry in self.files.listing():
-            try:
-                found.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path),
-                              entry.stat().st_size))
-            except FileNotFoundError:
-                continue
-        for _, _, path, size in sorted(found):
+            repair_index_folder(self.files, self.label)
+        for path, size in files_oldest_first(self.files):
             meta, index_bytes = None, 0
             if self.target.indexed:
-                meta, index_bytes = _usable_index(path, size)
+                meta, index_bytes = usable_index(path, size)
                 if meta is None and at_launch:
                     meta, index_bytes = self._index(path)
                     log.info("event=index_rebuilt %s file=%s", self.label, path)
             self._keep(path, index_bytes, meta)
-
-    def _repair_index_folder(self) -> None:
-        folder = index_dir(self.files.folder)
-        if not folder.is_dir():
-            return
-        for index in folder.iterdir():
-            data = data_of_index(index)
-            if data is None or not self.files.owns(data.name):
-                continue
-            if index.name.endswith(PART_SUFFIX):  # a crash while it was written
-                index.unlink(missing_ok=True)
-                log.info("event=index_part_removed %s file=%s", self.label, index)
-            elif not data.exists():  # retention deleted the data, a crash kept the index
-                index.unlink(missing_ok=True)
-                log.info("event=index_orphan_removed %s file=%s", self.label, index)
-
-
-def _usable_index(path: Path, size: int) -> tuple[IndexMeta | None, int]:
-    """(figures, size) of `path`'s index when it describes the file as it is, else (None, 0)."""
-    from pushcap.archive.index_file import IndexReader, IndexUnusable
-
-    index = index_path(path)
-    try:
-        reader = IndexReader(index)
-        if reader.meta.data_size != size:
-            return None, 0
-        return reader.meta, index.stat().st_size
-    except (FileNotFoundError, IndexUnusable):
-        return None, 0
 
 
 def _kept(path: Path, index_bytes: int, meta: IndexMeta | None) -> KeptFile:

@@ -17,14 +17,17 @@ Sending an interval (one datagram per record by default: up to `max_flows` sends
 thread that calls consume/tick/close: in the daemon the target's own lane (supervisor/
 target_lane.py), never the capture thread, so a long send delays only this target's reading of
 the ring, which holds seconds of packets.
+
+Here: the counting and the interval clock (which interval is open, when it ends, the reload
+handover of it). An ended interval goes out through interval_sender.py (records.py makes its
+records); fileless.py answers the contract's file and delivery calls, which have no work here.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
@@ -33,48 +36,36 @@ from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import compile_target_filter
 from pushcap.capture.consumer import CountsFailures
 from pushcap.config.model import ConfigError, TargetConfig
-from pushcap.flows.aggregate import Flows, unpack_keys
 from pushcap.flows.decode import SUPPORTED_LINKTYPES, decode
-from pushcap.flows.export import (
-    DatadogRanges,
-    FlowExportError,
-    UdpExporter,
-    format_time,
-    parse_destination,
-)
+from pushcap.flows.export import DatadogRanges, FlowExportError, UdpExporter, parse_destination
+from pushcap.flows.fileless import FilelessConsumer
+from pushcap.flows.interval_sender import FlowStats, IntervalSender
 from pushcap.flows.native_table import NEW_INTERVAL, NativeFlowTable, new_table
 from pushcap.flows.resolve import Resolver, default_resolver
 
 log = logging.getLogger("pushcap.flows")
-
-PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP",
-               51: "AH", 58: "ICMPv6", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}
-
-
-def proto_name(proto: int) -> str:
-    """`type` of a record: the aggregator's TCP/UDP, a well-known name, else the number."""
-    return PROTO_NAMES.get(proto, str(proto))
 
 
 def own_traffic_filter(port: int) -> str:
     return f"udp port {port}"
 
 
-@dataclass
-class FlowStats:
-    packets: int = 0  # IP packets counted (after the filter)
-    non_ip_packets: int = 0  # selected but not IPv4/IPv6: not counted, as the aggregator does
-    intervals: int = 0
-    flows: int = 0
-    records_sent: int = 0
-    datagrams: int = 0
-    send_failures: int = 0
-    records_oversize: int = 0  # longer than a datagram even with hosts as IPs: not sent
-    flows_overflowed: int = 0
-    packets_overflowed: int = 0
+def counted_expression(filter_bpf: str | None, port: int, exclude_own_traffic: bool
+                       ) -> str | None:
+    """The target's filter and, unless told otherwise, not its own datagrams to the collector
+    (see the module docstring)."""
+    if not exclude_own_traffic:
+        return filter_bpf
+    own = own_traffic_filter(port)
+    return f"({filter_bpf}) and not ({own})" if filter_bpf else f"not ({own})"
 
 
-class FlowTarget(CountsFailures):
+def _config_error(target: TargetConfig, message: object) -> ConfigError:
+    """A load-time error that names the target, as every target's errors do."""
+    return ConfigError(f'target {target.index} "{target.desc}": {message}')
+
+
+class FlowTarget(CountsFailures, FilelessConsumer):
     """Per-interval 5-tuple counters of one interface, sent as JSON over UDP."""
 
     def __init__(self, target: TargetConfig, interface: str, linktype: int, snaplen: int,
@@ -92,16 +83,14 @@ class FlowTarget(CountsFailures):
         self.linktype = linktype
         self.interval_ns = int(target.interval_s * 1e9)
         if self.interval_ns <= 0:
-            raise ConfigError(f'target {target.index} "{target.desc}": Interval must be > 0')
+            raise _config_error(target, "Interval must be > 0")
         try:
             host, port = parse_destination(target.path)
         except FlowExportError as exc:
-            raise ConfigError(f'target {target.index} "{target.desc}": {exc}') from None
-        expression = target.filter_bpf
-        if exclude_own_traffic:
-            own = own_traffic_filter(port)
-            expression = f"({expression}) and not ({own})" if expression else f"not ({own})"
-        self._filter = compile_target_filter(target, linktype, snaplen, expression)
+            raise _config_error(target, exc) from None
+        self._filter = compile_target_filter(
+            target, linktype, snaplen,
+            counted_expression(target.filter_bpf, port, exclude_own_traffic))
         if linktype not in SUPPORTED_LINKTYPES:
             log.warning("event=flows_linktype_unsupported %s linktype=%d: no packet will count",
                         self.label, linktype)
@@ -112,9 +101,11 @@ class FlowTarget(CountsFailures):
         try:
             self.exporter = UdpExporter(host, port, max_datagram_bytes, target.pack)
         except FlowExportError as exc:
-            raise ConfigError(f'target {target.index} "{target.desc}": {exc}') from None
+            raise _config_error(target, exc) from None
         self.table = new_table(max_flows, numpy_only)
         self.stats = FlowStats()
+        self._sender = IntervalSender(self.exporter, self.resolver, datadog, self.stats,
+                                      self.label, target.path, self.note_error)
         self._open: int | None = None  # interval number (ts_ns // interval_ns) being counted
         self._floor = 0  # the first interval number that may still be opened
 
@@ -122,40 +113,8 @@ class FlowTarget(CountsFailures):
     def label(self) -> str:
         return f"target={self.target.desc_log} interface={self.interface}"
 
-    # --- the consumer contract (capture/consumer.py): what a flow exporter does not have ---
-    def start(self, at_launch: bool = True) -> None:
-        """Nothing to repair or start: the exporter's socket is open from construction."""
-
     def status(self) -> dict:
         return asdict(self.stats)
-
-    def output(self) -> None:
-        return None  # no files: nothing for a successor to wait for
-
-    def retire(self) -> bool:
-        return False  # a changed exporter hands over at once; take_over() carries the interval
-
-    def unretire(self) -> None:
-        """Never retiring: nothing to cancel."""
-
-    @property
-    def retired_at(self) -> int | None:
-        return None
-
-    def continue_after(self, predecessor) -> None:
-        """Nothing waits for a boundary: take_over() did it all at the reload."""
-
-    def end_file(self) -> None:
-        """No file: an interval is sent at its end (tick) or by close()."""
-
-    def finish(self) -> None:
-        """No file to finish."""
-
-    def hold_delivery(self) -> None:
-        """Records go straight to the collector: nothing to hold."""
-
-    def open_delivery(self) -> None:
-        """See hold_delivery()."""
 
     # --- packet path -------------------------------------------------------------------------
     def consume(self, batch: Batch) -> None:
@@ -221,6 +180,7 @@ class FlowTarget(CountsFailures):
         self.stats.flows_overflowed = predecessor.stats.flows_overflowed
         self.stats.packets_overflowed = predecessor.stats.packets_overflowed
 
+    # --- the interval clock ------------------------------------------------------------------
     def next_tick_ns(self) -> int | None:
         """When a tick can next act (push clock): the open interval's end plus the grace, as
         `tick` sends it; None without an open interval (see TargetLane._read_wait_s)."""
@@ -246,58 +206,9 @@ class FlowTarget(CountsFailures):
             self._emit(now_ns)
         self.exporter.close()
 
-    # --- records -----------------------------------------------------------------------------
     def _emit(self, now_ns: int | None = None) -> None:
+        """End the open interval for good (`_floor`: no later packet reopens it) and send it."""
         interval = self._open
         self._open = None
         self._floor = interval + 1
-        end_ns = (interval + 1) * self.interval_ns
-        flows = self.table.take()
-        overflow = self.table.overflow
-        if overflow.flows > self.stats.flows_overflowed:
-            log.warning("event=flows_overflow %s max_flows=%d flows_turned_away=%d packets=%d",
-                        self.label, self.table.max_flows,
-                        overflow.flows - self.stats.flows_overflowed,
-                        overflow.packets - self.stats.packets_overflowed)
-        self.stats.flows_overflowed = overflow.flows
-        self.stats.packets_overflowed = overflow.packets
-        stamp = format_time(end_ns if now_ns is None else min(end_ns, now_ns))
-        failures_before = self.exporter.stats.send_failures
-        self.exporter.send(self.records(flows, stamp))
-        exp = self.exporter.stats
-        self.stats.intervals += 1
-        self.stats.flows += len(flows)
-        self.stats.records_sent, self.stats.datagrams = exp.records_sent, exp.datagrams
-        self.stats.send_failures = exp.send_failures
-        self.stats.records_oversize = exp.records_oversize
-        if exp.send_failures > failures_before:  # the collector did not get this interval
-            self.note_error(OSError(f"{exp.send_failures - failures_before} datagram(s) to "
-                                    f"{self.target.path} could not be sent"))
-        log.debug("event=flows_interval %s end=%s flows=%d send_failures=%d", self.label, stamp,
-                  len(flows), exp.send_failures - failures_before)
-
-    def records(self, flows: Flows, stamp: str) -> list[dict]:
-        """The aggregator's records for one interval: per flow, not per packet."""
-        keys = unpack_keys(flows.keys)
-        family = keys["family"].tolist()
-        src, dst = keys["src"], keys["dst"]
-        sport, dport = keys["sport"].tolist(), keys["dport"].tolist()
-        proto = keys["proto"].tolist()
-        count, length = flows.count.tolist(), flows.length.tolist()
-        name = self.resolver.name
-        out = []
-        for i, fam in enumerate(family):
-            if fam == 4:
-                s = socket.inet_ntop(socket.AF_INET, src[i, :4].tobytes())
-                d = socket.inet_ntop(socket.AF_INET, dst[i, :4].tobytes())
-            else:
-                s = socket.inet_ntop(socket.AF_INET6, src[i].tobytes())
-                d = socket.inet_ntop(socket.AF_INET6, dst[i].tobytes())
-            record = {"source_IP": s, "source_PORT": sport[i], "target_IP": d,
-                      "target_PORT": dport[i], "type": proto_name(proto[i]), "count": count[i],
-                      "length": length[i], "source_HOST": name(s), "target_HOST": name(d),
-                      "time": stamp}
-            if self.datadog is not None:
-                self.datadog.annotate(record)
-            out.append(record)
-        return out
+        self._sender.send(self.table, (interval + 1) * self.interval_ns, now_ns)

@@ -1,7 +1,7 @@
 """A crash's leftovers of a series: `.part` files cut at their last whole record and published.
 
 At start only (a reload's or a replay's neighbours may have live temporaries), and for a part
-of the series' own whose finishing failed (`finish_part`, see Series). A part that publish()
+of the series' own whose finishing failed (`finish_part`, see Publisher). A part that publish()
 had already linked to its final name (or whose compressed copy it had) is removed, never
 published twice; one without a whole packet is removed.
 """

@@ -4,32 +4,29 @@
 shared between targets with the same filter), split points, and each run of consecutive selected
 packets written as one slice of the batch's record buffer, all in C where the library is built
 (`selection.py`). No Python runs per packet. The open file is a `RollingFile`; finished files go
-to the `Finisher` (fsync, compression, delivery off the packet path); a crash's leftovers are
+to the `Finisher` (fsync, compression, delivery off the packet path), which hands each to the
+`Publisher` (its final name, delivery, a failed one tried again); a crash's leftovers are
 repaired at start (`repair.py`). Series implements the consumer contract the supervisor drives
 (`capture/consumer.py`), the reload handover included.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from pushcap import defaults
 from pushcap.capture.batch import Batch
 from pushcap.capture.bpf import compile_target_filter
 from pushcap.capture.consumer import CountsFailures
-from pushcap.config.model import SplitKind, TargetConfig
+from pushcap.config.model import TargetConfig
 from pushcap.config.record import as_dict, record
 from pushcap.push.finisher import Finisher
-from pushcap.push.naming import file_name
-from pushcap.push.pcapfile import PcapWriter
-from pushcap.push.repair import finish_part, repair_leftovers
+from pushcap.push.publisher import Publisher
+from pushcap.push.repair import repair_leftovers
 from pushcap.push.rolling_file import RollingFile
 from pushcap.push.script_new import ScriptNew
 from pushcap.push.series_writer import SeriesWriter
 from pushcap.push.ship import make_shipper
-
-log = logging.getLogger("pushcap.push")
 
 
 @record
@@ -65,8 +62,10 @@ class Series(CountsFailures):
         # Keep and Index (File targets): indexes and retention on a thread of their own
         self.archive = _keeper(target, self.prefix, self.label)
         self.stats = SeriesStats()
-        self.finisher = Finisher(self._finish_one, f"finish-{target.desc_file_name}")
-        self._unfinished: list[PcapWriter] = []  # finishing failed: tried again (_finish_one)
+        # closes, names and delivers finished files; its failures count in this series' errors
+        self.publisher = Publisher(target, self.prefix, self.label, self.shipper, self.archive,
+                                   self.stats, self)
+        self.finisher = Finisher(self.publisher.finish_one, f"finish-{target.desc_file_name}")
         bpf_filter = compile_target_filter(target, linktype, snaplen)
         # FMADIO's ScriptNew: a command at each new file, on a thread of its own (script_new.py)
         self.script = ScriptNew(target.script_new, self.label) if target.script_new else None
@@ -96,7 +95,7 @@ class Series(CountsFailures):
 
     def repair_leftovers(self) -> None:
         """Publish the `.part` files a crash left, cut at their last whole record (repair.py)."""
-        repair_leftovers(self.prefix, self.label, self._publish)
+        repair_leftovers(self.prefix, self.label, self.publisher.publish)
 
     def status(self) -> dict:
         """Figures for `pushcap status` and /metrics (plus the shipper's, e.g. uploads)."""
@@ -150,57 +149,7 @@ class Series(CountsFailures):
         """Hand the open file to the finisher now (shutdown, a forced handover)."""
         self.writer.end_file()
 
-    # --- finished files ----------------------------------------------------------------------
-    def _finish_one(self, writer: PcapWriter) -> None:
-        """On the finisher's thread: close and publish one file. A failure is counted and the
-        part is finished again (cut at its last whole record, or removed without one) before
-        each later file and at close(): a full disk may have room by then."""
-        self._finish_unfinished()
-        if not writer.packets:  # every write into it failed (a full disk): nothing to publish
-            writer.discard()
-            log.warning("event=file_discarded %s file=%s reason=no_packet_written", self.label,
-                        writer.part.name)
-            return
-        try:
-            writer.close()
-            final = self._publish(writer.part, writer.start_ns, writer.last_ts_ns)
-        except Exception as exc:  # noqa: BLE001 - the part stays and is tried again
-            self.note_error(exc)
-            log.error("event=file_finish_failed %s file=%s error=%r", self.label,
-                      writer.part.name, self.last_error)
-            self._unfinished.append(writer)
-            return
-        self.stats.files += 1
-        self.stats.last_file = str(final)
-        log.info("event=file_done %s file=%s packets=%d bytes=%d", self.label, final,
-                 writer.packets, writer.bytes_written)
-
-    def _finish_unfinished(self) -> None:
-        """Finish again the parts whose finishing failed, from what is on disk."""
-        still = []
-        for writer in self._unfinished:
-            try:
-                final = finish_part(writer.part, writer.start_ns, self.prefix, self.label,
-                                    self._publish)
-            except Exception as exc:  # noqa: BLE001 - it stays, for the next try or start
-                self.note_error(exc)
-                still.append(writer)
-                continue
-            if final is not None:
-                self.stats.files += 1
-                self.stats.last_file = str(final)
-        self._unfinished = still
-
-    def _publish(self, part: Path, start_ns: int, last_ts_ns: int) -> Path:
-        if self.target.split.kind is SplitKind.TIME:
-            end_ns = start_ns + self.target.split.value
-        else:
-            end_ns = last_ts_ns
-        final = self.shipper.deliver(part, file_name(self.target.naming, start_ns, end_ns))
-        if self.archive is not None:
-            self.archive.published(final, part)  # indexed and Keep applied off this thread
-        return final
-
+    # --- finished files: Publisher ----------------------------------------------------------
     def finish(self) -> None:
         """Finish the open file and wait until every finished file is delivered (or failed)."""
         self.writer.end_file()
@@ -212,10 +161,7 @@ class Series(CountsFailures):
         kept, never deleted, named in the log, and published at the next start."""
         self.finish()
         self.finisher.stop()
-        self._finish_unfinished()  # the finisher's thread has ended: this thread's turn
-        for writer in self._unfinished:
-            log.warning("event=part_kept %s file=%s error=%r (it holds packets; the next "
-                        "start publishes it)", self.label, writer.part, self.last_error)
+        self.publisher.finish_last()  # the finisher's thread has ended: this thread's turn
         # What is not delivered within this time stays spooled for the next start: nothing lost.
         self.shipper.close(defaults.SHIPPER_CLOSE_TIMEOUT_S)
         if self.script is not None:

@@ -5,40 +5,41 @@ target on an interface reads that ring through its own cursor on a thread of its
 target_lane.py) and drives its consumers (pcap series, flow exporters; consumers.py) through the
 consumer contract, closing time-split files on the wall clock when the link is quiet. A slow
 target falls behind alone and its losses are its own. Reloads and handovers are handover.py's,
-closing retired consumers retirements.py's. (Replay drives the same consumers from a file:
+closing retired consumers retirements.py's; which targets read which interface, and whether a
+reload fits the rings, bindings.py's; the sources and capture threads live_captures.py's; the
+threads' join at the stop engine_threads.py's. (Replay drives the same consumers from a file:
 replay.py.)
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pushcap import defaults
-from pushcap.capture.capture_thread import CaptureStats, capture_until_stopped, update_capture_stats
+from pushcap.capture.capture_thread import CaptureStats
 from pushcap.capture.consumer import Consumer
 from pushcap.capture.live import LiveSource
 from pushcap.capture.ring import Cursor, Ring
 from pushcap.config.desc_names import desc_file_name
 from pushcap.config.model import DaemonConfig, TargetConfig
 from pushcap.push.mount_guard import MountGuard
-from pushcap.supervisor.consumers import (
-    ConsumerFactory,
-    check_filters,
-    interfaces_of,
-    make_consumer,
+from pushcap.supervisor.bindings import (
+    Bindings,
+    bind,
+    check_bindings,
+    check_bound,
+    group_by_desc,
 )
+from pushcap.supervisor.consumers import ConsumerFactory, make_consumer
+from pushcap.supervisor.engine_threads import EngineThreads
 from pushcap.supervisor.handover import Bound, TargetSlots
+from pushcap.supervisor.live_captures import LiveCaptures
 from pushcap.supervisor.retirements import Retirements
 from pushcap.supervisor.target_counters import RetiredCounts
 from pushcap.supervisor.target_lane import Latch, TargetLane
-
-log = logging.getLogger("pushcap.engine")
-
-Bindings = dict[str, Bound]  # interface -> (target, reads several)
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,16 @@ class LiveEngine:
         self._make = make
         self.targets = targets
         self.rings: dict[str, Ring] = {}
-        self.sources: dict[str, LiveSource] = {}
-        self.capture_stats: dict[str, CaptureStats] = {}
+        self._captures = LiveCaptures(config.ring)
+        self.sources: dict[str, LiveSource] = self._captures.sources
+        self.capture_stats: dict[str, CaptureStats] = self._captures.stats
         self.reloads = 0
-        self._bindings = self._bind(targets)
+        self._bindings: Bindings = bind(config, targets)
         self._lanes: dict[str, dict[str, TargetLane]] = {}  # interface -> Desc -> lane
         self._missed: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._live = False
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads = EngineThreads(self._lock)
         self._retirements = Retirements()
 
     @property
@@ -102,14 +103,6 @@ class LiveEngine:
             missed = dict(self._missed)
         return EngineView(self.config.node_name, self.reloads, dict(self.rings),
                           dict(self.capture_stats), consumers, self._retirements.counts, missed)
-
-    def _bind(self, targets: tuple[TargetConfig, ...]) -> Bindings:
-        bindings: Bindings = {i.name: [] for i in self.config.interfaces}
-        for target in targets:
-            names = interfaces_of(target, self.config)
-            for name in names:
-                bindings[name].append((target, len(names) > 1))
-        return bindings
 
     def attach(self, name: str, ring: Ring) -> None:
         """Give interface `name` its ring and start its bound targets (at launch: repair),
@@ -143,31 +136,24 @@ class LiveEngine:
         return lane
 
     def start(self) -> None:
-        ring_cfg = self.config.ring
         self._live = True
         for iface in self.config.interfaces:
-            source = self._open(iface.name)
-            check_filters(tuple(t for t, _ in self._bindings[iface.name]), source.linktype,
-                          source.snaplen)
-            ring = Ring(iface.name, source.linktype, source.snaplen, ring_cfg.max_seconds,
-                        ring_cfg.max_bytes)
+            source = self._captures.open(iface.name)
+            check_bound(self._bindings[iface.name], source.linktype, source.snaplen)
+            ring = self._captures.ring(iface.name, source)
             self.attach(iface.name, ring)
-            self._spawn(f"capture-{iface.name}", self._capture_loop, iface.name, source, ring)
+            self._threads.spawn(f"capture-{iface.name}", self._captures.run, iface.name, source,
+                                ring)
             for lane in self._lanes[iface.name].values():
-                self._spawn(f"push-{iface.name}-{desc_file_name(lane.desc)}", lane.run)
-            log.info("event=capture_start interface=%s linktype=%d targets=%d ring_max_s=%g "
-                     "ring_max_bytes=%d kernel_buffer_bytes=%d", iface.name, source.linktype,
-                     len(self._bindings[iface.name]), ring_cfg.max_seconds, ring_cfg.max_bytes,
-                     ring_cfg.kernel_buffer_bytes)
+                self._threads.spawn(f"push-{iface.name}-{desc_file_name(lane.desc)}", lane.run)
+            self._captures.log_start(iface.name, source, len(self._bindings[iface.name]))
 
     def reload(self, targets: tuple[TargetConfig, ...]) -> None:
         """Hand new targets to every lane (a new Desc gets a new lane reading from now on);
         raises ConfigError and changes nothing if they do not fit this engine (unknown
         interface, filter not valid for a link type)."""
-        bindings = self._bind(targets)
-        for name, bound in bindings.items():
-            ring = self.rings[name]
-            check_filters(tuple(t for t, _ in bound), ring.linktype, ring.snaplen)
+        bindings = bind(self.config, targets)
+        check_bindings(bindings, self.rings)
         with self._lock:
             self.targets = targets
             for name, bound in bindings.items():
@@ -177,9 +163,7 @@ class LiveEngine:
     def _post(self, name: str, bound: Bound) -> None:
         """One interface's part of a reload: every existing lane gets its Desc's binding (empty:
         removed); new Descs get lanes whose delivery waits until the others applied it."""
-        by_desc: dict[str, Bound] = {}
-        for target, several in bound:
-            by_desc.setdefault(target.desc, []).append((target, several))
+        by_desc = group_by_desc(bound)
         applied = Latch()
         lanes = self._lanes[name]
         for desc, lane in list(lanes.items()):
@@ -191,24 +175,8 @@ class LiveEngine:
             lane = self._lane(name, desc, self.rings[name].cursor() if self._live else None)
             lane.post(wanted, applied, None)
             if self._live:
-                self._spawn(f"push-{name}-{desc_file_name(desc)}", lane.run)
+                self._threads.spawn(f"push-{name}-{desc_file_name(desc)}", lane.run)
         applied.arrive()
-
-    def _open(self, name: str) -> LiveSource:
-        ring_cfg = self.config.ring
-        source = LiveSource(name, ring_cfg.batch_packets, ring_cfg.poll_timeout_ms,
-                            buffer_bytes=ring_cfg.kernel_buffer_bytes)
-        self.sources[name] = source
-        return source
-
-    def _spawn(self, name: str, func, *args) -> None:
-        thread = threading.Thread(target=func, args=args, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _capture_loop(self, name: str, source: LiveSource, ring: Ring) -> None:
-        capture_until_stopped(name, source, ring, self.capture_stats[name],
-                              lambda: self._open(name), self._stop)
 
     def push_step(self, name: str, batches: list, now_ns: int) -> None:
         """Tests: one turn of every lane of interface `name`, in order, with these batches."""
@@ -225,21 +193,13 @@ class LiveEngine:
         self._retirements.join()  # removed targets' own closing
 
     def refresh_stats(self) -> None:
-        for name, source in self.sources.items():
-            update_capture_stats(name, source, self.capture_stats[name])
+        self._captures.refresh_stats()
 
     def stop(self, timeout_s: float = defaults.SHUTDOWN_TIMEOUT_S) -> bool:
         """Stop capture, let every lane drain its ring into its consumers and finish its files."""
-        self._stop.set()
-        for source in self.sources.values():
-            source.stop()
+        self._captures.stop()
         deadline = time.monotonic() + timeout_s
-        while True:  # a reload during the stop may still add a lane
-            with self._lock:
-                threads = [t for t in self._threads if t.is_alive()]
-            if not threads or time.monotonic() >= deadline:
-                # removed targets' closing, which no lane waits for
-                retired = self._retirements.join(max(0.0, deadline - time.monotonic()))
-                return not threads and retired
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+        ended = self._threads.join_until(deadline)
+        # removed targets' closing, which no lane waits for
+        retired = self._retirements.join(max(0.0, deadline - time.monotonic()))
+        return ended and retired
