@@ -108,3 +108,26 @@ def test_generated_trace_gives_the_same_records(gen_trace, monkeypatch, batch_pa
     stats = assert_same(batches, linktype, snaplen, config(interval_s, bpf, decap), monkeypatch,
                         max_flows=max_flows, datadog=DATADOG)
     assert stats["intervals"] >= 1 and stats["packets"] > 0
+
+
+@pytest.mark.parametrize("numpy_only", [False, True])
+def test_a_closed_flows_target_is_freed_without_the_cycle_collector(monkeypatch, numpy_only):
+    """A reload lets its old flows target go, and the daemon's start-up objects are frozen out
+    of the cycle collector's way: a target in a reference cycle (its sender holding its bound
+    `note_error`) kept its table, up to MAX_FLOWS rows, until a full collection."""
+    import gc
+    import weakref
+
+    batches, linktype, snaplen = batches_of(CAPTURES[0], 64)
+    target = FlowTarget(config(1.0), "test0", linktype, snaplen, NO_DNS, numpy_only=numpy_only)
+    monkeypatch.setattr(target.exporter, "send", lambda records: None)
+    target.consume(batches[0])
+    target.close(now_ns=None)
+    gone = weakref.ref(target)
+    gc.disable()
+    try:
+        monkeypatch.undo()  # the patched method held the exporter, not the target: drop it too
+        del target
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -105,7 +105,7 @@ class FlowTarget(CountsFailures, FilelessConsumer):
         self.table = new_table(max_flows, numpy_only)
         self.stats = FlowStats()
         self._sender = IntervalSender(self.exporter, self.resolver, datadog, self.stats,
-                                      self.label, target.path, self.note_error)
+                                      self.label, target.path)
         self._open: int | None = None  # interval number (ts_ns // interval_ns) being counted
         self._floor = 0  # the first interval number that may still be opened
 
@@ -211,4 +211,4 @@ class FlowTarget(CountsFailures, FilelessConsumer):
         interval = self._open
         self._open = None
         self._floor = interval + 1
-        self._sender.send(self.table, (interval + 1) * self.interval_ns, now_ns)
+        self._sender.send(self.table, (interval + 1) * self.interval_ns, now_ns, self.note_error)
