@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pushcap.supervisor.status import render_table
+from pushcap.supervisor.status_command import render_table
 
 
 def snapshot(**target) -> dict:

@@ -32,6 +32,7 @@ from pushcap.supervisor.query_options import (  # noqa: F401 - importable from h
     query_arguments,
     window_ns,
 )
+from pushcap.supervisor.status_client import open_connection
 
 CONNECT_TIMEOUT_S = 1.0
 ANSWER_TIMEOUT_S = 600.0  # a query of a large archive streams for a while
@@ -149,33 +150,12 @@ def _request(args) -> dict:
 
 def _connect(address: tuple[str, int]) -> socket.socket:
     try:
-        sock = _open(address)
+        sock = open_connection(address, CONNECT_TIMEOUT_S)
     except OSError as exc:
         raise Declined(f"no daemon answers on http://{address[0]}:{address[1]} "
                        f"({exc.strerror or exc})") from None
     sock.settimeout(ANSWER_TIMEOUT_S)
     return sock
-
-
-def _open(address: tuple[str, int]) -> socket.socket:
-    """A connected socket. A numeric address (the default, 127.0.0.1) is connected directly:
-    socket.create_connection asks getaddrinfo, whose host name goes through the idna codec,
-    an import of ~2 ms (of a command's ~30)."""
-    host, port = address
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(CONNECT_TIMEOUT_S)
-            sock.connect((host, port))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    return socket.create_connection(address, timeout=CONNECT_TIMEOUT_S)
 
 
 def _ask(sock: socket.socket, request: dict, address: tuple[str, int]):

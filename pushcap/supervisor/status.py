@@ -14,7 +14,6 @@ import logging
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -165,70 +164,3 @@ class StatusServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 socket.create_connection((host, port), timeout=SHUTDOWN_POKE_TIMEOUT_S).close()
             stopping.join(SHUTDOWN_POKE_GAP_S)
-
-
-def fetch(host: str, port: int, path: str = "/status", method: str = "GET",
-          timeout_s: float = 5.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def render_table(status: dict) -> str:
-    """The human view of /status, one table per part."""
-    problems_found = status.get("problems", [])
-    lines = [f"node {status['node']}  reloads {status['reloads']}  health "
-             + ("OK" if not problems_found else "FAILING"),
-             *(f"  ! {line}" for line in problems_found), "", "interfaces"]
-    rows = [("name", "captured", "kernel_drops", "if_drops", "push_missed", "ring_s", "ring_MB",
-             "capture_error")]
-    for name, i in status["interfaces"].items():
-        rows.append((name, i["packets_captured"], i["kernel_drops"], i["if_drops"],
-                     i["push_missed_packets"], f"{i['ring_seconds']:.1f}",
-                     f"{i['ring_bytes'] / 1e6:.1f}", _or_dash(i.get("capture_error"))))
-    lines += _table(rows)
-    lines += ["", "targets"]
-    rows = [("desc", "mode", "iface", "packets", "files", "bytes", "pending", "last_error",
-             "current_file")]
-    for t in status["targets"]:
-        rows.append((t["desc"], t["mode"], t["interface"], t.get("packets", 0),
-                     t.get("files", 0), t.get("bytes", 0), _or_dash(t.get("files_pending")),
-                     _error_with_age(t), t.get("current_file") or "-"))
-    lines += _table(rows)
-    for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets",
-                                     "problems"}):
-        part = status[key]
-        if not isinstance(part, dict):
-            lines += ["", key, "  " + json.dumps(part, sort_keys=True)]
-            continue
-        flat = sorted(name for name, v in part.items() if not isinstance(v, dict | list))
-        lines += ["", key, *(_table([(name, part[name]) for name in flat]) if flat else [])]
-        for name in sorted(set(part) - set(flat)):  # nested figures: as JSON, which says what
-            items = part[name] if isinstance(part[name], list) else [part[name]]  # nests in what
-            lines += [f"  {name}", *(f"    {json.dumps(v, sort_keys=True)}" for v in items)]
-    return "\n".join(lines)
-
-
-def _error_with_age(target: dict) -> str:
-    """The last error, and how long ago it was where known: an upload error stays in status
-    after the remote recovered, and without its age it reads as a live failure."""
-    error = target.get("last_error")
-    if not error:
-        return "-"
-    age = target.get("last_error_age_s")
-    return f"({age:.0f} s ago) {error}" if isinstance(age, int | float) else error
-
-
-def _or_dash(value) -> object:
-    """A missing or unknown count (a File target has no spool; a spool that cannot be listed)."""
-    return "-" if value is None else value
-
-
-def _table(rows: list[tuple]) -> list[str]:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in cells]

@@ -34,7 +34,7 @@ def _status_address(args) -> tuple[str, int] | None:
 def cmd_status(args) -> int:
     """Exit 0 only when every interface captures and no target is failing, 1 otherwise, 2 when
     no daemon answers: what a systemd watchdog or a monitoring check needs."""
-    from pushcap.supervisor.status import fetch, render_table
+    from pushcap.supervisor.status_client import fetch
 
     address = _status_address(args)
     if address is None:
@@ -55,8 +55,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_reload(args) -> int:
-
-    from pushcap.supervisor.status import fetch
+    from pushcap.supervisor.status_client import fetch
 
     address = _status_address(args)
     if address is None:
@@ -76,3 +75,60 @@ def cmd_reload(args) -> int:
 
 def _say(message: str) -> None:
     print(one_line(message), file=sys.stderr)
+
+
+def render_table(status: dict) -> str:
+    """The human view of /status, one table per part."""
+    problems_found = status.get("problems", [])
+    lines = [f"node {status['node']}  reloads {status['reloads']}  health "
+             + ("OK" if not problems_found else "FAILING"),
+             *(f"  ! {line}" for line in problems_found), "", "interfaces"]
+    rows = [("name", "captured", "kernel_drops", "if_drops", "push_missed", "ring_s", "ring_MB",
+             "capture_error")]
+    for name, i in status["interfaces"].items():
+        rows.append((name, i["packets_captured"], i["kernel_drops"], i["if_drops"],
+                     i["push_missed_packets"], f"{i['ring_seconds']:.1f}",
+                     f"{i['ring_bytes'] / 1e6:.1f}", _or_dash(i.get("capture_error"))))
+    lines += _table(rows)
+    lines += ["", "targets"]
+    rows = [("desc", "mode", "iface", "packets", "files", "bytes", "pending", "last_error",
+             "current_file")]
+    for t in status["targets"]:
+        rows.append((t["desc"], t["mode"], t["interface"], t.get("packets", 0),
+                     t.get("files", 0), t.get("bytes", 0), _or_dash(t.get("files_pending")),
+                     _error_with_age(t), t.get("current_file") or "-"))
+    lines += _table(rows)
+    for key in sorted(set(status) - {"time", "node", "reloads", "interfaces", "targets",
+                                     "problems"}):
+        part = status[key]
+        if not isinstance(part, dict):
+            lines += ["", key, "  " + json.dumps(part, sort_keys=True)]
+            continue
+        flat = sorted(name for name, v in part.items() if not isinstance(v, dict | list))
+        lines += ["", key, *(_table([(name, part[name]) for name in flat]) if flat else [])]
+        for name in sorted(set(part) - set(flat)):  # nested figures: as JSON, which says what
+            items = part[name] if isinstance(part[name], list) else [part[name]]  # nests in what
+            lines += [f"  {name}", *(f"    {json.dumps(v, sort_keys=True)}" for v in items)]
+    return "\n".join(lines)
+
+
+def _error_with_age(target: dict) -> str:
+    """The last error, and how long ago it was where known: an upload error stays in status
+    after the remote recovered, and without its age it reads as a live failure."""
+    error = target.get("last_error")
+    if not error:
+        return "-"
+    age = target.get("last_error_age_s")
+    return f"({age:.0f} s ago) {error}" if isinstance(age, int | float) else error
+
+
+def _or_dash(value) -> object:
+    """A missing or unknown count (a File target has no spool; a spool that cannot be listed)."""
+    return "-" if value is None else value
+
+
+def _table(rows: list[tuple]) -> list[str]:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in cells]

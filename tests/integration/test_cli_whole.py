@@ -63,6 +63,35 @@ def test_status_of_something_else_on_the_port_exits_2(tmp_path):
     assert "Traceback" not in err
 
 
+def test_status_of_a_program_that_trickles_bytes_exits_2_within_its_timeout(tmp_path):
+    """A program on the port that accepts and then sends a byte now and then never completes an
+    answer: the health check still ends, at its 5 s deadline for the whole answer (a timeout
+    per read alone would wait as long as the bytes keep coming)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        toml = tmp_path / "daemon.toml"
+        toml.write_text(f'[[interface]]\nname = "lo"\n[status]\nport = '
+                        f'{listener.getsockname()[1]}\n')
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "pushcap", "status", "--config",
+                                 str(toml)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(0.3)
+            while proc.poll() is None and time.monotonic() - started < 60:
+                try:
+                    conn.sendall(b"H")
+                    conn.recv(4096)
+                except OSError:
+                    pass  # the request read, or the client gone: keep trickling till it ends
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out + err
+    assert time.monotonic() - started < 30, "the check waited for as long as bytes came"
+    assert "no daemon answers" in err and "Traceback" not in err, err
+
+
 def udp_until(port: int, done, timeout_s: float = 20.0) -> None:
     """Datagrams to `port` on lo until `done()` holds (the daemon has seen them)."""
     deadline = time.monotonic() + timeout_s

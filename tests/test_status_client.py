@@ -1,0 +1,69 @@
+"""`pushcap status` and `pushcap reload` as a monitoring check runs them: cheap to start (what
+they import is pinned here, in a fresh interpreter) and never fooled by a cut or foreign answer."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pushcap.supervisor.status_client import parse_answer
+
+REPO = Path(__file__).resolve().parents[1]
+
+# module -> why asking the daemon must not import it
+NOT_IMPORTED = {
+    "numpy": "the daemon's engine only (~45 ms)",
+    "urllib.request": "a request is a few lines on a socket (with http.client, email: ~50 ms)",
+    "http.client": "as urllib.request",
+    "email": "as urllib.request",
+    "pushcap.supervisor.engine": "the daemon's side (status.py), not the command's",
+    "pushcap.supervisor.status": "the server: the engine, numpy",
+    "pushcap.capture": "the packet path",
+    "redis": "`pushcap trigger` only",
+}
+
+
+@pytest.mark.parametrize("command", ["status", "reload"])
+def test_asking_the_daemon_imports_only_a_socket_and_the_config(tmp_path, command):
+    toml = tmp_path / "daemon.toml"
+    toml.write_text('[[interface]]\nname = "lo"\n[status]\nport = 9\n')  # nothing listens
+    code = textwrap.dedent(f"""
+        import sys
+        from pushcap import cli
+        sys.argv = ["pushcap", {command!r}, "--config", {str(toml)!r}]
+        code = cli.main()
+        print(repr([code, sorted(sys.modules)]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    code, modules = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert code == 2 and "no daemon answers" in out.stderr, out.stderr
+    loaded = {name: why for name, why in NOT_IMPORTED.items()
+              if any(m == name or m.startswith(name + ".") for m in modules)}
+    assert not loaded, f"`pushcap {command}` imported what it does not use: {loaded}"
+
+
+def test_an_answer_is_its_status_and_its_body_to_its_length():
+    answer = (b"HTTP/1.0 409 Conflict\r\nServer: x\r\ncontent-length: 5\r\n\r\n"
+              b"helloEXTRA")
+    assert parse_answer(answer) == (409, b"hello")
+    assert parse_answer(b"HTTP/1.1 200 OK\r\n\r\n{}") == (200, b"{}")  # to the close
+
+
+@pytest.mark.parametrize("answer, says", [
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nshort", "cut after 5 of 10"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "not HTTP"),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 5", "not HTTP"),  # the headers never ended
+    (b"HTTP/1.0 2000 OK\r\n\r\n", "not HTTP"),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+    (b"", "not HTTP"),
+])
+def test_a_cut_or_foreign_answer_is_refused(answer, says):
+    with pytest.raises(ValueError, match=says):
+        parse_answer(answer)
