@@ -6,7 +6,7 @@ daemon imports no more than a socket: the request is a few lines of HTTP/1.0 wri
 (the daemon's server answers with a Content-Length and closes the connection). urllib.request,
 with http.client and the email package it reads headers with, cost ~50 ms of CPU a run, and
 status.py, where the client used to live beside the server, another ~100 ms (the engine and
-numpy): `pushcap status` cost ~0.23 s of CPU, ~0.05 s now (issue 15).
+numpy): `pushcap status` cost ~0.18-0.23 s of CPU, ~0.06 s now (issue 15).
 """
 
 from __future__ import annotations
