@@ -118,6 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--l2-rates", default=",".join(str(r) for r in L2_RATES_PPS))
     p.add_argument("--l2-reps", type=int, default=L2_REPS,
                    help="L2: runs of each tool per rate, alternating (medians reported)")
+    p.add_argument("--l2-models", action="store_true",
+                   help="L2: also run pushcap's data path written in C, as today and zero-copy "
+                   "(tools/floor/design_models.c)")
     p.add_argument("--t1-fill-s", type=float, default=None,
                    help=f"T1: seconds of traffic in the ring before the requests "
                    f"(default {T1_FILL_S:g}; --quick {T1_QUICK_FILL_S:g})")
@@ -205,7 +208,7 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
             rates = tuple(int(float(r)) for r in args.l2_rates.split(","))
             results[name] = {"kind": "live_cpu", "title": "live CPU per packet",
                              **bench_l2(args.l1_packets, args.l2_packets, rates, args.trace_dir,
-                                        scratch, args.l2_reps)}
+                                        scratch, args.l2_reps, args.l2_models)}
         elif name == "P1":
             packets = min(P1_PACKETS, args.packets)
             p1_trace = ensure_trace(args.trace_dir, packets)

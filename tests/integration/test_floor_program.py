@@ -1,4 +1,5 @@
-"""The floor program of bench L2 (tools/floor/pcap_floor.c) counts exactly the packets sent.
+"""The floor program of bench L2 (tools/floor/pcap_floor.c) counts exactly the packets sent, and
+the design models (tools/floor/design_models.c) write exactly the frames sent.
 
 L2 divides each tool's CPU by what it captured and compares it with the floor's; a floor that
 missed or double-counted packets would make every ratio wrong. A veth pair between two network
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dpkt
 import pytest
 from daemon_log import wait_for_log
 
@@ -83,3 +85,35 @@ def test_the_floor_counts_every_frame_sent_and_no_other(tmp_path, veth_pair):
     assert int(counted["packets"]) == FRAMES
     assert int(counted["bytes"]) == sum(60 + (i * 37) % 1400 for i in range(FRAMES))
     assert counted["ps_drop"] == "0"
+
+
+def sent_frames() -> list[bytes]:
+    """The frames SENDER sends, byte for byte."""
+    return [b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5"
+            + bytes(60 + (i * 37) % 1400 - 14) for i in range(FRAMES)]
+
+
+@pytest.mark.parametrize("design", ["copy", "zero"])
+def test_a_design_model_writes_every_frame_sent_and_no_other(tmp_path, veth_pair, design):
+    """L2's models stand for pushcap's data path only if they capture what it does: every
+    frame, in order, byte for byte, in all.pcap, and none of them (no TCP) in tcp.pcap."""
+    models = tmp_path / "design_models"
+    subprocess.run(["gcc", "-O2", "-o", str(models), str(REPO / "tools/floor/design_models.c"),
+                    "-lpcap", "-lpthread"], check=True, capture_output=True, timeout=120)
+    with (tmp_path / "model.out").open("w") as out:
+        proc = subprocess.Popen(["ip", "netns", "exec", NS_RX, str(models), design, "fl0"],
+                                stdout=out, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        wait_for_log(proc, "listening on fl0")
+        subprocess.run(["ip", "netns", "exec", NS_TX, sys.executable, "-c", SENDER, "fl1",
+                        str(FRAMES)], check=True, capture_output=True, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert proc.returncode == 0, proc.stderr.read()
+    counted = dict(pair.split("=") for pair in (tmp_path / "model.out").read_text().split()
+                   if "=" in pair)
+    assert counted["packets"] == str(FRAMES) and counted["drops"] == "0", counted
+    for name, want in (("all", sent_frames()), ("tcp", [])):
+        with (tmp_path / f"{name}.pcap").open("rb") as f:
+            assert [bytes(frame) for _, frame in dpkt.pcap.Reader(f)] == want, name

@@ -10,7 +10,11 @@ measured window:
 - pushcap with two File targets (every packet, `tcp`), without and with what `make run` also
   runs (the trigger listener on its private redis-server, a flows target);
 - two tcpdump processes writing the same two files (`-w all`, `-w tcp 'tcp'`), their CPU added;
-- the floor (tools/floor/pcap_floor.c): libpcap opened the same way, packets only counted.
+- the floor (tools/floor/pcap_floor.c): libpcap opened the same way, packets only counted;
+- with `--l2-models`, pushcap's data path written in C twice (tools/floor/design_models.c):
+  `model_copy`, today's design (each packet copied into a ring), and `model_zero`, a zero-copy
+  one (the kernel's TPACKET_V3 blocks held as the ring): what the design costs apart from the
+  Python around it, and what the zero-copy redesign would save.
 
 Every tool gets pushcap's kernel buffer. A figure counts only when the run captured every packet
 sent (a lossy run is reported as such, without a ratio).
@@ -36,12 +40,15 @@ from .live import VethLab, _tcpdump_select_count, _wait_for, l1_unavailable
 from .measure import count_pcap, ratio
 
 FLOOR_SOURCE = Path(__file__).resolve().parents[1] / "floor" / "pcap_floor.c"
+MODELS_SOURCE = FLOOR_SOURCE.with_name("design_models.c")
+MODELS = ("model_copy", "model_zero")
 
 
-def build_floor(dest: Path) -> Path:
-    """Compile the floor program (gcc and libpcap's headers: `make setup` installs both)."""
-    subprocess.run(["gcc", "-O2", "-o", str(dest), str(FLOOR_SOURCE), "-lpcap"], check=True,
-                   capture_output=True, text=True, timeout=120)
+def build_floor(dest: Path, source: Path = FLOOR_SOURCE) -> Path:
+    """Compile the floor program, or the design models (gcc and libpcap's headers: `make
+    setup` installs both)."""
+    subprocess.run(["gcc", "-O2", "-o", str(dest), str(source), "-lpcap", "-lpthread"],
+                   check=True, capture_output=True, text=True, timeout=120)
     return dest
 
 
@@ -122,12 +129,19 @@ def _floor(lab: VethLab, work: Path, floor_bin: Path) -> Capture:
                            work / "floor.log", "listening on", stdout=work / "floor.out")])
 
 
+def _model(lab: VethLab, work: Path, who: str, models_bin: Path) -> Capture:
+    """A design model, writing all.pcap and tcp.pcap in `work`."""
+    return Capture([_start([str(models_bin), who.removeprefix("model_"), lab.rx,
+                            str(L2_KERNEL_BUFFER_BYTES)], work / "model.log", "listening on",
+                           cwd=work, stdout=work / "model.out")])
+
+
 def _captured(who: str, work: Path) -> tuple[int, int | None]:
     """(every packet captured, the `tcp` packets captured; None for the floor)."""
     if who == "floor":
         match = re.search(r"packets=(\d+)", (work / "floor.out").read_text())
         return (int(match.group(1)) if match else 0), None
-    if who == "tcpdump":
+    if who == "tcpdump" or who in MODELS:
         return count_pcap(work / "all.pcap"), count_pcap(work / "tcp.pcap")
     out = work / "out"
     return (sum(count_pcap(f) for f in out.glob("all_*.pcap")),
@@ -139,6 +153,8 @@ def _one_run(lab: VethLab, who: str, trace: Path, rate: int, loops: int, work: P
     work.mkdir(parents=True)
     if who == "floor":
         capture = _floor(lab, work, floor_bin)
+    elif who in MODELS:
+        capture = _model(lab, work, who, floor_bin.with_name("design_models"))
     elif who == "tcpdump":
         capture = _tcpdump(lab, work)
     else:
@@ -178,10 +194,11 @@ TOOLS = ("floor", "tcpdump", "pushcap", "pushcap_full")
 
 
 def bench_l2(trace_packets: int, packets_per_rate: int, rates: tuple[int, ...], trace_dir: Path,
-             scratch: Path, reps: int = 1) -> dict:
+             scratch: Path, reps: int = 1, models: bool = False) -> dict:
     """Each rate: every tool captures the same packets, `reps` times, the tools' order rotating
     each time (one run per tool moved by up to 30% between runs minutes apart on the 2-core
-    VM); CPU per packet (the median of a tool's lossless runs) and the ratios."""
+    VM); CPU per packet (the median of a tool's lossless runs) and the ratios. `models`: the
+    design models run too (`MODELS`)."""
     reason = l1_unavailable() or (None if shutil.which("gcc") else "gcc is not installed")
     if reason:
         return {"skipped": reason}
@@ -189,6 +206,9 @@ def bench_l2(trace_packets: int, packets_per_rate: int, rates: tuple[int, ...], 
     work = scratch / "l2-oracle"
     work.mkdir(parents=True)
     floor_bin = build_floor(work / "pcap_floor")
+    tools = TOOLS + MODELS if models else TOOLS
+    if models:
+        build_floor(work / "design_models", MODELS_SOURCE)
     expected_tcp = {"pushcap": _tcpdump_select_count(trace, "tcp", work),
                     "tcpdump": _tcpdump_select_count(trace, LIVE_TCP_EQUIVALENT, work)}
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the flows target's collector
@@ -198,9 +218,9 @@ def bench_l2(trace_packets: int, packets_per_rate: int, rates: tuple[int, ...], 
         with VethLab() as lab:
             for rate in rates:
                 loops = max(1, round(packets_per_rate / trace_packets))
-                runs: dict[str, list[dict]] = {who: [] for who in TOOLS}
+                runs: dict[str, list[dict]] = {who: [] for who in tools}
                 for rep in range(reps):
-                    for who in TOOLS[rep % len(TOOLS):] + TOOLS[:rep % len(TOOLS)]:
+                    for who in tools[rep % len(tools):] + tools[:rep % len(tools)]:
                         runs[who].append(_one_run(lab, who, trace, rate, loops,
                                                   scratch / f"l2-{who}-{rate}", floor_bin,
                                                   sink.getsockname()[1], expected_tcp))
@@ -236,4 +256,6 @@ def _row(rate: int, runs: dict[str, list[dict]]) -> dict:
             "pushcap_vs_floor": _ratio(per["pushcap"], per["floor"]),
             "pushcap_full_vs_tcpdump": _ratio(per["pushcap_full"], per["tcpdump"]),
             "pushcap_full_vs_floor": _ratio(per["pushcap_full"], per["floor"]),
+            **{f"{model}_vs_tcpdump": _ratio(per[model], per["tcpdump"])
+               for model in MODELS if model in per},
             "runs": [run for tool_runs in runs.values() for run in tool_runs]}
