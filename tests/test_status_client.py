@@ -4,14 +4,17 @@ they import is pinned here, in a fresh interpreter) and never fooled by a cut or
 from __future__ import annotations
 
 import ast
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from pushcap.supervisor.status_client import parse_answer
+from pushcap.supervisor.status_client import fetch, parse_answer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,3 +70,44 @@ def test_an_answer_is_its_status_and_its_body_to_its_length():
 def test_a_cut_or_foreign_answer_is_refused(answer, says):
     with pytest.raises(ValueError, match=says):
         parse_answer(answer)
+
+
+def test_a_whole_answer_is_taken_though_the_server_keeps_the_connection_open():
+    """A server that does not close after its answer (HTTP/1.1 keep-alive) is not waited for
+    until the deadline: the answer is whole once its Content-Length is in."""
+    done = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+                conn.sendall(b"{}")
+                done.wait(30)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        started = time.monotonic()
+        try:
+            answer = fetch("127.0.0.1", listener.getsockname()[1], timeout_s=20)
+        finally:
+            done.set()
+            server.join(30)
+    assert answer == (200, b"{}")
+    assert time.monotonic() - started < 10, "waited for the close, not for the answer"
+
+
+@pytest.mark.parametrize("host", ["bad\x00host", "x" * 70 + ".example"])
+def test_a_host_no_resolver_takes_is_no_daemon_not_a_traceback(host):
+    """`[status] host` as TOML can spell it (a NUL escape, a 70-character label): `pushcap
+    query` then reads the archive itself, as with no daemon; `status` exits 2 (it catches
+    ValueError as the status_command module says)."""
+    from pushcap.supervisor.query_client import Declined, _connect
+
+    with pytest.raises(Declined, match="no daemon answers"):
+        _connect((host, 9))
+    with pytest.raises(ValueError):
+        fetch(host, 9, timeout_s=2)

@@ -151,9 +151,9 @@ def _request(args) -> dict:
 def _connect(address: tuple[str, int]) -> socket.socket:
     try:
         sock = open_connection(address, CONNECT_TIMEOUT_S)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a host no resolver takes (NUL, idna)
         raise Declined(f"no daemon answers on http://{address[0]}:{address[1]} "
-                       f"({exc.strerror or exc})") from None
+                       f"({getattr(exc, 'strerror', None) or exc})") from None
     sock.settimeout(ANSWER_TIMEOUT_S)
     return sock
 

@@ -49,14 +49,12 @@ def fetch(host: str, port: int, path: str = "/status", method: str = "GET",
     deadline = time.monotonic() + timeout_s
     name = f"[{host}]" if ":" in host else host
     with open_connection((host, port), timeout_s) as sock:
+        sock.settimeout(_left(deadline, timeout_s))
         sock.sendall(f"{method} {path} HTTP/1.0\r\nHost: {name}:{port}\r\n"
                      "Content-Length: 0\r\n\r\n".encode())
         answer = bytearray()
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no whole answer within {timeout_s:g} s")
-            sock.settimeout(left)
+        while not _whole(answer):
+            sock.settimeout(_left(deadline, timeout_s))
             piece = sock.recv(READ_BYTES)
             if not piece:
                 break
@@ -66,22 +64,50 @@ def fetch(host: str, port: int, path: str = "/status", method: str = "GET",
     return parse_answer(bytes(answer))
 
 
+def _left(deadline: float, timeout_s: float) -> float:
+    """The time left for the whole request; TimeoutError once it is spent."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"no whole answer within {timeout_s:g} s")
+    return left
+
+
+def _whole(answer: bytearray) -> bool:
+    """Whether `answer` holds its headers and as many body bytes as its Content-Length says
+    (a server that keeps the connection open after its answer is not waited for); without a
+    Content-Length the answer ends when the server closes."""
+    end = answer.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    try:
+        length = _content_length(bytes(answer[:end]))
+    except ValueError:
+        return True  # parse_answer says what is wrong with it
+    return length is not None and len(answer) - end - 4 >= length
+
+
 def parse_answer(answer: bytes) -> tuple[int, bytes]:
     """(status, body) of a whole HTTP/1.x answer; the body cut to its Content-Length when the
     answer says one (a longer one) and refused when shorter (the connection was cut)."""
     head, blank, body = answer.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    words = lines[0].split(None, 2)
+    words = head.split(b"\r\n", 1)[0].split(None, 2)
     if not blank or len(words) < 2 or not words[0].startswith(b"HTTP/") \
             or not words[1].isdigit() or len(words[1]) != 3:
         raise ValueError("the answer is not HTTP")
-    for line in lines[1:]:
+    length = _content_length(head)
+    if length is not None:
+        if len(body) < length:
+            raise ValueError(f"the answer was cut after {len(body)} of {length} bytes")
+        body = body[:length]
+    return int(words[1]), body
+
+
+def _content_length(head: bytes) -> int | None:
+    """The Content-Length the headers give, None without one; ValueError for a bad one."""
+    for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
-            length = value.strip()
-            if not length.isdigit():
-                raise ValueError(f"a Content-Length of {length[:20]!r}")
-            if len(body) < int(length):
-                raise ValueError(f"the answer was cut after {len(body)} of {int(length)} bytes")
-            body = body[:int(length)]
-    return int(words[1]), body
+            if not value.strip().isdigit():
+                raise ValueError(f"a Content-Length of {value.strip()[:20]!r}")
+            return int(value.strip())
+    return None

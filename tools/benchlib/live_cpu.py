@@ -256,6 +256,10 @@ def _row(rate: int, runs: dict[str, list[dict]]) -> dict:
             "pushcap_vs_floor": _ratio(per["pushcap"], per["floor"]),
             "pushcap_full_vs_tcpdump": _ratio(per["pushcap_full"], per["tcpdump"]),
             "pushcap_full_vs_floor": _ratio(per["pushcap_full"], per["floor"]),
-            **{f"{model}_vs_tcpdump": _ratio(per[model], per["tcpdump"])
-               for model in MODELS if model in per},
+            **({"model_copy_vs_tcpdump": _ratio(per["model_copy"], per["tcpdump"]),
+                "model_zero_vs_tcpdump": _ratio(per["model_zero"], per["tcpdump"]),
+                # the code's cost over its design's, and what zero-copy would save
+                "pushcap_vs_model_copy": _ratio(per["pushcap"], per["model_copy"]),
+                "model_zero_vs_model_copy": _ratio(per["model_zero"], per["model_copy"])}
+               if "model_copy" in per else {}),
             "runs": [run for tool_runs in runs.values() for run in tool_runs]}

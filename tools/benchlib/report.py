@@ -148,8 +148,8 @@ def print_table(results: dict, emit: Callable[[str], None] = print) -> None:
                      f"pushcap/floor {fmt_ratio(row['pushcap_vs_floor'])}; with trigger+flows: "
                      f"/tcpdump {fmt_ratio(row['pushcap_full_vs_tcpdump'])}, /floor "
                      f"{fmt_ratio(row['pushcap_full_vs_floor'])}"
-                     + "".join(f"; {key.removesuffix('_vs_tcpdump')}/tcpdump {fmt_ratio(value)}"
-                               for key, value in row.items() if key.startswith("model_")))
+                     + "".join(f"; {key.replace('_vs_', '/')} {fmt_ratio(value)}"
+                               for key, value in row.items() if "model_" in key))
             if r.get("error"):
                 emit(f"{'':4} {r['error'][:200]}")
         elif name == "T1" and "p99_ms" in r:

@@ -53,7 +53,7 @@ static long long now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC
 
 /* ---- batches and writers ---- */
 struct batch { int n; uint8_t *rec[2 * MAXB]; uint32_t len[2 * MAXB]; };
-#define QN 4096
+#define QN 256 /* batches in flight at most: ~2M packets, far more than the ring */
 static struct batch *queue[QN]; static long qhead; /* published count */
 static long wdone[2];
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -112,12 +112,27 @@ static struct batch *batches; /* QN batch slots, reused cyclically */
 #define RING (256L << 20)
 static uint8_t *ring; static long ring_pos;
 static struct batch *cur; static long published;
+static long arena_batch[RING / ARENA]; /* the last batch with records in each arena */
+static unsigned long long arena_waits;
+/* An arena is written again only once both writers are past every batch in it (pushcap lets
+ * go of an arena only when no batch holds it); the capture waits meanwhile, as a stall the
+ * kernel's buffer absorbs (counted: it never happened in the bench's runs). An arena the batch
+ * being gathered is in already cannot be waited for: a batch larger than the ring is beyond
+ * this model. */
+static void enter_arena(long arena) {
+    while (arena_batch[arena] >= writers_done() && arena_batch[arena] != published) {
+        arena_waits++;
+        struct timespec t = {0, 1000000}; nanosleep(&t, NULL);
+    }
+}
 static void copy_cb(u_char *u, const struct pcap_pkthdr *h, const u_char *d) {
     (void)u;
     long need = 16 + h->caplen;
     long in_arena = ring_pos % ARENA;
     if (in_arena + need > ARENA) ring_pos += ARENA - in_arena;
     if (ring_pos + need > RING) ring_pos = 0;
+    if (ring_pos % ARENA == 0 || in_arena + need > ARENA) enter_arena(ring_pos / ARENA);
+    arena_batch[ring_pos / ARENA] = published;
     uint8_t *r = ring + ring_pos;
     uint32_t hdr[4] = {(uint32_t)h->ts.tv_sec, (uint32_t)h->ts.tv_usec /* ns: nano precision */, h->caplen, h->len};
     memcpy(r, hdr, 16); memcpy(r + 16, d, h->caplen);
@@ -133,17 +148,19 @@ static int run_copy(const char *ifname, long buf) {
     if (pcap_activate(p) < 0) { fprintf(stderr, "activate: %s\n", pcap_geterr(p)); return 1; }
     pcap_setnonblock(p, 1, err);
     ring = mmap(NULL, RING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ring == MAP_FAILED) { perror("mmap"); return 1; }
+    for (long a = 0; a < RING / ARENA; a++) arena_batch[a] = -1;
     madvise(ring, RING, MADV_NOHUGEPAGE); /* as record_arena.fresh_arena */
     fprintf(stderr, "listening on %s\n", ifname);
     unsigned long long total = 0;
-    int drain = 0;
-    for (;;) {
+    int drain = 0, failed = 0;
+    while (!failed) {
         cur = &batches[published % QN]; cur->n = 0;
         long long start = now_ns();
         for (;;) {
             int room = MAXB - cur->n;
             int got = pcap_dispatch(p, room, copy_cb, NULL);
-            if (got < 0) break;
+            if (got < 0) { fprintf(stderr, "pcap_dispatch: %s\n", pcap_geterr(p)); failed = 1; break; }
             if (cur->n >= MAXB || now_ns() - start >= GATHER_NS) break;
             if (got == 0) {
                 if (stopping) { drain++; if (drain > 8) break; /* 200 ms without a packet: a partial block retires after 100 */ }
@@ -155,13 +172,27 @@ static int run_copy(const char *ifname, long buf) {
         if (stopping && drain > 8) break;
     }
     struct pcap_stat st; pcap_stats(p, &st);
-    return printf("packets=%llu drops=%u\n", total, st.ps_drop) < 0;
+    return printf("packets=%llu drops=%u arena_waits=%llu\n", total, st.ps_drop, arena_waits) < 0 || failed;
 }
 
 /* ---- zero-copy model ---- */
 #define BLOCK (1L << 20)
+/* History beyond `history` blocks goes back to the kernel once both writers are past it. */
+static void evict(uint8_t *map, int history, int nblocks, const long *block_batch,
+                  int *held_first, int *held) {
+    long done = writers_done();
+    while (*held > history && block_batch[*held_first] < done) {
+        struct tpacket_block_desc *bd = (void *)(map + (long)*held_first * BLOCK);
+        __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        *held_first = (*held_first + 1) % nblocks;
+        (*held)--;
+    }
+}
 static int run_zero(const char *ifname, long buf) {
-    int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+    /* No protocol until bound to the interface: else every interface's packets come in. */
+    int fd = socket(AF_PACKET, SOCK_RAW, 0);
+    unsigned ifindex = if_nametoindex(ifname);
+    if (fd < 0 || ifindex == 0) { perror(ifname); return 1; }
     int v = TPACKET_V3; setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v);
     int history = (int)(RING / BLOCK), nblocks = history + (int)(buf / BLOCK);
     struct tpacket_req3 req = {.tp_block_size = BLOCK, .tp_block_nr = nblocks, .tp_frame_size = 2048,
@@ -169,21 +200,25 @@ static int run_zero(const char *ifname, long buf) {
     if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req)) { perror("rx_ring"); return 1; }
     uint8_t *map = mmap(NULL, BLOCK * nblocks, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, fd, 0);
     if (map == MAP_FAILED) { perror("mmap"); return 1; }
-    struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)if_nametoindex(ifname)};
+    struct sockaddr_ll ll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex};
     if (bind(fd, (struct sockaddr *)&ll, sizeof ll)) { perror("bind"); return 1; }
     struct packet_mreq mr = {.mr_ifindex = ll.sll_ifindex, .mr_type = PACKET_MR_PROMISC};
     setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr);
     fprintf(stderr, "listening on %s\n", ifname);
     int next = 0, held_first = 0, held = 0; /* blocks [held_first, held_first+held) are ours */
     long *block_batch = calloc(nblocks, sizeof(long)); /* the batch number that last used a block */
+    if (block_batch == NULL) return 1;
     unsigned long long total = 0; int drain = 0;
     long published_z = 0;
     for (;;) {
         struct batch *b = &batches[published_z % QN]; b->n = 0;
         long long start = now_ns();
         for (;;) {
+            evict(map, history, nblocks, block_batch, &held_first, &held);
             struct tpacket_block_desc *bd = (void *)(map + (long)next * BLOCK);
-            if (!(bd->hdr.bh1.block_status & TP_STATUS_USER)) {
+            /* every block ours (the writers are a whole ring behind): nothing new to read */
+            if (held == nblocks
+                || !(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
                 if (stopping) { drain++; if (drain > 8) break; }
                 if (now_ns() - start >= GATHER_NS && b->n) break;
                 /* poll() is no use with held blocks: it reports the ring readable while the block
@@ -217,13 +252,6 @@ static int run_zero(const char *ifname, long buf) {
         }
         total += b->n;
         if (b->n) { publish(b); published_z++; }
-        /* evict: history beyond 256 MiB goes back to the kernel once both writers are past it */
-        long done = writers_done();
-        while (held > history && block_batch[held_first] < done) {
-            struct tpacket_block_desc *bd = (void *)(map + (long)held_first * BLOCK);
-            __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-            held_first = (held_first + 1) % nblocks; held--;
-        }
         if (stopping && drain > 8) break;
     }
     struct tpacket_stats_v3 st; socklen_t sl = sizeof st;
@@ -239,6 +267,7 @@ int main(int argc, char **argv) {
     struct sigaction a; memset(&a, 0, sizeof a); a.sa_handler = on_signal;
     sigaction(SIGTERM, &a, NULL); sigaction(SIGINT, &a, NULL);
     batches = calloc(QN, sizeof(struct batch));
+    if (batches == NULL) return 1;
     pthread_t t[2];
     for (long w = 0; w < 2; w++) pthread_create(&t[w], NULL, writer, (void *)w);
     long buf = argc > 3 ? atol(argv[3]) : 64L << 20;
