@@ -7,6 +7,7 @@ and line of a bad value in every section of pcapdaemon.toml; `replay` runs flows
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import subprocess
@@ -45,8 +46,10 @@ def test_status_and_reload_without_a_daemon_exit_2(tmp_path):
         assert "no daemon answers" in one_error_line(proc)
 
 
-def test_status_of_something_else_on_the_port_exits_2(tmp_path):
-    """A port taken by another program (here: a listener that closes at once) is no daemon."""
+@contextlib.contextmanager
+def status_of_a_listener(tmp_path: Path):
+    """(`pushcap status` running against a plain listener on loopback, the connection it made):
+    a port taken by another program."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -57,6 +60,13 @@ def test_status_of_something_else_on_the_port_exits_2(tmp_path):
                                  str(toml)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         conn, _ = listener.accept()
+        with conn:
+            yield proc, conn
+
+
+def test_status_of_something_else_on_the_port_exits_2(tmp_path):
+    """A port taken by another program (here: a listener that closes at once) is no daemon."""
+    with status_of_a_listener(tmp_path) as (proc, conn):
         conn.close()
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, out + err
@@ -67,25 +77,15 @@ def test_status_of_a_program_that_trickles_bytes_exits_2_within_its_timeout(tmp_
     """A program on the port that accepts and then sends a byte now and then never completes an
     answer: the health check still ends, at its 5 s deadline for the whole answer (a timeout
     per read alone would wait as long as the bytes keep coming)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        toml = tmp_path / "daemon.toml"
-        toml.write_text(f'[[interface]]\nname = "lo"\n[status]\nport = '
-                        f'{listener.getsockname()[1]}\n')
-        started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "pushcap", "status", "--config",
-                                 str(toml)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(0.3)
-            while proc.poll() is None and time.monotonic() - started < 60:
-                try:
-                    conn.sendall(b"H")
-                    conn.recv(4096)
-                except OSError:
-                    pass  # the request read, or the client gone: keep trickling till it ends
+    started = time.monotonic()
+    with status_of_a_listener(tmp_path) as (proc, conn):
+        conn.settimeout(0.3)
+        while proc.poll() is None and time.monotonic() - started < 60:
+            try:
+                conn.sendall(b"H")
+                conn.recv(4096)
+            except OSError:
+                pass  # the request read, or the client gone: keep trickling till it ends
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, out + err
     assert time.monotonic() - started < 30, "the check waited for as long as bytes came"
