@@ -61,6 +61,11 @@ def test_bench_quick_p1_runs_the_installed_wheel(tmp_path):
     assert (tmp_path / "p1" / "venv" / "bin" / "pushcap").exists()
     assert any(line.strip().startswith("goal: CPU <= tcpdump") for line in
                proc.stdout.splitlines()), proc.stdout
+    on_disk = p1["output_on_disk"]  # the same job writing to the traces' disk, not tmpfs
+    assert on_disk["counts_match"] and on_disk["pushcap_cpu_s"] > 0, on_disk
+    assert any(line.strip().startswith("the same, output on the disk") for line in
+               proc.stdout.splitlines()), proc.stdout
+    assert not Path(on_disk["where"]).exists(), "the disk output was not cleaned up"
 
 
 def _can_capture() -> bool:

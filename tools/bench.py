@@ -213,11 +213,18 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
             packets = min(P1_PACKETS, args.packets)
             p1_trace = ensure_trace(args.trace_dir, packets)
             use_installed(installed(args))
+            disk = args.trace_dir.parent / "p1-output"  # the traces' file system, not tmpfs
             try:
                 r = bench_replay(P1, p1_trace, packets, args.reps, scratch)
+                disk.mkdir(parents=True, exist_ok=True)
+                on_disk = bench_replay(P1, p1_trace, packets, args.reps, disk)
             finally:
                 use_installed(None)
-            results[name] = {"kind": "replay", **asdict(r)}
+                shutil.rmtree(disk, ignore_errors=True)
+            results[name] = {"kind": "replay", **asdict(r), "output_on_disk": {
+                "where": str(disk), "pushcap_cpu_s": on_disk.pushcap.cpu_s,
+                "reference_cpu_s": on_disk.reference.cpu_s, "ratio_cpu": on_disk.ratio["cpu"],
+                "counts_match": on_disk.counts_match}}
         elif name == "Q1":
             q1_trace = archive_trace(args.trace_dir, args.q1_packets)
             use_installed(installed(args))  # the command as users run it (see benchlib/archive)
