@@ -2,18 +2,21 @@
 --
 -- Each target reads every captured packet, keeps those its FilterBPF selects, cuts them into
 -- files by Split and writes <Path>_<name>.pcap, <name> coming from FileName.
--- This file is Lua run in a sandbox: plain tables and strings, no os/io/require/load.
+-- This file is Lua run in a sandbox: plain tables and strings, no io/require/load; of os only
+-- os.date, os.time, os.clock and os.getenv (e.g. Path = os.date("/mnt/push/%Y%m%d/")).
 -- Check it with `pushcap check`; an error names the target, the field and the fix.
 --
 -- Fields of a target:
---   Desc      required. Unique name of the target, used in logs and metrics:
---             letters, digits, '.', '_', '-' (at most 64).
+--   Desc      required. Unique name of the target, used in logs and metrics: any printable
+--             text up to 200 characters (where it names a file, every character but letters,
+--             digits, '.', '_', '-' becomes '_').
 --   Mode      required. "File": a local or NFS-mounted path.
 --             "rclone": an rclone destination such as "s3remote:bucket/push/all"
 --             (configure the remote with `rclone config` first).
---   Path      required. Prefix of the output files, not a directory: "out/push/all" gives
---             out/push/all_<name>.pcap. A relative path is relative to pushcap's working
---             directory; do not end it with '/'.
+--   Path      required. Prefix of the output files: "out/push/all" gives
+--             out/push/all_<name>.pcap; ending in '/' it is a folder, as FMADIO reads it:
+--             "out/push/" gives out/push/<name>.pcap. A relative path is relative to pushcap's
+--             working directory.
 --   Split     optional, default "--split-time 60e9".
 --             "--split-time <ns>": one file per time window, in nanoseconds (60e9 = 1 minute,
 --             at least 1e6), windows aligned to the epoch.
@@ -34,13 +37,19 @@
 --   Interface optional (pushcap only). Captured interface name or alias to read; nil = all.
 --   PipeCmd   optional. Compresses each finished file; pushcap does it in-process and never runs
 --             a command, so only these are accepted: "cat" (no compression, the default),
---             "gzip -c" or "gzip -c -1".."gzip -c -9", "lz4 -c" or "lz4 -c -1".."lz4 -c -9",
---             "zstd -c" or "zstd -c -1".."zstd -c -19", optionally followed by "-T0"
+--             "gzip -c" or "gzip -c -1".."gzip -c -9", "lz4 -c" or "lz4 -c -1".."lz4 -c -12",
+--             "zstd -c" or "zstd -c -1".."zstd -c -19", optionally with "-T0".."-T256"
 --             (e.g. "zstd -c -3 -T0").
 --   FileSuffix optional. Ending of the file names, default ".pcap", or with a PipeCmd
---             ".pcap.gz" / ".pcap.lz4" / ".pcap.zstd". '.' then 1-20 letters, digits, '.', '_'
+--             ".pcap.gz" (or ".gzip") / ".pcap.lz4" / ".pcap.zstd". '.' then 1-20 letters, digits, '.', '_'
 --             or '-'; it must match the compression (gzip: .gz, lz4: .lz4, zstd: .zst or .zstd,
 --             none: none of these).
+--   Decap     optional, default true (FMADIO's): FilterBPF sees each packet with its VLAN, MPLS,
+--             GRE, ERSPAN, VXLAN, Geneve or IP-in-IP encapsulation taken off; the file keeps the
+--             packet as captured. false: the filter sees the packet as captured.
+--   Keep, Index  optional (pushcap only, File targets): retention of the finished files (e.g.
+--             "--keep-bytes 500e9 --keep-free 10"), and an index of them for `pushcap query` and
+--             for triggers reaching back past the ring; see the README's "The archive".
 --
 -- Mode "flows" (pushcap only) sends flow statistics (5-tuple counters) as JSON over UDP instead
 -- of writing pcap files, one record per datagram as tcpdump-aggregator sends them:

@@ -14,7 +14,8 @@ What each is on FMADIO (its push documentation, stream_cat's and pcap_split's op
   time per target, on a thread of its own, killed after defaults.SCRIPT_NEW_TIMEOUT_S: capture
   and writing never wait for it.
 - `Chunked`: stream_cat's `--chunked`, packets handed over in chunks for throughput: how pushcap
-  always works (a batch at a time), so it is accepted with its meaning, whatever its value.
+  always works (a batch at a time), so it is accepted with its meaning when true or false, as
+  FMADIO writes it (another value is refused: a typo, not a setting).
 - `FollowStart` (and `Config.FollowStart`): stream_cat's `--follow-start`, push from the start
   of the capture on disk rather than from now. pushcap's capture starts with the daemon: a
   target reads the ring from its start at launch and from the reload that added it, and there

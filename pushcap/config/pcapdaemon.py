@@ -195,6 +195,14 @@ def zeros_unset(section: dict, name: str) -> dict:
                      getattr(section, "lines", {}))
 
 
+# The [general] keys the trigger settings read (toml.py adds node, loglevel and logdir and
+# refuses any other key, as in every section: a mistyped key is named, never ignored).
+GENERAL_TRIGGER_KEYS = frozenset({
+    "maxtimeout", "defaulttimeout", "maxpackets", "writelocal", "localdir", "maxbytes",
+    "maxduration", "snaplength", "fallbackdir", "logrequests", "maxconcurrent", "maxqueued",
+    "packetdebug", "ondemand"})
+
+
 def trigger_settings(general: dict, redis_section: dict, cloudshark_section: dict,
                      node_name: str, src: str, flags: dict, *,
                      default_local_dir: Path = Path(defaults.TRIGGER_LOCAL_DIR),

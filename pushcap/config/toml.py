@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pushcap import defaults
 from pushcap.config.model import ConfigError, DaemonConfig, InterfaceConfig, RingConfig
-from pushcap.config.pcapdaemon import pcapdaemon_flags, trigger_settings
+from pushcap.config.pcapdaemon import GENERAL_TRIGGER_KEYS, pcapdaemon_flags, trigger_settings
 from pushcap.config.rclone_settings import parse_settings
 from pushcap.config.syslog_settings import parse_syslog
 
@@ -94,20 +94,19 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
     lines = key_lines(text) if text is not None else {}
     tables = {name: LineTable(raw.get(name, {}), lines.get(name, {}))
               for name in ("general", "redis", "cloudshark", "syslog", "rclone", "status",
-                           "push", "kafka", "s3", "sqs")}
+                           "push", "kafka", "s3", "sqs", "ring")}
     general = tables["general"]
-    node = general.get("node", socket.gethostname())
-    if not isinstance(node, str) or not node:
-        raise ConfigError(f"{source}: [general] node must be a non-empty string")
+    gen = TomlSection(general, "general", GENERAL_KEYS, source)  # an unknown key: its line
+    node = gen.text("node", socket.gethostname())
     level = general.get("loglevel", "info")
     if not isinstance(level, str) or level not in LOG_LEVELS:
-        raise ConfigError(f"{source}: [general] loglevel {level!r}: use one of "
+        raise ConfigError(f"{gen.where('loglevel')} = {level!r}: use one of "
                           f"{sorted(LOG_LEVELS)}")
     return DaemonConfig(
         source_file=source,
         node_name=node,
         interfaces=_interfaces(raw.get("interface", []), source),
-        ring=_ring(raw.get("ring", {}), source),
+        ring=_ring(tables["ring"], source),
         log_level=level,
         trigger=trigger_settings(general, tables["redis"], tables["cloudshark"], node, source,
                                  flags or {}, default_local_dir=default_local_dir,
@@ -116,7 +115,7 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
         syslog=parse_syslog(tables["syslog"], source) if raw.get("syslog") else None,
         rclone=parse_settings(tables["rclone"], source),
         **_status(tables["status"], source),
-        log_dir=_log_dir(general, source),
+        log_dir=gen.optional_text("logdir"),
         **_push(tables["push"], source),
     )
 
@@ -132,13 +131,6 @@ def _status(section: dict, source: str) -> dict:
     sec = TomlSection(section, "status", {"host", "port"}, source)
     return {"status_host": sec.text("host", defaults.STATUS_HOST),
             "status_port": sec.integer("port", defaults.STATUS_PORT, 0, 65535)}
-
-
-def _log_dir(general: dict, source: str) -> str | None:
-    value = general.get("logdir")
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"{source}: [general] logdir must be a folder path")
-    return value
 
 
 def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
@@ -168,17 +160,18 @@ def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
     return tuple(result)
 
 
-def _number(section: dict, key: str, default: float, source: str, minimum: float,
+def _number(section: TomlSection, key: str, default: float, minimum: float,
             maximum: float | None = None) -> float:
-    value = section.get(key, default)
+    value = section.values.get(key, default)
     # `not abs(value) < 1e300` refuses nan, inf and an integer beyond a float (which
     # math.isfinite and float() would raise OverflowError for)
     if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < 1e300 \
             or value < minimum:
-        raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be a number >= "
+        raise ConfigError(f"{section.where(key)} = {value!r}: must be a number >= "
                           f"{_plain(minimum)}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{source}: [ring] {key} = {value!r}: must be at most {_plain(maximum)}")
+        raise ConfigError(f"{section.where(key)} = {value!r}: must be at most "
+                          f"{_plain(maximum)}")
     return value
 
 
@@ -187,22 +180,19 @@ def _plain(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
+GENERAL_KEYS = GENERAL_TRIGGER_KEYS | {"node", "loglevel", "logdir"}
 RING_KEYS = ("max_seconds", "max_bytes", "batch_packets", "poll_timeout_ms", "kernel_buffer_bytes")
 
 
-def _ring(section: dict, source: str) -> RingConfig:
-    extra = set(section) - set(RING_KEYS)
-    if extra:
-        raise ConfigError(f"{source}: [ring] unknown key(s) {sorted(extra)} (known: "
-                          f"{', '.join(RING_KEYS)})")
+def _ring(table: dict, source: str) -> RingConfig:
+    section = TomlSection(table, "ring", set(RING_KEYS), source)  # an unknown key: its line
     return RingConfig(
-        max_seconds=float(_number(section, "max_seconds", defaults.RING_MAX_SECONDS, source, 1)),
-        max_bytes=int(_number(section, "max_bytes", defaults.RING_MAX_BYTES, source, 1 << 20)),
-        batch_packets=int(_number(section, "batch_packets", defaults.BATCH_PACKETS, source, 1,
+        max_seconds=float(_number(section, "max_seconds", defaults.RING_MAX_SECONDS, 1)),
+        max_bytes=int(_number(section, "max_bytes", defaults.RING_MAX_BYTES, 1 << 20)),
+        batch_packets=int(_number(section, "batch_packets", defaults.BATCH_PACKETS, 1,
                                   defaults.MAX_BATCH_PACKETS)),
-        poll_timeout_ms=int(_number(section, "poll_timeout_ms", defaults.POLL_TIMEOUT_MS,
-                                    source, 1)),
+        poll_timeout_ms=int(_number(section, "poll_timeout_ms", defaults.POLL_TIMEOUT_MS, 1)),
         kernel_buffer_bytes=int(_number(section, "kernel_buffer_bytes",
-                                        defaults.KERNEL_BUFFER_BYTES, source, 1 << 20,
+                                        defaults.KERNEL_BUFFER_BYTES, 1 << 20,
                                         defaults.KERNEL_BUFFER_MAX_BYTES)),
     )

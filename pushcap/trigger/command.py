@@ -152,7 +152,7 @@ def capture_s_of(args: argparse.Namespace, config: dict, now_s: float) -> tuple[
     if ends:
         return min(ends)
     timeout_s = _seconds(config.get("general", {}).get("defaulttimeout"))
-    if timeout_s is None:
+    if not timeout_s:  # absent, or 0: "not given", as the daemon reads its file
         timeout_s = defaults.TRIGGER_TIMEOUT_S
     return lead_s + timeout_s, "defaulttimeout"
 

@@ -144,6 +144,8 @@ def test_status_exits_0_while_healthy_and_1_with_a_failing_target(tmp_path):
     ("cloudshark", "hots = 1", "hots"),
     ("status", "port = 70000", "port"),
     ("status", 'hots = "127.0.0.1"', "hots"),
+    ("ring", "max_secnds = 5", "max_secnds"),
+    ("ring", "max_seconds = 60\nmax_bytes = 5", "max_bytes"),
 ])
 def test_check_names_the_key_and_line_in_every_section(tmp_path, section, body, key):
     text = f'[general]\nnode = "n1"\n\n[[interface]]\nname = "lo"\n\n[{section}]\n{body}\n'
@@ -157,6 +159,23 @@ def test_check_names_the_key_and_line_in_every_section(tmp_path, section, body, 
     run = pushcap("run", "--config", str(tmp_path / "daemon.toml"), "--lua",
                   str(REPO / "etc/push_realtime.lua"), cwd=tmp_path)
     assert run.returncode == 1 and one_error_line(run) == message  # run refuses it alike
+
+
+@pytest.mark.parametrize(("body", "key"), [
+    ("maxpackts = 5", "maxpackts"),  # a typo of maxpackets: named, not ignored
+    ('node = ""', "node"),
+    ('loglevel = "loud"', "loglevel"),
+    ("logdir = 5", "logdir"),
+])
+def test_check_names_a_general_key_and_its_line(tmp_path, body, key):
+    """[general] is checked as every other section is: pcapdaemon's keys and node, loglevel,
+    logdir; anything else, or a bad value, is named with its line."""
+    (tmp_path / "daemon.toml").write_text(f'[[interface]]\nname = "lo"\n\n[general]\n'
+                                          f'maxpackets = 100\n{body}\n')
+    proc = pushcap("check", "--config", str(tmp_path / "daemon.toml"))
+    assert proc.returncode == 1, proc.stdout
+    message = one_error_line(proc)
+    assert f"[general] {key} (line 6)" in message, message
 
 
 def ip_packets(path: Path) -> int:
@@ -201,7 +220,7 @@ def test_flows_refuses_bad_options_in_one_line(args, says):
 
 
 @pytest.mark.parametrize(("text", "says"), [
-    ('[general]\nloglevel = {a = 1}\n', "[general] loglevel {'a': 1}: use one of"),
+    ('[general]\nloglevel = {a = 1}\n', "[general] loglevel (line 2) = {'a': 1}: use one of"),
     ("x = " + "[" * 1000 + "]" * 1000 + "\n", "values nested too deeply"),
 ])
 def test_a_hostile_toml_is_one_line(tmp_path, text, says):

@@ -133,6 +133,9 @@ def test_default_wait_is_capture_time_plus_the_nodes_upload_budget():
               "cloudshark": {"timeout": "30s", "retries": 1, "retrybackoff": 2}}
     assert wait_s(trigger_args("--duration", "0"), config, now)[0] == \
         90 + 2 * 30 + 2 + WAIT_MARGIN_S
+    # defaulttimeout = 0 is "not given" in the daemon's file: its default, 60 s, not 0
+    config["general"]["defaulttimeout"] = 0
+    assert wait_s(trigger_args(), config, now)[0] == 60 + 2 * 30 + 2 + WAIT_MARGIN_S
     # A duration without a timeout is not cut by the node's defaulttimeout.
     assert wait_s(trigger_args("--duration", "200"), config, now)[0] == \
         200 + 2 * 30 + 2 + WAIT_MARGIN_S
