@@ -69,12 +69,17 @@ def _add_flows(sub) -> None:
     add_flows_parser(sub)
 
 
+DAEMON_ADDRESS_HELP = (f"daemon config (TOML) whose [status] says where the daemon answers; "
+                       f"default {defaults.CONFIG_PATH} where it exists, else "
+                       f"{defaults.STATUS_HOST}:{defaults.STATUS_PORT}")
+
+
 def _add_status(sub) -> None:
     from pushcap.supervisor.status_command import cmd_status
 
     p = sub.add_parser("status", help="show what the running daemon is doing; exit 0 when "
                        "healthy, 1 when an interface or target is failing, 2 without a daemon")
-    p.add_argument("--config", default=defaults.CONFIG_PATH, help="daemon config (TOML)")
+    p.add_argument("--config", default=None, help=DAEMON_ADDRESS_HELP)
     p.add_argument("--json", action="store_true", help="the same figures as JSON")
     p.set_defaults(func=cmd_status)
 
@@ -83,7 +88,7 @@ def _add_reload(sub) -> None:
     from pushcap.supervisor.status_command import cmd_reload
 
     p = sub.add_parser("reload", help="make the running daemon re-read its Lua targets")
-    p.add_argument("--config", default=defaults.CONFIG_PATH, help="daemon config (TOML)")
+    p.add_argument("--config", default=None, help=DAEMON_ADDRESS_HELP)
     p.set_defaults(func=cmd_reload)
 
 

@@ -10,8 +10,10 @@ or a daemon's answer quoted in it may hold a newline.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
+from pushcap import defaults
 from pushcap.config.text import one_line
 
 EXIT_UNHEALTHY = 1
@@ -20,12 +22,17 @@ EXIT_NO_DAEMON = 2
 
 def _status_address(args) -> tuple[str, int] | None:
     """The daemon's address from `[status]`; None (said on stderr) when the file cannot give it:
-    then no daemon can be asked, which is exit 2, not the daemon's health."""
+    then no daemon can be asked, which is exit 2, not the daemon's health. Without `--config`,
+    the default file where it exists (it is relative: a check run from another folder, as a
+    monitoring agent runs it, finds none), else the default address, as `pushcap query` and
+    `pushcap trigger` do; a `--config` that cannot be read is an error."""
     from pushcap.config.model import ConfigError
     from pushcap.config.toml import load_status_address
 
+    if args.config is None and not os.path.exists(defaults.CONFIG_PATH):
+        return defaults.STATUS_HOST, defaults.STATUS_PORT
     try:
-        return load_status_address(args.config)
+        return load_status_address(args.config or defaults.CONFIG_PATH)
     except ConfigError as exc:
         _say(f"pushcap: error: {exc}")
         return None

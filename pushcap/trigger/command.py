@@ -159,8 +159,10 @@ def capture_s_of(args: argparse.Namespace, config: dict, now_s: float) -> tuple[
 
 def upload_allowance_s(section: dict) -> float:
     """The node's worst case for one delivery: every CloudShark attempt at its timeout, plus
-    the backoffs between attempts (doubling, capped as cloudshark.py caps them)."""
-    if section.get("upload") is False:
+    the backoffs between attempts (doubling, capped as cloudshark.py caps them). None unless
+    the file turns uploads on: the daemon's default is off (a 2 s capture waited 74 s for an
+    upload no node made); a node uploading through its `-upload` flag alone needs `--wait`."""
+    if section.get("upload") is not True:
         return 0.0  # a local file only: the margin covers it
     timeout_s = _seconds(section.get("timeout")) or defaults.CS_TIMEOUT_S
     retries = section.get("retries", defaults.CS_RETRIES)

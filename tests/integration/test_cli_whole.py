@@ -46,6 +46,22 @@ def test_status_and_reload_without_a_daemon_exit_2(tmp_path):
         assert "no daemon answers" in one_error_line(proc)
 
 
+@pytest.mark.parametrize("command", ["status", "reload"])
+def test_status_from_another_folder_asks_the_default_address(tmp_path, command):
+    """The default config is a relative path: a monitoring agent running `pushcap status` from
+    its own folder has none there, and asks the default address (as query and trigger do),
+    where it said "cannot read" and exit 2 whatever the daemon's health. A --config that
+    cannot be read is still an error naming it."""
+    proc = pushcap(command, cwd=tmp_path)
+    if proc.returncode == 2:  # nothing on 127.0.0.1:9107 here: the usual case
+        message = one_error_line(proc)
+        assert "127.0.0.1:9107" in message and "cannot read" not in message, message
+    else:  # a daemon that answers on the default port: its status, or reload answer
+        assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
+    named = pushcap(command, "--config", "etc/pcapdaemon.toml", cwd=tmp_path)
+    assert named.returncode == 2 and "cannot read" in one_error_line(named)
+
+
 @contextlib.contextmanager
 def status_of_a_listener(tmp_path: Path):
     """(`pushcap status` running against a plain listener on loopback, the connection it made):

@@ -116,21 +116,27 @@ def test_default_wait_is_capture_time_plus_the_nodes_upload_budget():
     now = 1_700_000_000.0
     # pcapdaemon's CloudShark defaults: 4 attempts of 15 s, 1 + 2 + 4 s between them.
     upload_s = 4 * 15 + 7
-    assert wait_s(trigger_args("--duration", "120", "--before", "60"), {}, now)[0] == \
+    up = {"cloudshark": {"upload": True}}
+    assert wait_s(trigger_args("--duration", "120", "--before", "60"), up, now)[0] == \
         120 + upload_s + WAIT_MARGIN_S
-    assert wait_s(trigger_args("--timeout", "5", "--start", str(now + 30)), {}, now)[0] == \
+    assert wait_s(trigger_args("--timeout", "5", "--start", str(now + 30)), up, now)[0] == \
         35 + upload_s + WAIT_MARGIN_S
-    assert wait_s(trigger_args("--end", str(now + 50), "--duration", "999"), {}, now)[0] == \
+    assert wait_s(trigger_args("--end", str(now + 50), "--duration", "999"), up, now)[0] == \
         50 + upload_s + WAIT_MARGIN_S
     # `timeout` caps the capture as `duration` and `end` do: the earliest of them ends it.
-    assert wait_s(trigger_args("--duration", "120", "--timeout", "5"), {}, now)[0] == \
+    assert wait_s(trigger_args("--duration", "120", "--timeout", "5"), up, now)[0] == \
         5 + upload_s + WAIT_MARGIN_S
-    assert wait_s(trigger_args("--end", str(now + 50), "--timeout", "10"), {}, now)[0] == \
+    assert wait_s(trigger_args("--end", str(now + 50), "--timeout", "10"), up, now)[0] == \
         10 + upload_s + WAIT_MARGIN_S
     assert wait_s(trigger_args("--start", str(now + 30), "--duration", "20", "--timeout", "40"),
-                  {}, now)[0] == 50 + upload_s + WAIT_MARGIN_S
+                  up, now)[0] == 50 + upload_s + WAIT_MARGIN_S
+    # Uploads are off unless the file turns them on (the daemon's default): no upload budget,
+    # without [cloudshark] as with `upload = false`.
+    for off in ({}, {"cloudshark": {"timeout": "30s"}}, {"cloudshark": {"upload": False}}):
+        assert wait_s(trigger_args("--duration", "2"), off, now)[0] == 2 + WAIT_MARGIN_S, off
     config = {"general": {"defaulttimeout": "1m30s"},
-              "cloudshark": {"timeout": "30s", "retries": 1, "retrybackoff": 2}}
+              "cloudshark": {"upload": True, "timeout": "30s", "retries": 1,
+                             "retrybackoff": 2}}
     assert wait_s(trigger_args("--duration", "0"), config, now)[0] == \
         90 + 2 * 30 + 2 + WAIT_MARGIN_S
     # defaulttimeout = 0 is "not given" in the daemon's file: its default, 60 s, not 0
