@@ -237,7 +237,10 @@ class ArchiveQuery:
                     with self._lock:
                         self.stats.files_indexed += 1
                         self.stats.records_read += picked.records_read
-                        self.stats.bytes_read += picked.bytes_read
+                        # a compressed file is read whole to be decompressed: its size on disk
+                        # (picked.bytes_read counts decompressed bytes, beyond the file's size)
+                        self.stats.bytes_read += picked.bytes_read if codec is None else \
+                            f.size + f.index_bytes
                     return picked
                 except StaleIndex as exc:
                     with self._lock:

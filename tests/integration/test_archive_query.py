@@ -280,3 +280,22 @@ def test_remote_fetches_only_the_candidates_byte_ranges(generated):
             assert info.st_size == (files[0].parent / path.name).stat().st_size
             assert info.st_blocks * 512 < info.st_size / 4, path.name
             assert index_path(path).exists()
+
+
+def test_a_compressed_indexed_archive_reads_at_most_what_it_holds(tmp_path, write_lua):
+    """A gzip-compressed, indexed file is decompressed whole to be picked from: the bytes read
+    are its size on disk and its index, never more than the archive holds (the summary said
+    "read 0.5 MB of 0.3 MB (158.56%)"); and the packets are tcpdump's."""
+    trace = PCAPS_DIR / "http-bro.org.pcap"
+    lua = write_lua([{"Desc": "gz", "Mode": "File", "Path": str(tmp_path / "gz"),
+                      "Split": "--split-time 60e9", "Index": LUA_TRUE, "PipeCmd": "gzip -c",
+                      "Decap": False}])
+    replay(trace, load_targets(lua))
+    files = sorted(tmp_path.glob("gz_*.pcap.gz"))
+    assert files and all(index_path(f).exists() for f in files)
+    got, stats = run_query(files, "tcp", ALL_TIME, tmp_path)
+    want = tcpdump_select(trace, "tcp", tmp_path / "oracle.pcap").packets
+    assert_same_packets(got, sorted(want, key=lambda p: p[0]))
+    assert stats.files_indexed == len(files) and stats.files_scanned == 0
+    indexes = sum(index_path(f).stat().st_size for f in files)
+    assert 0 < stats.bytes_read <= stats.archive_bytes + indexes, stats
