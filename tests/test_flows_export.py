@@ -100,3 +100,30 @@ def test_an_unusable_collector_address_fails_once_per_interval_not_per_datagram(
     exporter.send([record(i) for i in range(1000)])
     assert len(calls) == 1
     assert (exporter.stats.send_failures, exporter.stats.records_failed) == (1000, 1000)
+
+
+def test_a_collector_back_gets_the_next_interval_whole():
+    """A collector down for one interval and back for the next: the refusal the kernel holds
+    from the first (ICMP port unreachable) is counted there, not charged to the next
+    interval's first datagram, which the collector, back, now gets."""
+    down = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    down.bind(("127.0.0.1", 0))
+    port = down.getsockname()[1]
+    down.close()  # nothing listens: the first interval's datagram is refused
+    exporter = UdpExporter("127.0.0.1", port)
+    exporter.send([record(0)])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as back:
+        back.bind(("127.0.0.1", port))
+        back.settimeout(5)
+        exporter.send([record(i) for i in range(1, 11)])
+        got = [json.loads(d) for d in received(back, 10)]
+    assert [r["count"] for r in got] == list(range(2, 12))  # every record of the interval
+    assert exporter.stats.send_failures == 1 and exporter.stats.records_sent == 11
+
+
+def test_port_0_is_refused_not_taken_for_the_default():
+    from pushcap.flows.export import parse_destination
+
+    with pytest.raises(FlowExportError, match="port 0 is not in 1-65535"):
+        parse_destination("udp://127.0.0.1:0")
+    assert parse_destination("udp://127.0.0.1") == ("127.0.0.1", defaults.FLOWS_PORT)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -62,7 +63,9 @@ def parse_destination(path: str) -> tuple[str, int]:
     if parts.scheme != "udp" or not parts.hostname or parts.path not in ("", "/"):
         raise FlowExportError(f"flows destination {shown}: expected udp://HOST:PORT, e.g. "
                               f"udp://{defaults.FLOWS_HOST}:{defaults.FLOWS_PORT}")
-    return parts.hostname, port or defaults.FLOWS_PORT
+    if port == 0:  # as a flows target's Path refuses it: not "no port given"
+        raise FlowExportError(f"flows destination {shown}: port 0 is not in 1-65535")
+    return parts.hostname, defaults.FLOWS_PORT if port is None else port
 
 
 def format_time(ts_ns: int) -> str:
@@ -222,6 +225,12 @@ class UdpExporter:
                 self.stats.records_failed += count
             self._log_failure(exc)
             return
+        if stale := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            # A refusal the kernel still holds from the last interval (the collector was down
+            # then; its datagram was counted as sent) would fail this interval's first datagram,
+            # which a collector back by now would get: it is read off and counted here.
+            self.stats.send_failures += 1
+            self._log_failure(OSError(stale, os.strerror(stale)))
         for payload, count in payloads:
             try:
                 sock.send(payload)

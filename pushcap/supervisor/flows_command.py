@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,7 +159,12 @@ def _replay(args) -> int:
         replay(args.read, (_flows_target(args),), make=factory)
     finally:
         factory.close()
-    print(_summary(factory.made[0], f"read {args.read}"))
+    made = factory.made[0]
+    print(_summary(made, f"read {args.read}"))
+    if made.stats.send_failures:  # as `pushcap replay` of a flows target: not all delivered
+        print(f"pushcap: error: {made.stats.send_failures} datagram(s) to {args.destination} "
+              "could not be sent", file=sys.stderr)
+        return 1
     return 0
 
 

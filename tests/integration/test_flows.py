@@ -274,8 +274,9 @@ def test_collector_down_counts_failures_and_keeps_running(gen_trace):
     assert target.stats.records_sent < target.stats.flows
     proc = run_command("--read", str(path), f"udp://127.0.0.1:{closed_port()}", "--no-dns",
                        "--interval", "0.5")
-    assert proc.returncode == 0, proc.stderr
-    assert "event=flows_send_failed" in proc.stderr
+    # exit 1, as `pushcap replay` of the same flows target: a backfill must see what it lost
+    assert proc.returncode == 1, proc.stderr
+    assert "event=flows_send_failed" in proc.stderr and "could not be sent" in proc.stderr
     assert int(proc.stdout.split("send_failures=")[1].split()[0]) > 0
 
 
@@ -315,6 +316,7 @@ def test_command_excludes_its_own_traffic_and_rejects_bad_input(tmp_path):
     assert proc.returncode == 1 and 'FilterBPF "tcpp"' in proc.stderr
     path = PCAPS_DIR / "dns-ipv6-rawip.pcap"  # DNS: excluding port 53 leaves nothing
     proc = run_command("--read", str(path), f"udp://127.0.0.1:{closed_port()}")
-    assert proc.returncode == 0 and "packets=4 " in proc.stdout, proc.stdout
+    assert "packets=4 " in proc.stdout, proc.stdout
+    assert proc.returncode == 1, proc.stderr  # nothing listens there: the records were lost
     proc = run_command("--read", str(path), "udp://127.0.0.1:53", "--no-dns")
     assert proc.returncode == 0 and "packets=0 " in proc.stdout, proc.stdout
