@@ -266,6 +266,11 @@ def test_metadata_fields():
     assert parse(tags=" a, ,b ").tags == ("a", "b")
     rejected("tags", {"node": NODE, "interface": "eth0", "tags": 5})
     rejected("tags", {"node": NODE, "interface": "eth0", "tags": "a\nb"})
+    # too long: the limit is the reason given, not "control characters"
+    long_tags = rejected("tags", {"node": NODE, "interface": "eth0", "tags": "A" * 5000})
+    assert "5000 characters: at most 1024" in str(long_tags), long_tags
+    long_node = rejected("node", {"node": "n" * 5000, "interface": "eth0"})
+    assert "5000 characters: a host name has at most 255" in str(long_node), long_node
     rejected("customer", {"node": NODE, "interface": "eth0", "customer": 5})
     rejected("logrequest", {"node": NODE, "interface": "eth0", "logrequest": "yes"})
     rejected("requestid", {"node": NODE, "interface": "eth0", "requestid": "../../etc"})
@@ -319,3 +324,15 @@ def test_pcapdaemons_own_ignored_fields_get_no_note():
     assert parse(bucket="b", region="r", folder="f").notes == ()
     many = parse(**{f"x{i}": 1 for i in range(25)}).notes
     assert len(many) == 11 and many[-1] == "and 15 more unknown fields ignored"
+
+
+def test_a_results_path_is_absolute_whatever_folder_the_daemon_runs_in(tmp_path, monkeypatch):
+    """The default fallback folder is relative (out/trigger-fallback): a result names the file
+    so that a program in another folder finds it."""
+    from pushcap.trigger.delivery import Delivery
+    from pushcap.trigger.result_reporter import delivery_fields
+
+    monkeypatch.chdir(tmp_path)
+    _, fields = delivery_fields(Delivery(path="out/trigger-fallback/n-lo-1.pcap", fallback=True))
+    assert fields["path"] == str(tmp_path / "out/trigger-fallback/n-lo-1.pcap")
+    assert delivery_fields(Delivery(cloudshark_id="x"))[1]["path"] is None

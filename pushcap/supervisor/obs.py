@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from pushcap.config.desc_names import log_value
@@ -21,6 +22,7 @@ from pushcap.config.model import ConfigError
 
 STDERR_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 SYSLOG_FORMAT = "level=%(levelname)s logger=%(name)s %(message)s"
+SYSLOG_FAILURE_SAY_S = 60.0  # how often an unreachable syslog is said on stderr
 LEVEL_SEVERITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
 
 
@@ -46,6 +48,21 @@ def _priority_handler_class() -> type[logging.Handler]:
 
         def mapPriority(self, levelName: str) -> int:  # noqa: N802,N803 - logging's naming
             return min(self.severity, LEVEL_SEVERITY.get(levelName, 6))
+
+        def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
+            """A syslog that cannot be reached (no /dev/log on this host, a collector down):
+            one line on stderr at most every SYSLOG_FAILURE_SAY_S, with the lines lost since,
+            instead of logging's traceback for every line. Capture goes on either way."""
+            self.lost = getattr(self, "lost", 0) + 1
+            now = time.monotonic()
+            if now - getattr(self, "said_at", -SYSLOG_FAILURE_SAY_S) < SYSLOG_FAILURE_SAY_S:
+                return
+            error = sys.exc_info()[1]
+            sys.stderr.write(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} level=WARNING logger=pushcap.obs "
+                f"event=syslog_unavailable address={self.address!r} error={str(error)!r} "
+                f"lines_not_sent={self.lost}\n")
+            self.said_at, self.lost = now, 0
 
     PrioritySysLogHandler.__qualname__ = "PrioritySysLogHandler"
     return PrioritySysLogHandler

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from pushcap.capture.bpf import BpfFilter
 from pushcap.capture.ring import Ring
+from pushcap.capture.source import SourceError
 from pushcap.trigger.archive_seam import ArchiveSources
 from pushcap.trigger.delivery import Deliverer
 from pushcap.trigger.job import CaptureJob, CaptureOutcome
@@ -54,6 +55,10 @@ class CaptureRunner:
                                      self.stop, self.late_s, bpf_filter=bpf,
                                      archive=archive).run()
             self._finish(request, capture, outcome)
+        except SourceError as exc:  # the interface cannot be captured (down, gone): one line
+            log.error("event=trigger_failed requestid=%s interface=%s error=%r",
+                      request.request_id, capture.interface, str(exc))
+            self.results.capture(request, capture, "error", error=str(exc), field="interface")
         except Exception as exc:  # noqa: BLE001 - a failed capture is a result, not a crash
             log.exception("event=trigger_failed requestid=%s interface=%s", request.request_id,
                           capture.interface)

@@ -254,8 +254,10 @@ def _for_this_node(msg: dict, node_name: str) -> bool:
     if node not in (None, "") and nodere not in (None, ""):
         raise TriggerError("node", "give node or nodere, not both")
     if node not in (None, ""):
-        if not isinstance(node, str) or len(node) > 255:
+        if not isinstance(node, str):
             raise TriggerError("node", "must be a host name (string) or \"any\"")
+        if len(node) > 255:
+            raise TriggerError("node", f"{len(node)} characters: a host name has at most 255")
         return node in ("any", node_name)
     if not isinstance(nodere, str):
         raise TriggerError("nodere", "must be a string (a regular expression)")
@@ -332,8 +334,10 @@ def _tags(fields: MessageFields) -> tuple[str, ...]:
         return ()
     if isinstance(raw, list) and all(isinstance(t, str) for t in raw):
         raw = ",".join(raw)
-    if not isinstance(raw, str) or len(raw) > defaults.MAX_TEXT_CHARS or CONTROL_CHARS.search(raw):
+    if not isinstance(raw, str) or CONTROL_CHARS.search(raw):
         raise TriggerError("tags", "must be a comma-separated string without control characters")
+    if len(raw) > defaults.MAX_TEXT_CHARS:
+        raise TriggerError("tags", f"{len(raw)} characters: at most {defaults.MAX_TEXT_CHARS}")
     return tuple(t.strip() for t in raw.split(",") if t.strip())
 
 

@@ -10,6 +10,7 @@ every path that ends a capture answers in the same shape.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -80,7 +81,9 @@ def delivery_fields(delivery: Delivery) -> tuple[str, dict]:
     result says of the delivery; fields that do not apply are None and left out."""
     error = delivery.upload_error or delivery.s3_error or delivery.local_error
     return ("error" if error else "ok"), dict(
-        path=delivery.path, fallback=delivery.fallback or None,
+        # absolute: a result is read by programs that do not share the daemon's folder
+        path=os.path.abspath(delivery.path) if delivery.path else None,
+        fallback=delivery.fallback or None,
         cloudshark_id=delivery.cloudshark_id, cloudshark_url=delivery.cloudshark_url,
         s3_url=delivery.s3_url, s3_attempts=delivery.s3_attempts or None, error=error,
         exceptions=list(delivery.upload_exceptions) or None,

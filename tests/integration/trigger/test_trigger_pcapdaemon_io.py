@@ -11,6 +11,7 @@ The oracle is what the test sent on `lo`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -241,6 +242,27 @@ def test_an_interface_not_configured_is_captured_live_on_demand(harness, udp_por
     assert got and got == sent[len(sent) - len(got):]  # what came after the open, in order
     assert any("captured live on demand" in note and "without lookback" in note
                for note in result["notes"])
+
+
+def test_an_on_demand_interface_that_is_down_is_one_line_and_an_error_result(
+        harness, udp_port, caplog):
+    """An interface on the host but down: the request's result says so, naming the field,
+    and the log has one line for it, not a traceback."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to make an interface")
+    name = f"pcdn{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"],
+                   check=True, capture_output=True)  # both ends left down
+    try:
+        h = harness(interfaces=(InterfaceConfig("pcnone0"),), rings={})
+        h.publish(base(udp_port, interface=[name], timeout=1))
+        [result] = h.wait_results(timeout_s=30)
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    assert (result["status"], result["field"]) == ("error", "interface"), result
+    assert name in result["error"] and "not up" in result["error"], result
+    failed = [r for r in caplog.records if "event=trigger_failed" in r.getMessage()]
+    assert failed and not any(r.exc_info for r in failed), failed
 
 
 def test_on_demand_capture_can_be_turned_off(harness, udp_port):
