@@ -104,8 +104,8 @@ class Uploader:
             return
         if pending:
             log.warning("event=upload_stop %s files_pending=%d bytes_pending=%d (kept in %s for "
-                        "the next start)", self.label, len(pending), sum(e.size for e in pending),
-                        self.spool.directory)
+                        "the next start of a target with this Desc)", self.label, len(pending),
+                        sum(e.size for e in pending), self.spool.directory)
 
     def stats(self) -> dict:
         stats = self.spool.stats()

@@ -20,7 +20,8 @@ from typing import Protocol
 
 from pushcap import defaults
 from pushcap.config.lua import load_push_config
-from pushcap.config.model import ConfigError, DaemonConfig, TargetConfig
+from pushcap.config.model import ConfigError, DaemonConfig, PushMode, TargetConfig
+from pushcap.push.spool_orphans import say_orphaned_queues
 from pushcap.supervisor import obs, own_uploads
 from pushcap.supervisor.consumers import ConsumerFactory, make_consumer
 from pushcap.supervisor.engine import LiveEngine
@@ -44,6 +45,7 @@ class Daemon:
         reload logs those it did not hold before."""
         self.config = config
         self._notices_said: set[str] = set()
+        self._orphans_said: set[Path] = set()
         self._say_notices(notices)
         self.lua_path = Path(lua_path) if lua_path is not None else None
         self.engine = LiveEngine(config, targets, make)
@@ -90,7 +92,15 @@ class Daemon:
                               f"{type(exc).__name__}: {exc}")
                 return False, f"{type(exc).__name__}: {exc} (unexpected)"
             log.info("event=reload_applied file=%s targets=%d", self.lua_path, len(targets))
+            self._say_orphaned_spools(targets)
             return True, f"{len(targets)} targets"
+
+    def _say_orphaned_spools(self, targets) -> None:
+        """Queued uploads no rclone target of `targets` owns (push/spool_orphans.py)."""
+        spool_dir = (self.config.rclone.spool_dir if self.config.rclone is not None
+                     else defaults.SPOOL_DIR)
+        owned = {t.desc_file_name for t in targets if t.mode == PushMode.RCLONE}
+        say_orphaned_queues(Path(spool_dir), owned, self._orphans_said)
 
     def _say_notices(self, notices: tuple[str, ...]) -> None:
         """One log line per notice not said before (FMADIO fields without a meaning here)."""
@@ -130,6 +140,7 @@ class Daemon:
                 log.info("event=service_started service=%s", name)
             log.info("event=started node=%s targets=%d interfaces=%s", self.config.node_name,
                      len(self.engine.targets), ",".join(i.name for i in self.config.interfaces))
+            self._say_orphaned_spools(self.engine.targets)
             while not self._stopping.is_set():
                 # a signal's handler runs in this thread and ends the wait (it sets _attention)
                 self._attention.wait(defaults.DAEMON_IDLE_WAIT_S)
