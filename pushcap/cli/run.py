@@ -33,7 +33,8 @@ def cmd_run(args) -> int:
         log.warning("event=config_notice notice=%r", notice)
     daemon = Daemon(config, targets, args.lua, notices=push.notices)  # logs them once
     prepare_local_dir(trigger, config.source_file)  # the default writelocal folder
-    daemon.add_service("local_redis", LocalRedisService(trigger.redis))
+    if trigger.redis.listen:  # `[redis] listen = false` (an SQS-only node): no Redis at all
+        daemon.add_service("local_redis", LocalRedisService(trigger.redis))
     # engine.rings is filled by engine.start(), which the daemon runs before services start.
     daemon.add_service("trigger", TriggerService(trigger, daemon.engine.rings, config.interfaces,
                                                  poll_timeout_ms=config.ring.poll_timeout_ms,

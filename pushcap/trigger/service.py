@@ -101,7 +101,8 @@ class TriggerService:
     def start(self) -> None:
         cs = self.settings.cloudshark
         log.info("event=trigger_start node=%s redis=%s upload=%s cloudshark=%s writelocal=%s "
-                 "max_concurrent=%d", self.settings.node_name, self.settings.redis.describe(),
+                 "max_concurrent=%d", self.settings.node_name,
+                 self.settings.redis.describe() if self.settings.redis.listen else "off",
                  cs.upload, cs.base_url if cs.upload else "-", self.settings.write_local,
                  self.settings.max_concurrent)
         if self.settings.redis.listen:

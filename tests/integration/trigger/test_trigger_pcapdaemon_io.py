@@ -336,5 +336,7 @@ chunksize = 10
     result = json.loads(log.split("event=trigger_result result=")[1].splitlines()[0])
     assert result["status"] == "ok" and result["s3_url"].endswith(f"/caps/pcaps/{stored.name}")
     assert "event=trigger_packet " in log and "event=config_notice" in log  # -panic, noted
+    # `[redis] listen = false`: no Redis in the log, not even a private server's service
+    assert "service=local_redis" not in log and "redis=off" in log, log
     for secret in (S3_ID, S3_SECRET, SQS_ID, SQS_SECRET):
         assert secret not in log
