@@ -5,14 +5,10 @@ one comes back (sys.modules of a real replay, in a fresh interpreter)."""
 
 from __future__ import annotations
 
-import ast
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
+from import_probe import loaded_of, run_and_list_modules
 from oracle import PCAPS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,22 +48,10 @@ def test_a_replay_imports_only_what_it_uses(tmp_path):
     lua = tmp_path / "push.lua"
     lua.write_text(LUA.replace("PATH", json.dumps(str(tmp_path / "out"))))
     words = ["replay", str(PCAPS_DIR / "tcpreplay-test.pcap"), "--lua", str(lua), "--quiet"]
-    code = textwrap.dedent(f"""
-        import sys
-        from pushcap import cli
-        sys.argv = ["pushcap", *{words!r}]
-        code = cli.main()
-        print(repr([code, sorted(sys.modules)]))
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "PUSHCAP_NO_NATIVE"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=False, cwd=REPO, env=env)
-    assert out.returncode == 0, out.stderr
+    code, modules, out = run_and_list_modules(words)
     lines = out.stdout.strip().splitlines()
-    code, modules = ast.literal_eval(lines[-1])
     assert code == 0, out.stdout + out.stderr
     assert any(line.startswith("  tcp: packets=") and "packets=0 " not in line
                for line in lines), out.stdout
-    loaded = {name: why for name, why in NOT_IMPORTED.items()
-              if any(m == name or m.startswith(name + ".") for m in modules)}
+    loaded = loaded_of(NOT_IMPORTED, modules)
     assert not loaded, f"a replay imported what it does not use: {loaded}"

@@ -3,16 +3,13 @@ they import is pinned here, in a fresh interpreter) and never fooled by a cut or
 
 from __future__ import annotations
 
-import ast
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from import_probe import loaded_of, run_and_list_modules
 
 from pushcap.supervisor.status_client import fetch, parse_answer
 
@@ -35,20 +32,9 @@ NOT_IMPORTED = {
 def test_asking_the_daemon_imports_only_a_socket_and_the_config(tmp_path, command):
     toml = tmp_path / "daemon.toml"
     toml.write_text('[[interface]]\nname = "lo"\n[status]\nport = 9\n')  # nothing listens
-    code = textwrap.dedent(f"""
-        import sys
-        from pushcap import cli
-        sys.argv = ["pushcap", {command!r}, "--config", {str(toml)!r}]
-        code = cli.main()
-        print(repr([code, sorted(sys.modules)]))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=False, cwd=REPO)
-    assert out.returncode == 0, out.stderr
-    code, modules = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    code, modules, out = run_and_list_modules([command, "--config", str(toml)])
     assert code == 2 and "no daemon answers" in out.stderr, out.stderr
-    loaded = {name: why for name, why in NOT_IMPORTED.items()
-              if any(m == name or m.startswith(name + ".") for m in modules)}
+    loaded = loaded_of(NOT_IMPORTED, modules)
     assert not loaded, f"`pushcap {command}` imported what it does not use: {loaded}"
 
 
