@@ -142,6 +142,9 @@ SPOOL_NAME_MAX_BYTES = 200  # a spool entry's name; with the hidden "." of a mov
 UPLOAD_RETRY_MIN_S = 1.0  # first wait after a failed upload; doubles per failure
 UPLOAD_RETRY_MAX_S = 300.0
 RCLONE_COMMAND_TIMEOUT_S = 3600.0  # one rclone command (a whole upload of one file)
+# `pushcap check --probe`: each of its rclone commands (write, read back, delete ~20 bytes);
+# a remote that accepts and never answers is named within this, not rclone's 60 s idle timeout.
+PROBE_COMMAND_TIMEOUT_S = 15.0
 RCLONE_ERROR_CHARS = 400  # of rclone's error output kept in a log line or status
 UPLOAD_IDLE_POLL_S = 1.0  # an empty spool is looked at again this often even without a wake-up
 # Of the final basename in a temporary upload name: with our number and suffix, and the

@@ -49,6 +49,14 @@ def test_bench_quick_r2_prints_table_and_writes_json(tmp_path):
     assert set(r2["per_mpkt_cpu_s"]) == {"pushcap", "reference", "ratio"}
     assert any("CPU per 1M packets" in line for line in proc.stdout.splitlines())
     assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"
+    # Free page reporting as the kernel said it, where it has it (report.page_reporting).
+    order_file = Path("/sys/module/page_reporting/parameters/page_reporting_order")
+    if order_file.exists():
+        reporting = report["machine"]["page_reporting"]
+        assert reporting["order"] == int(order_file.read_text())
+        assert reporting["reported_gib_during_run"] >= 0
+    else:
+        assert report["machine"]["page_reporting"] == {}
 
 
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is the reference")

@@ -6,6 +6,7 @@ import pytest
 
 from pushcap.config.model import ConfigError
 from pushcap.config.toml import load_daemon_config, parse_daemon_config
+from pushcap.config.toml_section import array_table_lines
 
 SEED_EXAMPLE = """
 [general]
@@ -114,3 +115,26 @@ def test_a_value_beyond_a_float_or_an_odd_key_is_refused_in_one_line(tmp_path, t
     with pytest.raises(ConfigError, match=message) as info:
         load_daemon_config(path)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("entries, message", [
+    ('[[interface]]\nname = "lo"\n\n# the uplink\n[[interface]]\nname = "eth0"\nalais = "x"\n',
+     r"\[\[interface\]\] 2 \(line 5\) \(eth0\): unknown key"),
+    ('[[interface]]\nname = "lo"\n[[interface]]  # twice\nname = "lo"\n',
+     r"\[\[interface\]\] 2 \(line 3\): interface 'lo' is listed twice"),
+    ('[[interface]] # first\nname = "lo; rm"\n',
+     r"\[\[interface\]\] 1 \(line 1\): name 'lo; rm' must be"),
+    ('interface = [{ name = "lo" }, { name = 7 }]\n', r"\[\[interface\]\] 2: name 7 must be"),
+])
+def test_an_interface_entry_is_named_with_the_line_of_its_header(tmp_path, entries, message):
+    """An entry of the array of tables has no key line of its own to name: its `[[interface]]`
+    header's line is (an inline array has none, and its message says the entry's number)."""
+    path = tmp_path / "pcapdaemon.toml"
+    path.write_text(entries)
+    with pytest.raises(ConfigError, match=message):
+        load_daemon_config(path)
+
+
+def test_a_header_inside_a_multi_line_string_is_no_entry():
+    text = 'note = """\n[[interface]]\n"""\n[[interface]]\nname = "lo"\n[[ interface ]]\n'
+    assert array_table_lines(text, "interface") == [4, 6]

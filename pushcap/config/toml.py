@@ -29,6 +29,7 @@ from pushcap.config.toml_section import (  # noqa: F401 - line machinery, import
     SECRET_KEY,
     LineTable,
     TomlSection,
+    array_table_lines,
     key_lines,
     line_of,
 )
@@ -105,7 +106,8 @@ def parse_daemon_config(raw: dict, source: str, text: str | None = None,
     return DaemonConfig(
         source_file=source,
         node_name=node,
-        interfaces=_interfaces(raw.get("interface", []), source),
+        interfaces=_interfaces(raw.get("interface", []), source,
+                               array_table_lines(text, "interface") if text else []),
         ring=_ring(tables["ring"], source),
         log_level=level,
         trigger=trigger_settings(general, tables["redis"], tables["cloudshark"], node, source,
@@ -133,13 +135,16 @@ def _status(section: dict, source: str) -> dict:
             "status_port": sec.integer("port", defaults.STATUS_PORT, 0, 65535)}
 
 
-def _interfaces(entries: object, source: str) -> tuple[InterfaceConfig, ...]:
+def _interfaces(entries: object, source: str, lines: list[int]) -> tuple[InterfaceConfig, ...]:
+    """`lines`: where each `[[interface]]` header is, when the file's text was scanned (an
+    inline `interface = [...]` array has none), so a message names the entry's line."""
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source}: at least one [[interface]] with a name is needed "
                           '(e.g. [[interface]] name = "lo")')
     result: list[InterfaceConfig] = []
     for n, entry in enumerate(entries, 1):
-        where = f"{source}: [[interface]] {n}"
+        where = f"{source}: [[interface]] {n}" + (
+            f" (line {lines[n - 1]})" if len(lines) == len(entries) else "")
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not SAFE_NAME.match(name):
             raise ConfigError(f"{where}: name {name!r} must be an interface name")

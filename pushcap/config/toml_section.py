@@ -65,6 +65,24 @@ def key_lines(text: str) -> dict[str, dict[str, int]]:
     return found
 
 
+def array_table_lines(text: str, name: str) -> list[int]:
+    """The line of each `[[name]]` header of a TOML text, in order (1-based): where an entry
+    of an array of tables starts, for messages that name the entry."""
+    header = re.compile(rf"\s*\[\[\s*{re.escape(name)}\s*\]\]\s*(?:#.*)?$")
+    found: list[int] = []
+    open_quote: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if open_quote:
+            if line.count(open_quote) % 2:
+                open_quote = None
+            continue
+        if header.match(line):
+            found.append(number)
+            continue
+        open_quote = next((q for q in ('"""', "'''") if line.count(q) % 2), None)
+    return found
+
+
 # Go's time.Duration syntax, which pcapdaemon's duration fields take ("90s", "1m30s").
 GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
 GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -170,9 +170,9 @@ class Rclone:
                 self._proc.kill()
 
     # --- operations used by the uploader and the check ---------------------------------------
-    def stat(self, path: str) -> dict | None:
+    def stat(self, path: str, timeout_s: float | None = None) -> dict | None:
         """lsjson entry (Size, Hashes) of an object, or None when there is no such object."""
-        code, out = self.run(["lsjson", "--stat", "--hash", path],
+        code, out = self.run(["lsjson", "--stat", "--hash", path], timeout_s=timeout_s,
                              ok_codes=(0, EXIT_DIR_NOT_FOUND, EXIT_FILE_NOT_FOUND))
         if code != 0:
             return None
@@ -195,8 +195,9 @@ class Rclone:
         it tells the caller whether the object at `dst` is its own.)"""
         self.run(["moveto", "--ignore-existing", src, dst])
 
-    def deletefile(self, remote: str) -> None:
-        self.run(["deletefile", remote], ok_codes=(0, EXIT_DIR_NOT_FOUND, EXIT_FILE_NOT_FOUND))
+    def deletefile(self, remote: str, timeout_s: float | None = None) -> None:
+        self.run(["deletefile", remote], timeout_s=timeout_s,
+                 ok_codes=(0, EXIT_DIR_NOT_FOUND, EXIT_FILE_NOT_FOUND))
 
     def listremotes(self) -> list[str]:
         return [line.strip().rstrip(":") for line in self.run(["listremotes"])[1].splitlines()
@@ -261,11 +262,14 @@ def _probe(runner: Rclone, spec: str, rel: str, shown: str) -> None:
     name = f".pushcap-probe-{uuid.uuid4().hex[:12]}"
     probe_path = spec + (name if folder == "." else f"{folder.rstrip('/')}/{name}")
     data = b"pushcap write probe\n"
-    runner.run(["rcat", probe_path], input_bytes=data, timeout_s=60)
+    # Each command within its own short budget: a check must say within seconds that a remote
+    # accepts connections and never answers, where uploads may take an hour.
+    budget = defaults.PROBE_COMMAND_TIMEOUT_S
+    runner.run(["rcat", probe_path], input_bytes=data, timeout_s=budget)
     try:
-        entry = runner.stat(probe_path)
+        entry = runner.stat(probe_path, timeout_s=budget)
         if entry is None or entry.get("Size") != len(data):
             raise ConfigError(f'rclone Path "{shown}": a probe object written to the remote '
                               "could not be read back")
     finally:
-        runner.deletefile(probe_path)
+        runner.deletefile(probe_path, timeout_s=budget)

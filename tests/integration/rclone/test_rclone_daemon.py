@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -99,3 +100,27 @@ def test_check_probe_names_the_target_when_the_remote_is_down(tmp_path, s3_remot
     bad = check()
     assert bad.returncode == 1 and 'target 1 "arch": Path' in bad.stderr
     assert s3_remote.secret_key not in bad.stderr + bad.stdout
+
+
+def test_check_probe_of_a_remote_that_never_answers_ends_within_its_budget(tmp_path):
+    """A WebDAV server that accepts connections and never answers (a hung NAS, a firewall
+    that lets SYNs through): rclone would wait its 60 s idle timeout, an upload an hour; the
+    probe names the target within its 15 s for a command (defaults.PROBE_COMMAND_TIMEOUT_S)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        (tmp_path / "push.lua").write_text(
+            'return { Target = { { Desc = "nas", Mode = "rclone", '
+            f'Path = ":webdav,url=\'{url}\':captures/all" }} }} }}')
+        (tmp_path / "d.toml").write_text('[[interface]]\nname = "lo"\n')
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "pushcap.cli", "check", "--probe", "--lua",
+                               "push.lua", "--config", "d.toml"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'target 1 "nas": Path' in proc.stderr and "timed out after 15 s" in proc.stderr, \
+        proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert took < 40, f"the probe took {took:.0f} s"
