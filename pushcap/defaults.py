@@ -37,11 +37,18 @@ KERNEL_BUFFER_MAX_BYTES = 1 << 30
 # slower link's batches are several of the kernel's blocks long, not one (issue 19: 5 ms,
 # batches of ~800 packets at 100k packets/s, 1.28 µs a packet; 50 ms, ~5,000, 1.04 µs; 100 ms
 # with the gathering's naps, 8,192, and 0.1-0.3 µs less again in alternating runs; links of
-# over ~160k packets/s fill a batch sooner and are unaffected). It is
-# also how late a packet may reach the ring beyond libpcap's poll timeout, unless a trigger
-# waits for it: that one hurries the batch (capture/wake.py, HURRY_GAP_MS). Where the C
-# capture is not built, a batch of fewer than BATCH_PACKETS / 4 waits this long once.
-COALESCE_MS = 100
+# over ~160k packets/s fill a batch sooner and are unaffected). On a quiet link the batches
+# stay small whatever the wait, and their fixed cost is most of the capture's: at 10k packets/s
+# (paired runs beside tcpdump on one veth, session 15, ms of CPU a second) 100 ms cost 19.8-26.4
+# (1.02-1.04x tcpdump's), 250 ms 17.5-24.1 (0.92-0.93x), 500 ms 16.5-22.8 (0.86-0.88x), 1000 ms
+# no less; at 100k packets/s none of it changed anything. 250, not 500: what a batch holds
+# while it gathers is what a crash (kill -9) loses, and 250 ms keeps that, with the poll
+# timeout and a lane's write, within the half second the crash tests allow. It is also how
+# late a packet may reach the ring, files and flows beyond libpcap's poll timeout
+# (FLOW_GRACE_S and TIME_SPLIT_GRACE_S wait for it), unless a trigger waits for it: that one
+# hurries the batch (capture/wake.py, HURRY_GAP_MS). Where the C capture is not built, a batch
+# of fewer than BATCH_PACKETS / 4 waits this long once.
+COALESCE_MS = 250
 # A batch a waiting trigger hurried (capture/wake.py) ends no sooner than this after the batch
 # before it: a trigger that follows a busy link waits again after every batch, and must not
 # make its batches tiny (each costs a fixed amount of Python: the 5 ms batches of before issue
@@ -125,7 +132,9 @@ LUA_KILL_GRACE_SECONDS = 0.5  # the evaluating process is killed this long after
 LUA_PROCESS_EXTRA_BYTES = 512 * 1024 * 1024
 LUA_CLOCK_CHECK_BYTES = 1 << 16  # source bytes scanned between two looks at the clock
 
-TIME_SPLIT_GRACE_S = 1.0  # wall-clock wait after a window ends before closing it on a quiet link
+# wall-clock wait after a window ends before closing it on a quiet link: longer than a quiet
+# link's batch takes to reach the ring (COALESCE_MS, the poll timeout) with room to spare
+TIME_SPLIT_GRACE_S = 1.0
 SHUTDOWN_TIMEOUT_S = 30.0
 SHIPPER_CLOSE_TIMEOUT_S = 10.0  # at shutdown, per series: finish uploads or leave them spooled
 SHIP_CLOSE_TIMEOUT_S = 30.0  # a shipper's close() when its caller gives no timeout
@@ -236,7 +245,9 @@ FLOWS_MAX_UDP_PAYLOAD_BYTES = 65507  # 65535 - 20 (IPv4) - 8 (UDP): above, send(
 FLOWS_PACK = False  # one record per datagram, as tcpdump-aggregator (and Logstash) expect
 DATADOG_RANGES_MAX_BYTES = 16 * 1024 * 1024  # Datadog's ip-ranges.json is ~100 KB
 FLOWS_FAILURE_LOG_INTERVAL_S = 10.0  # a failing export logs its error at most this often
-FLOW_GRACE_S = 0.5  # wall-clock wait after an interval ends for its last packets to arrive
+# wall-clock wait after an interval ends for its last packets to arrive (a quiet link's batch
+# gathers for up to COALESCE_MS, then waits for its lane)
+FLOW_GRACE_S = 1.0
 MAX_FLOWS = 100_000  # flows kept per interval
 FLOWS_COMPACT_MIN_ROWS = 65_536  # pending per-batch rows that trigger a merge into the table
 DNS_WORKER_THREADS = 4

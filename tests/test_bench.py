@@ -83,6 +83,26 @@ def _can_capture() -> bool:
     return bool(caps and int(caps.group(1), 16) & (1 << 13))  # CAP_NET_RAW
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("tcpreplay") is None,
+                    reason="L3 creates a veth pair in a namespace and sends with tcpreplay")
+def test_bench_quick_l3_pairs_pushcap_and_tcpdump_on_one_veth(tmp_path):
+    """L3 (a quiet link, both tools capturing the same veth at once): one paired run of one
+    trace loop after the two-loop warm-up; each tool's files hold every packet sent (counted
+    from the files, not from either tool's word), and the row gives both tools' CPU."""
+    proc = quick_bench(tmp_path, "L3", 300)
+    assert proc.returncode == 0, proc.stderr
+    l3 = json.loads((tmp_path / "results.json").read_text())["scenarios"]["L3"]
+    assert "error" not in l3 and len(l3["runs"]) == 1, l3
+    run = l3["runs"][0]
+    sent_in_all = 3 * l3["trace_packets"]  # the warm-up's two loops and the measured one
+    assert run["captured"] == {"pushcap": sent_in_all, "tcpdump": sent_in_all}, run
+    assert run["lossless"] and run["sent"] == l3["trace_packets"]
+    assert run["cpu_ms_per_s"]["pushcap"] > 0 and run["cpu_ms_per_s"]["tcpdump"] > 0, run
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("L3 ")]
+    assert len(rows) == 1 and "median ratio" in rows[0], proc.stdout
+    assert not (tmp_path / "scratch").exists(), "scratch output was not cleaned up"
+
+
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="T1 starts a redis-server")
 @pytest.mark.skipif(not _can_capture(), reason="T1 captures on lo (root or CAP_NET_RAW)")
 def test_bench_quick_t1_reports_latency_against_the_goal(tmp_path):

@@ -13,7 +13,9 @@ times, and reports medians and the ratio pushcap / reference:
 Scenarios: R1, R2, R4 (replay vs `tcpdump -r IN -w OUT [FILTER]`), P1 (R2's job on 300k
 packets by the pip-installed wheel, start-up included: issue 15's goal), M1 (ring memory vs its byte
 bound), L1 (live capture on a veth pair at rising `tcpreplay` rates), L2 (live CPU per packet at
-fixed rates against two tcpdumps and a counting-only libpcap floor, benchlib/live_cpu.py), T1
+fixed rates against two tcpdumps and a counting-only libpcap floor, benchlib/live_cpu.py), L3
+(a quiet link's live CPU, pushcap and tcpdump capturing one veth at once, benchlib/
+quiet_link.py), T1
 (trigger latency: a private redis-server and `pushcap run` on `lo` with a steady UDP stream in
 the ring, publish -> result message; tcpdump has no equivalent, so T1 is checked against its
 goal, p99 < 500 ms), Q1 (`pushcap query` for one host of an indexed archive vs `tcpdump -V` over
@@ -61,6 +63,9 @@ from benchlib.config import (  # noqa: E402
     L2_PACKETS_PER_RATE,
     L2_RATES_PPS,
     L2_REPS,
+    L3_LOOPS,
+    L3_QUICK_LOOPS,
+    L3_REPS,
     M1_BOUND_BYTES,
     M1_QUICK_BOUND_BYTES,
     Q1_PACKETS,
@@ -80,6 +85,7 @@ from benchlib.live_cpu import bench_l2  # noqa: E402
 from benchlib.measure import RSS_METHOD  # noqa: E402
 from benchlib.memory import bench_m1, m1_child  # noqa: E402
 from benchlib.package import P1, P1_PACKETS, install_wheel, use_installed  # noqa: E402
+from benchlib.quiet_link import bench_l3  # noqa: E402
 from benchlib.replay import REPLAY_SCENARIOS, bench_replay  # noqa: E402
 from benchlib.report import (  # noqa: E402
     machine,
@@ -119,6 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--l2-rates", default=",".join(str(r) for r in L2_RATES_PPS))
     p.add_argument("--l2-reps", type=int, default=L2_REPS,
                    help="L2: runs of each tool per rate, alternating (medians reported)")
+    p.add_argument("--l3-loops", type=int, default=L3_LOOPS,
+                   help="L3: trace loops measured per paired run (5 s each at 10k pps)")
+    p.add_argument("--l3-reps", type=int, default=L3_REPS, help="L3: paired runs")
     p.add_argument("--l2-models", action="store_true",
                    help="L2: also run pushcap's data path written in C, as today and zero-copy "
                    "(tools/floor/design_models.c)")
@@ -148,6 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.l1_packets, args.l1_step_s = QUICK_PACKETS, 0.5
         args.l1_rates = "10000"
         args.l2_packets, args.l2_rates, args.l2_reps = QUICK_PACKETS, "10000", 1
+        args.l3_loops, args.l3_reps = L3_QUICK_LOOPS, 1
         args.q1_packets = 20 * QUICK_PACKETS
     if args.t1_fill_s is None:
         args.t1_fill_s = T1_QUICK_FILL_S if args.quick else T1_FILL_S
@@ -210,6 +220,9 @@ def run_scenarios(args: argparse.Namespace, scratch: Path) -> dict:
             results[name] = {"kind": "live_cpu", "title": "live CPU per packet",
                              **bench_l2(args.l1_packets, args.l2_packets, rates, args.trace_dir,
                                         scratch, args.l2_reps, args.l2_models)}
+        elif name == "L3":
+            results[name] = {"kind": "live_quiet", "title": "quiet link, paired",
+                             **bench_l3(args.trace_dir, scratch, args.l3_loops, args.l3_reps)}
         elif name == "P1":
             packets = min(P1_PACKETS, args.packets)
             p1_trace = ensure_trace(args.trace_dir, packets)

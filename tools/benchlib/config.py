@@ -10,8 +10,8 @@ not follow a rebinding).
 
 from __future__ import annotations
 
-ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "L2", "T1", "P1", "Q1", "I1", "T2")
-DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "L2", "T1", "P1", "Q1", "I1", "T2")
+ALL_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "L2", "L3", "T1", "P1", "Q1", "I1", "T2")
+DEFAULT_SCENARIOS = ("R1", "R2", "R4", "M1", "L1", "L2", "L3", "T1", "P1", "Q1", "I1", "T2")
 # Q1 (issue 20): the archive queried for one host. Issue 20 sizes it at 10M packets (~5 GB,
 # `--q1-packets 10000000`); the default keeps `make bench` within minutes on 2 cores.
 Q1_PACKETS = 2_000_000
@@ -46,6 +46,13 @@ L2_REPS = 3  # runs of each tool per rate (one run moved by up to 30% between ru
 L2_DRAIN_S = 1.0  # after the sender ends, before the CPU is read
 L2_WARMUP_LOOPS = 2  # trace loops sent first, unmeasured: pushcap's ring filled once (256 MiB)
 L2_KERNEL_BUFFER_BYTES = 64 * MIB  # pushcap's default kernel buffer, given to every tool
+# L3 (issue 19): a quiet link, pushcap and tcpdump capturing the same veth at once.
+L3_RATE_PPS = 10_000
+L3_TRACE_PACKETS = 50_000  # 5 s a loop at L3_RATE_PPS
+L3_LOOPS = 12  # measured: 60 s
+L3_QUICK_LOOPS = 1
+L3_REPS = 3
+L3_RING_BYTES = 32 * MIB  # full within the warm-up (~57 MB), as a daemon's ring is after a while
 SAMPLE_INTERVAL_S = 0.02
 PCAP_HEADER_BYTES = 24
 RECORD_HEADER_BYTES = 16

@@ -95,7 +95,10 @@ def _start(argv: list[str], log_path: Path, ready: str, cwd: Path | None = None,
     return proc, log_path, ready
 
 
-def _pushcap(lab: VethLab, work: Path, full: bool, flows_port: int) -> Capture:
+def start_pushcap(lab: VethLab, work: Path, full: bool = False, flows_port: int = 0,
+                  ring_bytes: int | None = None) -> Capture:
+    """pushcap with L2's two File targets (and, `full`, the trigger listener and a flows
+    target sending to `flows_port`); `ring_bytes`: a ring bound other than the default."""
     out = work / "out"
     out.mkdir(parents=True)
     lua = lua_text([("all", str(out / "all"), None), ("tcp", str(out / "tcp"), "tcp")])
@@ -105,7 +108,8 @@ def _pushcap(lab: VethLab, work: Path, full: bool, flows_port: int) -> Capture:
             f'Path = "udp://127.0.0.1:{flows_port}" }})\nreturn Config'))
     (work / "push.lua").write_text(lua)
     toml = (f'[[interface]]\nname = "{lab.rx}"\n[ring]\n'
-            f"kernel_buffer_bytes = {L2_KERNEL_BUFFER_BYTES}\n")
+            f"kernel_buffer_bytes = {L2_KERNEL_BUFFER_BYTES}\n"
+            + (f"max_bytes = {ring_bytes}\n" if ring_bytes else ""))
     if not full:
         toml += "[redis]\nlisten = false\n"
     (work / "daemon.toml").write_text(toml)
@@ -114,7 +118,8 @@ def _pushcap(lab: VethLab, work: Path, full: bool, flows_port: int) -> Capture:
                            work / "pushcap.log", "event=started", cwd=work)])
 
 
-def _tcpdump(lab: VethLab, work: Path) -> Capture:
+def start_tcpdump(lab: VethLab, work: Path) -> Capture:
+    """Two tcpdump processes writing all.pcap and tcp.pcap in `work`."""
     buffer_kib = str(L2_KERNEL_BUFFER_BYTES // 1024)
     procs = []
     for name, bpf in (("all", []), ("tcp", ["tcp"])):
@@ -136,7 +141,7 @@ def _model(lab: VethLab, work: Path, who: str, models_bin: Path) -> Capture:
                            cwd=work, stdout=work / "model.out")])
 
 
-def _captured(who: str, work: Path) -> tuple[int, int | None]:
+def captured(who: str, work: Path) -> tuple[int, int | None]:
     """(every packet captured, the `tcp` packets captured; None for the floor)."""
     if who == "floor":
         match = re.search(r"packets=(\d+)", (work / "floor.out").read_text())
@@ -156,9 +161,9 @@ def _one_run(lab: VethLab, who: str, trace: Path, rate: int, loops: int, work: P
     elif who in MODELS:
         capture = _model(lab, work, who, floor_bin.with_name("design_models"))
     elif who == "tcpdump":
-        capture = _tcpdump(lab, work)
+        capture = start_tcpdump(lab, work)
     else:
-        capture = _pushcap(lab, work, who == "pushcap_full", flows_port)
+        capture = start_pushcap(lab, work, who == "pushcap_full", flows_port)
     try:
         capture.wait_ready()
         # Warm-up, the same for every tool: pushcap's ring takes fresh memory (page faults)
@@ -171,7 +176,7 @@ def _one_run(lab: VethLab, who: str, trace: Path, rate: int, loops: int, work: P
         cpu_s = capture.cpu_s() - before
     finally:
         capture.stop()
-    got_all, got_tcp = _captured(who, work)
+    got_all, got_tcp = captured(who, work)
     got_all -= warm["sent"]
     shutil.rmtree(work, ignore_errors=True)
     per_loop = expected_tcp["tcpdump" if who == "tcpdump" else "pushcap"]

@@ -190,6 +190,10 @@ def print_table(results: dict, emit: Callable[[str], None] = print) -> None:
                  f" ring), ended by {look['reasons']}; with {r['live_extra_s']:g} s of live "
                  f"traffic: p50 {live['p50_ms']:.0f}ms p99 {live['p99_ms']:.0f}ms, "
                  f"{live['packets_per_capture']:,} packets/capture")
+        elif name == "L3":
+            from .quiet_link import print_l3
+
+            print_l3(r, emit)
         elif name == "T2" and "max_ms" in r:
             from .trigger_archive import print_t2
 
