@@ -46,9 +46,12 @@ KERNEL_BUFFER_MAX_BYTES = 1 << 30
 # timeout and a lane's write, within the half second the crash tests allow. It is also how
 # late a packet may reach the ring, files and flows beyond libpcap's poll timeout
 # (FLOW_GRACE_S and TIME_SPLIT_GRACE_S wait for it), unless a trigger waits for it: that one
-# hurries the batch (capture/wake.py, HURRY_GAP_MS). Where the C capture is not built, a batch
-# of fewer than BATCH_PACKETS / 4 waits this long once.
+# hurries the batch (capture/wake.py, HURRY_GAP_MS).
 COALESCE_MS = 250
+# Where the C capture is not built, the trickle's one wait is a sleep that reads nothing
+# (live_pcapy_reader.py), so a surge meanwhile must fit the kernel buffer: it stays at the
+# 100 ms it was (64 MiB hold ~0.5 s of 1 Gb/s), where the C gathering reads on as it naps.
+PCAPY_COALESCE_MS = 100
 # A batch a waiting trigger hurried (capture/wake.py) ends no sooner than this after the batch
 # before it: a trigger that follows a busy link waits again after every batch, and must not
 # make its batches tiny (each costs a fixed amount of Python: the 5 ms batches of before issue

@@ -114,7 +114,8 @@ class LiveSource:
     def batches(self) -> Iterator[Batch]:
         """Batches as packets arrive. A batch is what the kernel holds when woken, plus what
         arrives within `defaults.COALESCE_MS` more until it holds `batch_packets` (without the
-        C capture: plus, when that is only a trickle, what arrives within COALESCE_MS once):
+        C capture: plus, when that is only a trickle, what arrives within PCAPY_COALESCE_MS
+        once):
         every batch costs the capture thread and each target a fixed amount of Python and
         wake-ups, so batches of a few hundred packets would waste more CPU than the packets
         do. A trigger that waits for the packets being gathered ends the wait (`hurry`)."""

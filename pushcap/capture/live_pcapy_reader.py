@@ -48,7 +48,7 @@ class PcapyLiveReader:
     def turn(self, full: bool) -> tuple[list, int, bool]:
         """`LiveSource.batches`' turn: wait for packets (not when the last turn stopped
         `full`), take what is ready and, when that is only a trickle, what arrives within
-        `COALESCE_MS` once. (the chunks, their packets, whether it stopped full: more may be
+        `PCAPY_COALESCE_MS` once. (the chunks, their packets, whether it stopped full: more may be
         waiting, read on at once)."""
         if not full:
             select.select([self.fd], [], [], self._poll_timeout_s)
@@ -62,9 +62,9 @@ class PcapyLiveReader:
         return chunks, packets, packets >= self.batch_packets
 
     def _coalesce_wait(self) -> None:
-        """The wait for more of a trickle: `COALESCE_MS`, or until a waiting trigger hurries
-        it (`LiveSource.hurry`)."""
-        select.select([self._wake.fd], [], [], defaults.COALESCE_MS / 1000)
+        """The wait for more of a trickle: `PCAPY_COALESCE_MS`, or until a waiting trigger
+        hurries it (`LiveSource.hurry`)."""
+        select.select([self._wake.fd], [], [], defaults.PCAPY_COALESCE_MS / 1000)
         self._wake.clear()
 
     def drain(self, limit: int, chunks: list[tuple[bytes, bytes]] | None = None

@@ -1,6 +1,6 @@
 """A trigger that waits for packets hurries the capture's batch being gathered (issue 19).
 
-The capture gathers a slow link's packets for up to COALESCE_MS (50 ms) before they reach the
+The capture gathers a slow link's packets for up to COALESCE_MS (250 ms) before they reach the
 ring. Here that is 60 s, so a batch that was not hurried can never reach the ring while a test
 runs: numbered UDP datagrams sent on `lo` must be in the capture's result all the same, the
 result coming once the window is settled (its end plus the read-on, ~0.4 s) or its packet cap
