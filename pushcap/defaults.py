@@ -52,6 +52,7 @@ COALESCE_MS = 250
 # (live_pcapy_reader.py), so a surge meanwhile must fit the kernel buffer: it stays at the
 # 100 ms it was (64 MiB hold ~0.5 s of 1 Gb/s), where the C gathering reads on as it naps.
 PCAPY_COALESCE_MS = 100
+LEFTOVER_NAP_MS = 50  # a failed handle's read-on (live.py): its nap when the socket has nothing
 # A batch a waiting trigger hurried (capture/wake.py) ends no sooner than this after the batch
 # before it: a trigger that follows a busy link waits again after every batch, and must not
 # make its batches tiny (each costs a fixed amount of Python: the 5 ms batches of before issue
@@ -136,8 +137,8 @@ LUA_PROCESS_EXTRA_BYTES = 512 * 1024 * 1024
 LUA_CLOCK_CHECK_BYTES = 1 << 16  # source bytes scanned between two looks at the clock
 
 # wall-clock wait after a window ends before closing it on a quiet link: longer than a quiet
-# link's batch takes to reach the ring (COALESCE_MS, the poll timeout) with room to spare
-TIME_SPLIT_GRACE_S = 1.0
+# link's batch takes to reach the ring (COALESCE_MS, the poll timeout, up to ~1 s as tcpdump's)
+TIME_SPLIT_GRACE_S = 1.5
 SHUTDOWN_TIMEOUT_S = 30.0
 SHIPPER_CLOSE_TIMEOUT_S = 10.0  # at shutdown, per series: finish uploads or leave them spooled
 SHIP_CLOSE_TIMEOUT_S = 30.0  # a shipper's close() when its caller gives no timeout
@@ -157,6 +158,7 @@ RCLONE_COMMAND_TIMEOUT_S = 3600.0  # one rclone command (a whole upload of one f
 # `pushcap check --probe`: each of its rclone commands (write, read back, delete ~20 bytes);
 # a remote that accepts and never answers is named within this, not rclone's 60 s idle timeout.
 PROBE_COMMAND_TIMEOUT_S = 15.0
+PROBE_CLEANUP_TIMEOUT_S = 5.0  # deleting the probe object after the read-back failed
 RCLONE_ERROR_CHARS = 400  # of rclone's error output kept in a log line or status
 UPLOAD_IDLE_POLL_S = 1.0  # an empty spool is looked at again this often even without a wake-up
 # Of the final basename in a temporary upload name: with our number and suffix, and the
@@ -249,8 +251,9 @@ FLOWS_PACK = False  # one record per datagram, as tcpdump-aggregator (and Logsta
 DATADOG_RANGES_MAX_BYTES = 16 * 1024 * 1024  # Datadog's ip-ranges.json is ~100 KB
 FLOWS_FAILURE_LOG_INTERVAL_S = 10.0  # a failing export logs its error at most this often
 # wall-clock wait after an interval ends for its last packets to arrive (a quiet link's batch
-# gathers for up to COALESCE_MS, then waits for its lane)
-FLOW_GRACE_S = 1.0
+# gathers for up to COALESCE_MS, then waits for its lane): as TIME_SPLIT_GRACE_S, it covers a
+# [ring] poll_timeout_ms up to ~1 s (tcpdump's) with COALESCE_MS and scheduling on top
+FLOW_GRACE_S = 1.5
 MAX_FLOWS = 100_000  # flows kept per interval
 FLOWS_COMPACT_MIN_ROWS = 65_536  # pending per-batch rows that trigger a merge into the table
 DNS_WORKER_THREADS = 4

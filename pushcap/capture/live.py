@@ -85,8 +85,11 @@ class LiveSource:
         self._counters = LiveCounters(interface, self._reader.stats)
 
     def stop(self) -> None:
+        """End the capture: the wait for a batch's first packets at once (`_stopped`), and a
+        batch being gathered too (the hurry), not when its COALESCE_MS runs out."""
         self._stop.set()
         self._stopped.hurry()
+        self._wake.hurry()
 
     def hurry(self) -> None:
         """Someone waits for the packets this source holds: end the batch being gathered now
@@ -151,4 +154,4 @@ class LiveSource:
                 self.leftovers_read += len(batch)
                 yield batch
             else:  # the failed socket may report readable with nothing to read: no busy loop
-                time.sleep(defaults.COALESCE_MS / 1000)
+                time.sleep(defaults.LEFTOVER_NAP_MS / 1000)

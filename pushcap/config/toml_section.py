@@ -47,7 +47,7 @@ def key_lines(text: str) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {}
     section: str | None = ""  # keys before any header belong to the root
     open_quote: str | None = None  # inside a multi-line string: which delimiter ends it
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if open_quote:
             if line.count(open_quote) % 2:
                 open_quote = None
@@ -71,7 +71,7 @@ def array_table_lines(text: str, name: str) -> list[int]:
     header = re.compile(rf"\s*\[\[\s*{re.escape(name)}\s*\]\]\s*(?:#.*)?$")
     found: list[int] = []
     open_quote: str | None = None
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if open_quote:
             if line.count(open_quote) % 2:
                 open_quote = None

@@ -271,5 +271,11 @@ def _probe(runner: Rclone, spec: str, rel: str, shown: str) -> None:
         if entry is None or entry.get("Size") != len(data):
             raise ConfigError(f'rclone Path "{shown}": a probe object written to the remote '
                               "could not be read back")
-    finally:
-        runner.deletefile(probe_path, timeout_s=budget)
+    except (ConfigError, RcloneError):
+        # the read-back's failure is the one to report; the delete is still tried, briefly
+        try:
+            runner.deletefile(probe_path, timeout_s=defaults.PROBE_CLEANUP_TIMEOUT_S)
+        except RcloneError:
+            pass
+        raise
+    runner.deletefile(probe_path, timeout_s=budget)

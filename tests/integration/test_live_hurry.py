@@ -41,9 +41,8 @@ SETTINGS = TriggerSettings(node_name="n1", max_packets=1_000_000, max_bytes=100_
                            snap_length=512)
 
 
-@pytest.fixture
-def capture(monkeypatch):
-    """lo captured into a ring by the capture thread, batches gathered for GATHER_MS."""
+def start_capture(monkeypatch) -> tuple[Ring, LiveSource, threading.Event, threading.Thread]:
+    """lo captured into a ring by a capture thread, batches gathered for GATHER_MS."""
     if native_live() is None:
         pytest.skip("the C library is not built: the pcapy-ng path gathers in Python")
     monkeypatch.setattr("pushcap.defaults.COALESCE_MS", GATHER_MS)
@@ -53,6 +52,13 @@ def capture(monkeypatch):
     thread = threading.Thread(target=capture_until_stopped,
                               args=("lo", source, ring, CaptureStats(), None, stop))
     thread.start()
+    return ring, source, stop, thread
+
+
+@pytest.fixture
+def capture(monkeypatch):
+    """`start_capture`'s ring and source, stopped (and hurried) at the end."""
+    ring, source, stop, thread = start_capture(monkeypatch)
     try:
         yield ring, source
     finally:
@@ -145,3 +151,36 @@ def test_a_packet_cap_within_a_batch_is_met_as_soon_as_the_packets_are_read(capt
     assert (outcome.reason, outcome.packets) == ("packets", 40)
     assert payloads(outcome.pcap) == sent
     assert took_s < 5, took_s
+
+
+def test_a_stop_ends_the_batch_being_gathered_and_keeps_its_packets(monkeypatch, sink):
+    """A daemon's stop (or a reload that drops the interface) must not wait out a quiet link's
+    gathering (GATHER_MS here, a minute), and the packets already gathered reach the ring."""
+    ring, source, stop, thread = start_capture(monkeypatch)
+    try:
+        ready(ring, source, sink)
+        cursor = ring.cursor()
+        sent = send(sink, "stop", 30)
+        # the batch holds them once libpcap's block timer (POLL_MS) has handed them over;
+        # nothing can be seen of a batch being gathered, so this is given ten block timers
+        time.sleep(10 * POLL_MS / 1000)
+        started = time.monotonic()
+        stop.set()
+        source.stop()  # no hurry: the stop alone must end the gathering
+        thread.join(10)
+        took_s = time.monotonic() - started
+    finally:
+        stop.set()
+        source.hurry()
+        thread.join(10)
+        source.close()
+    assert not thread.is_alive() and took_s < 5, took_s
+    got = [b for batch in cursor.read(timeout_s=0) for b in payloads_of(batch)]
+    assert [p for p in got if p.startswith(b"stop-")] == sent
+
+
+def payloads_of(batch) -> list[bytes]:
+    """The UDP payloads of a ring batch's packets."""
+    records = bytes(batch.records)
+    return [records[int(o) + 16 + UDP_HEADERS:int(o) + 16 + int(c)]
+            for o, c in zip(batch.offsets, batch.caplen, strict=True)]

@@ -59,7 +59,8 @@ def page_reporting() -> dict:
     With reporting on, a file deleted after one run gives its memory back to the host and the
     next run's writes fault it in again, which on the 2-core AMD VM of 2026-12-07 (order 9,
     37 GB handed back in the first 15 minutes) tripled both tools' CPU per packet in L2. Read at
-    the start and the end of a run, the difference says how much of that a run paid."""
+    the start and the end of a run, the difference says how much of that a run paid.
+    (`reported_kib` is that VM kernel's own; mainline Linux has only the order.)"""
     fields = {}
     for name, key in (("page_reporting_order", "order"), ("reported_kib", "reported_kib")):
         try:
