@@ -204,7 +204,8 @@ def voluntary_switches() -> int:
     return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
 
 
-GATHER_US, NAP_US = 300_000, 60_000
+# long enough that the blocks outnumber the naps twice over even from a slow sender
+GATHER_US, NAP_US = 900_000, 60_000
 def test_a_busy_link_batch_naps_instead_of_waking_for_every_block(veth):
     """While a batch gathers on a busy link, it naps between reads (live_set_idle) instead of
     waking for each of libpcap's 256 KiB blocks, and still gets every frame, whole and in
