@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 from pushcap.config.field_check import conceal
 from pushcap.config.model import ConfigError
@@ -42,26 +43,30 @@ def line_of(table: dict, key: str) -> int | None:
     return getattr(table, "lines", {}).get(key)
 
 
-def key_lines(text: str) -> dict[str, dict[str, int]]:
-    """{table: {key: first line}} for the `[table]` sections of a TOML text (1-based lines)."""
-    found: dict[str, dict[str, int]] = {}
-    section: str | None = ""  # keys before any header belong to the root
+def _lines_outside_strings(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based number, line) of a TOML text's lines, less those inside a multi-line string
+    (whose text may look like a header or a key). TOML breaks lines at "\n" only."""
     open_quote: str | None = None  # inside a multi-line string: which delimiter ends it
     for number, line in enumerate(text.split("\n"), 1):
         if open_quote:
             if line.count(open_quote) % 2:
                 open_quote = None
             continue
+        yield number, line
+        open_quote = next((q for q in ('"""', "'''") if line.count(q) % 2), None)
+
+
+def key_lines(text: str) -> dict[str, dict[str, int]]:
+    """{table: {key: first line}} for the `[table]` sections of a TOML text (1-based lines)."""
+    found: dict[str, dict[str, int]] = {}
+    section: str | None = ""  # keys before any header belong to the root
+    for number, line in _lines_outside_strings(text):
         if header := _TABLE_HEADER.match(line):
             section = header[1]
-            continue
-        if _OTHER_HEADER.match(line):
+        elif _OTHER_HEADER.match(line):
             section = None  # [[array]], [a.b] or an array's continuation: not tracked
-            continue
-        key = _KEY_LINE.match(line)
-        if key and section is not None:
+        elif (key := _KEY_LINE.match(line)) and section is not None:
             found.setdefault(section, {}).setdefault(key[1].strip("\"'"), number)
-        open_quote = next((q for q in ('"""', "'''") if line.count(q) % 2), None)
     return found
 
 
@@ -69,18 +74,7 @@ def array_table_lines(text: str, name: str) -> list[int]:
     """The line of each `[[name]]` header of a TOML text, in order (1-based): where an entry
     of an array of tables starts, for messages that name the entry."""
     header = re.compile(rf"\s*\[\[\s*{re.escape(name)}\s*\]\]\s*(?:#.*)?$")
-    found: list[int] = []
-    open_quote: str | None = None
-    for number, line in enumerate(text.split("\n"), 1):
-        if open_quote:
-            if line.count(open_quote) % 2:
-                open_quote = None
-            continue
-        if header.match(line):
-            found.append(number)
-            continue
-        open_quote = next((q for q in ('"""', "'''") if line.count(q) % 2), None)
-    return found
+    return [number for number, line in _lines_outside_strings(text) if header.match(line)]
 
 
 # Go's time.Duration syntax, which pcapdaemon's duration fields take ("90s", "1m30s").
