@@ -93,6 +93,7 @@ from benchlib.report import (  # noqa: E402
     memory_warning,
     page_reporting,
     print_table,
+    reported_during,
     source_version,
 )
 from benchlib.trigger import bench_t1  # noqa: E402
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report = {"machine": {**machine(), "memory_at_start": memory_at_start,
-                          "page_reporting": _reported_during(reporting_at_start)},
+                          "page_reporting": reported_during(reporting_at_start)},
               "pushcap": source_version(pushcap_src),
               "packets": args.packets, "reps": args.reps, "quick": args.quick,
               "rss_method": RSS_METHOD, "scenarios": results}
@@ -306,16 +307,6 @@ def main(argv: list[str] | None = None) -> int:
               "tools alike; write-heavy figures run higher than on a machine without it)")
     print(f"results: {args.out}")
     return 0
-
-
-def _reported_during(at_start: dict) -> dict:
-    """Free page reporting as the run ended, with the GiB the guest handed back to its host
-    during the run (see report.page_reporting); empty where the kernel has none."""
-    at_end = page_reporting()
-    if "reported_kib" in at_start and "reported_kib" in at_end:
-        at_end["reported_gib_during_run"] = round(
-            (at_end["reported_kib"] - at_start["reported_kib"]) / 2**20, 1)
-    return at_end
 
 
 if __name__ == "__main__":

@@ -70,6 +70,16 @@ def page_reporting() -> dict:
     return fields
 
 
+def reported_during(at_start: dict) -> dict:
+    """Free page reporting as the run ended, with the GiB the guest handed back to its host
+    since `at_start` (page_reporting()); empty where the kernel has none."""
+    at_end = page_reporting()
+    if "reported_kib" in at_start and "reported_kib" in at_end:
+        at_end["reported_gib_during_run"] = round(
+            (at_end["reported_kib"] - at_start["reported_kib"]) / 2**20, 1)
+    return at_end
+
+
 def memory_warning(before: dict) -> str | None:
     """A line for the report when other files hold memory the run's writes need."""
     if before.get("Shmem", 0) > SHMEM_WARNING_BYTES:
